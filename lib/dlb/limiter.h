@@ -1,0 +1,160 @@
+// The library's entry points.
+//
+//   bool dlb::AllowRequest(user_id, capacity, leak_rate)  -- the one-line API
+//   dlb::Limiter                                          -- options, decisions, batches
+//
+// A Limiter decides in one of two modes:
+//   strict: one atomic server-side step in Redis per decision (batches are pipelined),
+//           on the Redis clock; exact across every process that shares the Redis.
+//   local:  an in-process bucket table on the monotonic clock; exact per process.
+// When Redis fails (deadline, connection, protocol), a circuit breaker opens and the
+// failure policy decides until a probe succeeds:
+//   local  (default): an in-process bucket scaled by `fallback_share`;
+//   open:   admit;
+//   closed: reject.
+// Requests admitted by the local fallback are debited to Redis once on recovery.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dlb/bucket.h"
+#include "dlb/clock.h"
+#include "dlb/status.h"
+
+namespace dlb {
+
+enum class Mode { kStrict, kLocal };
+enum class FailurePolicy { kLocal, kOpen, kClosed };
+
+const char* ModeName(Mode m);
+const char* FailurePolicyName(FailurePolicy p);
+StatusOr<Mode> ParseMode(std::string_view s);
+StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view s);
+
+// Who decided a request.
+enum class DecisionSource {
+  kStore,           // Redis, atomically, on the Redis clock
+  kLocal,           // the in-process table (mode local)
+  kFallbackLocal,   // the in-process table because the store failed
+  kFallbackOpen,    // admitted because the store failed and the policy is open
+  kFallbackClosed,  // rejected because the store failed and the policy is closed
+};
+const char* DecisionSourceName(DecisionSource s);
+
+struct LimitDecision : Decision {
+  DecisionSource source = DecisionSource::kStore;
+};
+
+struct LimiterOptions {
+  Mode mode = Mode::kStrict;
+  // redis://[user[:password]@]host[:port][/db]  or  unix:///path/to.sock[?db=N]
+  // Credentials may also come from DLB_REDIS_USER / DLB_REDIS_PASSWORD or `username`
+  // and `password` below; the URL wins over the fields.
+  std::string redis_url = "redis://127.0.0.1:6379";
+  std::string username;
+  std::string password;
+  // Hard deadline of one store call (or one pipelined batch), connect included.
+  std::chrono::microseconds deadline{2000};
+  FailurePolicy on_store_failure = FailurePolicy::kLocal;
+  // Fraction of each limit this process enforces on its own while the store is down
+  // (1.0 = the whole limit; with N equal gateway processes, 1/N keeps the total).
+  double fallback_share = 1.0;
+  // Consecutive store failures that open the circuit breaker.
+  int breaker_threshold = 3;
+  // While open, a probe is let through after a back-off that doubles from min to max.
+  std::chrono::milliseconds breaker_backoff_min{20};
+  std::chrono::milliseconds breaker_backoff_max{2000};
+  // Connections kept to Redis (callers beyond it wait, within their deadline).
+  int max_connections = 64;
+  // Buckets kept in the in-process table (mode local and the local fallback).
+  size_t local_max_buckets = size_t{1} << 20;
+  // Clock of the in-process table; nullptr = CLOCK_MONOTONIC. Not owned.
+  const Clock* clock = nullptr;
+};
+
+// Reads DLB_REDIS_URL, DLB_REDIS_USER, DLB_REDIS_PASSWORD, DLB_MODE,
+// DLB_DEADLINE_US, DLB_ON_STORE_FAILURE, DLB_FALLBACK_SHARE over the defaults.
+// DLB_CONFIG names a YAML file whose `redis:` and `limiter:` sections are read first.
+StatusOr<LimiterOptions> OptionsFromEnvironment();
+
+// Reads the `redis:` and `limiter:` sections of a YAML config over `base`. Errors name
+// the file, the line and the field. Other sections (other forms' settings) are ignored.
+StatusOr<LimiterOptions> LoadLimiterConfig(const std::string& path, LimiterOptions base = {});
+
+// One request of a batch. `rule` names the bucket among a user's buckets; empty means
+// a name derived from the spec, so the same (capacity, leak rate) is the same bucket.
+struct LimitRequest {
+  std::string_view user_id;
+  BucketSpec spec;
+  int64_t cost = 1;
+  std::string_view rule = {};
+};
+
+// Counters since the limiter started; summed from per-thread stripes on read.
+struct LimiterStats {
+  uint64_t allowed = 0;
+  uint64_t rejected = 0;
+  uint64_t store_decisions = 0;
+  uint64_t local_decisions = 0;
+  uint64_t fallback_decisions = 0;    // decided by the failure policy
+  uint64_t store_errors = 0;
+  uint64_t store_timeouts = 0;
+  uint64_t breaker_opens = 0;
+  uint64_t reconciled_requests = 0;   // fallback admissions debited to Redis
+  uint64_t fallback_overflow = 0;     // new keys refused because the table was full
+  // Store latency histogram: bucket i counts calls with latency < kLatencyBoundsUs[i].
+  static constexpr int kLatencyBuckets = 12;
+  static constexpr int64_t kLatencyBoundsUs[kLatencyBuckets] = {
+      50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, INT64_MAX};
+  uint64_t store_latency_hist[kLatencyBuckets] = {};
+  uint64_t store_latency_sum_us = 0;
+  bool breaker_open = false;
+};
+
+// The current level of a user's bucket (no request is made).
+struct BucketInfo {
+  Decision state;      // allowed = a request of cost 1 would be admitted now
+  std::string key;     // the Redis key (strict mode) or the table key (local)
+};
+
+class Limiter {
+ public:
+  static StatusOr<std::unique_ptr<Limiter>> Create(LimiterOptions options);
+  virtual ~Limiter() = default;
+
+  // Decides one request. Errors only for invalid arguments; a store failure is decided
+  // by the failure policy (DecisionSource says so).
+  virtual StatusOr<LimitDecision> Decide(std::string_view user_id, const BucketSpec& spec,
+                                         int64_t cost = 1, std::string_view rule = {}) = 0;
+
+  // Decides many requests in one pipelined round trip; one result per request, in order.
+  virtual std::vector<StatusOr<LimitDecision>> DecideBatch(
+      std::span<const LimitRequest> requests) = 0;
+
+  // Reads a bucket without changing it. Store errors are returned, not decided.
+  virtual StatusOr<BucketInfo> Inspect(std::string_view user_id, const BucketSpec& spec,
+                                       std::string_view rule = {}) = 0;
+  // Forgets a bucket (it becomes fresh and empty).
+  virtual Status Reset(std::string_view user_id, const BucketSpec& spec,
+                       std::string_view rule = {}) = 0;
+
+  virtual LimiterStats Stats() const = 0;
+  virtual const LimiterOptions& options() const = 0;
+};
+
+// The mission's entry point: one request of cost 1 for `user_id` against a bucket of
+// `capacity` requests leaking `leak_rate` requests per second. Uses a process-wide
+// Limiter configured from the environment (and from DLB_CONFIG when set). Throws
+// std::invalid_argument for invalid arguments; never throws for store failures.
+bool AllowRequest(std::string_view user_id, int capacity, double leak_rate);
+
+// The process-wide limiter behind AllowRequest (created on first use).
+Limiter& DefaultLimiter();
+
+}  // namespace dlb

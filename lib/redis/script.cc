@@ -1,0 +1,200 @@
+#include "redis/script.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace dlb::redis {
+
+const std::string_view kBucketScript = R"lua(
+local t = redis.call('TIME')
+local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
+local op = ARGV[1]
+local nk = #KEYS
+if nk < 1 or #ARGV ~= 1 + 3 * nk or (op ~= 'take' and op ~= 'peek' and op ~= 'debit') then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. take|peek|debit (capacity interval_ns cost)..')
+end
+-- Lua numbers are doubles: epoch nanoseconds do not fit in one, so a TAT is handled
+-- as seconds and nanoseconds and only the fill (TAT - now) is a single number.
+local function fill_of(v)
+  local dot = string.find(v, '.', 1, true)
+  local ip, fp = v, 0
+  if dot then ip, fp = string.sub(v, 1, dot - 1), tonumber('0' .. string.sub(v, dot)) end
+  local sec, ns = 0, tonumber(ip)
+  if #ip > 9 then sec, ns = tonumber(string.sub(ip, 1, -10)), tonumber(string.sub(ip, -9)) end
+  return (sec - now_s) * 1e9 + (ns - now_ns) + fp
+end
+local function tat_text(after)
+  local total = now_ns + after
+  local carry = math.floor(total / 1e9)
+  local rest = total - carry * 1e9
+  local whole = math.floor(rest)
+  local frac = math.ceil((rest - whole) * 1e6)
+  if frac >= 1e6 then whole, frac = whole + 1, 0 end
+  if whole >= 1e9 then carry, whole = carry + 1, whole - 1e9 end
+  local s = string.format('%.0f%09d', now_s + carry, whole)
+  if frac > 0 then s = s .. string.gsub(string.format('.%06d', frac), '0+$', '') end
+  return s
+end
+local fill, unit, cap, cost, leaks = {}, {}, {}, {}, {}
+local all_ok = 1
+for i = 1, nk do
+  local c, tn, n = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  if not c or not tn or not n or c < 1 or tn < 0 or n < 1 then
+    return redis.error_reply('ERR dlb: bad bucket arguments')
+  end
+  local v = redis.call('GET', KEYS[i])
+  local d = 0
+  if tn == 0 then
+    -- A bucket that never leaks counts requests: its unit is one request.
+    unit[i] = 1
+    if v then d = tonumber(v) or 0 end
+  else
+    unit[i] = tn
+    if v then d = fill_of(v) end
+  end
+  if d < 0 then d = 0 end
+  fill[i], cap[i], cost[i], leaks[i] = d, c, n, tn ~= 0
+  -- Compare in requests with a few ulps of slack, so that C admissions of T each
+  -- fill a bucket of C*T exactly despite binary rounding.
+  if d / unit[i] + n > c + 1e-9 + c * 4e-15 then all_ok = 0 end
+end
+local out = {all_ok, string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
+for i = 1, nk do
+  local d, u, c, n = fill[i], unit[i], cap[i], cost[i]
+  local after = d
+  if op == 'take' and all_ok == 1 then
+    after = d + n * u
+  elseif op == 'debit' then
+    after = math.min(d + n * u, c * u)
+    if after < d then after = d end
+  end
+  if after ~= d then
+    if not leaks[i] then
+      redis.call('SET', KEYS[i], string.format('%.0f', after))
+    else
+      -- PXAT (absolute): replicas and AOF replays keep the master's expiry instead
+      -- of recomputing one on their own clocks. The key vanishes once drained.
+      local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(after / 1e6) + 1
+      redis.call('SET', KEYS[i], tat_text(after), 'PXAT', string.format('%.0f', expire_ms))
+    end
+  end
+  local level = after / u
+  local remaining = math.floor(c - level + 1e-9 + c * 4e-15)
+  if remaining < 0 then remaining = 0 end
+  local retry = '0'
+  if (op ~= 'take' or all_ok == 0) and d / u + n > c + 1e-9 + c * 4e-15 then
+    if leaks[i] then retry = string.format('%.0f', math.max(1, math.ceil(d + n * u - c * u)))
+    else retry = '-1' end
+  end
+  local reset = '0'
+  if after > 0 then
+    if leaks[i] then reset = string.format('%.0f', math.ceil(after)) else reset = '-1' end
+  end
+  out[#out + 1] = string.format('%.17g', level)
+  out[#out + 1] = remaining
+  out[#out + 1] = retry
+  out[#out + 1] = reset
+end
+return out
+)lua";
+
+namespace {
+
+// SHA-1 of the script, as Redis names it for EVALSHA (FIPS 180-4; only ever applied
+// to the script text, never to untrusted input, so SHA-1's weakness does not matter).
+std::string Sha1Hex(std::string_view data) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  std::string msg(data);
+  const uint64_t bits = static_cast<uint64_t>(msg.size()) * 8;
+  msg.push_back(static_cast<char>(0x80));
+  while (msg.size() % 64 != 56) msg.push_back(0);
+  for (int i = 7; i >= 0; --i) msg.push_back(static_cast<char>(bits >> (8 * i)));
+  auto rotl = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (size_t off = 0; off < msg.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      const auto* b = reinterpret_cast<const uint8_t*>(msg.data() + off + 4 * i);
+      w[i] = uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
+      else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
+      else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+      else { f = b ^ c ^ d; k = 0xCA62C1D6; }
+      const uint32_t t = rotl(a, 5) + f + e + k + w[i];
+      e = d; d = c; c = rotl(b, 30); b = a; a = t;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+  }
+  char hex[41];
+  for (int i = 0; i < 5; ++i) std::snprintf(hex + 8 * i, 9, "%08x", h[i]);
+  return std::string(hex, 40);
+}
+
+}  // namespace
+
+const std::string& BucketScriptSha() {
+  static const std::string sha = Sha1Hex(kBucketScript);
+  return sha;
+}
+
+void AppendBucketCall(CommandWriter& w, std::string_view sha, std::string_view key, BucketOp op,
+                      const BucketSpec& spec, int64_t cost) {
+  static constexpr std::string_view kOps[] = {"take", "peek", "debit"};
+  w.Begin(8).Arg("EVALSHA").Arg(sha).Arg(int64_t{1}).Arg(key).Arg(kOps[static_cast<int>(op)]);
+  w.Arg(spec.capacity);
+  if (spec.leak_rate_per_s == 0) {
+    w.Arg("0");
+  } else {
+    w.ArgDouble(1e9 / spec.leak_rate_per_s);
+  }
+  w.Arg(cost);
+}
+
+bool IsNoScript(const redisReply* r) {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
+         std::strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+StatusOr<ScriptResult> ParseBucketReply(const redisReply* r) {
+  if (r == nullptr) return Status::Protocol("no reply");
+  if (r->type == REDIS_REPLY_ERROR) {
+    if (IsNoScript(r)) return Status::Unavailable("NOSCRIPT");
+    return Status::Protocol("Redis error: " + DescribeReply(r));
+  }
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+    return Status::Protocol("unexpected script reply: " + DescribeReply(r));
+  }
+  redisReply* const* e = r->element;
+  if (e[0]->type != REDIS_REPLY_INTEGER || e[1]->type != REDIS_REPLY_STRING ||
+      e[2]->type != REDIS_REPLY_STRING || e[3]->type != REDIS_REPLY_INTEGER ||
+      e[4]->type != REDIS_REPLY_STRING || e[5]->type != REDIS_REPLY_STRING) {
+    return Status::Protocol("unexpected element types in script reply");
+  }
+  auto number = [](const redisReply* x) {
+    return std::strtod(std::string(x->str, x->len).c_str(), nullptr);
+  };
+  // Durations arrive in ns as decimal text (they can exceed 2^63 for tiny leak rates).
+  auto duration_ns = [&](const redisReply* x) -> int64_t {
+    const double v = number(x);
+    if (v < 0) return kNever;
+    return v >= 9.2e18 ? kNever - 1 : static_cast<int64_t>(v);
+  };
+  ScriptResult out;
+  out.allowed = e[0]->integer == 1;
+  out.now_us = static_cast<int64_t>(number(e[1]));
+  Decision& d = out.decision;
+  d.allowed = out.allowed;
+  d.level = number(e[2]);
+  d.remaining = e[3]->integer;
+  d.retry_after_ns = duration_ns(e[4]);
+  d.reset_after_ns = duration_ns(e[5]);
+  return out;
+}
+
+}  // namespace dlb::redis
