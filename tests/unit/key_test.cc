@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -86,10 +87,11 @@ TEST(Sha256, ReadsOnlyTheGivenView) {
 constexpr size_t kKeyPrefix = 5;  // "dlb:{"
 
 TEST(RedisKey, MatchesReferenceLayout) {
-  // base64url(sha256(id)[:16]) without padding, from Python's hashlib and base64.
-  EXPECT_EQ(RedisKey("user-42", "api"), "dlb:{bYlKo-6AJUnX80Dnwc8NHA}:api");
-  EXPECT_EQ(RedisKey("", "r"), "dlb:{47DEQpj8HBSa-_TImW-5JA}:r");
-  EXPECT_EQ(RedisKey(std::string_view("\0", 1), "r"), "dlb:{bjQLnP-zepicpUTmu3gKLA}:r");
+  // The first 108 bits of SHA-256 in base64url: base64.urlsafe_b64encode(
+  // hashlib.sha256(id).digest()[:15])[:18] in Python.
+  EXPECT_EQ(RedisKey("user-42", "api"), "dlb:{bYlKo-6AJUnX80Dnwc}:api");
+  EXPECT_EQ(RedisKey("", "r"), "dlb:{47DEQpj8HBSa-_TImW}:r");
+  EXPECT_EQ(RedisKey(std::string_view("\0", 1), "r"), "dlb:{bjQLnP-zepicpUTmu3}:r");
 }
 
 TEST(RedisKey, DigestIsPrefixOfSha256) {
@@ -189,11 +191,24 @@ TEST(RedisKey, AppendRedisKeyMatchesRedisKeyWithoutReallocating) {
   EXPECT_EQ(out.data(), data);
 }
 
-TEST(RuleNameForSpec, FormatsCapacityAndExactRate) {
-  EXPECT_EQ(RuleNameForSpec(10, 5.0), "10:5");
-  EXPECT_EQ(RuleNameForSpec(1, 0.0), "1:0");
-  EXPECT_EQ(RuleNameForSpec(100, 0.1), "100:0.10000000000000001");
-  EXPECT_EQ(RuleNameForSpec(int64_t{1} << 40, 1e9), "1099511627776:1000000000");
+TEST(RuleNameForSpec, IsShortHashOfCapacityAndExactRate) {
+  // base64.urlsafe_b64encode(hashlib.sha256(b"%d:%.17g" % (C, r)).digest()[:6])[:5]
+  EXPECT_EQ(RuleNameForSpec(10, 5.0), "l8kCE");                   // "10:5"
+  EXPECT_EQ(RuleNameForSpec(1, 0.0), "pmhfO");                    // "1:0"
+  EXPECT_EQ(RuleNameForSpec(100, 0.1), "HqqsV");                  // "100:0.10000000000000001"
+  EXPECT_EQ(RuleNameForSpec(int64_t{1} << 40, 1e9), "yOV_C");     // "1099511627776:1000000000"
+}
+
+TEST(RuleNameForSpec, FixedLengthBase64Url) {
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string name =
+        RuleNameForSpec(static_cast<int64_t>(rng() % 1'000'000 + 1), static_cast<double>(rng() % 1000) / 7);
+    ASSERT_EQ(name.size(), kRuleNameForSpecChars);
+    for (char c : name) {
+      EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') << name;
+    }
+  }
 }
 
 TEST(RuleNameForSpec, DistinguishesAdjacentRates) {
