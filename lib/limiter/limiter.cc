@@ -86,6 +86,13 @@ class LimiterImpl final : public Limiter {
   StatusOr<LimitDecision> Decide(std::string_view user_id, const BucketSpec& spec, int64_t cost,
                                  std::string_view rule) override {
     LimitRequest r{.user_id = user_id, .spec = spec, .cost = cost, .rule = rule};
+    if (opts_.mode == Mode::kLocal) {
+      // The in-process path stays free of the batch's vectors.
+      if (Status s = Validate(r); !s.ok()) return s;
+      LimitDecision d = DecideLocal(r, DecisionSource::kLocal, 1.0);
+      Bump(d.allowed ? kAllowed : kRejected);
+      return d;
+    }
     auto out = DecideBatch(std::span<const LimitRequest>(&r, 1));
     return std::move(out[0]);
   }
@@ -390,8 +397,8 @@ class LimiterImpl final : public Limiter {
     }
     LimitDecision d;
     d.source = source;
-    auto profile = BucketProfile::Make(spec);
-    if (!profile.ok()) return d;   // unreachable: validated, and scaling keeps it valid
+    const BucketProfile* profile = CachedProfile(spec);
+    if (profile == nullptr) return d;   // unreachable: validated, and scaling keeps it valid
     const uint64_t key = table_.KeyOf(r.user_id, r.rule, r.spec);
     Decision dec;
     if (table_.Decide(key, *profile, clock_->NowNs(), cost, &dec) == LocalTable::Outcome::kOverflow) {
@@ -405,6 +412,30 @@ class LimiterImpl final : public Limiter {
     static_cast<Decision&>(d) = dec;
     if (source == DecisionSource::kLocal) Bump(kLocalDecisions);
     return d;
+  }
+
+  // Turning a spec into a profile costs a long double division; callers mostly repeat
+  // a few specs, so each thread keeps the last few.
+  static const BucketProfile* CachedProfile(const BucketSpec& spec) {
+    struct Entry {
+      BucketSpec spec{};
+      BucketProfile profile;
+    };
+    static constexpr int kEntries = 4;
+    thread_local Entry cache[kEntries];
+    thread_local int next = 0;
+    for (Entry& e : cache) {
+      if (e.spec.capacity == spec.capacity && e.spec.leak_rate_per_s == spec.leak_rate_per_s) {
+        return &e.profile;
+      }
+    }
+    auto p = BucketProfile::Make(spec);
+    if (!p.ok()) return nullptr;
+    Entry& e = cache[next];
+    next = (next + 1) % kEntries;
+    e.spec = spec;
+    e.profile = *p;
+    return &e.profile;
   }
 
   // ---- reconciliation -------------------------------------------------------------
