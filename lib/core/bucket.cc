@@ -140,6 +140,10 @@ Decision Peek(const BucketProfile& p, const BucketState& state, int64_t now_ns) 
 }
 
 void Debit(const BucketProfile& p, BucketState& state, int64_t now_ns, int64_t cost) {
+  // Any cost >= C fills the bucket; clamping first keeps cost * T within 128 bits
+  // (it would wrap for cost > ~2^46 at the slowest rate). A count below 1 adds nothing.
+  if (cost < 1) return;
+  if (cost > p.spec().capacity) cost = p.spec().capacity;
   const u128 now = NowFp(p, now_ns);
   const u128 diff = state.tat_fp > now ? state.tat_fp - now : 0;
   u128 want = diff + p.interval_fp() * static_cast<u128>(cost);
