@@ -164,6 +164,7 @@ int Run(int argc, char** argv) {
     if (due->next_ns < now - kMaxLagNs) due->next_ns = now;
   }
 
+  const int64_t t1 = RealtimeNs();
   const dlb::LimiterStats stats = dlb::DefaultLimiter().Stats();
   std::string list = "[";
   for (size_t i = 0; i < users.size(); ++i) {
@@ -187,6 +188,8 @@ int Run(int argc, char** argv) {
                  .Int("pid", getpid())
                  .Str("mode", dlb::ModeName(dlb::DefaultLimiter().options().mode))
                  .Num("seconds", seconds)
+                 .Num("start_unix_s", static_cast<double>(t0) / 1e9)
+                 .Num("end_unix_s", static_cast<double>(t1) / 1e9)
                  .Int("store_decisions", static_cast<int64_t>(stats.store_decisions))
                  .Int("fallback_decisions", static_cast<int64_t>(stats.fallback_decisions))
                  .Int("store_errors", static_cast<int64_t>(stats.store_errors))
