@@ -1,0 +1,112 @@
+// Configuration of the packet engine: plain structs with designated-initializer
+// defaults (STYLE.md: never filled by position). Turned into compiled rules and sized
+// tables once at start (rules.h, engine.h); nothing here is read per packet as text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dlb/bucket.h"
+
+namespace dlb::packet {
+
+// How a rule's decisions are made (DESIGN.md, "Accuracy modes"). The engine always
+// decides in its own shard; the mode tells the appliance's sync layer what to do with
+// the shard's state (strict: one store call per request, synced: leases, local: none).
+enum class Mode : uint8_t { kStrict, kSynced, kLocal };
+// What a limited request gets.
+enum class Action : uint8_t {
+  kReject,  // 429 to the client (Connection: close), RST to the server
+  kDrop,    // drop the segment that completes the head; the client retransmits it
+  kShadow,  // count only (dry run)
+};
+// What the rule does while the store is unreachable (DESIGN.md, "Failure policy").
+enum class FailurePolicy : uint8_t { kLocal, kOpen, kClosed };
+// A new key that finds its shard full (no slot without level in its probe window).
+enum class OverflowPolicy : uint8_t {
+  kAllow,   // fail open: admit without a bucket
+  kLimit,   // fail closed: treat as limited (the rule's action applies)
+};
+// A head without the identity header (or with an empty value).
+enum class MissingIdentityPolicy : uint8_t {
+  kSourceIp,  // key the bucket by the client's address (IPv4 or IPv6)
+  kLimit,     // treat as limited (the rule's action applies)
+  kPass,      // forward without a decision
+};
+// A head that is not HTTP, malformed or too large, where a decision cannot be made.
+enum class HeadPolicy : uint8_t {
+  kForward,  // forward, stop inspecting this connection
+  kDrop,     // drop the segment, keep inspecting
+  kReset,    // RST to both sides
+};
+// IP fragments (not reassembled by the engine) and malformed frames.
+enum class FramePolicy : uint8_t { kForward, kDrop };
+
+const char* ModeName(Mode m);
+const char* ActionName(Action a);
+const char* FailurePolicyName(FailurePolicy p);
+const char* OverflowPolicyName(OverflowPolicy p);
+const char* MissingIdentityPolicyName(MissingIdentityPolicy p);
+const char* HeadPolicyName(HeadPolicy p);
+const char* FramePolicyName(FramePolicy p);
+
+struct RuleConfig {
+  // A token of [A-Za-z0-9_.-], at most 64 bytes: it appears in the Redis key, in metric
+  // labels and quoted in the RateLimit headers.
+  std::string name;
+  // Match conditions; empty matches anything. The method is compared exactly (methods
+  // are case-sensitive), the host case-insensitively without its port, the path as a
+  // byte prefix of the raw target path.
+  std::string method;
+  std::string path_prefix;
+  std::string host;
+  dlb::BucketSpec bucket = {.capacity = 100, .leak_rate_per_s = 10.0};
+  int64_t cost = 1;
+  Mode mode = Mode::kSynced;
+  Action action = Action::kReject;
+  FailurePolicy on_store_failure = FailurePolicy::kLocal;
+  OverflowPolicy on_table_full = OverflowPolicy::kAllow;
+};
+
+// The rule that applies when no other matches: named "default", the defaults above.
+inline RuleConfig DefaultRuleConfig() {
+  RuleConfig r;
+  r.name = "default";
+  return r;
+}
+
+struct PacketConfig {
+  // TCP destination ports of the HTTP services; other traffic is forwarded untouched.
+  std::vector<uint16_t> service_ports = {80};
+
+  std::string identity_header = "X-User-ID";
+  uint32_t max_identity_bytes = 256;
+  MissingIdentityPolicy on_missing_identity = MissingIdentityPolicy::kSourceIp;
+
+  uint32_t max_head_bytes = 8192;       // also the reassembly buffer size
+  uint32_t max_header_lines = 128;
+  uint8_t max_ipv6_extension_headers = 8;
+
+  // A connection whose bytes at a request boundary are not HTTP is left alone; heads
+  // that are malformed or too large are refused, since a server that accepts what we
+  // could not parse would admit a request nobody counted.
+  HeadPolicy on_not_http = HeadPolicy::kForward;
+  HeadPolicy on_malformed_head = HeadPolicy::kReset;
+  HeadPolicy on_oversize_head = HeadPolicy::kReset;
+  FramePolicy on_fragment = FramePolicy::kForward;
+  FramePolicy on_malformed_frame = FramePolicy::kForward;
+
+  // Per-core flow table and reassembly pool.
+  uint32_t max_flows = 65536;
+  uint32_t reassembly_buffers = 1024;
+  int64_t flow_idle_timeout_ns = 120'000'000'000;  // 120 s: beyond common keep-alives
+
+  // Per-core bucket shard: sized for this many users at start.
+  uint64_t shard_users = 1'000'000;
+
+  std::vector<RuleConfig> rules;
+  RuleConfig default_rule = DefaultRuleConfig();
+};
+
+}  // namespace dlb::packet

@@ -1,0 +1,156 @@
+// The packet engine of one core: from a burst of frames to a verdict per frame.
+//
+//   1. parse L2-L4 of every frame, hash the flows of client segments, prefetch their
+//      flow slots;
+//   2. follow each client->server TCP stream: find request heads at request boundaries,
+//      reassemble heads split over segments, skip bodies (Content-Length or chunked);
+//      for each head match a rule, hash the identity (SipHash, keyed) and prefetch its
+//      shard lines;
+//   3. decide all heads of the burst in the shard, in order;
+//   4. turn decisions into verdicts: forward, drop, reject (429 to the client, RST to
+//      the server) or reset.
+//
+// The engine owns no NIC and no threads: the appliance (DPDK) and the XDP agent's slow
+// path feed it byte buffers and act on the verdicts with the frame builders of
+// reject.h. All memory is taken at Create; ProcessBurst never allocates, never throws.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+
+#include "dlb/packet/allocator.h"
+#include "dlb/packet/config.h"
+#include "dlb/packet/http.h"
+#include "dlb/packet/parse.h"
+#include "dlb/packet/rules.h"
+#include "dlb/packet/shard.h"
+#include "dlb/packet/siphash.h"
+#include "dlb/status.h"
+
+namespace dlb::packet {
+
+// Per-core counters: plain integers bumped by the owning core only; the metrics layer
+// sums them over cores at scrape time. The list is declared once; names are the
+// Prometheus names without the dlb_packet_ prefix and _total suffix.
+#define DLB_ENGINE_COUNTERS(X)                                                   \
+  X(frames, "frames")                                                            \
+  X(client_segments, "client_segments")                                          \
+  X(server_segments, "server_segments")                                          \
+  X(fragments_dropped, "fragments_dropped")                                      \
+  X(malformed_frames_dropped, "malformed_frames_dropped")                        \
+  X(heads, "heads")                                                              \
+  X(allowed, "allowed")                                                          \
+  X(limited, "limited")                                                          \
+  X(rejected, "rejected")                                                        \
+  X(dropped, "dropped")                                                          \
+  X(shadow_limited, "shadow_limited")                                            \
+  X(identity_missing, "identity_missing")                                        \
+  X(identity_source_ip, "identity_source_ip")                                    \
+  X(identity_missing_passed, "identity_missing_passed")                          \
+  X(identity_missing_limited, "identity_missing_limited")                        \
+  X(shard_table_full, "shard_table_full")                                        \
+  X(shard_table_full_allowed, "shard_table_full_allowed")                        \
+  X(shard_table_full_limited, "shard_table_full_limited")                        \
+  X(not_http, "not_http")                                                        \
+  X(oversize_heads, "oversize_heads")                                            \
+  X(malformed_heads, "malformed_heads")                                          \
+  X(malformed_chunked, "malformed_chunked")                                      \
+  X(resets, "resets")                                                            \
+  X(flows_created, "flows_created")                                              \
+  X(flows_closed, "flows_closed")                                                \
+  X(flows_expired, "flows_expired")                                              \
+  X(flow_table_full, "flow_table_full")                                          \
+  X(midstream_flows, "midstream_flows")                                          \
+  X(resyncs, "resyncs")                                                          \
+  X(retransmitted_segments, "retransmitted_segments")                            \
+  X(out_of_order_segments, "out_of_order_segments")                              \
+  X(reassembly_buffers_exhausted, "reassembly_buffers_exhausted")                \
+  X(reassembly_window_exceeded, "reassembly_window_exceeded")                    \
+  X(closed_flow_segments_dropped, "closed_flow_segments_dropped")
+
+struct EngineCounters {
+#define DLB_X(field, name) uint64_t field = 0;
+  DLB_ENGINE_COUNTERS(DLB_X)
+#undef DLB_X
+  uint64_t parse[kParseResultCount] = {};
+  uint64_t malformed_head[kHeadResultCount] = {};
+};
+
+// Calls f(name, value) for every counter, parse and head reasons included
+// ("parse_truncated_ipv4", "head_bad_header").
+template <typename F>
+void ForEachCounter(const EngineCounters& c, F&& f) {
+#define DLB_X(field, name) f(name, c.field);
+  DLB_ENGINE_COUNTERS(DLB_X)
+#undef DLB_X
+  char buf[64];
+  for (int i = 0; i < kParseResultCount; ++i) {
+    std::snprintf(buf, sizeof buf, "parse_%s", ParseResultName(static_cast<ParseResult>(i)));
+    f(static_cast<const char*>(buf), c.parse[i]);
+  }
+  for (int i = 0; i < kHeadResultCount; ++i) {
+    std::snprintf(buf, sizeof buf, "head_%s", HeadResultName(static_cast<HeadResult>(i)));
+    f(static_cast<const char*>(buf), c.malformed_head[i]);
+  }
+}
+
+enum class Verdict : uint8_t {
+  kForward,  // send the frame on unchanged
+  kDrop,     // free the frame
+  kReject,   // free the frame; send BuildClientReject to the client and
+             // BuildServerReset (seq = reset_seq) to the server
+  kReset,    // free the frame; send BuildServerReset (seq = reset_seq) to the server and
+             // BuildClientReset to the client
+};
+const char* VerdictName(Verdict v);
+
+struct Frame {
+  const uint8_t* data = nullptr;
+  uint32_t bytes = 0;
+};
+
+struct FrameResult {
+  Verdict verdict = Verdict::kForward;
+  ParseResult parse = ParseResult::kNotIp;
+  uint16_t rule = 0;                 // kReject: the rule that limited the request
+  uint16_t heads = 0;                // request heads that completed in this frame
+  uint32_t reset_seq = 0;            // kReject / kReset: the server's next expected byte
+  dlb::Decision decision;            // kReject: the limiting decision
+  PacketView view;                   // valid when parse == kTcp
+};
+
+class PacketEngine {
+ public:
+  static constexpr size_t kMaxBurst = 32;
+
+  // `rules` must outlive the engine. `sip_key` keys the flow and identity hashes (one
+  // random key per process); `now_ns` is the engine's clock at start (the shard epoch).
+  static StatusOr<std::unique_ptr<PacketEngine>> Create(const PacketConfig& config,
+                                                        const RuleSet& rules,
+                                                        Allocator& allocator,
+                                                        const SipKey& sip_key, int64_t now_ns);
+  ~PacketEngine();
+  PacketEngine(const PacketEngine&) = delete;
+  PacketEngine& operator=(const PacketEngine&) = delete;
+
+  // Decides a burst of at most kMaxBurst frames (the rest are forwarded unexamined) at
+  // `now_ns` (monotonic, >= the start time). results[i] belongs to frames[i].
+  void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results);
+
+  const EngineCounters& counters() const;
+  const ShardCounters& shard_counters() const;
+  const BucketShard& shard() const;
+  size_t active_flows() const;
+  size_t free_reassembly_buffers() const;
+  size_t memory_bytes() const;  // flows, reassembly pool and shard
+
+  struct Impl;
+
+ private:
+  explicit PacketEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dlb::packet

@@ -1,0 +1,121 @@
+// A per-core table of buckets: fixed-size, cache-aligned, sized once at start from an
+// injected allocator and never grown. Each 64-byte line holds four 16-byte entries; a
+// key lives in one of two lines chosen by its keyed hash (two-choice hashing: bounded
+// probing, two cache lines at most, both prefetched by the bulk lookup).
+//
+// An entry keeps a 32-bit tag of the key's hash and the bucket's TAT relative to the
+// shard's epoch, with all 32 fractional bits, so that a decision made here is exactly
+// dlb::Decide's on the absolute TAT (GCRA only ever looks at TAT - now). The key itself
+// is not stored: two keys collide only if they agree on the line and the 32-bit tag,
+// about 8 / 2^32 per new key, and the hash is keyed, so they cannot be made to.
+//
+// A full table never evicts a bucket that still holds level (that would reset a
+// throttled user): entries whose bucket has drained are reused, and an entry may move
+// to its key's other line to make room (one cuckoo step); a new key that still finds no
+// entry is refused, and the rule's overflow policy applies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dlb/bucket.h"
+#include "dlb/packet/allocator.h"
+#include "dlb/status.h"
+
+namespace dlb::packet {
+
+inline constexpr size_t kEntriesPerLine = 4;
+inline constexpr double kShardLoadFactor = 0.8;  // entries in use when sized for `users`
+
+struct ShardEntry {
+  uint32_t tag = 0;       // 0: free
+  uint32_t tat_frac = 0;  // TAT's 32 fractional bits of a nanosecond
+  uint64_t tat_ns = 0;    // TAT in ns past the epoch (62 bits); bit 62: the entry sits in
+                          // its key's second line; bit 63: a bucket that never leaks
+};
+static_assert(sizeof(ShardEntry) == 16);
+
+struct alignas(64) ShardLine {
+  ShardEntry entries[kEntriesPerLine];
+};
+static_assert(sizeof(ShardLine) == 64);
+
+// Where a key may live; computed once per request, then prefetched, then decided.
+struct ShardProbe {
+  uint32_t line_a = 0;
+  uint32_t line_b = 0;
+  uint32_t tag = 0;
+};
+
+// One request for the bulk lookup.
+struct ShardRequest {
+  uint64_t key_hash = 0;                      // SipHash of the identity (keyed)
+  const dlb::BucketProfile* profile = nullptr;
+  int64_t cost = 1;
+  uint16_t rule = 0;                          // a user's buckets of different rules differ
+};
+
+struct ShardResult {
+  dlb::Decision decision;
+  bool table_full = false;  // no entry for a new key: decision not made
+};
+
+struct ShardCounters {
+  uint64_t decisions = 0;
+  uint64_t new_keys = 0;
+  uint64_t reused_entries = 0;  // an empty bucket's entry given to a new key
+  uint64_t table_full = 0;
+  uint64_t relocations = 0;     // entries moved to their other line to make room
+};
+
+class BucketShard {
+ public:
+  static constexpr size_t kMaxBurst = 64;
+
+  // Sized for `users` keys at kShardLoadFactor; `epoch_ns` is the clock's reading at
+  // start: decisions must be asked at times >= it (a monotonic clock guarantees that).
+  static StatusOr<BucketShard> Create(Allocator& allocator, uint64_t users, int64_t epoch_ns);
+
+  BucketShard(BucketShard&& other) noexcept;
+  BucketShard& operator=(BucketShard&& other) noexcept;
+  BucketShard(const BucketShard&) = delete;
+  BucketShard& operator=(const BucketShard&) = delete;
+  ~BucketShard();
+
+  ShardProbe Probe(uint64_t key_hash, uint16_t rule) const;
+  void Prefetch(const ShardProbe& probe) const {
+    __builtin_prefetch(&lines_[probe.line_a], 1, 3);
+    __builtin_prefetch(&lines_[probe.line_b], 1, 3);
+  }
+  // Decides one request; false (and nothing decided) when a new key finds no entry.
+  bool Decide(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
+              int64_t cost, dlb::Decision& decision);
+  // The bulk lookup: probes all of `requests` (at most kMaxBurst), prefetches their
+  // lines, then decides them in order (a key repeated in the burst sees its own update).
+  void DecideBurst(const ShardRequest* requests, size_t count, int64_t now_ns, ShardResult* results);
+
+  // The bucket's state as dlb::Decide would see it (absolute TAT), for tests and the
+  // sync layer; false if the key has no entry.
+  bool Lookup(const ShardProbe& probe, int64_t now_ns, dlb::BucketState& state) const;
+
+  size_t lines() const { return lines_count_; }
+  size_t entries() const { return lines_count_ * kEntriesPerLine; }
+  size_t memory_bytes() const { return lines_count_ * sizeof(ShardLine); }
+  size_t CountUsed() const;  // O(table): for tests and statistics
+  int64_t epoch_ns() const { return epoch_ns_; }
+  const ShardCounters& counters() const { return counters_; }
+
+ private:
+  BucketShard(Allocator* allocator, ShardLine* lines, size_t count, int64_t epoch_ns)
+      : allocator_(allocator), lines_(lines), lines_count_(count), epoch_ns_(epoch_ns) {}
+
+  ShardEntry* Relocate(const ShardProbe& probe, dlb::u128 now_fp, bool& slot_in_b);
+
+  Allocator* allocator_ = nullptr;
+  ShardLine* lines_ = nullptr;
+  size_t lines_count_ = 0;
+  int64_t epoch_ns_ = 0;
+  ShardCounters counters_;
+};
+
+}  // namespace dlb::packet

@@ -1,0 +1,90 @@
+// Small shared pieces: the heap allocator, the random SipHash key, enum names.
+#include <sys/random.h>
+
+#include <cstring>
+
+#include "dlb/packet/allocator.h"
+#include "dlb/packet/config.h"
+#include "dlb/packet/siphash.h"
+
+namespace dlb::packet {
+
+void* HeapAllocator::Allocate(size_t size_bytes, size_t align_bytes) {
+  if (align_bytes < 64) align_bytes = 64;
+  const size_t rounded = (size_bytes + align_bytes - 1) & ~(align_bytes - 1);
+  void* p = std::aligned_alloc(align_bytes, rounded == 0 ? align_bytes : rounded);
+  if (p != nullptr) std::memset(p, 0, rounded);
+  return p;
+}
+
+HeapAllocator& HeapAllocator::Instance() {
+  static HeapAllocator allocator;
+  return allocator;
+}
+
+SipKey RandomSipKey() {
+  uint64_t k[2] = {0, 0};
+  size_t got = 0;
+  while (got < sizeof k) {
+    const ssize_t n = getrandom(reinterpret_cast<uint8_t*>(k) + got, sizeof k - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return SipKey{k[0], k[1]};
+}
+
+const char* ModeName(Mode m) {
+  switch (m) {
+    case Mode::kStrict: return "strict";
+    case Mode::kSynced: return "synced";
+    case Mode::kLocal: return "local";
+  }
+  return "?";
+}
+const char* ActionName(Action a) {
+  switch (a) {
+    case Action::kReject: return "reject";
+    case Action::kDrop: return "drop";
+    case Action::kShadow: return "shadow";
+  }
+  return "?";
+}
+const char* FailurePolicyName(FailurePolicy p) {
+  switch (p) {
+    case FailurePolicy::kLocal: return "local";
+    case FailurePolicy::kOpen: return "open";
+    case FailurePolicy::kClosed: return "closed";
+  }
+  return "?";
+}
+const char* OverflowPolicyName(OverflowPolicy p) {
+  switch (p) {
+    case OverflowPolicy::kAllow: return "allow";
+    case OverflowPolicy::kLimit: return "limit";
+  }
+  return "?";
+}
+const char* MissingIdentityPolicyName(MissingIdentityPolicy p) {
+  switch (p) {
+    case MissingIdentityPolicy::kSourceIp: return "source_ip";
+    case MissingIdentityPolicy::kLimit: return "limit";
+    case MissingIdentityPolicy::kPass: return "pass";
+  }
+  return "?";
+}
+const char* HeadPolicyName(HeadPolicy p) {
+  switch (p) {
+    case HeadPolicy::kForward: return "forward";
+    case HeadPolicy::kDrop: return "drop";
+    case HeadPolicy::kReset: return "reset";
+  }
+  return "?";
+}
+const char* FramePolicyName(FramePolicy p) {
+  switch (p) {
+    case FramePolicy::kForward: return "forward";
+    case FramePolicy::kDrop: return "drop";
+  }
+  return "?";
+}
+
+}  // namespace dlb::packet

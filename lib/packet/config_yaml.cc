@@ -1,0 +1,239 @@
+#include "dlb/packet/config_yaml.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "dlb/packet/rules.h"
+
+namespace dlb::packet {
+namespace {
+
+// Carries the error out of the nested readers; caught once in LoadPacketConfigYaml
+// (start-up only: the data plane never sees an exception).
+struct ConfigError {
+  std::string message;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view file) : file_(file) {}
+
+  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
+                         const std::string& what) const {
+    std::ostringstream os;
+    os << file_;
+    const YAML::Mark m = node.Mark();
+    if (m.line >= 0) os << ':' << m.line + 1 << ':' << m.column + 1;
+    os << ": " << field << ": " << what;
+    throw ConfigError{os.str()};
+  }
+
+  std::string Scalar(const YAML::Node& n, const std::string& field) const {
+    if (!n.IsScalar()) Fail(n, field, "must be a scalar");
+    return n.Scalar();
+  }
+
+  std::string String(const YAML::Node& n, const std::string& field) const {
+    return Scalar(n, field);
+  }
+
+  int64_t Int(const YAML::Node& n, const std::string& field, int64_t lo, int64_t hi) const {
+    const std::string s = Scalar(n, field);
+    size_t pos = 0;
+    long long v = 0;
+    bool ok = !s.empty();
+    try {
+      v = std::stoll(s, &pos, 10);
+    } catch (...) {
+      ok = false;
+    }
+    if (!ok || pos != s.size() || v < lo || v > hi) {
+      Fail(n, field, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                         "], got '" + s + "'");
+    }
+    return v;
+  }
+
+  double Number(const YAML::Node& n, const std::string& field, double lo, double hi) const {
+    const std::string s = Scalar(n, field);
+    size_t pos = 0;
+    double v = 0;
+    bool ok = !s.empty();
+    try {
+      v = std::stod(s, &pos);
+    } catch (...) {
+      ok = false;
+    }
+    if (!ok || pos != s.size() || !std::isfinite(v) || v < lo || v > hi) {
+      std::ostringstream os;
+      os << "must be a number in [" << lo << ", " << hi << "], got '" << s << "'";
+      Fail(n, field, os.str());
+    }
+    return v;
+  }
+
+  template <typename E, size_t N>
+  E Enum(const YAML::Node& n, const std::string& field, const std::pair<const char*, E> (&table)[N]) const {
+    const std::string s = Scalar(n, field);
+    std::string allowed;
+    for (const auto& [name, value] : table) {
+      if (s == name) return value;
+      allowed += allowed.empty() ? "" : " | ";
+      allowed += name;
+    }
+    Fail(n, field, "must be one of " + allowed + ", got '" + s + "'");
+  }
+
+ private:
+  std::string file_;
+};
+
+constexpr std::pair<const char*, Mode> kModes[] = {
+    {"strict", Mode::kStrict}, {"synced", Mode::kSynced}, {"local", Mode::kLocal}};
+constexpr std::pair<const char*, Action> kActions[] = {
+    {"reject", Action::kReject}, {"drop", Action::kDrop}, {"shadow", Action::kShadow}};
+constexpr std::pair<const char*, FailurePolicy> kFailure[] = {
+    {"local", FailurePolicy::kLocal}, {"open", FailurePolicy::kOpen}, {"closed", FailurePolicy::kClosed}};
+constexpr std::pair<const char*, OverflowPolicy> kOverflow[] = {
+    {"allow", OverflowPolicy::kAllow}, {"limit", OverflowPolicy::kLimit}};
+constexpr std::pair<const char*, MissingIdentityPolicy> kMissing[] = {
+    {"source_ip", MissingIdentityPolicy::kSourceIp},
+    {"limit", MissingIdentityPolicy::kLimit},
+    {"pass", MissingIdentityPolicy::kPass}};
+constexpr std::pair<const char*, HeadPolicy> kHeadPolicies[] = {
+    {"forward", HeadPolicy::kForward}, {"drop", HeadPolicy::kDrop}, {"reset", HeadPolicy::kReset}};
+constexpr std::pair<const char*, FramePolicy> kFramePolicies[] = {
+    {"forward", FramePolicy::kForward}, {"drop", FramePolicy::kDrop}};
+
+RuleConfig ReadRule(const Reader& r, const YAML::Node& node, const std::string& field,
+                    RuleConfig rule) {
+  if (!node.IsMap()) r.Fail(node, field, "must be a map");
+  for (const auto& kv : node) {
+    const std::string key = r.Scalar(kv.first, field);
+    const YAML::Node& v = kv.second;
+    const std::string f = field + "." + key;
+    if (key == "name") rule.name = r.String(v, f);
+    else if (key == "method") rule.method = r.String(v, f);
+    else if (key == "path_prefix") rule.path_prefix = r.String(v, f);
+    else if (key == "host") rule.host = r.String(v, f);
+    else if (key == "capacity") rule.bucket.capacity = r.Int(v, f, 1, dlb::kMaxCapacity);
+    else if (key == "leak_rate_per_s") rule.bucket.leak_rate_per_s = r.Number(v, f, 0, dlb::kMaxLeakRatePerS);
+    else if (key == "cost") rule.cost = r.Int(v, f, 1, dlb::kMaxCapacity);
+    else if (key == "mode") rule.mode = r.Enum(v, f, kModes);
+    else if (key == "action") rule.action = r.Enum(v, f, kActions);
+    else if (key == "on_store_failure") rule.on_store_failure = r.Enum(v, f, kFailure);
+    else if (key == "on_table_full") rule.on_table_full = r.Enum(v, f, kOverflow);
+    else r.Fail(kv.first, f, "unknown key");
+  }
+  // The compiler's checks (name syntax, spec, cost), reported at this rule's position.
+  auto compiled = RuleSet::Compile({}, rule);
+  if (!compiled.ok()) r.Fail(node, field, compiled.status().message());
+  return rule;
+}
+
+PacketConfig Read(const Reader& r, const YAML::Node& root) {
+  PacketConfig c;
+  if (root.IsNull()) return c;
+  if (!root.IsMap()) r.Fail(root, "(top level)", "must be a map");
+  for (const auto& kv : root) {
+    const std::string key = r.Scalar(kv.first, "(top level)");
+    const YAML::Node& v = kv.second;
+    if (key == "service_ports") {
+      if (!v.IsSequence() || v.size() == 0) r.Fail(v, key, "must be a non-empty list of ports");
+      c.service_ports.clear();
+      for (size_t i = 0; i < v.size(); ++i) {
+        c.service_ports.push_back(static_cast<uint16_t>(r.Int(v[i], key + "[" + std::to_string(i) + "]", 1, 65535)));
+      }
+    } else if (key == "identity_header") {
+      c.identity_header = r.String(v, key);
+      if (c.identity_header.empty()) r.Fail(v, key, "must not be empty");
+      for (char ch : c.identity_header) {
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_')) {
+          r.Fail(v, key, "must be a header name of [A-Za-z0-9_-]");
+        }
+      }
+    } else if (key == "max_identity_bytes") {
+      c.max_identity_bytes = static_cast<uint32_t>(r.Int(v, key, 1, 4096));
+    } else if (key == "on_missing_identity") {
+      c.on_missing_identity = r.Enum(v, key, kMissing);
+    } else if (key == "max_head_bytes") {
+      c.max_head_bytes = static_cast<uint32_t>(r.Int(v, key, 64, 65536));
+    } else if (key == "max_header_lines") {
+      c.max_header_lines = static_cast<uint32_t>(r.Int(v, key, 1, 1024));
+    } else if (key == "max_ipv6_extension_headers") {
+      c.max_ipv6_extension_headers = static_cast<uint8_t>(r.Int(v, key, 0, 32));
+    } else if (key == "on_not_http") {
+      c.on_not_http = r.Enum(v, key, kHeadPolicies);
+    } else if (key == "on_malformed_head") {
+      c.on_malformed_head = r.Enum(v, key, kHeadPolicies);
+    } else if (key == "on_oversize_head") {
+      c.on_oversize_head = r.Enum(v, key, kHeadPolicies);
+    } else if (key == "on_fragment") {
+      c.on_fragment = r.Enum(v, key, kFramePolicies);
+    } else if (key == "on_malformed_frame") {
+      c.on_malformed_frame = r.Enum(v, key, kFramePolicies);
+    } else if (key == "max_flows") {
+      c.max_flows = static_cast<uint32_t>(r.Int(v, key, 1, 1 << 26));
+    } else if (key == "reassembly_buffers") {
+      c.reassembly_buffers = static_cast<uint32_t>(r.Int(v, key, 0, 1 << 20));
+    } else if (key == "flow_idle_timeout_s") {
+      c.flow_idle_timeout_ns = static_cast<int64_t>(r.Number(v, key, 0.001, 86400.0) * 1e9);
+    } else if (key == "shard_users") {
+      c.shard_users = static_cast<uint64_t>(r.Int(v, key, 1, int64_t{1} << 32));
+    } else if (key == "rules") {
+      if (!v.IsSequence()) r.Fail(v, key, "must be a list of rules");
+      for (size_t i = 0; i < v.size(); ++i) {
+        RuleConfig rule;
+        rule.name.clear();
+        const std::string field = "rules[" + std::to_string(i) + "]";
+        rule = ReadRule(r, v[i], field, rule);
+        for (const RuleConfig& prev : c.rules) {
+          if (prev.name == rule.name) r.Fail(v[i], field + ".name", "'" + rule.name + "' is used twice");
+        }
+        c.rules.push_back(std::move(rule));
+      }
+    } else if (key == "default_rule") {
+      c.default_rule = ReadRule(r, v, key, c.default_rule);
+    } else {
+      r.Fail(kv.first, key, "unknown key");
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+StatusOr<PacketConfig> LoadPacketConfigYaml(std::string_view yaml_text, std::string_view file_name) {
+  Reader reader(file_name);
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml_text));
+    PacketConfig c = Read(reader, root);
+    if (auto rules = RuleSet::Compile(c.rules, c.default_rule); !rules.ok()) {
+      return Status::InvalidArgument(std::string(file_name) + ": " + rules.status().message());
+    }
+    return c;
+  } catch (const ConfigError& e) {
+    return Status::InvalidArgument(e.message);
+  } catch (const YAML::Exception& e) {
+    std::ostringstream os;
+    os << file_name;
+    if (e.mark.line >= 0) os << ':' << e.mark.line + 1 << ':' << e.mark.column + 1;
+    os << ": " << e.msg;
+    return Status::InvalidArgument(os.str());
+  }
+}
+
+StatusOr<PacketConfig> LoadPacketConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return LoadPacketConfigYaml(ss.str(), path);
+}
+
+}  // namespace dlb::packet

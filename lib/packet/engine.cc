@@ -1,0 +1,845 @@
+#include "dlb/packet/engine.h"
+
+#include <cstring>
+#include <new>
+
+#include "flow.h"
+
+namespace dlb::packet {
+
+using internal::FlowKey;
+using internal::FlowSlot;
+using internal::Phase;
+namespace flow_flags = internal::flow_flags;
+
+namespace {
+
+// Flows are looked up in a window of this many consecutive slots (bounded probing);
+// a full window means no room for a new flow, never a longer search.
+constexpr uint32_t kFlowProbeSlots = 8;
+// Heads decided together; a frame with more pipelined heads flushes mid-frame.
+constexpr size_t kMaxEvents = 64;
+
+inline bool SeqBefore(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
+
+// A standard method, one space, and the start of a target.
+inline bool StartsWithKnownMethod(const uint8_t* p, uint32_t len) {
+  uint32_t n = 0;
+  while (n < len && n < 8 && p[n] != ' ') ++n;
+  if (n + 1 >= len || p[n] != ' ') return false;
+  if (MethodFromToken(std::string_view(reinterpret_cast<const char*>(p), n)) == Method::kOther) {
+    return false;
+  }
+  const uint8_t t = p[n + 1];
+  return t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z');
+}
+
+enum class EventKind : uint8_t {
+  kDecide,         // a head with a key: decide it in the shard
+  kLimitNoKey,     // no identity and the policy limits it
+  kPolicyDrop,     // not HTTP / malformed / oversize under HeadPolicy::kDrop
+  kPolicyReset,    // ... under HeadPolicy::kReset
+};
+
+struct Event {
+  ShardProbe probe;
+  uint32_t head_seq = 0;
+  uint16_t frame = 0;
+  uint16_t rule = 0;
+  EventKind kind = EventKind::kDecide;
+};
+
+// What the engine remembers about a frame of the burst while its heads are undecided.
+struct FrameState {
+  FlowSlot* flow = nullptr;
+  uint32_t seg_start = 0;     // stream seq of the segment's first payload byte
+  uint32_t seg_end = 0;
+  uint32_t stream_pos = 0;    // the server's next expected byte when the frame arrived
+  bool had_buffer = false;    // the flow had a reassembly buffer before this frame
+  bool stopped = false;       // a verdict other than forward: no more heads decided
+  bool done = false;          // fully processed (its flow may be committed)
+  bool committed = false;
+  bool fin = false;
+  bool clipped = false;       // bytes did not fit the reassembly window
+  uint16_t pending_events = 0;  // queued since the last flush
+};
+
+}  // namespace
+
+struct PacketEngine::Impl {
+  PacketConfig config;
+  const RuleSet* rules = nullptr;
+  Allocator* allocator = nullptr;
+  HeadOptions head_options;
+  ParseOptions parse_options;
+  SipKey flow_key;
+  SipKey identity_key;
+  SipKey address_key;  // a separate key: an identity header holding raw address bytes
+                       // must not land in that address's bucket
+  uint64_t service_ports[65536 / 64] = {};
+
+  FlowSlot* flows = nullptr;
+  uint32_t flow_mask = 0;
+  size_t live_flows = 0;
+  internal::ReassemblyPool pool;
+  BucketShard shard;
+  EngineCounters counters;
+
+  // Burst scratch.
+  int64_t now_ns = 0;
+  const Frame* frames = nullptr;
+  FrameResult* results = nullptr;
+  FrameState state[kMaxBurst];
+  uint64_t flow_hash[kMaxBurst] = {};
+  FlowSlot temp_flows[kMaxBurst];
+  Event events[kMaxEvents];
+  size_t event_count = 0;
+  uint16_t current = 0;  // the frame being streamed
+
+  explicit Impl(BucketShard s) : shard(std::move(s)) {}
+  ~Impl() {
+    if (flows != nullptr) allocator->Free(flows);
+  }
+
+  bool IsServicePort(uint16_t port) const { return service_ports[port / 64] >> (port % 64) & 1; }
+
+  // --- flow table -----------------------------------------------------------------
+
+  static void MakeKey(const PacketView& v, bool client_to_server, FlowKey& k) {
+    std::memset(&k, 0, sizeof k);
+    const uint8_t* c = client_to_server ? v.src_addr : v.dst_addr;
+    const uint8_t* s = client_to_server ? v.dst_addr : v.src_addr;
+    std::memcpy(k.client_addr, c, 16);
+    std::memcpy(k.server_addr, s, 16);
+    k.client_port = client_to_server ? v.src_port : v.dst_port;
+    k.server_port = client_to_server ? v.dst_port : v.src_port;
+    k.ip_version = v.ip_version;
+  }
+
+  uint64_t FlowHash(const FlowKey& k) const {
+    const uint64_t h = SipHash13(flow_key, &k, sizeof k);
+    return h == 0 ? 1 : h;
+  }
+
+  void ReleaseBuffer(FlowSlot& f) {
+    if (f.buffer >= 0) {
+      pool.Release(f.buffer);
+      f.buffer = -1;
+    }
+  }
+
+  void Erase(FlowSlot& f) {
+    if (f.flags & flow_flags::kTemp) return;
+    ReleaseBuffer(f);
+    f.hash = 0;
+    f.flags = 0;
+    --live_flows;
+  }
+
+  bool Expired(const FlowSlot& f) const {
+    return now_ns - f.last_seen_ns > config.flow_idle_timeout_ns;
+  }
+
+  FlowSlot* FindFlow(uint64_t hash, uint16_t client_port) {
+    for (uint32_t i = 0; i < kFlowProbeSlots; ++i) {
+      FlowSlot& f = flows[(hash + i) & flow_mask];
+      if (f.hash == hash && f.client_port == client_port) return &f;
+    }
+    return nullptr;
+  }
+
+  // The flow's slot, a new one (when `create`), or nullptr. Expired flows met on the
+  // way are freed: the timeout is enforced lazily, where the slots are touched anyway.
+  FlowSlot* FindOrCreateFlow(uint64_t hash, uint16_t client_port, bool create, bool& created) {
+    created = false;
+    FlowSlot* free_slot = nullptr;
+    for (uint32_t i = 0; i < kFlowProbeSlots; ++i) {
+      FlowSlot& f = flows[(hash + i) & flow_mask];
+      if (f.hash != 0 && Expired(f) && !(f.flags & flow_flags::kPending)) {
+        ++counters.flows_expired;
+        Erase(f);
+      }
+      if (f.hash == hash && f.client_port == client_port) return &f;
+      if (f.hash == 0 && free_slot == nullptr) free_slot = &f;
+    }
+    if (!create) return nullptr;
+    if (free_slot == nullptr) {
+      ++counters.flow_table_full;
+      return nullptr;
+    }
+    *free_slot = FlowSlot();
+    free_slot->hash = hash;
+    free_slot->client_port = client_port;
+    ++live_flows;
+    ++counters.flows_created;
+    created = true;
+    return free_slot;
+  }
+
+  // --- stream ---------------------------------------------------------------------
+
+  void Emit(EventKind kind, const FlowSlot& f, uint16_t rule, uint64_t key_hash) {
+    Event& e = events[event_count++];
+    e.kind = kind;
+    e.frame = current;
+    e.rule = rule;
+    e.head_seq = f.next_seq;
+    ++state[current].pending_events;
+    if (kind == EventKind::kDecide) {
+      e.probe = shard.Probe(key_hash, rule);
+      shard.Prefetch(e.probe);
+    }
+  }
+
+  // After an event: decide everything when the event array is full. Returns whether
+  // the current frame may go on.
+  bool AfterEmit() {
+    if (event_count == kMaxEvents) Flush();
+    return !state[current].stopped;
+  }
+
+  // A head that cannot be decided (not HTTP, malformed, too large).
+  void HeadPolicyEvent(FlowSlot& f, HeadPolicy policy) {
+    switch (policy) {
+      case HeadPolicy::kForward:
+        f.phase = Phase::kPassthrough;
+        return;
+      case HeadPolicy::kDrop:
+        Emit(EventKind::kPolicyDrop, f, 0, 0);
+        AfterEmit();
+        return;
+      case HeadPolicy::kReset:
+        Emit(EventKind::kPolicyReset, f, 0, 0);
+        AfterEmit();
+        return;
+    }
+  }
+
+  // A complete head: pick its rule and key, queue its decision.
+  bool OnHead(FlowSlot& f, const RequestHead& head) {
+    ++counters.heads;
+    ++results[current].heads;
+    const uint16_t rule = rules->Match(head);
+    if (head.has_identity) {
+      Emit(EventKind::kDecide, f, rule, SipHash13(identity_key, head.identity.data(), head.identity.size()));
+      return AfterEmit();
+    }
+    ++counters.identity_missing;
+    switch (config.on_missing_identity) {
+      case MissingIdentityPolicy::kSourceIp: {
+        ++counters.identity_source_ip;
+        const PacketView& v = results[current].view;
+        Emit(EventKind::kDecide, f, rule, SipHash13(address_key, v.src_addr, v.ip_version == 4 ? 4 : 16));
+        return AfterEmit();
+      }
+      case MissingIdentityPolicy::kLimit:
+        Emit(EventKind::kLimitNoKey, f, rule, 0);
+        return AfterEmit();
+      case MissingIdentityPolicy::kPass:
+        ++counters.identity_missing_passed;
+        return true;
+    }
+    return true;
+  }
+
+  // Keeps an incomplete head that arrived in the packet itself: copied into a buffer at
+  // offset 0 (buf_seq = the head's start).
+  void StashHead(FlowSlot& f, const uint8_t* p, uint32_t len) {
+    if (f.flags & flow_flags::kTemp) return;  // no state to keep it in
+    f.buffer = pool.Acquire();
+    if (f.buffer < 0) {
+      ++counters.reassembly_buffers_exhausted;
+      f.phase = Phase::kResync;
+      return;
+    }
+    f.buf_seq = f.next_seq;
+    const uint32_t n = len < pool.bytes() ? len : pool.bytes();
+    pool.Write(f.buffer, 0, p, n);
+  }
+
+  // Consumes contiguous stream bytes p[0, len) that start at f.next_seq.
+  void Consume(FlowSlot& f, const uint8_t* p, uint32_t len, bool from_buffer) {
+    while (len > 0) {
+      switch (f.phase) {
+        case Phase::kBody: {
+          const uint32_t n = f.body_remaining < len ? static_cast<uint32_t>(f.body_remaining) : len;
+          f.next_seq += n;
+          p += n;
+          len -= n;
+          f.body_remaining -= n;
+          if (f.body_remaining == 0) {
+            f.phase = Phase::kHead;
+            f.scan_from = 0;
+          }
+          break;
+        }
+        case Phase::kChunked: {
+          size_t used = 0;
+          const ChunkedDecoder::Result r = f.chunked.Feed(p, len, used);
+          f.next_seq += static_cast<uint32_t>(used);
+          p += used;
+          len -= static_cast<uint32_t>(used);
+          if (r == ChunkedDecoder::Result::kDone) {
+            f.phase = Phase::kHead;
+            f.scan_from = 0;
+          } else if (r == ChunkedDecoder::Result::kError) {
+            ++counters.malformed_chunked;
+            HeadPolicyEvent(f, config.on_malformed_head);
+            return;
+          }
+          break;
+        }
+        case Phase::kHead: {
+          if (f.scan_from == 0) {
+            // Empty lines before a request line are ignored (RFC 9112, 2.2); clients
+            // send a stray CRLF after a body.
+            while (len > 0 && (*p == '\r' || *p == '\n')) {
+              ++p;
+              --len;
+              ++f.next_seq;
+            }
+            if (len == 0) return;
+          }
+          HeadResult r = CheckRequestStart(p, len);
+          if (r == HeadResult::kNotHttp) {
+            ++counters.not_http;
+            HeadPolicyEvent(f, config.on_not_http);
+            return;
+          }
+          uint32_t head_bytes = 0;
+          if (r == HeadResult::kOk) {
+            r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
+          }
+          if (r == HeadResult::kTooLarge) {
+            ++counters.oversize_heads;
+            HeadPolicyEvent(f, config.on_oversize_head);
+            return;
+          }
+          if (r == HeadResult::kIncomplete) {
+            if (!from_buffer) StashHead(f, p, len);
+            return;
+          }
+          RequestHead head;
+          r = ParseRequestHead(p, head_bytes, head_options, head);
+          if (r == HeadResult::kNotHttp) {
+            ++counters.not_http;
+            HeadPolicyEvent(f, config.on_not_http);
+            return;
+          }
+          if (r != HeadResult::kOk) {
+            ++counters.malformed_heads;
+            ++counters.malformed_head[static_cast<int>(r)];
+            HeadPolicyEvent(f, config.on_malformed_head);
+            return;
+          }
+          if (!OnHead(f, head)) return;  // a flush stopped this frame (and rolled f back)
+          f.next_seq += head_bytes;
+          p += head_bytes;
+          len -= head_bytes;
+          f.scan_from = 0;
+          if (head.method == Method::kConnect) {
+            f.phase = Phase::kPassthrough;  // a tunnel follows, not HTTP
+          } else if (head.chunked) {
+            f.phase = Phase::kChunked;
+            f.chunked.Reset();
+          } else if (head.content_length > 0) {
+            f.phase = Phase::kBody;
+            f.body_remaining = head.content_length;
+          }
+          break;
+        }
+        case Phase::kPassthrough:
+        case Phase::kClosed:
+        case Phase::kResync:
+          return;
+      }
+    }
+  }
+
+  // A segment's payload p[0, len) at stream seq `seq`.
+  void Stream(FlowSlot& f, const uint8_t* p, uint32_t len, uint32_t seq) {
+    FrameState& fs = state[current];
+    if (f.phase == Phase::kPassthrough || f.phase == Phase::kClosed) return;
+    if (f.phase == Phase::kResync) {
+      // Only a segment that starts with a request line of a standard method re-anchors
+      // the stream (a body that happens to start with a word must not).
+      if (!StartsWithKnownMethod(p, len)) return;
+      ++counters.resyncs;
+      ReleaseBuffer(f);
+      f.phase = Phase::kHead;
+      f.next_seq = seq;
+      f.scan_from = 0;
+      fs.stream_pos = seq;
+      fs.had_buffer = false;
+    }
+    int32_t lead = static_cast<int32_t>(seq - f.next_seq);
+    if (lead < 0) {
+      // Bytes already consumed: the first copy counted, this one is ignored.
+      const uint32_t skip = static_cast<uint32_t>(-static_cast<int64_t>(lead));
+      if (!fs.had_buffer) ++counters.retransmitted_segments;
+      if (skip >= len) {
+        if (fs.had_buffer) ++counters.retransmitted_segments;
+        return;
+      }
+      p += skip;
+      len -= skip;
+      seq = f.next_seq;
+      lead = 0;
+    }
+    if (f.phase == Phase::kBody && f.buffer < 0 && lead > 0) {
+      // Ahead of order inside a Content-Length body: the bytes in between are body,
+      // whatever they are, so the stream position may move to the segment's end. The
+      // body's end (next_seq + body_remaining) stays where it is.
+      ++counters.out_of_order_segments;
+      const uint64_t reach = uint64_t(uint32_t(lead)) + len;
+      if (reach < f.body_remaining) {
+        f.next_seq += static_cast<uint32_t>(reach);
+        f.body_remaining -= reach;
+        return;
+      }
+      if (uint64_t(uint32_t(lead)) <= f.body_remaining) {
+        // The segment reaches past the body: what follows the body is the next head.
+        const uint32_t skip = static_cast<uint32_t>(f.body_remaining) - static_cast<uint32_t>(lead);
+        f.next_seq += static_cast<uint32_t>(f.body_remaining);
+        f.body_remaining = 0;
+        f.phase = Phase::kHead;
+        f.scan_from = 0;
+        Consume(f, p + skip, len - skip, false);
+        return;
+      }
+      // Starts beyond the body's end: buffered below, relative to the body's end.
+      f.next_seq += static_cast<uint32_t>(f.body_remaining);
+      f.body_remaining = 0;
+      f.phase = Phase::kHead;
+      f.scan_from = 0;
+      lead = static_cast<int32_t>(seq - f.next_seq);
+      if (lead == 0) {
+        Consume(f, p, len, false);
+        return;
+      }
+    } else if (lead > 0) {
+      ++counters.out_of_order_segments;
+    }
+    if (f.buffer < 0) {
+      if (lead == 0) {
+        Consume(f, p, len, false);
+        return;
+      }
+      if (static_cast<uint32_t>(lead) >= pool.bytes() || (f.flags & flow_flags::kTemp)) {
+        ++counters.reassembly_window_exceeded;
+        fs.clipped = true;
+        return;
+      }
+      f.buffer = pool.Acquire();
+      if (f.buffer < 0) {
+        ++counters.reassembly_buffers_exhausted;
+        fs.clipped = true;
+        return;
+      }
+      f.buf_seq = f.next_seq;
+    }
+    const uint32_t off = seq - f.buf_seq;  // >= 0: seq >= next_seq >= buf_seq
+    if (fs.had_buffer && SeqBefore(seq, fs.stream_pos)) ++counters.retransmitted_segments;
+    if (off >= pool.bytes()) {
+      ++counters.reassembly_window_exceeded;
+      fs.clipped = true;
+      return;
+    }
+    uint32_t n = len;
+    if (n > pool.bytes() - off) {
+      n = pool.bytes() - off;
+      ++counters.reassembly_window_exceeded;
+      fs.clipped = true;
+    }
+    pool.Write(f.buffer, off, p, n);
+    const uint32_t start = f.next_seq - f.buf_seq;
+    const uint32_t end = pool.ContiguousEnd(f.buffer, start);
+    if (end > start) Consume(f, pool.Data(f.buffer) + start, end - start, true);
+  }
+
+  // --- decisions ------------------------------------------------------------------
+
+  // Undoes a dropped frame's effect on its flow: back to the dropped head's start; the
+  // bytes this frame added to the buffer are forgotten (the client retransmits them).
+  void Rollback(FrameState& fs, uint32_t head_seq) {
+    FlowSlot& f = *fs.flow;
+    f.phase = Phase::kHead;
+    f.next_seq = head_seq;
+    f.scan_from = 0;
+    f.body_remaining = 0;
+    f.chunked.Reset();
+    if (f.buffer < 0) return;
+    if (!fs.had_buffer) {
+      ReleaseBuffer(f);
+      return;
+    }
+    const uint32_t from = SeqBefore(fs.seg_start, fs.stream_pos) ? fs.stream_pos : fs.seg_start;
+    if (SeqBefore(fs.seg_end, from) || fs.seg_end == from) return;
+    const uint32_t rel_from = from - f.buf_seq;
+    const uint32_t rel_to = fs.seg_end - f.buf_seq;
+    if (rel_from < pool.bytes()) pool.Clear(f.buffer, rel_from, rel_to);
+  }
+
+  void Close(FrameState& fs) {
+    ReleaseBuffer(*fs.flow);
+    fs.flow->phase = Phase::kClosed;
+  }
+
+  static dlb::Decision NoKeyDecision(const CompiledRule& r) {
+    dlb::Decision d;
+    d.allowed = false;
+    d.level = static_cast<double>(r.profile.spec().capacity);
+    d.remaining = 0;
+    // One emission interval: when a request of a fresh bucket would pass again.
+    d.retry_after_ns = r.profile.leaks()
+                           ? static_cast<int64_t>((r.profile.interval_fp() >> dlb::kFracBits) + 1)
+                           : dlb::kNever;
+    d.reset_after_ns = d.retry_after_ns;
+    return d;
+  }
+
+  void Flush() {
+    for (size_t i = 0; i < event_count; ++i) {
+      const Event& e = events[i];
+      FrameState& fs = state[e.frame];
+      if (fs.stopped) continue;
+      FrameResult& res = results[e.frame];
+      if (e.kind == EventKind::kPolicyDrop) {
+        Rollback(fs, e.head_seq);
+        res.verdict = Verdict::kDrop;
+        fs.stopped = true;
+        continue;
+      }
+      if (e.kind == EventKind::kPolicyReset) {
+        ++counters.resets;
+        Close(fs);
+        res.verdict = Verdict::kReset;
+        res.reset_seq = fs.stream_pos;
+        fs.stopped = true;
+        continue;
+      }
+      const CompiledRule& rule = rules->rule(e.rule);
+      dlb::Decision d;
+      bool limited;
+      if (e.kind == EventKind::kLimitNoKey) {
+        ++counters.identity_missing_limited;
+        d = NoKeyDecision(rule);
+        limited = true;
+      } else if (shard.Decide(e.probe, rule.profile, now_ns, rule.cost, d)) {
+        limited = !d.allowed;
+      } else {
+        ++counters.shard_table_full;
+        if (rule.on_table_full == OverflowPolicy::kAllow) {
+          ++counters.shard_table_full_allowed;
+          limited = false;
+        } else {
+          ++counters.shard_table_full_limited;
+          d = NoKeyDecision(rule);
+          limited = true;
+        }
+      }
+      if (!limited) {
+        ++counters.allowed;
+        continue;
+      }
+      ++counters.limited;
+      switch (rule.action) {
+        case Action::kShadow:
+          ++counters.shadow_limited;
+          break;
+        case Action::kDrop:
+          ++counters.dropped;
+          Rollback(fs, e.head_seq);
+          res.verdict = Verdict::kDrop;
+          fs.stopped = true;
+          break;
+        case Action::kReject:
+          ++counters.rejected;
+          Close(fs);
+          res.verdict = Verdict::kReject;
+          res.rule = e.rule;
+          res.decision = d;
+          res.reset_seq = fs.stream_pos;
+          fs.stopped = true;
+          break;
+      }
+    }
+    event_count = 0;
+    for (auto& st : state) st.pending_events = 0;
+    for (uint16_t i = 0; i < kMaxBurst; ++i) {
+      if (state[i].done && !state[i].committed) Commit(i);
+    }
+  }
+
+  // Settles a frame's flow once its verdict is known: FIN ends the flow, consumed bytes
+  // leave the reassembly buffer.
+  void Commit(uint16_t i) {
+    FrameState& fs = state[i];
+    fs.committed = true;
+    FlowSlot* f = fs.flow;
+    if (f == nullptr) return;
+    f->flags &= static_cast<uint8_t>(~flow_flags::kPending);
+    if (f->flags & flow_flags::kTemp) return;
+    if (fs.fin && results[i].verdict == Verdict::kForward) {
+      ++counters.flows_closed;
+      Erase(*f);
+      return;
+    }
+    if (fs.clipped && f->phase != Phase::kClosed && f->phase != Phase::kPassthrough) {
+      // Bytes we could not keep will not come again (the server has them): the stream
+      // position is lost until a segment starts a request again.
+      f->phase = Phase::kResync;
+    }
+    if (f->buffer < 0) return;
+    if (f->phase != Phase::kHead && f->phase != Phase::kBody && f->phase != Phase::kChunked) {
+      ReleaseBuffer(*f);
+      return;
+    }
+    const uint32_t shift = f->next_seq - f->buf_seq;
+    if (shift >= pool.bytes() || !pool.AnyFrom(f->buffer, shift)) {
+      ReleaseBuffer(*f);
+      return;
+    }
+    if (shift > 0) {
+      pool.ShiftLeft(f->buffer, shift);
+      f->buf_seq = f->next_seq;
+    }
+  }
+
+  // --- one client segment ---------------------------------------------------------
+
+  void ClientSegment(uint16_t i) {
+    FrameResult& res = results[i];
+    const PacketView& v = res.view;
+    FrameState& fs = state[i];
+    const uint8_t flags = v.tcp_flags;
+    const bool syn = flags & tcp_flags::kSyn;
+    const bool rst = flags & tcp_flags::kRst;
+    const bool fin = flags & tcp_flags::kFin;
+    const uint64_t hash = flow_hash[i];
+
+    if (rst) {
+      FlowSlot* f = FindFlow(hash, v.src_port);
+      if (f != nullptr) {
+        if (f->flags & flow_flags::kPending) Flush();
+        ++counters.flows_closed;
+        Erase(*f);
+      }
+      fs.done = fs.committed = true;
+      return;
+    }
+    bool fresh = false;
+    FlowSlot* f = FindOrCreateFlow(hash, v.src_port, syn || v.payload_bytes > 0, fresh);
+    if (f == nullptr) {
+      if (v.payload_bytes == 0) {
+        fs.done = fs.committed = true;
+        return;
+      }
+      // No room to track it: decide what this segment alone shows.
+      f = &temp_flows[i];
+      *f = FlowSlot();
+      f->flags = flow_flags::kTemp;
+      f->phase = Phase::kResync;
+    } else if (f->flags & flow_flags::kPending) {
+      Flush();  // an earlier frame of this flow must be settled first
+    }
+    f->last_seen_ns = now_ns;
+    fs.flow = f;
+    if (f->phase == Phase::kClosed) {
+      ++counters.closed_flow_segments_dropped;
+      res.verdict = Verdict::kDrop;
+      if (fin) Erase(*f);
+      fs.flow = nullptr;
+      fs.done = fs.committed = true;
+      return;
+    }
+    uint32_t seq = v.seq;
+    if (syn) {
+      // A new connection (or a reused 4-tuple): the stream starts after the SYN.
+      ReleaseBuffer(*f);
+      const FlowSlot old = *f;
+      *f = FlowSlot();
+      f->hash = old.hash;
+      f->client_port = old.client_port;
+      f->last_seen_ns = now_ns;
+      f->flags = old.flags;
+      f->next_seq = seq + 1;
+      seq += 1;  // data on a SYN (TCP Fast Open) follows the SYN's sequence number
+    } else if (fresh) {
+      ++counters.midstream_flows;
+      f->phase = Phase::kResync;
+    }
+    fs.fin = fin;
+    fs.seg_start = seq;
+    fs.seg_end = seq + v.payload_bytes;
+    fs.had_buffer = f->buffer >= 0;
+    fs.stream_pos = fs.had_buffer ? f->buf_seq + pool.ContiguousEnd(f->buffer, f->next_seq - f->buf_seq)
+                                  : f->next_seq;
+    if (v.payload_bytes > 0) {
+      current = i;
+      Stream(*f, frames[i].data + v.payload_offset, v.payload_bytes, seq);
+      if (fs.pending_events > 0) f->flags |= flow_flags::kPending;
+    }
+    fs.done = true;
+    if (!(f->flags & flow_flags::kPending)) Commit(i);
+  }
+
+  void ServerSegment(uint16_t i) {
+    const PacketView& v = results[i].view;
+    FrameState& fs = state[i];
+    fs.done = fs.committed = true;
+    // The server's RST ends the flow; everything else from the server passes untouched.
+    if (!(v.tcp_flags & tcp_flags::kRst)) return;
+    FlowKey k;
+    MakeKey(v, false, k);
+    FlowSlot* f = FindFlow(FlowHash(k), v.dst_port);
+    if (f == nullptr) return;
+    if (f->flags & flow_flags::kPending) Flush();
+    ++counters.flows_closed;
+    Erase(*f);
+  }
+
+  void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out) {
+    if (count > kMaxBurst) {
+      for (size_t i = kMaxBurst; i < count; ++i) out[i] = FrameResult();
+      count = kMaxBurst;
+    }
+    now_ns = now;
+    frames = in;
+    results = out;
+    event_count = 0;
+    uint32_t client_mask = 0;
+    uint32_t server_mask = 0;
+
+    // Pass 1: parse, classify, hash flows and prefetch their slots.
+    for (uint16_t i = 0; i < count; ++i) {
+      FrameResult& res = out[i];
+      res.verdict = Verdict::kForward;
+      res.heads = 0;
+      state[i] = FrameState();
+      state[i].done = state[i].committed = true;
+      ++counters.frames;
+      const ParseResult pr = ParseFrame(in[i].data, in[i].bytes, parse_options, res.view);
+      res.parse = pr;
+      ++counters.parse[static_cast<int>(pr)];
+      if (pr != ParseResult::kTcp) {
+        if (IsFragment(pr) && config.on_fragment == FramePolicy::kDrop) {
+          ++counters.fragments_dropped;
+          res.verdict = Verdict::kDrop;
+        } else if (IsMalformed(pr) && config.on_malformed_frame == FramePolicy::kDrop) {
+          ++counters.malformed_frames_dropped;
+          res.verdict = Verdict::kDrop;
+        }
+        continue;
+      }
+      const PacketView& v = res.view;
+      if (IsServicePort(v.dst_port)) {
+        ++counters.client_segments;
+        // A pure ACK changes nothing we track: no lookup at all.
+        if (v.payload_bytes == 0 &&
+            !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
+          continue;
+        }
+        FlowKey k;
+        MakeKey(v, true, k);
+        flow_hash[i] = FlowHash(k);
+        __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
+        client_mask |= 1u << i;
+        state[i].done = state[i].committed = false;
+      } else if (IsServicePort(v.src_port)) {
+        ++counters.server_segments;
+        if (v.tcp_flags & tcp_flags::kRst) server_mask |= 1u << i;
+      }
+    }
+    // Pass 2: follow the streams, queue heads (their shard lines prefetched).
+    for (uint16_t i = 0; i < count; ++i) {
+      if (client_mask >> i & 1) {
+        ClientSegment(i);
+      } else if (server_mask >> i & 1) {
+        ServerSegment(i);
+      }
+    }
+    // Pass 3: decide, act, settle flows.
+    Flush();
+  }
+};
+
+const char* VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kForward: return "forward";
+    case Verdict::kDrop: return "drop";
+    case Verdict::kReject: return "reject";
+    case Verdict::kReset: return "reset";
+  }
+  return "?";
+}
+
+StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig& config,
+                                                             const RuleSet& rules,
+                                                             Allocator& allocator,
+                                                             const SipKey& sip_key,
+                                                             int64_t now_ns) {
+  if (config.max_head_bytes < 64 || config.max_head_bytes > 65536) {
+    return Status::InvalidArgument("max_head_bytes must be in [64, 65536]");
+  }
+  if (config.max_flows == 0 || config.max_flows > (1u << 26)) {
+    return Status::InvalidArgument("max_flows must be in [1, 2^26]");
+  }
+  if (config.identity_header.empty()) {
+    return Status::InvalidArgument("identity_header must not be empty");
+  }
+  if (config.flow_idle_timeout_ns <= 0) {
+    return Status::InvalidArgument("flow_idle_timeout_ns must be > 0");
+  }
+  if (rules.size() == 0) return Status::InvalidArgument("no rules compiled");
+  auto shard = BucketShard::Create(allocator, config.shard_users, now_ns);
+  if (!shard.ok()) return shard.status();
+  auto impl = std::make_unique<Impl>(std::move(shard).value());
+  impl->config = config;
+  impl->rules = &rules;
+  impl->allocator = &allocator;
+  impl->head_options = HeadOptions{.identity_header = impl->config.identity_header,
+                                   .max_identity_bytes = config.max_identity_bytes,
+                                   .max_head_bytes = config.max_head_bytes,
+                                   .max_header_lines = config.max_header_lines};
+  impl->parse_options.max_ipv6_extension_headers = config.max_ipv6_extension_headers;
+  // Three keys derived from one: flows, identities and addresses hash apart.
+  impl->flow_key = SipKey{sip_key.k0 ^ 0x666c6f77ULL, sip_key.k1};
+  impl->identity_key = SipKey{sip_key.k0, sip_key.k1 ^ 0x6964656eULL};
+  impl->address_key = SipKey{sip_key.k0 ^ 0x61646472ULL, sip_key.k1 ^ 0x61646472ULL};
+  for (uint16_t port : config.service_ports) impl->service_ports[port / 64] |= uint64_t{1} << (port % 64);
+
+  // Flow slots: a power of two with room to spare, so that the 8-slot window rarely
+  // fills before max_flows are live.
+  uint32_t slots = 16;
+  while (slots < config.max_flows + config.max_flows / 2) slots <<= 1;
+  impl->flows = static_cast<FlowSlot*>(allocator.Allocate(size_t(slots) * sizeof(FlowSlot), 64));
+  if (impl->flows == nullptr) return Status::Unavailable("flow table: allocation failed");
+  for (uint32_t i = 0; i < slots; ++i) new (&impl->flows[i]) FlowSlot();
+  impl->flow_mask = slots - 1;
+  if (!impl->pool.Init(allocator, config.reassembly_buffers, config.max_head_bytes)) {
+    return Status::Unavailable("reassembly pool: allocation failed");
+  }
+  for (auto& t : impl->temp_flows) t = FlowSlot();
+  return std::unique_ptr<PacketEngine>(new PacketEngine(std::move(impl)));
+}
+
+PacketEngine::PacketEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PacketEngine::~PacketEngine() = default;
+
+void PacketEngine::ProcessBurst(const Frame* frames, size_t count, int64_t now_ns,
+                                FrameResult* results) {
+  impl_->ProcessBurst(frames, count, now_ns, results);
+}
+
+const EngineCounters& PacketEngine::counters() const { return impl_->counters; }
+const ShardCounters& PacketEngine::shard_counters() const { return impl_->shard.counters(); }
+const BucketShard& PacketEngine::shard() const { return impl_->shard; }
+size_t PacketEngine::active_flows() const { return impl_->live_flows; }
+size_t PacketEngine::free_reassembly_buffers() const { return impl_->pool.free_count(); }
+size_t PacketEngine::memory_bytes() const {
+  return (size_t(impl_->flow_mask) + 1) * sizeof(FlowSlot) + impl_->pool.memory_bytes() +
+         impl_->shard.memory_bytes();
+}
+
+}  // namespace dlb::packet

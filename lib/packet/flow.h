@@ -1,0 +1,95 @@
+// Internal to the engine: the per-core flow table slots and the reassembly pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dlb/packet/allocator.h"
+#include "dlb/packet/http.h"
+
+namespace dlb::packet::internal {
+
+enum class Phase : uint8_t {
+  kHead,         // at (or inside) a request head starting at next_seq
+  kBody,         // skipping body_remaining bytes of a Content-Length body
+  kChunked,      // following a chunked body
+  kPassthrough,  // not HTTP (or a tunnel): forwarded, no longer inspected
+  kClosed,       // rejected or reset: the server side is gone, client segments dropped
+  kResync,       // joined mid-stream or lost track: waiting for a segment that starts
+                 // with a request line
+};
+
+// The 5-tuple of a client->server flow (the protocol is always TCP), hashed with
+// SipHash under the engine's key. IPv4 addresses use the first 4 bytes of each field.
+struct FlowKey {
+  uint8_t client_addr[16];
+  uint8_t server_addr[16];
+  uint16_t client_port;
+  uint16_t server_port;
+  uint8_t ip_version;
+  uint8_t pad[3];
+};
+static_assert(sizeof(FlowKey) == 40);
+
+namespace flow_flags {
+inline constexpr uint8_t kPending = 1;  // holds undecided heads of the current burst
+inline constexpr uint8_t kTemp = 2;     // a stand-in for a flow the table had no room for
+}  // namespace flow_flags
+
+// One flow, one cache line. The key is not stored: the slot keeps the full 64-bit keyed
+// hash (two live flows agree on it with probability ~2^-64 per pair) and the client
+// port as a cheap second check.
+struct alignas(64) FlowSlot {
+  uint64_t hash = 0;              // 0: free
+  int64_t last_seen_ns = 0;
+  uint64_t body_remaining = 0;    // kBody
+  ChunkedDecoder chunked;         // kChunked
+  uint32_t next_seq = 0;          // first stream byte not yet consumed (a head's start in kHead)
+  uint32_t buf_seq = 0;           // stream seq of reassembly buffer byte 0
+  int32_t buffer = -1;            // reassembly buffer index, -1: none
+  uint32_t scan_from = 0;         // FindHeadEnd progress past next_seq
+  uint16_t client_port = 0;
+  Phase phase = Phase::kHead;
+  uint8_t flags = 0;
+};
+static_assert(sizeof(FlowSlot) == 64);
+
+// Fixed-size reassembly buffers, each with a presence bitmap (one bit per byte): a
+// byte is written only where its bit is clear, so a retransmitted overlap keeps the
+// first copy (what Suricata's inline mode does, and what the server saw first).
+class ReassemblyPool {
+ public:
+  bool Init(Allocator& allocator, uint32_t count, uint32_t buffer_bytes);
+  void Destroy();
+  ~ReassemblyPool() { Destroy(); }
+
+  int32_t Acquire();  // -1 when none is free
+  void Release(int32_t index);
+  uint8_t* Data(int32_t index) { return data_ + size_t(index) * bytes_; }
+  // Copies src[0, len) to offset `off` where bytes are absent; off + len <= bytes().
+  void Write(int32_t index, uint32_t off, const uint8_t* src, uint32_t len);
+  // The first absent offset at or after `from` (bytes() if none).
+  uint32_t ContiguousEnd(int32_t index, uint32_t from) const;
+  bool AnyFrom(int32_t index, uint32_t from) const;
+  void Clear(int32_t index, uint32_t from, uint32_t to);
+  // Drops the first n bytes (n < bytes()): offset n becomes offset 0.
+  void ShiftLeft(int32_t index, uint32_t n);
+
+  uint32_t bytes() const { return bytes_; }
+  size_t free_count() const { return free_top_; }
+  size_t memory_bytes() const { return size_t(count_) * (bytes_ + bytes_ / 8 + 4); }
+
+ private:
+  uint64_t* Bits(int32_t index) const { return bits_ + size_t(index) * words_; }
+
+  Allocator* allocator_ = nullptr;
+  uint8_t* data_ = nullptr;
+  uint64_t* bits_ = nullptr;
+  int32_t* free_ = nullptr;   // stack of free indices
+  uint32_t free_top_ = 0;
+  uint32_t count_ = 0;
+  uint32_t bytes_ = 0;        // a multiple of 64
+  uint32_t words_ = 0;        // bytes_ / 64
+};
+
+}  // namespace dlb::packet::internal

@@ -1,0 +1,229 @@
+#include "dlb/packet/shard.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "dlb/packet/siphash.h"
+
+namespace dlb::packet {
+namespace {
+
+constexpr uint64_t kNeverLeaksBit = uint64_t{1} << 63;
+constexpr uint64_t kSecondLineBit = uint64_t{1} << 62;  // the entry sits in its line_b
+constexpr uint64_t kTatMask = kSecondLineBit - 1;
+
+// Lemire's multiply-shift: a uniform index in [0, n) from 32 random bits, without the
+// power-of-two sizing that would waste up to half the memory.
+inline uint32_t Range(uint32_t x, size_t n) {
+  return static_cast<uint32_t>((uint64_t{x} * n) >> 32);
+}
+
+inline dlb::u128 Unpack(const ShardEntry& e) {
+  return (static_cast<dlb::u128>(e.tat_ns & kTatMask) << dlb::kFracBits) | e.tat_frac;
+}
+
+inline void Pack(ShardEntry& e, dlb::u128 tat_fp, bool leaks, bool second_line) {
+  // Rules bound C*T below 2^61 ns and the epoch keeps now below 2^61 ns for 73 years
+  // of uptime, so the integer part fits in 62 bits.
+  e.tat_ns = static_cast<uint64_t>(tat_fp >> dlb::kFracBits) | (leaks ? 0 : kNeverLeaksBit) |
+             (second_line ? kSecondLineBit : 0);
+  e.tat_frac = static_cast<uint32_t>(tat_fp);
+}
+
+inline uint32_t Mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// line_b = line_a + offset (mod lines), the offset a function of the tag alone: an
+// entry's other line is computable from where it sits and its tag, so that entries can
+// be moved to make room (cuckoo hashing with partial keys) without storing the key.
+inline uint32_t AltOffset(uint32_t tag, size_t lines) {
+  return 1 + Range(Mix32(tag), lines - 1);
+}
+
+// An entry whose bucket is empty at `now_fp` can be given to another key: forgetting an
+// empty bucket changes no decision (a fresh bucket is an empty one).
+inline bool Reusable(const ShardEntry& e, dlb::u128 now_fp) {
+  if (e.tag == 0) return true;
+  if (e.tat_ns & kNeverLeaksBit) return false;  // a quota: its count is its state
+  return Unpack(e) <= now_fp;
+}
+
+}  // namespace
+
+StatusOr<BucketShard> BucketShard::Create(Allocator& allocator, uint64_t users, int64_t epoch_ns) {
+  if (users == 0 || users > (uint64_t{1} << 32)) {
+    return Status::InvalidArgument("shard users must be in [1, 2^32]");
+  }
+  size_t count = static_cast<size_t>(
+      std::ceil(static_cast<double>(users) / (kEntriesPerLine * kShardLoadFactor)));
+  if (count < 2) count = 2;  // two distinct lines per key
+  void* mem = allocator.Allocate(count * sizeof(ShardLine), alignof(ShardLine));
+  if (mem == nullptr) return Status::Unavailable("shard: allocation failed");
+  std::memset(mem, 0, count * sizeof(ShardLine));
+  return BucketShard(&allocator, static_cast<ShardLine*>(mem), count, epoch_ns);
+}
+
+BucketShard::BucketShard(BucketShard&& o) noexcept
+    : allocator_(std::exchange(o.allocator_, nullptr)),
+      lines_(std::exchange(o.lines_, nullptr)),
+      lines_count_(std::exchange(o.lines_count_, 0)),
+      epoch_ns_(o.epoch_ns_),
+      counters_(o.counters_) {}
+
+BucketShard& BucketShard::operator=(BucketShard&& o) noexcept {
+  if (this != &o) {
+    if (lines_ != nullptr) allocator_->Free(lines_);
+    allocator_ = std::exchange(o.allocator_, nullptr);
+    lines_ = std::exchange(o.lines_, nullptr);
+    lines_count_ = std::exchange(o.lines_count_, 0);
+    epoch_ns_ = o.epoch_ns_;
+    counters_ = o.counters_;
+  }
+  return *this;
+}
+
+BucketShard::~BucketShard() {
+  if (lines_ != nullptr) allocator_->Free(lines_);
+}
+
+ShardProbe BucketShard::Probe(uint64_t key_hash, uint16_t rule) const {
+  // One keyed hash per identity; the rule is folded in by a bijective mixer, so one
+  // user's buckets of different rules land independently.
+  const uint64_t h = Mix64(key_hash ^ ((uint64_t{rule} + 1) * 0x9e3779b97f4a7c15ULL));
+  ShardProbe p;
+  p.tag = static_cast<uint32_t>(h >> 32);
+  if (p.tag == 0) p.tag = 1;
+  p.line_a = Range(static_cast<uint32_t>(h), lines_count_);
+  p.line_b = static_cast<uint32_t>((p.line_a + AltOffset(p.tag, lines_count_)) % lines_count_);
+  return p;
+}
+
+bool BucketShard::Decide(const ShardProbe& p, const dlb::BucketProfile& profile, int64_t now_ns,
+                         int64_t cost, dlb::Decision& d) {
+  // Relative time: GCRA depends on TAT - now only, so shifting both by the epoch gives
+  // dlb::Decide's decision exactly (checked by the equivalence test).
+  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
+  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+  ShardLine& a = lines_[p.line_a];
+  ShardLine& b = lines_[p.line_b];
+  ShardEntry* hit = nullptr;
+  bool hit_in_b = false;
+  for (ShardEntry& e : a.entries) {
+    if (e.tag == p.tag && !(e.tat_ns & kSecondLineBit)) { hit = &e; break; }
+  }
+  if (hit == nullptr) {
+    for (ShardEntry& e : b.entries) {
+      if (e.tag == p.tag && (e.tat_ns & kSecondLineBit)) { hit = &e; hit_in_b = true; break; }
+    }
+  }
+  ++counters_.decisions;
+  if (hit != nullptr) {
+    dlb::BucketState state{Unpack(*hit)};
+    d = dlb::Decide(profile, state, rel_ns, cost);
+    if (d.allowed) Pack(*hit, state.tat_fp, profile.leaks(), hit_in_b);
+    return true;
+  }
+  // A new key: the less loaded of its two lines (two-choice balancing keeps both lines
+  // of a key from filling long before the table does).
+  ShardEntry* free_a = nullptr;
+  ShardEntry* free_b = nullptr;
+  int n_a = 0;
+  int n_b = 0;
+  for (ShardEntry& e : a.entries) {
+    if (Reusable(e, now_fp)) { if (!free_a) free_a = &e; ++n_a; }
+  }
+  for (ShardEntry& e : b.entries) {
+    if (Reusable(e, now_fp)) { if (!free_b) free_b = &e; ++n_b; }
+  }
+  ShardEntry* slot = n_a >= n_b ? free_a : free_b;
+  bool slot_in_b = slot != nullptr && slot == free_b && n_b > n_a;
+  if (slot == nullptr) {
+    // Both lines hold buckets with level: move one of their entries to its other line
+    // if that has room (one step of cuckoo displacement; nothing is ever forgotten).
+    slot = Relocate(p, now_fp, slot_in_b);
+    if (slot == nullptr) {
+      ++counters_.table_full;
+      return false;
+    }
+  }
+  dlb::BucketState state{};
+  d = dlb::Decide(profile, state, rel_ns, cost);
+  if (d.allowed) {
+    ++counters_.new_keys;
+    if (slot->tag != 0) ++counters_.reused_entries;
+    slot->tag = p.tag;
+    Pack(*slot, state.tat_fp, profile.leaks(), slot_in_b);
+  }
+  return true;
+}
+
+ShardEntry* BucketShard::Relocate(const ShardProbe& p, dlb::u128 now_fp, bool& slot_in_b) {
+  for (const uint32_t line : {p.line_a, p.line_b}) {
+    for (ShardEntry& victim : lines_[line].entries) {
+      const bool in_b = victim.tat_ns & kSecondLineBit;
+      const uint32_t offset = AltOffset(victim.tag, lines_count_);
+      const uint32_t other = in_b ? static_cast<uint32_t>((line + lines_count_ - offset) % lines_count_)
+                                  : static_cast<uint32_t>((line + offset) % lines_count_);
+      for (ShardEntry& dest : lines_[other].entries) {
+        if (!Reusable(dest, now_fp)) continue;
+        if (dest.tag != 0) ++counters_.reused_entries;
+        dest = victim;
+        dest.tat_ns ^= kSecondLineBit;
+        ++counters_.relocations;
+        slot_in_b = line == p.line_b;
+        victim = ShardEntry();
+        return &victim;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void BucketShard::DecideBurst(const ShardRequest* requests, size_t count, int64_t now_ns,
+                              ShardResult* results) {
+  ShardProbe probes[kMaxBurst];
+  if (count > kMaxBurst) count = kMaxBurst;
+  for (size_t i = 0; i < count; ++i) {
+    probes[i] = Probe(requests[i].key_hash, requests[i].rule);
+    Prefetch(probes[i]);
+  }
+  for (size_t i = 0; i < count; ++i) {
+    results[i].table_full = !Decide(probes[i], *requests[i].profile, now_ns, requests[i].cost,
+                                    results[i].decision);
+  }
+}
+
+bool BucketShard::Lookup(const ShardProbe& p, int64_t now_ns, dlb::BucketState& state) const {
+  (void)now_ns;
+  for (uint32_t line : {p.line_a, p.line_b}) {
+    for (const ShardEntry& e : lines_[line].entries) {
+      if (e.tag == p.tag && ((e.tat_ns & kSecondLineBit) != 0) == (line == p.line_b)) {
+        const dlb::u128 rel = Unpack(e);
+        // Absolute TAT: a leaking bucket's relative TAT shifted back by the epoch; a
+        // quota's TAT is a count, not a time.
+        state.tat_fp = (e.tat_ns & kNeverLeaksBit)
+                           ? rel
+                           : rel + (static_cast<dlb::u128>(epoch_ns_ > 0 ? epoch_ns_ : 0) << dlb::kFracBits);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+size_t BucketShard::CountUsed() const {
+  size_t n = 0;
+  for (size_t i = 0; i < lines_count_; ++i) {
+    for (const ShardEntry& e : lines_[i].entries) n += e.tag != 0;
+  }
+  return n;
+}
+
+}  // namespace dlb::packet

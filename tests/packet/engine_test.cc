@@ -1,0 +1,618 @@
+#include "dlb/packet/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "frames.h"
+
+namespace dlb::packet {
+namespace {
+
+using testing::BuildSegment;
+using testing::Head;
+using testing::SegmentSpec;
+
+constexpr int64_t kStartNs = 1'000'000'000;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.max_flows = 64;
+    config_.reassembly_buffers = 8;
+    config_.shard_users = 1000;
+    RuleConfig pay;
+    pay.name = "pay";
+    pay.method = "POST";
+    pay.path_prefix = "/pay";
+    pay.bucket = {.capacity = 2, .leak_rate_per_s = 1};
+    config_.rules = {pay};
+    config_.default_rule.bucket = {.capacity = 3, .leak_rate_per_s = 1};
+  }
+
+  void Start() {
+    auto rules = RuleSet::Compile(config_.rules, config_.default_rule);
+    ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+    rules_ = std::make_unique<RuleSet>(std::move(rules).value());
+    auto e = PacketEngine::Create(config_, *rules_, HeapAllocator::Instance(), SipKey{11, 22}, kStartNs);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    engine_ = std::move(e).value();
+  }
+
+  FrameResult Send(const SegmentSpec& s) {
+    frames_.push_back(BuildSegment(s));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r);
+    return r;
+  }
+
+  std::vector<FrameResult> SendBurst(const std::vector<SegmentSpec>& specs) {
+    std::vector<Frame> in;
+    for (const auto& s : specs) frames_.push_back(BuildSegment(s));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const auto& b = frames_[frames_.size() - specs.size() + i];
+      in.push_back({b.data(), static_cast<uint32_t>(b.size())});
+    }
+    std::vector<FrameResult> out(specs.size());
+    engine_->ProcessBurst(in.data(), in.size(), now_, out.data());
+    return out;
+  }
+
+  const EngineCounters& C() const { return engine_->counters(); }
+
+  PacketConfig config_;
+  std::unique_ptr<RuleSet> rules_;
+  std::unique_ptr<PacketEngine> engine_;
+  int64_t now_ = kStartNs;
+  std::vector<std::vector<uint8_t>> frames_;
+};
+
+// A client connection: tracks its sequence number, opens with a SYN.
+struct Conn {
+  SegmentSpec base;
+  uint32_t next = 0;
+
+  explicit Conn(uint16_t port, int ip_version = 4, uint32_t isn = 1000) {
+    base.src.port = port;
+    base.ip_version = ip_version;
+    if (ip_version == 6) {
+      base.src.addr = testing::V6(1);
+      base.dst.addr = testing::V6(2);
+    }
+    base.seq = isn;
+    next = isn + 1;
+  }
+  SegmentSpec Syn() const {
+    SegmentSpec s = base;
+    s.flags = 0x02;
+    return s;
+  }
+  SegmentSpec At(uint32_t seq, std::string data, uint8_t flags = 0x18) const {
+    SegmentSpec s = base;
+    s.seq = seq;
+    s.payload = std::move(data);
+    s.flags = flags;
+    return s;
+  }
+  SegmentSpec Data(std::string data, uint8_t flags = 0x18) {
+    SegmentSpec s = At(next, data, flags);
+    next += static_cast<uint32_t>(data.size());
+    return s;
+  }
+};
+
+TEST_F(EngineTest, AdmitsUpToCapacityThenRejects) {
+  Start();
+  Conn c(40001);
+  EXPECT_EQ(Send(c.Syn()).verdict, Verdict::kForward);
+  for (int i = 0; i < 2; ++i) {
+    const FrameResult r = Send(c.Data(Head("POST", "/pay", "alice")));
+    EXPECT_EQ(r.verdict, Verdict::kForward);
+    EXPECT_EQ(r.heads, 1);
+  }
+  const uint32_t head_seq = c.next;
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "alice")));
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.rule, 0);
+  EXPECT_EQ(r.reset_seq, head_seq);
+  EXPECT_FALSE(r.decision.allowed);
+  EXPECT_GT(r.decision.retry_after_ns, 0);
+  EXPECT_EQ(C().allowed, 2u);
+  EXPECT_EQ(C().rejected, 1u);
+  // The connection is closed: later segments are dropped.
+  EXPECT_EQ(Send(c.Data("more")).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().closed_flow_segments_dropped, 1u);
+}
+
+TEST_F(EngineTest, UsersAndRulesHaveSeparateBuckets) {
+  Start();
+  Conn c(40002);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "alice"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bob"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("GET", "/pay", "alice"))).verdict, Verdict::kForward);  // default rule
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "alice"))).verdict, Verdict::kReject);
+}
+
+TEST_F(EngineTest, BucketLeaksOverTime) {
+  Start();
+  Conn c(40003);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "u")));
+  now_ += 1'000'000'000;  // one request leaks per second
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "u"))).verdict, Verdict::kForward);
+}
+
+TEST_F(EngineTest, PureAcksAndServerTrafficAreNotTracked) {
+  Start();
+  Conn c(40004);
+  Send(c.Syn());
+  SegmentSpec ack = c.At(c.next, "", 0x10);
+  EXPECT_EQ(Send(ack).verdict, Verdict::kForward);
+  SegmentSpec reply = c.base;
+  std::swap(reply.src, reply.dst);
+  reply.payload = "HTTP/1.1 200 OK\r\n\r\n";
+  EXPECT_EQ(Send(reply).verdict, Verdict::kForward);
+  EXPECT_EQ(C().server_segments, 1u);
+  EXPECT_EQ(C().heads, 0u);
+  SegmentSpec other = c.At(c.next, Head("POST", "/pay", "x"));
+  other.dst.port = 443;  // not a service port
+  EXPECT_EQ(Send(other).verdict, Verdict::kForward);
+  EXPECT_EQ(C().heads, 0u);
+}
+
+TEST_F(EngineTest, HeadSplitIntoOneByteSegments) {
+  Start();
+  Conn c(40005);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "carol")));
+  const std::string h = Head("POST", "/pay", "carol");
+  const uint32_t head_seq = c.next;
+  for (size_t i = 0; i + 1 < h.size(); ++i) {
+    ASSERT_EQ(Send(c.Data(h.substr(i, 1))).verdict, Verdict::kForward) << i;
+  }
+  EXPECT_EQ(C().heads, 2u);
+  const FrameResult r = Send(c.Data(h.substr(h.size() - 1)));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, head_seq + h.size() - 1);  // the server has every byte before it
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+TEST_F(EngineTest, OutOfOrderSegmentsAreReassembled) {
+  Start();
+  Conn c(40006);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "dave", "X-Pad: " + std::string(100, 'p') + "\r\n");
+  const uint32_t s0 = c.next;
+  // Three pieces, sent 3, 2, 1: the head completes only with the first.
+  const size_t a = 40;
+  const size_t b = 90;
+  EXPECT_EQ(Send(c.At(s0 + b, h.substr(b))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.At(s0 + a, h.substr(a, b - a))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().heads, 0u);
+  EXPECT_EQ(C().out_of_order_segments, 2u);
+  const FrameResult r = Send(c.At(s0, h.substr(0, a)));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().heads, 1u);
+  EXPECT_EQ(C().allowed, 1u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+TEST_F(EngineTest, RetransmittedOverlapKeepsTheFirstCopy) {
+  Start();
+  config_.on_malformed_head = HeadPolicy::kForward;
+  Conn c(40007);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "erin");
+  const uint32_t s0 = c.next;
+  const size_t id_pos = h.find("erin");
+  // First copy of the identity bytes arrives out of order; a retransmission overlapping
+  // it claims another user. The first copy must win.
+  Send(c.At(s0 + id_pos, h.substr(id_pos)));
+  std::string forged = h.substr(0, id_pos) + "zzzz";
+  for (int i = 0; i < 2; ++i) {
+    // Two forged overlapping copies do not change who is counted.
+    Send(c.At(s0, forged.substr(0, id_pos)));
+  }
+  EXPECT_EQ(C().heads, 1u);
+  // The same user again, twice: limited at the third, so the first was "erin".
+  c.next = s0 + static_cast<uint32_t>(h.size());
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "erin"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "erin"))).verdict, Verdict::kReject);
+}
+
+TEST_F(EngineTest, OverlapWithNewBytesAtTheEnd) {
+  Start();
+  Conn c(40008);
+  Send(c.Syn());
+  const std::string h = Head("GET", "/x", "fred");
+  const uint32_t s0 = c.next;
+  Send(c.At(s0, h.substr(0, 10)));
+  // Retransmission of 0..10 plus new bytes 10..20.
+  Send(c.At(s0, h.substr(0, 20)));
+  EXPECT_EQ(C().retransmitted_segments, 1u);
+  const FrameResult r = Send(c.At(s0 + 15, h.substr(15)));
+  EXPECT_EQ(r.heads, 1);
+  // A full retransmission of a decided head is not decided again.
+  EXPECT_EQ(Send(c.At(s0, h)).heads, 0);
+  EXPECT_EQ(C().heads, 1u);
+}
+
+TEST_F(EngineTest, PipelinedHeadsAreEachDecided) {
+  Start();
+  Conn c(40009);
+  Send(c.Syn());
+  const std::string two = Head("POST", "/pay", "gus") + Head("POST", "/pay", "gus");
+  FrameResult r = Send(c.Data(two));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 2);
+  const uint32_t seg = c.next;
+  r = Send(c.Data(Head("GET", "/", "gus") + Head("POST", "/pay", "gus")));
+  EXPECT_EQ(r.heads, 2);
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, seg);
+  EXPECT_EQ(C().allowed, 3u);
+  EXPECT_EQ(C().rejected, 1u);
+}
+
+TEST_F(EngineTest, ManyPipelinedHeadsInOneSegment) {
+  config_.default_rule.bucket = {.capacity = 1000, .leak_rate_per_s = 1};
+  Start();
+  Conn c(40010);
+  Send(c.Syn());
+  std::string many;
+  for (int i = 0; i < 150; ++i) many += "GET /" + std::to_string(i) + " HTTP/1.1\r\nX-User-ID: p\r\n\r\n";
+  const FrameResult r = Send(c.Data(many));
+  EXPECT_EQ(r.heads, 150);
+  EXPECT_EQ(C().allowed, 150u);
+}
+
+TEST_F(EngineTest, ContentLengthBodiesAreSkipped) {
+  Start();
+  Conn c(40011);
+  Send(c.Syn());
+  // A body that looks like a request must not be counted.
+  const std::string body = Head("POST", "/pay", "hank");
+  const std::string head = Head("POST", "/upload", "hank", "Content-Length: " + std::to_string(body.size()) + "\r\n");
+  FrameResult r = Send(c.Data(head + body.substr(0, 10)));
+  EXPECT_EQ(r.heads, 1);
+  r = Send(c.Data(body.substr(10) + Head("GET", "/next", "hank")));
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().heads, 2u);
+}
+
+TEST_F(EngineTest, OutOfOrderBodySegmentsNeedNoBuffer) {
+  Start();
+  Conn c(40012);
+  Send(c.Syn());
+  const std::string head = Head("PUT", "/f", "ivy", "Content-Length: 3000\r\n");
+  Send(c.Data(head));
+  const uint32_t body = c.next;
+  Send(c.At(body + 1000, std::string(1000, 'b')));  // inside the body, ahead of order
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+  Send(c.At(body, std::string(1000, 'a')));
+  Send(c.At(body + 2000, std::string(1000, 'c')));
+  c.next = body + 3000;
+  EXPECT_EQ(Send(c.Data(Head("GET", "/", "ivy"))).heads, 1);
+}
+
+TEST_F(EngineTest, ChunkedBodiesAreFollowed) {
+  Start();
+  Conn c(40013);
+  Send(c.Syn());
+  const std::string head = Head("POST", "/up", "jo", "Transfer-Encoding: chunked\r\n");
+  const std::string chunks = "5\r\nGET /\r\n1a;x=y\r\n" + std::string(26, 'z') + "\r\n0\r\nTrailer: t\r\n\r\n";
+  FrameResult r = Send(c.Data(head + chunks.substr(0, 7)));
+  EXPECT_EQ(r.heads, 1);
+  // The rest in 3-byte segments, then a request.
+  for (size_t i = 7; i < chunks.size(); i += 3) Send(c.Data(chunks.substr(i, 3)));
+  EXPECT_EQ(C().heads, 1u);
+  r = Send(c.Data(Head("GET", "/after", "jo")));
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().malformed_chunked, 0u);
+}
+
+TEST_F(EngineTest, MalformedChunkedBodyFollowsPolicy) {
+  Start();
+  Conn c(40014);
+  Send(c.Syn());
+  Send(c.Data(Head("POST", "/up", "k", "Transfer-Encoding: chunked\r\n")));
+  const FrameResult r = Send(c.Data("zz\r\n"));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().malformed_chunked, 1u);
+}
+
+TEST_F(EngineTest, Ipv6AndVlanTagsWork) {
+  Start();
+  Conn c(40015, 6);
+  c.base.vlans = {10, 20};
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "v6"))).verdict, Verdict::kForward);
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "v6")));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.view.vlan_count, 2);
+  EXPECT_EQ(r.view.ip_version, 6);
+}
+
+TEST_F(EngineTest, MissingIdentityUsesSourceAddress) {
+  Start();
+  Conn a(40016);
+  Send(a.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(a.Data(Head("POST", "/pay", ""))).verdict, Verdict::kForward);
+  // Another connection from the same address shares the bucket.
+  Conn b(40017);
+  Send(b.Syn());
+  EXPECT_EQ(Send(b.Data(Head("POST", "/pay", ""))).verdict, Verdict::kReject);
+  // Another address does not.
+  Conn d(40018);
+  d.base.src.addr = {10, 0, 0, 9};
+  Send(d.Syn());
+  EXPECT_EQ(Send(d.Data(Head("POST", "/pay", ""))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().identity_source_ip, 4u);
+}
+
+TEST_F(EngineTest, MissingIdentityLimitAndPassPolicies) {
+  config_.on_missing_identity = MissingIdentityPolicy::kLimit;
+  Start();
+  Conn a(40019);
+  Send(a.Syn());
+  FrameResult r = Send(a.Data(Head("GET", "/", "")));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_missing_limited, 1u);
+
+  config_.on_missing_identity = MissingIdentityPolicy::kPass;
+  Start();
+  Conn b(40020);
+  Send(b.Syn());
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Send(b.Data(Head("GET", "/", ""))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().identity_missing_passed, 10u);
+}
+
+TEST_F(EngineTest, DropActionDropsAndRedecidesTheRetransmission) {
+  config_.rules[0].action = Action::kDrop;
+  Start();
+  Conn c(40021);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "lu")));
+  // A head split over two segments; the second completes it and is dropped.
+  const std::string h = Head("POST", "/pay", "lu");
+  const uint32_t s0 = c.next;
+  EXPECT_EQ(Send(c.At(s0, h.substr(0, 20))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.At(s0 + 20, h.substr(20))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().dropped, 1u);
+  // The client retransmits the dropped segment: decided again (still limited).
+  EXPECT_EQ(Send(c.At(s0 + 20, h.substr(20))).verdict, Verdict::kDrop);
+  // After the bucket leaks, the same retransmission passes, once.
+  now_ += 1'000'000'000;
+  FrameResult r = Send(c.At(s0 + 20, h.substr(20)));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(Send(c.At(s0 + 20, h.substr(20))).heads, 0);
+  EXPECT_EQ(C().dropped, 2u);
+}
+
+TEST_F(EngineTest, ShadowActionOnlyCounts) {
+  config_.rules[0].action = Action::kShadow;
+  Start();
+  Conn c(40022);
+  Send(c.Syn());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "m"))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().shadow_limited, 3u);
+  EXPECT_EQ(C().allowed, 2u);
+}
+
+TEST_F(EngineTest, NotHttpFlowIsLeftAlone) {
+  Start();
+  Conn c(40023);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.Data("\x16\x03\x01\x02\x00")).verdict, Verdict::kForward);
+  EXPECT_EQ(C().not_http, 1u);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "n"))).heads, 0);
+}
+
+TEST_F(EngineTest, MalformedAndOversizeHeadsFollowPolicy) {
+  config_.max_head_bytes = 256;
+  Start();
+  Conn c(40024);
+  Send(c.Syn());
+  FrameResult r = Send(c.Data("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().malformed_head[static_cast<int>(HeadResult::kDuplicateHost)], 1u);
+  Conn d(40025);
+  Send(d.Syn());
+  r = Send(d.Data(Head("GET", "/", "o", "X-Pad: " + std::string(300, 'x') + "\r\n")));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().oversize_heads, 1u);
+  // Oversize across segments too.
+  Conn e(40026);
+  Send(e.Syn());
+  Send(e.Data("GET / HTTP/1.1\r\nX-Pad: " + std::string(150, 'x')));
+  r = Send(e.Data(std::string(150, 'y')));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().oversize_heads, 2u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+TEST_F(EngineTest, FinAndRstFreeTheFlow) {
+  Start();
+  Conn c(40027);
+  Send(c.Syn());
+  EXPECT_EQ(engine_->active_flows(), 1u);
+  Send(c.Data(Head("GET", "/", "p"), 0x19));  // PSH|ACK|FIN
+  EXPECT_EQ(engine_->active_flows(), 0u);
+  Conn d(40028);
+  Send(d.Syn());
+  Send(d.Data("GET / HT"));
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  SegmentSpec rst = d.At(d.next, "", 0x04);
+  Send(rst);
+  EXPECT_EQ(engine_->active_flows(), 0u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+  // A server RST ends a flow too.
+  Conn e(40029);
+  Send(e.Syn());
+  SegmentSpec srst = e.base;
+  std::swap(srst.src, srst.dst);
+  srst.flags = 0x04;
+  Send(srst);
+  EXPECT_EQ(engine_->active_flows(), 0u);
+}
+
+TEST_F(EngineTest, IdleFlowsExpire) {
+  config_.max_flows = 1;  // 16 slots; one probe window of 8 covers the flows below
+  config_.flow_idle_timeout_ns = 5'000'000'000;
+  Start();
+  for (uint16_t p = 0; p < 16; ++p) {
+    Conn c(static_cast<uint16_t>(41000 + p));
+    Send(c.Syn());
+  }
+  const uint64_t full_before = C().flow_table_full;
+  EXPECT_GT(full_before, 0u);
+  now_ += 6'000'000'000;
+  Conn late(42000);
+  Send(late.Syn());
+  EXPECT_EQ(C().flow_table_full, full_before);
+  EXPECT_GT(C().flows_expired, 0u);
+}
+
+TEST_F(EngineTest, FullFlowTableStillDecidesWholeHeads) {
+  config_.max_flows = 1;
+  Start();
+  for (uint16_t p = 0; p < 40; ++p) {
+    Conn c(static_cast<uint16_t>(43000 + p));
+    Send(c.Syn());
+  }
+  ASSERT_GT(C().flow_table_full, 0u);
+  // Find a port whose flow has no slot, then send complete heads on it.
+  for (uint16_t p = 0; p < 40; ++p) {
+    Conn c(static_cast<uint16_t>(43000 + p));
+    const uint64_t full = C().flow_table_full;
+    const FrameResult r = Send(c.Data(Head("POST", "/pay", "q")));
+    if (C().flow_table_full == full) continue;  // this one is tracked
+    EXPECT_EQ(r.heads, 1);
+  }
+  EXPECT_GT(C().heads, 0u);
+  EXPECT_GT(C().rejected, 0u);  // the same user, capacity 2: stateless heads count too
+}
+
+TEST_F(EngineTest, FullShardFollowsOverflowPolicy) {
+  config_.shard_users = 5;  // 8 entries
+  config_.default_rule.bucket = {.capacity = 5, .leak_rate_per_s = 0.001};
+  Start();
+  Conn c(40030);
+  Send(c.Syn());
+  for (int u = 0; u < 8; ++u) EXPECT_EQ(Send(c.Data(Head("GET", "/", "user" + std::to_string(u)))).verdict, Verdict::kForward);
+  // No free entry: the default rule allows (fail open) and counts.
+  EXPECT_EQ(Send(c.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().shard_table_full_allowed, 1u);
+  // Existing users still have their buckets.
+  EXPECT_EQ(engine_->shard().CountUsed(), 8u);
+
+  config_.default_rule.on_table_full = OverflowPolicy::kLimit;
+  Start();
+  Conn d(40031);
+  Send(d.Syn());
+  for (int u = 0; u < 8; ++u) Send(d.Data(Head("GET", "/", "user" + std::to_string(u))));
+  EXPECT_EQ(Send(d.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kReject);
+  EXPECT_EQ(C().shard_table_full_limited, 1u);
+}
+
+TEST_F(EngineTest, SameFlowTwiceInOneBurst) {
+  Start();
+  Conn c(40032);
+  Send(c.Syn());
+  std::vector<SegmentSpec> burst;
+  for (int i = 0; i < 4; ++i) burst.push_back(c.Data(Head("POST", "/pay", "r")));
+  const auto out = SendBurst(burst);
+  EXPECT_EQ(out[0].verdict, Verdict::kForward);
+  EXPECT_EQ(out[1].verdict, Verdict::kForward);
+  EXPECT_EQ(out[2].verdict, Verdict::kReject);
+  EXPECT_EQ(out[3].verdict, Verdict::kDrop);  // the flow is closed by then
+}
+
+TEST_F(EngineTest, MidStreamFlowResyncsAtARequest) {
+  Start();
+  Conn c(40033);
+  // No SYN seen (the engine started mid-connection): a body fragment, then a request.
+  EXPECT_EQ(Send(c.Data("tail of a body")).heads, 0);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "s"))).heads, 1);
+  EXPECT_EQ(C().midstream_flows, 1u);
+  EXPECT_EQ(C().resyncs, 1u);
+}
+
+TEST_F(EngineTest, FragmentsAndMalformedFramesFollowPolicy) {
+  config_.on_fragment = FramePolicy::kDrop;
+  Start();
+  Conn c(40034);
+  auto f = BuildSegment(c.Data("x"));
+  f[14 + 6] = 0x20;
+  Frame in{f.data(), static_cast<uint32_t>(f.size())};
+  FrameResult r;
+  engine_->ProcessBurst(&in, 1, now_, &r);
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(C().fragments_dropped, 1u);
+  f.resize(20);
+  in = {f.data(), static_cast<uint32_t>(f.size())};
+  engine_->ProcessBurst(&in, 1, now_, &r);
+  EXPECT_EQ(r.verdict, Verdict::kForward);  // malformed frames are forwarded by default
+  EXPECT_EQ(C().parse[static_cast<int>(ParseResult::kTruncatedIpv4)], 1u);
+}
+
+// Random segmentations and orders of one stream of requests give the same decisions
+// as delivering it whole.
+TEST_F(EngineTest, RandomSegmentationGivesTheSameDecisions) {
+  config_.default_rule.bucket = {.capacity = 1000, .leak_rate_per_s = 1};
+  config_.reassembly_buffers = 64;
+  std::mt19937 rng(2024);
+  std::string stream;
+  int expected = 0;
+  for (int i = 0; i < 30; ++i) {
+    const std::string body(rng() % 50, 'b');
+    stream += Head(i % 2 ? "POST" : "GET", "/r" + std::to_string(i), "user" + std::to_string(i % 3),
+                   body.empty() ? "" : "Content-Length: " + std::to_string(body.size()) + "\r\n");
+    stream += body;
+    ++expected;
+  }
+  for (int trial = 0; trial < 30; ++trial) {
+    Start();
+    Conn c(static_cast<uint16_t>(44000 + trial));
+    Send(c.Syn());
+    // Cut into pieces of 1..120 bytes, then shuffle within windows of 4 pieces, and
+    // retransmit some pieces.
+    std::vector<std::pair<uint32_t, std::string>> pieces;
+    for (size_t pos = 0; pos < stream.size();) {
+      const size_t n = std::min<size_t>(stream.size() - pos, 1 + rng() % 120);
+      pieces.push_back({c.next + static_cast<uint32_t>(pos), stream.substr(pos, n)});
+      pos += n;
+    }
+    for (size_t w = 0; w < pieces.size(); w += 4) {
+      std::shuffle(pieces.begin() + w, pieces.begin() + std::min(pieces.size(), w + 4), rng);
+    }
+    for (const auto& [seq, data] : pieces) {
+      Send(c.At(seq, data));
+      if (rng() % 5 == 0) Send(c.At(seq, data));  // a duplicate
+    }
+    EXPECT_EQ(C().heads, static_cast<uint64_t>(expected)) << trial;
+    EXPECT_EQ(C().allowed, static_cast<uint64_t>(expected)) << trial;
+    EXPECT_EQ(engine_->free_reassembly_buffers(), 64u) << trial;
+  }
+}
+
+TEST_F(EngineTest, CountersHaveNames) {
+  Start();
+  int n = 0;
+  ForEachCounter(C(), [&](const char* name, uint64_t) {
+    EXPECT_NE(name[0], '\0');
+    ++n;
+  });
+  EXPECT_GT(n, kParseResultCount + kHeadResultCount);
+}
+
+}  // namespace
+}  // namespace dlb::packet

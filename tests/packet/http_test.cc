@@ -1,0 +1,213 @@
+#include "dlb/packet/http.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+
+namespace dlb::packet {
+namespace {
+
+const uint8_t* U(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+
+// The head's fields view `s`: callers keep it alive.
+HeadResult ParseWhole(const std::string& s, RequestHead& h, HeadOptions o = {}) {
+  uint32_t scan = 0;
+  uint32_t n = 0;
+  HeadResult r = FindHeadEnd(U(s), s.size(), o.max_head_bytes, scan, n);
+  if (r != HeadResult::kOk) return r;
+  return ParseRequestHead(U(s), n, o, h);
+}
+
+TEST(HttpTest, ParsesMethodPathHostIdentity) {
+  const std::string s =
+      "POST /v1/payments?x=1 HTTP/1.1\r\nHost: API.example.com:8443\r\nContent-Length: 12\r\n"
+      "x-user-id: \t alice \r\nAccept: */*\r\n\r\n";
+  RequestHead h;
+  ASSERT_EQ(ParseWhole(s, h), HeadResult::kOk);
+  EXPECT_EQ(h.method, Method::kPost);
+  EXPECT_EQ(h.path, "/v1/payments");
+  EXPECT_EQ(h.host, "API.example.com");
+  EXPECT_EQ(h.identity, "alice");
+  EXPECT_TRUE(h.has_identity);
+  EXPECT_TRUE(h.has_content_length);
+  EXPECT_EQ(h.content_length, 12u);
+  EXPECT_EQ(h.head_bytes, s.size());
+}
+
+TEST(HttpTest, ConfigurableIdentityHeader) {
+  HeadOptions o;
+  o.identity_header = "X-Api-Key";
+  RequestHead h;
+  const std::string s = "GET / HTTP/1.1\r\nX-User-ID: a\r\nx-api-KEY: k1\r\n\r\n";
+  ASSERT_EQ(ParseWhole(s, h, o), HeadResult::kOk);
+  EXPECT_EQ(h.identity, "k1");
+}
+
+TEST(HttpTest, AbsoluteFormAuthorityReplacesHost) {
+  RequestHead h;
+  const std::string s = "GET http://a.example:80/p/q?z HTTP/1.1\r\nHost: b.example\r\n\r\n";
+  ASSERT_EQ(ParseWhole(s, h), HeadResult::kOk);
+  EXPECT_EQ(h.host, "a.example");
+  EXPECT_EQ(h.path, "/p/q");
+}
+
+TEST(HttpTest, BareLfLineEndsAreAccepted) {
+  RequestHead h;
+  const std::string s = "GET /a HTTP/1.0\nX-User-ID: u\n\n";
+  ASSERT_EQ(ParseWhole(s, h), HeadResult::kOk);
+  EXPECT_TRUE(h.http10);
+  EXPECT_EQ(h.identity, "u");
+}
+
+TEST(HttpTest, FindHeadEndIsIncrementalByteByByte) {
+  const std::string s = "GET / HTTP/1.1\r\nHost: h\r\nX-User-ID: bob\r\n\r\nNEXT";
+  uint32_t scan = 0;
+  uint32_t n = 0;
+  for (size_t len = 1; len <= s.size(); ++len) {
+    const HeadResult r = FindHeadEnd(U(s), len, 8192, scan, n);
+    if (len < s.size() - 4) {
+      ASSERT_EQ(r, HeadResult::kIncomplete) << len;
+    } else {
+      ASSERT_EQ(r, HeadResult::kOk) << len;
+      EXPECT_EQ(n, s.size() - 4);
+      break;
+    }
+  }
+}
+
+TEST(HttpTest, TooLargeHead) {
+  std::string s = "GET / HTTP/1.1\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n";
+  uint32_t scan = 0;
+  uint32_t n = 0;
+  EXPECT_EQ(FindHeadEnd(U(s), s.size(), 100, scan, n), HeadResult::kTooLarge);
+  scan = 0;
+  EXPECT_EQ(FindHeadEnd(U(s), 99, 100, scan, n), HeadResult::kIncomplete);
+}
+
+TEST(HttpTest, RequestStart) {
+  EXPECT_EQ(CheckRequestStart(U(std::string("GE")), 2), HeadResult::kIncomplete);
+  EXPECT_EQ(CheckRequestStart(U(std::string("GET ")), 4), HeadResult::kOk);
+  EXPECT_EQ(CheckRequestStart(U(std::string("\x16\x03\x01")), 3), HeadResult::kNotHttp);
+  EXPECT_EQ(CheckRequestStart(U(std::string(" GET")), 4), HeadResult::kNotHttp);
+  const std::string long_token(30, 'A');
+  EXPECT_EQ(CheckRequestStart(U(long_token), long_token.size()), HeadResult::kNotHttp);
+}
+
+struct BadCase {
+  const char* head;
+  HeadResult want;
+};
+
+TEST(HttpTest, EveryMalformedReason) {
+  const BadCase cases[] = {
+      {"\x16\x03 / HTTP/1.1\r\n\r\n", HeadResult::kNotHttp},
+      {"GET /\r\n\r\n", HeadResult::kBadRequestLine},
+      {"GET foo HTTP/1.1\r\n\r\n", HeadResult::kBadRequestLine},
+      {"GET / HTTP/2.0\r\n\r\n", HeadResult::kBadVersion},
+      {"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", HeadResult::kBadHeader},
+      {"GET / HTTP/1.1\r\nHost : x\r\n\r\n", HeadResult::kBadHeader},
+      {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", HeadResult::kBadHeader},
+      {"GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", HeadResult::kBadHeader},
+      {"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", HeadResult::kObsoleteLineFolding},
+      {"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", HeadResult::kBadContentLength},
+      {"GET / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", HeadResult::kBadContentLength},
+      {"GET / HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n", HeadResult::kBadContentLength},
+      {"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", HeadResult::kConflictingContentLength},
+      {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", HeadResult::kBadTransferEncoding},
+      {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+       HeadResult::kContentLengthWithTransferEncoding},
+      {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", HeadResult::kDuplicateHost},
+      {"GET / HTTP/1.1\r\nX-User-ID: a\r\nX-User-Id: b\r\n\r\n", HeadResult::kDuplicateIdentity},
+  };
+  std::set<HeadResult> seen;
+  for (const BadCase& c : cases) {
+    RequestHead h;
+    EXPECT_EQ(ParseWhole(c.head, h), c.want) << c.head;
+    seen.insert(c.want);
+  }
+  {
+    HeadOptions o;
+    o.max_identity_bytes = 4;
+    RequestHead h;
+    EXPECT_EQ(ParseWhole("GET / HTTP/1.1\r\nX-User-ID: 12345\r\n\r\n", h, o), HeadResult::kIdentityTooLong);
+    seen.insert(HeadResult::kIdentityTooLong);
+    EXPECT_EQ(ParseWhole("GET / HTTP/1.1\r\nX-User-ID: 1234\r\n\r\n", h, o), HeadResult::kOk);
+  }
+  {
+    HeadOptions o;
+    o.max_header_lines = 2;
+    RequestHead h;
+    EXPECT_EQ(ParseWhole("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", h, o), HeadResult::kTooManyHeaders);
+    seen.insert(HeadResult::kTooManyHeaders);
+  }
+  seen.insert(HeadResult::kOk);
+  seen.insert(HeadResult::kIncomplete);
+  seen.insert(HeadResult::kTooLarge);  // FindHeadEnd's, tested above
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kHeadResultCount));
+}
+
+TEST(HttpTest, ChunkedTransferEncodingIsRecognised) {
+  RequestHead h;
+  const std::string s = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+  ASSERT_EQ(ParseWhole(s, h), HeadResult::kOk);
+  EXPECT_TRUE(h.chunked);
+}
+
+ChunkedDecoder::Result FeedAll(ChunkedDecoder& d, const std::string& s, size_t& consumed) {
+  return d.Feed(U(s), s.size(), consumed);
+}
+
+TEST(ChunkedTest, WholeBodyWithExtensionsAndTrailers) {
+  const std::string body = "4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nGET";
+  ChunkedDecoder d;
+  size_t used = 0;
+  ASSERT_EQ(FeedAll(d, body, used), ChunkedDecoder::Result::kDone);
+  EXPECT_EQ(used, body.size() - 3);
+}
+
+TEST(ChunkedTest, ByteByByteEqualsWhole) {
+  const std::string body = "a\r\n0123456789\r\n0\r\n\r\n";
+  ChunkedDecoder d;
+  for (size_t i = 0; i < body.size(); ++i) {
+    size_t used = 0;
+    const auto r = d.Feed(U(body) + i, 1, used);
+    EXPECT_EQ(used, 1u);
+    if (i + 1 < body.size()) {
+      ASSERT_EQ(r, ChunkedDecoder::Result::kMore) << i;
+    } else {
+      EXPECT_EQ(r, ChunkedDecoder::Result::kDone);
+    }
+  }
+}
+
+TEST(ChunkedTest, RandomSplitsAgree) {
+  std::mt19937 rng(7);
+  const std::string body = "1f\r\n" + std::string(31, 'x') + "\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n";
+  for (int trial = 0; trial < 200; ++trial) {
+    ChunkedDecoder d;
+    size_t pos = 0;
+    ChunkedDecoder::Result r = ChunkedDecoder::Result::kMore;
+    while (pos < body.size() && r == ChunkedDecoder::Result::kMore) {
+      const size_t n = std::min<size_t>(body.size() - pos, 1 + rng() % 7);
+      size_t used = 0;
+      r = d.Feed(U(body) + pos, n, used);
+      pos += used;
+    }
+    ASSERT_EQ(r, ChunkedDecoder::Result::kDone);
+    EXPECT_EQ(pos, body.size());
+  }
+}
+
+TEST(ChunkedTest, MalformedBodies) {
+  for (const char* bad : {"g\r\n", "\r\n", "5\r\nabcdeX", "1234567890abcdef0\r\n", "0\r\n\rX"}) {
+    ChunkedDecoder d;
+    size_t used = 0;
+    EXPECT_EQ(d.Feed(U(bad), std::strlen(bad), used), ChunkedDecoder::Result::kError) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace dlb::packet

@@ -1,0 +1,80 @@
+#include "dlb/packet/rules.h"
+
+#include <gtest/gtest.h>
+
+namespace dlb::packet {
+namespace {
+
+RuleConfig Rule(std::string name, std::string method, std::string path, std::string host) {
+  RuleConfig r;
+  r.name = std::move(name);
+  r.method = std::move(method);
+  r.path_prefix = std::move(path);
+  r.host = std::move(host);
+  return r;
+}
+
+RequestHead H(Method m, std::string_view token, std::string_view path, std::string_view host) {
+  RequestHead h;
+  h.method = m;
+  h.method_token = token;
+  h.path = path;
+  h.host = host;
+  return h;
+}
+
+TEST(RulesTest, FirstMatchWinsThenDefault) {
+  auto set = RuleSet::Compile({Rule("pay", "POST", "/v1/pay", "api.example.com"),
+                               Rule("any-pay", "", "/v1/pay", ""),
+                               Rule("purge", "PURGE", "", "")},
+                              DefaultRuleConfig());
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->Match(H(Method::kPost, "POST", "/v1/payments", "API.Example.com")), 0);
+  EXPECT_EQ(set->Match(H(Method::kPost, "POST", "/v1/payments", "other")), 1);
+  EXPECT_EQ(set->Match(H(Method::kGet, "GET", "/v1/pay", "api.example.com")), 1);
+  EXPECT_EQ(set->Match(H(Method::kOther, "PURGE", "/x", "")), 2);
+  EXPECT_EQ(set->Match(H(Method::kOther, "PURGEX", "/x", "")), 3);
+  EXPECT_EQ(set->Match(H(Method::kGet, "GET", "/v2", "")), set->default_index());
+  EXPECT_EQ(set->rule(set->default_index()).name, "default");
+}
+
+TEST(RulesTest, PolicyHeaderCarriesQuotaAndWindow) {
+  RuleConfig r = Rule("pay", "", "", "");
+  r.bucket = {.capacity = 10, .leak_rate_per_s = 4};
+  auto set = RuleSet::Compile({r}, DefaultRuleConfig());
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->rule(0).policy_header, "\"pay\";q=10;w=3");
+  r.bucket.leak_rate_per_s = 0;
+  set = RuleSet::Compile({r}, DefaultRuleConfig());
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->rule(0).policy_header, "\"pay\";q=10");
+}
+
+TEST(RulesTest, BadRulesAreRefusedWithTheField) {
+  struct Case {
+    RuleConfig rule;
+    const char* field;
+  } cases[] = {
+      {Rule("", "", "", ""), "name"},
+      {Rule("bad name", "", "", ""), "name"},
+      {Rule("x", "GET /", "", ""), "method"},
+      {Rule("x", "", "v1", ""), "path_prefix"},
+  };
+  for (auto& c : cases) {
+    auto set = RuleSet::Compile({c.rule}, DefaultRuleConfig());
+    ASSERT_FALSE(set.ok());
+    EXPECT_NE(set.status().message().find(c.field), std::string::npos) << set.status().message();
+  }
+  RuleConfig r = Rule("x", "", "", "");
+  r.bucket.capacity = 0;
+  EXPECT_FALSE(RuleSet::Compile({r}, DefaultRuleConfig()).ok());
+  r.bucket = {.capacity = 1'000'000'000, .leak_rate_per_s = 1e-6};  // drains in 3e7 years
+  EXPECT_FALSE(RuleSet::Compile({r}, DefaultRuleConfig()).ok());
+  r.bucket = {.capacity = 5, .leak_rate_per_s = 1};
+  r.cost = 6;
+  EXPECT_FALSE(RuleSet::Compile({r}, DefaultRuleConfig()).ok());
+  EXPECT_FALSE(RuleSet::Compile({Rule("default", "", "", "")}, DefaultRuleConfig()).ok());
+}
+
+}  // namespace
+}  // namespace dlb::packet

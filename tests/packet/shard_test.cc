@@ -1,0 +1,163 @@
+#include "dlb/packet/shard.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "dlb/packet/siphash.h"
+
+namespace dlb::packet {
+namespace {
+
+constexpr int64_t kEpochNs = 1'000'000'000'000;  // shards start late: times are large
+
+dlb::BucketProfile Profile(int64_t capacity, double rate) {
+  auto p = dlb::BucketProfile::Make({.capacity = capacity, .leak_rate_per_s = rate});
+  EXPECT_TRUE(p.ok());
+  return *p;
+}
+
+void ExpectSame(const dlb::Decision& a, const dlb::Decision& b, int step) {
+  ASSERT_EQ(a.allowed, b.allowed) << step;
+  ASSERT_EQ(a.remaining, b.remaining) << step;
+  ASSERT_EQ(a.retry_after_ns, b.retry_after_ns) << step;
+  ASSERT_EQ(a.reset_after_ns, b.reset_after_ns) << step;
+  ASSERT_EQ(a.level, b.level) << step;
+}
+
+// The shard stores TATs relative to its epoch in 96 bits; its decisions must be
+// dlb::Decide's on absolute time, bit for bit, over random traffic.
+TEST(ShardTest, DecisionsEqualTheBucketCore) {
+  std::mt19937_64 rng(12345);
+  const dlb::BucketProfile profiles[] = {Profile(1, 1), Profile(10, 3), Profile(100, 1e6),
+                                         Profile(7, 0.001), Profile(5, 0), Profile(1000, 333.3),
+                                         Profile(3, 1e9), Profile(50, 1e-6)};
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 1000, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  constexpr int kUsers = 40;
+  std::vector<dlb::BucketState> oracle(kUsers * std::size(profiles));
+  int64_t now = kEpochNs;
+  for (int step = 0; step < 200'000; ++step) {
+    // Gaps from 0 to ~10 s, skewed small so that buckets fill.
+    const int64_t gap = (rng() % 4 == 0) ? int64_t(rng() % 10'000'000'000ULL) : int64_t(rng() % 2'000'000);
+    now += gap;
+    const int user = static_cast<int>(rng() % kUsers);
+    const size_t pi = rng() % std::size(profiles);
+    const dlb::BucketProfile& p = profiles[pi];
+    const int64_t cost = 1 + static_cast<int64_t>(rng() % p.spec().capacity);
+    dlb::BucketState& o = oracle[pi * kUsers + user];
+    const dlb::Decision want = dlb::Decide(p, o, now, cost);
+    dlb::Decision got;
+    const ShardProbe probe = shard->Probe(0x1000 + user, static_cast<uint16_t>(pi));
+    ASSERT_TRUE(shard->Decide(probe, p, now, cost, got));
+    ExpectSame(got, want, step);
+  }
+}
+
+TEST(ShardTest, BurstLookupEqualsOneByOne) {
+  std::mt19937_64 rng(99);
+  const dlb::BucketProfile p = Profile(4, 10);
+  auto a = BucketShard::Create(HeapAllocator::Instance(), 10'000, kEpochNs);
+  auto b = BucketShard::Create(HeapAllocator::Instance(), 10'000, kEpochNs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  int64_t now = kEpochNs;
+  for (int burst = 0; burst < 2000; ++burst) {
+    ShardRequest reqs[BucketShard::kMaxBurst];
+    ShardResult res[BucketShard::kMaxBurst];
+    const size_t n = 1 + rng() % BucketShard::kMaxBurst;
+    for (size_t i = 0; i < n; ++i) reqs[i] = {.key_hash = rng() % 300, .profile = &p, .cost = 1, .rule = 0};
+    a->DecideBurst(reqs, n, now, res);
+    for (size_t i = 0; i < n; ++i) {
+      dlb::Decision d;
+      ASSERT_TRUE(b->Decide(b->Probe(reqs[i].key_hash, 0), p, now, 1, d));
+      ASSERT_FALSE(res[i].table_full);
+      ASSERT_EQ(res[i].decision.allowed, d.allowed);
+      ASSERT_EQ(res[i].decision.remaining, d.remaining);
+    }
+    now += 5'000'000;
+  }
+}
+
+TEST(ShardTest, FullTableNeverEvictsABucketWithLevel) {
+  // 8 entries in 2 lines (users=5 gives ceil(5 / 3.2) = 2 lines): every key sees both.
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 5, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  ASSERT_EQ(shard->entries(), 8u);
+  const dlb::BucketProfile p = Profile(2, 1);  // empties 2 s after the last admission
+  int64_t now = kEpochNs + 1;
+  for (uint64_t k = 0; k < 8; ++k) {
+    dlb::Decision d;
+    ASSERT_TRUE(shard->Decide(shard->Probe(k, 0), p, now, 2, d));  // fill each bucket
+    ASSERT_TRUE(d.allowed);
+    ASSERT_EQ(d.remaining, 0);
+  }
+  EXPECT_EQ(shard->CountUsed(), 8u);
+  dlb::Decision d;
+  EXPECT_FALSE(shard->Decide(shard->Probe(1000, 0), p, now + 1'000'000'000, 1, d));
+  EXPECT_EQ(shard->counters().table_full, 1u);
+  // The throttled users are still throttled: nobody was evicted.
+  for (uint64_t k = 0; k < 8; ++k) {
+    ASSERT_TRUE(shard->Decide(shard->Probe(k, 0), p, now + 100, 1, d));
+    EXPECT_FALSE(d.allowed) << k;
+  }
+  // Once buckets have drained, their entries go to new keys.
+  ASSERT_TRUE(shard->Decide(shard->Probe(1000, 0), p, now + 3'000'000'000, 1, d));
+  EXPECT_TRUE(d.allowed);
+  EXPECT_EQ(shard->counters().reused_entries, 1u);
+}
+
+TEST(ShardTest, QuotaBucketsAreNeverReused) {
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 5, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  const dlb::BucketProfile quota = Profile(3, 0);
+  for (uint64_t k = 0; k < 8; ++k) {
+    dlb::Decision d;
+    ASSERT_TRUE(shard->Decide(shard->Probe(k, 0), quota, kEpochNs, 1, d));
+  }
+  dlb::Decision d;
+  EXPECT_FALSE(shard->Decide(shard->Probe(99, 0), quota, kEpochNs + (int64_t{1} << 50), 1, d));
+}
+
+TEST(ShardTest, MemoryPerUserIsAtMost32Bytes) {
+  for (uint64_t users : {1'000ULL, 1'000'000ULL, 3'333'333ULL}) {
+    auto shard = BucketShard::Create(HeapAllocator::Instance(), users, kEpochNs);
+    ASSERT_TRUE(shard.ok());
+    EXPECT_LE(static_cast<double>(shard->memory_bytes()) / static_cast<double>(users), 32.0) << users;
+  }
+}
+
+TEST(ShardTest, SizedTableHoldsItsUsers) {
+  // Sized for N users, N distinct keys with level all find an entry (two-choice
+  // balancing at a 0.8 load factor).
+  constexpr uint64_t kUsers = 200'000;
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), kUsers, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  const SipKey key{1, 2};
+  const dlb::BucketProfile p = Profile(10, 1);
+  uint64_t full = 0;
+  for (uint64_t u = 0; u < kUsers; ++u) {
+    dlb::Decision d;
+    full += !shard->Decide(shard->Probe(SipHash13(key, &u, sizeof u), 0), p, kEpochNs, 1, d);
+  }
+  EXPECT_LE(full, kUsers / 1000) << "more than 0.1% of users found no entry";
+  EXPECT_EQ(shard->CountUsed() + full, kUsers);
+}
+
+TEST(ShardTest, LookupReturnsAbsoluteState) {
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 100, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  const dlb::BucketProfile p = Profile(10, 2);
+  dlb::BucketState oracle;
+  dlb::Decision d;
+  const int64_t t = kEpochNs + 123'456'789;
+  dlb::Decide(p, oracle, t, 3);
+  ASSERT_TRUE(shard->Decide(shard->Probe(7, 1), p, t, 3, d));
+  dlb::BucketState got;
+  ASSERT_TRUE(shard->Lookup(shard->Probe(7, 1), t, got));
+  EXPECT_TRUE(got.tat_fp == oracle.tat_fp);
+  EXPECT_FALSE(shard->Lookup(shard->Probe(7, 2), t, got));
+}
+
+}  // namespace
+}  // namespace dlb::packet
