@@ -19,6 +19,9 @@ namespace {
 constexpr uint32_t kFlowProbeSlots = 8;
 // Heads decided together; a frame with more pipelined heads flushes mid-frame.
 constexpr size_t kMaxEvents = 64;
+// How long a flow is remembered after the client's FIN: covers retransmissions of the
+// last segment (several RTOs), short enough to free slots of busy servers quickly.
+constexpr int64_t kFinLingerNs = 10'000'000'000;
 
 inline bool SeqBefore(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
 
@@ -137,7 +140,10 @@ struct PacketEngine::Impl {
   }
 
   bool Expired(const FlowSlot& f) const {
-    return now_ns - f.last_seen_ns > config.flow_idle_timeout_ns;
+    const int64_t timeout = (f.flags & flow_flags::kFinished) && kFinLingerNs < config.flow_idle_timeout_ns
+                                ? kFinLingerNs
+                                : config.flow_idle_timeout_ns;
+    return now_ns - f.last_seen_ns > timeout;
   }
 
   FlowSlot* FindFlow(uint64_t hash, uint16_t client_port) {
@@ -580,9 +586,14 @@ struct PacketEngine::Impl {
     if (f == nullptr) return;
     f->flags &= static_cast<uint8_t>(~flow_flags::kPending);
     if (f->flags & flow_flags::kTemp) return;
-    if (fs.fin && results[i].verdict == Verdict::kForward) {
+    if (fs.fin && results[i].verdict == Verdict::kForward && !(f->flags & flow_flags::kFinished)) {
+      // The client is done sending: nothing more to decide. The slot lingers (until
+      // kFinLingerNs, or the RST / new SYN of the 4-tuple) so that a retransmission of
+      // this segment is not taken for a new connection and decided again.
       ++counters.flows_closed;
-      Erase(*f);
+      ReleaseBuffer(*f);
+      f->phase = Phase::kPassthrough;
+      f->flags |= flow_flags::kFinished;
       return;
     }
     if (fs.clipped && f->phase != Phase::kClosed && f->phase != Phase::kPassthrough) {
@@ -618,11 +629,14 @@ struct PacketEngine::Impl {
     const bool fin = flags & tcp_flags::kFin;
     const uint64_t hash = flow_hash[i];
 
+    // An earlier frame of this flow in the burst must be settled first (its verdict may
+    // roll the flow back, close it, or end it with its FIN).
+    if (FlowSlot* prior = FindFlow(hash, v.src_port); prior && (prior->flags & flow_flags::kPending)) {
+      Flush();
+    }
     if (rst) {
-      FlowSlot* f = FindFlow(hash, v.src_port);
-      if (f != nullptr) {
-        if (f->flags & flow_flags::kPending) Flush();
-        ++counters.flows_closed;
+      if (FlowSlot* f = FindFlow(hash, v.src_port)) {
+        if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
         Erase(*f);
       }
       fs.done = fs.committed = true;
@@ -640,8 +654,6 @@ struct PacketEngine::Impl {
       *f = FlowSlot();
       f->flags = flow_flags::kTemp;
       f->phase = Phase::kResync;
-    } else if (f->flags & flow_flags::kPending) {
-      Flush();  // an earlier frame of this flow must be settled first
     }
     f->last_seen_ns = now_ns;
     fs.flow = f;
@@ -662,7 +674,7 @@ struct PacketEngine::Impl {
       f->hash = old.hash;
       f->client_port = old.client_port;
       f->last_seen_ns = now_ns;
-      f->flags = old.flags;
+      f->flags = old.flags & flow_flags::kTemp;
       f->next_seq = seq + 1;
       seq += 1;  // data on a SYN (TCP Fast Open) follows the SYN's sequence number
     } else if (fresh) {
@@ -692,10 +704,15 @@ struct PacketEngine::Impl {
     if (!(v.tcp_flags & tcp_flags::kRst)) return;
     FlowKey k;
     MakeKey(v, false, k);
-    FlowSlot* f = FindFlow(FlowHash(k), v.dst_port);
+    const uint64_t hash = FlowHash(k);
+    FlowSlot* f = FindFlow(hash, v.dst_port);
     if (f == nullptr) return;
-    if (f->flags & flow_flags::kPending) Flush();
-    ++counters.flows_closed;
+    if (f->flags & flow_flags::kPending) {
+      Flush();
+      f = FindFlow(hash, v.dst_port);  // the flush may have ended it
+      if (f == nullptr) return;
+    }
+    if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
     Erase(*f);
   }
 

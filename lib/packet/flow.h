@@ -34,6 +34,8 @@ static_assert(sizeof(FlowKey) == 40);
 namespace flow_flags {
 inline constexpr uint8_t kPending = 1;  // holds undecided heads of the current burst
 inline constexpr uint8_t kTemp = 2;     // a stand-in for a flow the table had no room for
+inline constexpr uint8_t kFinished = 4; // the client sent FIN: kept briefly so that a
+                                        // retransmitted last segment is not decided again
 }  // namespace flow_flags
 
 // One flow, one cache line. The key is not stored: the slot keeps the full 64-bit keyed

@@ -444,7 +444,13 @@ TEST_F(EngineTest, FinAndRstFreeTheFlow) {
   Conn c(40027);
   Send(c.Syn());
   EXPECT_EQ(engine_->active_flows(), 1u);
-  Send(c.Data(Head("GET", "/", "p"), 0x19));  // PSH|ACK|FIN
+  const SegmentSpec last = c.Data(Head("GET", "/", "p"), 0x19);  // PSH|ACK|FIN
+  Send(last);
+  EXPECT_EQ(C().flows_closed, 1u);
+  Send(last);  // retransmitted: not a new connection, not decided again
+  EXPECT_EQ(C().heads, 1u);
+  EXPECT_EQ(C().midstream_flows, 0u);
+  Send(c.At(c.next + 1, "", 0x04));  // the client's RST ends the lingering slot
   EXPECT_EQ(engine_->active_flows(), 0u);
   Conn d(40028);
   Send(d.Syn());
@@ -534,6 +540,18 @@ TEST_F(EngineTest, SameFlowTwiceInOneBurst) {
   EXPECT_EQ(out[1].verdict, Verdict::kForward);
   EXPECT_EQ(out[2].verdict, Verdict::kReject);
   EXPECT_EQ(out[3].verdict, Verdict::kDrop);  // the flow is closed by then
+}
+
+TEST_F(EngineTest, FinThenRetransmissionInOneBurst) {
+  Start();
+  Conn c(40035);
+  Send(c.Syn());
+  const SegmentSpec last = c.Data(Head("GET", "/", "t"), 0x19);
+  const auto out = SendBurst({last, last, last});
+  EXPECT_EQ(out[0].heads, 1);
+  EXPECT_EQ(C().heads, 1u);  // the copies after the FIN do not count the head again
+  EXPECT_EQ(C().flows_closed, 1u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
 }
 
 TEST_F(EngineTest, MidStreamFlowResyncsAtARequest) {

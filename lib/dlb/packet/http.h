@@ -67,7 +67,8 @@ struct RequestHead {
   Method method = Method::kOther;
   std::string_view method_token;
   std::string_view target;     // as sent
-  std::string_view path;       // the target's path: up to '?' (origin or absolute form)
+  std::string_view path;       // the target's path: up to '?' (origin or absolute form;
+                               // a static "/" for an absolute form without a path)
   std::string_view host;       // Host header, or the absolute-form authority; port and
                                // case as sent, port removed
   std::string_view identity;   // the identity header's value, OWS trimmed; empty if absent

@@ -1,0 +1,365 @@
+// Cost of the packet engine per frame, one core, no NIC: frames are pre-built in memory
+// and fed to PacketEngine::ProcessBurst in bursts of 32, as an rx burst would be.
+//
+//   build-rel/tests/bench/packet/bench_packet [--benchmark_filter=...]
+//
+// BM_HeadFrames/<users>: every frame carries one complete request head of 400-600
+//   bytes (ten or so headers, the identity header at a random position) from one of
+//   1024 keep-alive connections; the identity is drawn uniformly from <users>, and the
+//   shard is filled with all of them first. Parse + flow + head + rule + SipHash +
+//   shard decision per frame. Rules use action "shadow" so that limited users keep
+//   their connections (a reject would close them and make later frames cheap).
+// BM_AckFrames: pure ACKs toward the server (no flow lookup by design).
+// BM_BodyFrames: 1400-byte body segments of long uploads (flow lookup, no head).
+//
+// Counters: ns_per_frame, Mpps (frames per second of CPU time / 1e6), allocs_per_frame
+// (operator new calls during the timed loop, counted by the override below),
+// shard_bytes_per_user.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dlb/packet/engine.h"
+
+namespace {
+std::atomic<uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+namespace dlb::packet {
+namespace {
+
+constexpr size_t kBurst = PacketEngine::kMaxBurst;
+constexpr size_t kRingFrames = 8192;
+constexpr int kFlows = 1024;
+constexpr int64_t kStartNs = 1'000'000'000;
+constexpr int64_t kFrameSpacingNs = 100;  // 10 Mpps of simulated arrival time
+constexpr int kUserDigits = 10;
+
+void Put16(std::vector<uint8_t>& v, uint16_t x) {
+  v.push_back(static_cast<uint8_t>(x >> 8));
+  v.push_back(static_cast<uint8_t>(x));
+}
+
+void Put32(std::vector<uint8_t>& v, uint32_t x) {
+  Put16(v, static_cast<uint16_t>(x >> 16));
+  Put16(v, static_cast<uint16_t>(x));
+}
+
+// Ethernet / IPv4 / TCP (timestamps option, as Linux sends) around `payload`.
+// Checksums are left zero: the engine trusts the NIC's checksum offload.
+std::vector<uint8_t> BuildFrame(int flow, uint32_t seq, uint8_t flags, const std::string& payload) {
+  std::vector<uint8_t> f = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
+  const uint16_t tcp_bytes = 32;
+  Put16(f, 0x4500);
+  Put16(f, static_cast<uint16_t>(20 + tcp_bytes + payload.size()));
+  Put32(f, 0x00004000);
+  Put16(f, 0x4006);
+  Put16(f, 0);
+  Put32(f, 0x0a000000 | static_cast<uint32_t>(flow));  // client 10.0.x.y
+  Put32(f, 0x0a800001);                                // server 10.128.0.1
+  Put16(f, static_cast<uint16_t>(20000 + flow));
+  Put16(f, 80);
+  Put32(f, seq);
+  Put32(f, 1);
+  Put16(f, static_cast<uint16_t>((tcp_bytes / 4) << 12 | flags));
+  Put16(f, 65535);
+  Put32(f, 0);
+  const uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};
+  f.insert(f.end(), ts, ts + 12);
+  f.insert(f.end(), payload.begin(), payload.end());
+  return f;
+}
+
+constexpr size_t kSeqOffset = 14 + 20 + 4;
+
+struct Bench {
+  PacketConfig config;
+  std::unique_ptr<RuleSet> rules;
+  std::unique_ptr<PacketEngine> engine;
+  int64_t now_ns = kStartNs;
+
+  explicit Bench(uint64_t users) {
+    config.max_flows = 4 * kFlows;
+    config.reassembly_buffers = 256;
+    config.shard_users = users;
+    RuleConfig pay;
+    pay.name = "payments";
+    pay.method = "POST";
+    pay.path_prefix = "/v1/payments";
+    pay.bucket = {.capacity = 20, .leak_rate_per_s = 2};
+    pay.action = Action::kShadow;
+    RuleConfig search;
+    search.name = "search";
+    search.path_prefix = "/v1/search";
+    search.bucket = {.capacity = 100, .leak_rate_per_s = 50};
+    search.action = Action::kShadow;
+    config.rules = {pay, search};
+    config.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 10};
+    config.default_rule.action = Action::kShadow;
+    auto r = RuleSet::Compile(config.rules, config.default_rule);
+    if (!r.ok()) std::abort();
+    rules = std::make_unique<RuleSet>(std::move(r).value());
+    auto e = PacketEngine::Create(config, *rules, HeapAllocator::Instance(), SipKey{0x1234, 0x5678}, kStartNs);
+    if (!e.ok()) std::abort();
+    engine = std::move(e).value();
+  }
+
+  void Run(const std::vector<std::vector<uint8_t>>& ring, size_t begin, size_t count, FrameResult* out) {
+    Frame frames[kBurst];
+    for (size_t i = 0; i < count; ++i) {
+      frames[i] = {ring[begin + i].data(), static_cast<uint32_t>(ring[begin + i].size())};
+    }
+    engine->ProcessBurst(frames, count, now_ns, out);
+    now_ns += kFrameSpacingNs * static_cast<int64_t>(count);
+  }
+
+  void Open(int flow, uint32_t isn) {
+    auto syn = BuildFrame(flow, isn, 0x02, "");
+    Frame f{syn.data(), static_cast<uint32_t>(syn.size())};
+    FrameResult r;
+    engine->ProcessBurst(&f, 1, now_ns, &r);
+  }
+};
+
+const char* const kFillerHeaders[] = {
+    "Accept: application/json, text/plain, */*",
+    "Accept-Encoding: gzip, deflate, br",
+    "Accept-Language: en-US,en;q=0.9,de;q=0.8",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Safari/537.36",
+    "Content-Type: application/json",
+    "X-Request-ID: 6f1c2a9e-3b7d-4c55-9f0e-2d8a7b1c4e60",
+    "X-Forwarded-For: 198.51.100.23",
+    "X-Forwarded-Proto: https",
+    "Cache-Control: no-cache",
+    "Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "Cookie: session=9b1deb4d3b7d4bad9bdd2b0d7b3dcb6d; theme=dark",
+    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
+};
+
+// A head of 400-600 bytes: request line, Host, filler headers in random order with the
+// identity header at a random position; padded with a filler header to the target size.
+std::string MakeHead(std::mt19937_64& rng, size_t& user_offset) {
+  static const char* const kLines[] = {"POST /v1/payments/charge HTTP/1.1", "GET /v1/search?q=shoes HTTP/1.1",
+                                       "GET /v1/accounts/me HTTP/1.1", "POST /v1/payments/refund HTTP/1.1"};
+  std::string h = std::string(kLines[rng() % 4]) + "\r\nHost: api.example.com\r\n";
+  std::vector<std::string> headers(std::begin(kFillerHeaders), std::end(kFillerHeaders));
+  std::shuffle(headers.begin(), headers.end(), rng);
+  headers.resize(4 + rng() % 5);
+  const size_t id_pos = rng() % (headers.size() + 1);
+  const size_t target = 400 + rng() % 201;
+  for (size_t i = 0; i <= headers.size(); ++i) {
+    if (i == id_pos) {
+      h += "X-User-ID: ";
+      user_offset = h.size();
+      h += std::string(kUserDigits, '0') + "\r\n";
+    }
+    if (i < headers.size()) h += headers[i] + "\r\n";
+  }
+  if (h.size() + 2 < target) {
+    const size_t pad = target - h.size() - 2;
+    if (pad > 10) h += "X-Pad: " + std::string(pad - 9, 'p') + "\r\n";
+  }
+  h += "\r\n";
+  return h;
+}
+
+void WriteUser(uint8_t* p, uint64_t user) {
+  for (int i = kUserDigits - 1; i >= 0; --i) {
+    p[i] = static_cast<uint8_t>('0' + user % 10);
+    user /= 10;
+  }
+}
+
+struct HeadRing {
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<size_t> user_at;    // frame offset of the identity digits
+  std::vector<int> flow_of;
+  std::vector<uint32_t> lap_advance;  // per flow: stream bytes of one lap
+  std::vector<uint32_t> seq0;         // per frame: seq in lap 0
+};
+
+HeadRing MakeHeadRing(std::mt19937_64& rng) {
+  HeadRing ring;
+  std::vector<uint32_t> next(kFlows);
+  for (int f = 0; f < kFlows; ++f) next[f] = 1000u * static_cast<uint32_t>(f) + 1;
+  ring.lap_advance.assign(kFlows, 0);
+  for (size_t i = 0; i < kRingFrames; ++i) {
+    const int flow = static_cast<int>(rng() % kFlows);
+    size_t user_offset = 0;
+    const std::string head = MakeHead(rng, user_offset);
+    auto frame = BuildFrame(flow, next[flow], 0x18, head);
+    ring.user_at.push_back(frame.size() - head.size() + user_offset);
+    ring.seq0.push_back(next[flow]);
+    ring.flow_of.push_back(flow);
+    next[flow] += static_cast<uint32_t>(head.size());
+    ring.lap_advance[flow] += static_cast<uint32_t>(head.size());
+    ring.frames.push_back(std::move(frame));
+  }
+  return ring;
+}
+
+// Rewrites each frame's sequence number for lap `lap` (each flow's stream continues)
+// and its identity with `next_user(i)`.
+template <typename F>
+void PrepareLap(HeadRing& ring, uint32_t lap, F&& next_user) {
+  for (size_t i = 0; i < ring.frames.size(); ++i) {
+    uint8_t* f = ring.frames[i].data();
+    const uint32_t seq = ring.seq0[i] + lap * ring.lap_advance[ring.flow_of[i]];
+    f[kSeqOffset] = static_cast<uint8_t>(seq >> 24);
+    f[kSeqOffset + 1] = static_cast<uint8_t>(seq >> 16);
+    f[kSeqOffset + 2] = static_cast<uint8_t>(seq >> 8);
+    f[kSeqOffset + 3] = static_cast<uint8_t>(seq);
+    WriteUser(f + ring.user_at[i], next_user(i));
+  }
+}
+
+void BM_HeadFrames(benchmark::State& state) {
+  const uint64_t users = static_cast<uint64_t>(state.range(0));
+  std::mt19937_64 rng(42);
+  Bench bench(users);
+  for (int f = 0; f < kFlows; ++f) bench.Open(f, 1000u * static_cast<uint32_t>(f));
+  HeadRing ring = MakeHeadRing(rng);
+  FrameResult out[kBurst];
+  uint32_t lap = 0;
+  // Fill the shard with every user once (not timed).
+  for (uint64_t u = 0; u < users; lap++) {
+    PrepareLap(ring, lap, [&](size_t) { return u < users ? u++ : rng() % users; });
+    for (size_t i = 0; i < kRingFrames; i += kBurst) bench.Run(ring.frames, i, kBurst, out);
+  }
+  const uint64_t heads_before = bench.engine->counters().heads;
+  uint64_t frames = 0;
+  uint64_t allocations = 0;
+  size_t pos = kRingFrames;
+  for (auto _ : state) {
+    if (pos == kRingFrames) {
+      state.PauseTiming();
+      PrepareLap(ring, lap++, [&](size_t) { return rng() % users; });
+      pos = 0;
+      state.ResumeTiming();
+    }
+    const uint64_t a0 = g_allocations.load(std::memory_order_relaxed);
+    bench.Run(ring.frames, pos, kBurst, out);
+    allocations += g_allocations.load(std::memory_order_relaxed) - a0;
+    benchmark::DoNotOptimize(out);
+    pos += kBurst;
+    frames += kBurst;
+  }
+  const auto& c = bench.engine->counters();
+  if (c.heads - heads_before != frames) state.SkipWithError("not every frame was decided as a head");
+  state.SetItemsProcessed(static_cast<int64_t>(frames));
+  state.counters["ns_per_frame"] = benchmark::Counter(static_cast<double>(frames),
+                                                       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["Mpps"] = benchmark::Counter(static_cast<double>(frames) / 1e6, benchmark::Counter::kIsRate);
+  state.counters["allocs_per_frame"] = static_cast<double>(allocations) / static_cast<double>(frames);
+  state.counters["shard_bytes_per_user"] =
+      static_cast<double>(bench.engine->shard().memory_bytes()) / static_cast<double>(users);
+  state.counters["shard_full"] = static_cast<double>(c.shard_table_full);
+  state.counters["limited_frac"] = static_cast<double>(c.limited) / static_cast<double>(c.heads);
+}
+BENCHMARK(BM_HeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kNanosecond)
+    ->MinTime(2.0);
+
+void RunNonHead(benchmark::State& state, bool body) {
+  Bench bench(10'000);
+  std::mt19937_64 rng(7);
+  std::vector<uint32_t> next(kFlows);
+  for (int f = 0; f < kFlows; ++f) {
+    bench.Open(f, 1000u * static_cast<uint32_t>(f));
+    next[f] = 1000u * static_cast<uint32_t>(f) + 1;
+  }
+  if (body) {
+    // Every connection starts an upload of 1 TB: all later segments are body.
+    for (int f = 0; f < kFlows; ++f) {
+      const std::string head =
+          "PUT /v1/files/big HTTP/1.1\r\nHost: api.example.com\r\nX-User-ID: u1\r\nContent-Length: "
+          "1000000000000\r\n\r\n";
+      auto frame = BuildFrame(f, next[f], 0x18, head);
+      Frame in{frame.data(), static_cast<uint32_t>(frame.size())};
+      FrameResult r;
+      bench.engine->ProcessBurst(&in, 1, bench.now_ns, &r);
+      next[f] += static_cast<uint32_t>(head.size());
+    }
+  }
+  const std::string payload = body ? std::string(1400, 'b') : std::string();
+  std::vector<std::vector<uint8_t>> ring;
+  std::vector<int> flow_of;
+  std::vector<uint32_t> seq0;
+  std::vector<uint32_t> lap_advance(kFlows, 0);
+  for (size_t i = 0; i < kRingFrames; ++i) {
+    const int f = static_cast<int>(rng() % kFlows);
+    ring.push_back(BuildFrame(f, next[f], body ? 0x18 : 0x10, payload));
+    flow_of.push_back(f);
+    seq0.push_back(next[f]);
+    next[f] += static_cast<uint32_t>(payload.size());
+    lap_advance[f] += static_cast<uint32_t>(payload.size());
+  }
+  FrameResult out[kBurst];
+  uint64_t frames = 0;
+  uint64_t allocations = 0;
+  uint32_t lap = 0;
+  size_t pos = kRingFrames;
+  for (auto _ : state) {
+    if (pos == kRingFrames) {
+      state.PauseTiming();
+      ++lap;
+      for (size_t i = 0; i < ring.size(); ++i) {
+        const uint32_t seq = seq0[i] + lap * lap_advance[flow_of[i]];
+        uint8_t* p = ring[i].data() + kSeqOffset;
+        p[0] = static_cast<uint8_t>(seq >> 24);
+        p[1] = static_cast<uint8_t>(seq >> 16);
+        p[2] = static_cast<uint8_t>(seq >> 8);
+        p[3] = static_cast<uint8_t>(seq);
+      }
+      pos = 0;
+      state.ResumeTiming();
+    }
+    const uint64_t a0 = g_allocations.load(std::memory_order_relaxed);
+    bench.Run(ring, pos, kBurst, out);
+    allocations += g_allocations.load(std::memory_order_relaxed) - a0;
+    benchmark::DoNotOptimize(out);
+    pos += kBurst;
+    frames += kBurst;
+  }
+  const auto& c = bench.engine->counters();
+  if (body && c.heads != static_cast<uint64_t>(kFlows)) state.SkipWithError("a body segment was taken for a head");
+  if (body && c.retransmitted_segments != 0) state.SkipWithError("body segments were seen as retransmissions");
+  state.SetItemsProcessed(static_cast<int64_t>(frames));
+  state.counters["ns_per_frame"] = benchmark::Counter(static_cast<double>(frames),
+                                                       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["Mpps"] = benchmark::Counter(static_cast<double>(frames) / 1e6, benchmark::Counter::kIsRate);
+  state.counters["allocs_per_frame"] = static_cast<double>(allocations) / static_cast<double>(frames);
+}
+
+void BM_AckFrames(benchmark::State& state) { RunNonHead(state, false); }
+void BM_BodyFrames(benchmark::State& state) { RunNonHead(state, true); }
+BENCHMARK(BM_AckFrames)->Unit(benchmark::kNanosecond)->MinTime(1.0);
+BENCHMARK(BM_BodyFrames)->Unit(benchmark::kNanosecond)->MinTime(1.0);
+
+}  // namespace
+}  // namespace dlb::packet
+
+BENCHMARK_MAIN();

@@ -1,0 +1,65 @@
+// libFuzzer target: the HTTP request head parser and the chunked body decoder.
+// FindHeadEnd fed the input one growing prefix at a time must agree with one call on
+// the whole input; the chunked decoder fed random-size pieces must agree with one call.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "dlb/packet/http.h"
+
+using namespace dlb::packet;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const uint8_t knobs = data[0];
+  std::vector<uint8_t> buf(data + 1, data + size);  // exact size for ASan
+  HeadOptions o;
+  o.max_head_bytes = 64 + (knobs & 0x3f) * 64;
+  o.max_identity_bytes = 1 + (knobs >> 6) * 40;
+
+  uint32_t scan = 0;
+  uint32_t head_bytes = 0;
+  const HeadResult whole = FindHeadEnd(buf.data(), buf.size(), o.max_head_bytes, scan, head_bytes);
+  uint32_t scan2 = 0;
+  uint32_t head_bytes2 = 0;
+  HeadResult step = HeadResult::kIncomplete;
+  for (size_t len = 1; len <= buf.size() && step == HeadResult::kIncomplete; ++len) {
+    step = FindHeadEnd(buf.data(), len, o.max_head_bytes, scan2, head_bytes2);
+  }
+  if (!buf.empty() && step != whole) __builtin_trap();
+  if (whole == HeadResult::kOk) {
+    if (head_bytes2 != head_bytes || head_bytes > buf.size()) __builtin_trap();
+    RequestHead h;
+    const HeadResult r = ParseRequestHead(buf.data(), head_bytes, o, h);
+    if (r == HeadResult::kOk) {
+      const char* b = reinterpret_cast<const char*>(buf.data());
+      const char* e = b + head_bytes;
+      for (std::string_view s : {h.method_token, h.target, h.path, h.host, h.identity}) {
+        // Views into the head, except the "/" an absolute-form target without a path means.
+        if (s.empty() || s == "/") continue;
+        if (s.data() < b || s.data() + s.size() > e) __builtin_trap();
+      }
+      if (h.identity.size() > o.max_identity_bytes) __builtin_trap();
+    }
+  }
+  (void)CheckRequestStart(buf.data(), buf.size());
+
+  ChunkedDecoder one;
+  size_t used_one = 0;
+  const auto r1 = one.Feed(buf.data(), buf.size(), used_one);
+  ChunkedDecoder pieces;
+  size_t pos = 0;
+  auto r2 = ChunkedDecoder::Result::kMore;
+  size_t piece = 1 + (knobs % 13);
+  while (pos < buf.size() && r2 == ChunkedDecoder::Result::kMore) {
+    const size_t n = buf.size() - pos < piece ? buf.size() - pos : piece;
+    size_t used = 0;
+    r2 = pieces.Feed(buf.data() + pos, n, used);
+    if (used > n) __builtin_trap();
+    pos += used;
+    piece = piece * 7 % 17 + 1;
+  }
+  if (!buf.empty() && r1 != r2) __builtin_trap();
+  if (r1 == ChunkedDecoder::Result::kDone && used_one != pos) __builtin_trap();
+  return 0;
+}
