@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
-#include <regex>
 
 #include "flat_json.h"
 #include "process.h"
@@ -85,6 +85,19 @@ std::vector<std::string> Keys(const FlatJson& j) {
   std::vector<std::string> k;
   for (const auto& [name, v] : j) k.push_back(name);
   return k;
+}
+
+// "dlb:{<18 base64url characters>}:<rule>" (std::regex trips GCC 12's
+// -Wmaybe-uninitialized under the sanitizers, hence by hand).
+bool IsRedisKey(const std::string& key) {
+  if (key.size() < 26 || key.compare(0, 5, "dlb:{") != 0 || key.compare(23, 2, "}:") != 0) {
+    return false;
+  }
+  for (size_t i = 5; i < 23; ++i) {
+    const char c = key[i];
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
 }
 
 // Leak rates here are 0.001/s (one request per 1000 s) unless a test is about leaking,
@@ -250,8 +263,7 @@ TEST_F(DlbctlTest, InspectDoesNotChangeTheBucket) {
     EXPECT_NEAR(Num(j, "level"), 3.0, kLevelTolerance);
     EXPECT_EQ(Num(j, "remaining"), 2);
     EXPECT_EQ(Num(j, "retry_after_s"), 0);
-    EXPECT_TRUE(std::regex_match(Str(j, "key"), std::regex(R"(dlb:\{[A-Za-z0-9_-]{18}\}:.+)")))
-        << Str(j, "key");
+    EXPECT_TRUE(IsRedisKey(Str(j, "key"))) << Str(j, "key");
   }
   ProcessResult next = Ctl("allow", User(), 5, kSlowLeak);
   ASSERT_EQ(next.exit_code, 0) << Show(next);
