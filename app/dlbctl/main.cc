@@ -52,7 +52,9 @@ struct Flag {
 
 // The one table of options: parsing and the usage text both come from it.
 constexpr Flag kFlags[] = {
-    {"--user", "ID", kAll, "user ID (any bytes); '-' reads it from stdin, verbatim, to EOF"},
+    {"--user", "ID", kAll,
+     "user ID (any bytes); '-' reads it from stdin, verbatim, to EOF\n"
+     "                       (a trailing newline is part of the ID: printf '%s', not echo)"},
     {"--capacity", "C", kAll, "bucket capacity in requests, an integer >= 1"},
     {"--leak-rate", "R", kAll, "leak rate in requests per second, in [0, 1e9]; 0 never leaks"},
     {"--cost", "N", kAllow, "cost of this request, an integer in [1, C] (default 1)"},
