@@ -5,7 +5,10 @@
 // once it is back.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
+#include <vector>
 #include <string>
 
 #include "dlb/key.h"
@@ -200,6 +203,87 @@ INSTANTIATE_TEST_SUITE_P(Policies, StoppedServer,
                          ::testing::Values(FailurePolicy::kLocal, FailurePolicy::kOpen,
                                            FailurePolicy::kClosed),
                          [](const auto& p) { return std::string(FailurePolicyName(p.param)); });
+
+TEST(KilledServerLocalShare, FallbackEnforcesThisProcesssShareOfTheLimit) {
+  RedisServer server;
+  LimiterOptions o = FaultOptions(server, FailurePolicy::kLocal, milliseconds(20));
+  o.fallback_share = 0.5;   // two gateway processes share the limit
+  TimedLimiter tl(o);
+  ASSERT_TRUE(tl.DecideUntilStore("warm-user", kWarmSpec, kRecoveryBound));
+  server.Kill();
+  int admitted = 0;
+  for (int i = 0; i < 30; ++i) {
+    const LimitDecision d = tl.Decide("share-user", kReconSpec);
+    ASSERT_EQ(d.source, DecisionSource::kFallbackLocal);
+    admitted += d.allowed;
+  }
+  EXPECT_EQ(admitted, 5);   // half of C = 10
+}
+
+// Threads deciding while the server dies and comes back, with fewer connections than
+// threads: callers waiting for a connection are bound by the same deadline, nothing
+// crashes (the sanitizer build runs this too), and the store takes over again.
+TEST(KilledServerManyThreads, DeadlineHoldsForCallersWaitingForAConnection) {
+  const milliseconds deadline{20};
+  RedisServer server;
+  LimiterOptions o = FaultOptions(server, FailurePolicy::kLocal, deadline);
+  o.max_connections = 2;
+  auto l = Limiter::Create(o);
+  ASSERT_TRUE(l.ok());
+  Limiter& limiter = **l;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> max_call_ns{0};
+  std::atomic<uint64_t> errors{0}, store{0}, fallback{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string user = "mt-user-" + std::to_string(t);
+      while (!stop.load()) {
+        const int64_t t0 = MonoNowNs();
+        auto d = limiter.Decide(user, kWarmSpec);
+        const int64_t took = MonoNowNs() - t0;
+        int64_t prev = max_call_ns.load();
+        while (took > prev && !max_call_ns.compare_exchange_weak(prev, took)) {
+        }
+        if (!d.ok()) {
+          errors.fetch_add(1);
+        } else if (d->source == DecisionSource::kStore) {
+          store.fetch_add(1);
+        } else {
+          fallback.fetch_add(1);
+        }
+      }
+    });
+  }
+  EXPECT_TRUE(WaitFor([&] { return store.load() > 100; }, kRecoveryBound));
+  server.Stop();
+  const uint64_t fallback_before = fallback.load();
+  EXPECT_TRUE(WaitFor([&] { return fallback.load() > fallback_before + 100; }, kRecoveryBound));
+  server.Cont();
+  server.Kill();
+  const uint64_t fallback_killed = fallback.load();
+  EXPECT_TRUE(WaitFor([&] { return fallback.load() > fallback_killed + 100; }, kRecoveryBound));
+  server.Restart();
+  const uint64_t store_before = store.load();
+  EXPECT_TRUE(WaitFor([&] { return store.load() > store_before + 100; }, kRecoveryBound));
+  stop = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0u);
+  EXPECT_LT(max_call_ns.load(), std::chrono::nanoseconds(deadline).count() + kMarginNs);
+}
+
+TEST(KilledServerInspect, InspectReportsTheStoreErrorWithinTheDeadline) {
+  const milliseconds deadline{20};
+  RedisServer server;
+  TimedLimiter tl(FaultOptions(server, FailurePolicy::kLocal, deadline));
+  server.Kill();
+  const int64_t t0 = MonoNowNs();
+  auto info = tl.limiter().Inspect("inspect-user", kReconSpec);
+  const int64_t took = MonoNowNs() - t0;
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.status().code(), StatusCode::kInvalidArgument) << info.status().ToString();
+  EXPECT_LT(took, std::chrono::nanoseconds(deadline).count() + kMarginNs);
+}
 
 TEST(ScriptFlush, NextDecisionsReloadTheScriptWithoutFallbackOrDoubleCharge) {
   RedisServer server;
