@@ -270,15 +270,9 @@ int Allow(dlb::Limiter& limiter, const Args& a) {
   auto d = limiter.Decide(a.user, a.spec, a.cost, a.rule);
   if (!d.ok()) return Fail(kAllow, d.status().message());
   if (d->source != dlb::DecisionSource::kStore && d->source != dlb::DecisionSource::kLocal) {
-    // The failure policy decided, so the store call failed. Decide() does not say why;
-    // a read of the same bucket does (and costs nothing when the store is down).
+    // The failure policy decided, so the store call failed; the limiter keeps why.
     const dlb::LimiterStats stats = limiter.Stats();
-    std::string why;
-    if (auto info = limiter.Inspect(a.user, a.spec, a.rule); !info.ok()) {
-      why = StoreFailure(limiter, info.status());
-    } else {
-      why = "Redis unavailable: the decision call failed and a retry succeeded; try again";
-    }
+    std::string why = StoreFailure(limiter, limiter.LastStoreError());
     if (stats.store_timeouts > 0) {
       why += "; the call timed out, so Redis may have counted this request";
     } else {
@@ -372,9 +366,12 @@ int Run(int argc, char** argv) {
   }
   if (!args) return kExitAllowed;  // --help
 
-  auto opts = dlb::OptionsFromEnvironment();
+  // A command-line tool can afford a longer deadline than a gateway: it is the base
+  // that DLB_CONFIG and DLB_DEADLINE_US may still change.
+  dlb::LimiterOptions base;
+  base.deadline = kCliDeadline;
+  auto opts = dlb::OptionsFromEnvironment(base);
   if (!opts.ok()) return Fail(cmd, "bad configuration: " + opts.status().message());
-  if (opts->deadline == dlb::LimiterOptions{}.deadline) opts->deadline = kCliDeadline;
   if (args->redis_url) opts->redis_url = *args->redis_url;
   if (args->deadline_us) opts->deadline = std::chrono::microseconds(*args->deadline_us);
   if (args->mode) opts->mode = *args->mode;

@@ -81,7 +81,8 @@ struct LimiterOptions {
 // Reads DLB_REDIS_URL, DLB_REDIS_USER, DLB_REDIS_PASSWORD, DLB_MODE,
 // DLB_DEADLINE_US, DLB_ON_STORE_FAILURE, DLB_FALLBACK_SHARE over the defaults.
 // DLB_CONFIG names a YAML file whose `redis:` and `limiter:` sections are read first.
-StatusOr<LimiterOptions> OptionsFromEnvironment();
+// Starts from `base` (the library defaults unless given).
+StatusOr<LimiterOptions> OptionsFromEnvironment(LimiterOptions base = {});
 
 // Reads the `redis:` and `limiter:` sections of a YAML config over `base`. Errors name
 // the file, the line and the field. Other sections (other forms' settings) are ignored.
@@ -145,6 +146,9 @@ class Limiter {
                        std::string_view rule = {}) = 0;
 
   virtual LimiterStats Stats() const = 0;
+  // Why the store last failed (OK if it never did): for tools that report a fallback
+  // decision as an error.
+  virtual Status LastStoreError() const = 0;
   virtual const LimiterOptions& options() const = 0;
 };
 

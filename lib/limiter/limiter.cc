@@ -73,7 +73,7 @@ class LimiterImpl final : public Limiter {
 
   // Warms one connection so the first decision does not pay for connect + SCRIPT LOAD.
   void Warm() {
-    const int64_t deadline = NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count() * 5;
+    const int64_t deadline = Deadline();
     auto c = Acquire(deadline);
     if (!c.ok()) {
       DLB_LOG_WARN("dlb: Redis at {} is not reachable yet ({}); deciding by policy '{}' until it is",
@@ -186,6 +186,11 @@ class LimiterImpl final : public Limiter {
   }
 
   const LimiterOptions& options() const override { return opts_; }
+
+  Status LastStoreError() const override {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    return last_error_;
+  }
 
  private:
   static Status Validate(const LimitRequest& r) {
@@ -300,6 +305,10 @@ class LimiterImpl final : public Limiter {
     }
     RecordLatency(NowMonoNs() - t0);
     if (!s.ok()) {
+      {
+        std::lock_guard<std::mutex> lock(error_mu_);
+        last_error_ = s;
+      }
       Bump(kStoreErrors);
       if (s.code() == StatusCode::kDeadlineExceeded) Bump(kStoreTimeouts);
     }
@@ -346,6 +355,10 @@ class LimiterImpl final : public Limiter {
             // A script error on one key (say, a foreign value under our key) is that
             // request's failure, not the store's.
             Bump(kStoreErrors);
+            {
+              std::lock_guard<std::mutex> lock(error_mu_);
+              last_error_ = parsed.status();
+            }
             DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: bucket script failed for {}: {}",
                           keys[k], parsed.status().message());
             out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
@@ -517,6 +530,9 @@ class LimiterImpl final : public Limiter {
   std::condition_variable pool_cv_;
   std::vector<std::unique_ptr<redis::Connection>> idle_;
   int open_connections_ = 0;
+
+  mutable std::mutex error_mu_;
+  Status last_error_;
 
   std::mutex debits_mu_;
   std::condition_variable debits_cv_;

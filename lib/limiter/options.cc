@@ -187,8 +187,8 @@ StatusOr<LimiterOptions> LoadLimiterConfig(const std::string& path, LimiterOptio
   return base;
 }
 
-StatusOr<LimiterOptions> OptionsFromEnvironment() {
-  LimiterOptions o;
+StatusOr<LimiterOptions> OptionsFromEnvironment(LimiterOptions base) {
+  LimiterOptions o = std::move(base);
   if (const char* cfg = std::getenv("DLB_CONFIG"); cfg != nullptr && *cfg != '\0') {
     auto loaded = LoadLimiterConfig(cfg, o);
     if (!loaded.ok()) return loaded.status();
