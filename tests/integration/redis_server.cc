@@ -17,6 +17,8 @@
 #include <sstream>
 #include <stdexcept>
 
+extern char** environ;
+
 namespace dlb::testing {
 namespace {
 
@@ -236,6 +238,12 @@ void RedisServer::Start() {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The added entries first: getenv() returns the first match.
+  std::vector<std::string> env_strings = options_.env;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const std::string log_path = dir_ + "/redis.log";
   const pid_t parent = getpid();
 
@@ -253,7 +261,7 @@ void RedisServer::Start() {
     }
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    execvp("redis-server", argv.data());
+    execvpe("redis-server", argv.data(), envp.data());
     _exit(127);
   }
   pid_ = pid;

@@ -76,6 +76,9 @@ struct RedisServerOptions {
   bool unix_socket = false;     // also listen on <dir>/redis.sock
   std::string requirepass;      // password of the default user
   std::vector<std::string> extra_args;  // appended to the command line
+  // "NAME=value" entries added to the server's environment, e.g. libfaketime's
+  // LD_PRELOAD and FAKETIME to run a server whose clock is off.
+  std::vector<std::string> env;
   std::chrono::milliseconds start_timeout{10000};
 };
 

@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace dlb::testing {
 namespace {
@@ -89,6 +91,15 @@ TEST(RedisServerFixture, ExtraArgumentsReachTheServer) {
   opts.extra_args = {"--maxmemory", "12345678"};
   RedisServer server(opts);
   EXPECT_EQ(server.Command("CONFIG GET maxmemory").elements.at(1).str, "12345678");
+}
+
+TEST(RedisServerFixture, ExtraEnvironmentReachesTheServer) {
+  RedisServerOptions opts;
+  opts.env = {"DLB_IT_MARK=42"};
+  RedisServer server(opts);
+  std::ifstream in("/proc/" + std::to_string(server.pid()) + "/environ");
+  std::string environ_text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(environ_text.find(std::string("DLB_IT_MARK=42\0", 15)), std::string::npos);
 }
 
 TEST(RedisServerFixture, DestructorRemovesTheServerAndItsDir) {
