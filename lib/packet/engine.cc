@@ -19,6 +19,11 @@ namespace {
 constexpr uint32_t kFlowProbeSlots = 8;
 // Heads decided together; a frame with more pipelined heads flushes mid-frame.
 constexpr size_t kMaxEvents = 64;
+// Frames whose first cache line is fetched ahead of parsing (as DPDK's l3fwd does).
+constexpr uint16_t kFramePrefetchAhead = 4;
+// Payload prefetched per client segment: a typical request head (the rest streams in
+// behind the hardware prefetcher).
+constexpr uint32_t kPayloadPrefetchBytes = 512;
 // How long a flow is remembered after the client's FIN: covers retransmissions of the
 // last segment (several RTOs), short enough to free slots of busy servers quickly.
 constexpr int64_t kFinLingerNs = 10'000'000'000;
@@ -312,9 +317,18 @@ struct PacketEngine::Impl {
             HeadPolicyEvent(f, config.on_not_http);
             return;
           }
-          uint32_t head_bytes = 0;
+          RequestHead head;
           if (r == HeadResult::kOk) {
-            r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
+            if (from_buffer) {
+              // A head growing in the buffer: find its end incrementally (a head sent a
+              // byte at a time stays linear), parse it once complete.
+              uint32_t head_bytes = 0;
+              r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
+              if (r == HeadResult::kOk) r = ParseRequestHead(p, head_bytes, head_options, head);
+            } else {
+              // The common case, a whole head in one segment: one pass finds and parses it.
+              r = ParseRequestHead(p, len, head_options, head);
+            }
           }
           if (r == HeadResult::kTooLarge) {
             ++counters.oversize_heads;
@@ -325,8 +339,7 @@ struct PacketEngine::Impl {
             if (!from_buffer) StashHead(f, p, len);
             return;
           }
-          RequestHead head;
-          r = ParseRequestHead(p, head_bytes, head_options, head);
+          const uint32_t head_bytes = head.head_bytes;
           if (r == HeadResult::kNotHttp) {
             ++counters.not_http;
             HeadPolicyEvent(f, config.on_not_http);
@@ -728,8 +741,12 @@ struct PacketEngine::Impl {
     uint32_t client_mask = 0;
     uint32_t server_mask = 0;
 
-    // Pass 1: parse, classify, hash flows and prefetch their slots.
+    // Pass 1: parse, classify, hash flows and prefetch their slots. Frames are
+    // prefetched a few ahead (their headers), and the payload of every client segment
+    // once its offset is known, so that pass 2 reads heads from L1/L2, not from L3.
+    for (uint16_t i = 0; i < count && i < kFramePrefetchAhead; ++i) __builtin_prefetch(in[i].data);
     for (uint16_t i = 0; i < count; ++i) {
+      if (size_t{i} + kFramePrefetchAhead < count) __builtin_prefetch(in[i + kFramePrefetchAhead].data);
       FrameResult& res = out[i];
       res.verdict = Verdict::kForward;
       res.heads = 0;
@@ -757,6 +774,9 @@ struct PacketEngine::Impl {
             !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
           continue;
         }
+        const uint8_t* payload = in[i].data + v.payload_offset;
+        const uint32_t prefetch_bytes = v.payload_bytes < kPayloadPrefetchBytes ? v.payload_bytes : kPayloadPrefetchBytes;
+        for (uint32_t off = 0; off < prefetch_bytes; off += 64) __builtin_prefetch(payload + off);
         FlowKey k;
         MakeKey(v, true, k);
         flow_hash[i] = FlowHash(k);

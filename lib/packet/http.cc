@@ -1,7 +1,16 @@
 #include "dlb/packet/http.h"
 
+#include "http_internal.h"
+
 #include <array>
+#include <cstdint>
 #include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace dlb::packet {
 namespace {
@@ -185,22 +194,174 @@ HeadResult CheckRequestStart(const uint8_t* data, size_t len) {
   return len > kMaxMethodBytes ? HeadResult::kNotHttp : HeadResult::kIncomplete;
 }
 
-HeadResult ParseRequestHead(const uint8_t* data, size_t head_bytes, const HeadOptions& options,
-                            RequestHead& head) {
-  head = RequestHead();
-  head.head_bytes = static_cast<uint32_t>(head_bytes);
-  const char* const begin = reinterpret_cast<const char*>(data);
-  const char* const end = begin + head_bytes;
+namespace {
 
-  // Request line: method SP request-target SP HTTP-version, one space each (RFC 9112, 3).
-  const char* nl = static_cast<const char*>(std::memchr(begin, '\n', head_bytes));
-  if (nl == nullptr) return HeadResult::kBadRequestLine;
-  std::string_view line(begin, nl - begin);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  const size_t sp1 = line.find(' ');
-  if (sp1 == std::string_view::npos || sp1 == 0 || sp1 > kMaxMethodBytes) {
-    return HeadResult::kNotHttp;
+// Character classes of one 64-byte chunk as bit masks (bit i = byte i of the chunk).
+struct ChunkMasks {
+  uint64_t lf = 0;
+  uint64_t cr = 0;
+  uint64_t nul = 0;
+  uint64_t colon = 0;
+  uint64_t ctl = 0;  // bytes <= 0x20: controls, space, tab (CR and LF too)
+};
+
+inline ChunkMasks ScanChunk(const uint8_t* p) {
+  ChunkMasks m;
+#if defined(__SSE2__)
+  for (int b = 0; b < 4; ++b) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * b));
+    const auto bits = [&](__m128i eq) {
+      return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(eq))) << (16 * b);
+    };
+    m.lf |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
+    m.cr |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
+    m.nul |= bits(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
+    m.colon |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')));
+    // v <= 0x20 (unsigned) iff max(v, 0x20) == 0x20.
+    m.ctl |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x20)), _mm_set1_epi8(0x20)));
   }
+#else
+  for (int i = 0; i < 64; ++i) {
+    const uint64_t bit = uint64_t{1} << i;
+    if (p[i] == '\n') m.lf |= bit;
+    if (p[i] == '\r') m.cr |= bit;
+    if (p[i] == 0) m.nul |= bit;
+    if (p[i] == ':') m.colon |= bit;
+    if (p[i] <= 0x20) m.ctl |= bit;
+  }
+#endif
+  return m;
+}
+
+#if defined(__x86_64__)
+// Wider variants for CPUs that have them, chosen once at start (as glibc's string
+// functions are): AVX-512BW compares a whole chunk into masks directly, AVX2 in halves.
+[[gnu::target("avx512f,avx512bw")]] inline ChunkMasks ScanChunkAvx512(const uint8_t* p) {
+  const __m512i v = _mm512_loadu_si512(p);
+  ChunkMasks m;
+  m.lf = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\n'));
+  m.cr = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\r'));
+  m.nul = _mm512_cmpeq_epi8_mask(v, _mm512_setzero_si512());
+  m.colon = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(':'));
+  m.ctl = _mm512_cmple_epu8_mask(v, _mm512_set1_epi8(0x20));
+  return m;
+}
+
+[[gnu::target("avx2")]] inline uint64_t Bits256(__m256i eq, int shift) {
+  return static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(eq))) << shift;
+}
+
+[[gnu::target("avx2")]] inline ChunkMasks ScanChunkAvx2(const uint8_t* p) {
+  ChunkMasks m;
+  for (int b = 0; b < 2; ++b) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * b));
+    const int sh = 32 * b;
+    m.lf |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\n')), sh);
+    m.cr |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\r')), sh);
+    m.nul |= Bits256(_mm256_cmpeq_epi8(v, _mm256_setzero_si256()), sh);
+    m.colon |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(':')), sh);
+    m.ctl |= Bits256(_mm256_cmpeq_epi8(_mm256_max_epu8(v, _mm256_set1_epi8(0x20)), _mm256_set1_epi8(0x20)), sh);
+  }
+  return m;
+}
+#endif
+
+// Pass 1 of ParseRequestHead (see there), for one chunk scanner.
+struct Classified {
+  size_t end_lf = SIZE_MAX;  // the LF of the empty line that ends the head
+  size_t bad = SIZE_MAX;     // the first NUL or bare CR in the head
+};
+
+template <ChunkMasks (*kScan)(const uint8_t*)>
+[[gnu::always_inline]] inline Classified Classify(const uint8_t* data, size_t limit, uint64_t* lf_masks,
+                                                  uint64_t* colon_masks, uint64_t* ctl_masks) {
+  Classified out;
+  uint64_t carry_lf = 0;   // the previous chunk's last byte was LF (bit 0)
+  uint64_t carry_cr = 0;   // ... CR
+  uint64_t carry_lf2 = 0;  // its last two bytes' LF bits, at bits 0 and 1
+  for (size_t base = 0; base < limit; base += 64) {
+    const size_t n = limit - base < 64 ? limit - base : 64;
+    ChunkMasks m;
+    uint64_t valid = ~uint64_t{0};
+    if (n == 64) {
+      m = kScan(data + base);
+    } else {
+      uint8_t tail[64];
+      std::memset(tail, 0xff, sizeof tail);  // 0xff: in no class
+      std::memcpy(tail, data + base, n);
+      m = kScan(tail);
+      valid = (uint64_t{1} << n) - 1;
+    }
+    const size_t c = base >> 6;
+    lf_masks[c] = m.lf;
+    colon_masks[c] = m.colon;
+    ctl_masks[c] = m.ctl;
+    // An empty line: LF preceded by LF, or by CR preceded by LF. (An LF at 0, or
+    // "\r\n" at 0, ends no head: the carries start at zero.)
+    const uint64_t prev_cr = m.cr << 1 | carry_cr;
+    const uint64_t ends = m.lf & ((m.lf << 1 | carry_lf) | (prev_cr & (m.lf << 2 | carry_lf2))) & valid;
+    uint64_t in_head = valid;
+    if (ends != 0) {
+      const int e = __builtin_ctzll(ends);
+      out.end_lf = base + static_cast<size_t>(e);
+      in_head = e == 63 ? ~uint64_t{0} : (uint64_t{2} << e) - 1;
+    }
+    const uint64_t bad_bits = ((prev_cr & ~m.lf) | m.nul) & in_head;
+    if (bad_bits != 0 && out.bad == SIZE_MAX) out.bad = base + static_cast<size_t>(__builtin_ctzll(bad_bits));
+    if (out.end_lf != SIZE_MAX) break;
+    carry_lf = m.lf >> 63;
+    carry_cr = m.cr >> 63;
+    carry_lf2 = m.lf >> 62;
+  }
+  return out;
+}
+
+using ClassifyFn = Classified (*)(const uint8_t*, size_t, uint64_t*, uint64_t*, uint64_t*);
+
+Classified ClassifySse2(const uint8_t* d, size_t n, uint64_t* a, uint64_t* b, uint64_t* c) {
+  return Classify<ScanChunk>(d, n, a, b, c);
+}
+#if defined(__x86_64__)
+[[gnu::target("avx2")]] Classified ClassifyAvx2(const uint8_t* d, size_t n, uint64_t* a, uint64_t* b,
+                                                uint64_t* c) {
+  return Classify<ScanChunkAvx2>(d, n, a, b, c);
+}
+[[gnu::target("avx512f,avx512bw")]] Classified ClassifyAvx512(const uint8_t* d, size_t n, uint64_t* a,
+                                                              uint64_t* b, uint64_t* c) {
+  return Classify<ScanChunkAvx512>(d, n, a, b, c);
+}
+#endif
+
+ClassifyFn PickClassify() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bw")) return ClassifyAvx512;
+  if (__builtin_cpu_supports("avx2")) return ClassifyAvx2;
+#endif
+  return ClassifySse2;
+}
+
+ClassifyFn g_classify = PickClassify();
+
+// The first set bit at a position in [from, to), or `to`.
+inline size_t NextBit(const uint64_t* masks, size_t from, size_t to) {
+  if (from >= to) return to;
+  size_t c = from >> 6;
+  uint64_t w = masks[c] & (~uint64_t{0} << (from & 63));
+  for (;;) {
+    if (w != 0) {
+      const size_t p = (c << 6) + static_cast<size_t>(__builtin_ctzll(w));
+      return p < to ? p : to;
+    }
+    if (++c << 6 >= to) return to;
+    w = masks[c];
+  }
+}
+
+// Parses a request line (without its line end).
+HeadResult ParseRequestLine(std::string_view line, RequestHead& head, bool& authority_host) {
+  const size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos || sp1 == 0 || sp1 > kMaxMethodBytes) return HeadResult::kNotHttp;
   for (size_t i = 0; i < sp1; ++i) {
     if (!IsTchar(static_cast<uint8_t>(line[i]))) return HeadResult::kNotHttp;
   }
@@ -222,80 +383,158 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t head_bytes, const HeadOp
     // request line to a lenient server.
     if (static_cast<uint8_t>(c) <= ' ' || c == 0x7f) return HeadResult::kBadRequestLine;
   }
+  return ParseTarget(head.target, head.method, head, authority_host);
+}
+
+struct HeaderState {
   bool authority_host = false;
-  if (HeadResult r = ParseTarget(head.target, head.method, head, authority_host);
+  bool seen_host = false;
+  bool seen_te = false;
+};
+
+// A header whose name is known to be one we look at; `name` and `value` as sent.
+HeadResult OnHeader(std::string_view name, std::string_view raw_value, const HeadOptions& options,
+                    HeaderState& st, RequestHead& head) {
+  if (name.size() == options.identity_header.size() && EqualsIgnoreCase(name, options.identity_header)) {
+    const std::string_view value = TrimOws(raw_value);
+    if (head.has_identity) return HeadResult::kDuplicateIdentity;
+    if (value.size() > options.max_identity_bytes) return HeadResult::kIdentityTooLong;
+    head.has_identity = !value.empty();
+    head.identity = value;
+    return HeadResult::kOk;
+  }
+  switch (name.size()) {
+    case 4:
+      if (EqualsIgnoreCase(name, "host")) {
+        if (st.seen_host) return HeadResult::kDuplicateHost;
+        st.seen_host = true;
+        if (!st.authority_host) head.host = StripPort(TrimOws(raw_value));
+      }
+      break;
+    case 14:
+      if (EqualsIgnoreCase(name, "content-length")) {
+        uint64_t n = 0;
+        if (!ParseDecimal(TrimOws(raw_value), n)) return HeadResult::kBadContentLength;
+        if (head.has_content_length && n != head.content_length) {
+          return HeadResult::kConflictingContentLength;
+        }
+        head.has_content_length = true;
+        head.content_length = n;
+      }
+      break;
+    case 17:
+      if (EqualsIgnoreCase(name, "transfer-encoding")) {
+        // The last coding of the last field decides (RFC 9112, 6.1); a request whose
+        // final coding is not chunked has no determinable length: malformed.
+        st.seen_te = true;
+        head.chunked = EqualsIgnoreCase(LastCoding(TrimOws(raw_value)), "chunked");
+      }
+      break;
+    default:
+      break;
+  }
+  return HeadResult::kOk;
+}
+
+}  // namespace
+
+namespace internal {
+
+bool ForceHeadScanner(HeadScanner scanner) {
+  switch (scanner) {
+    case HeadScanner::kAuto:
+      g_classify = PickClassify();
+      return true;
+    case HeadScanner::kSse2:
+      g_classify = ClassifySse2;
+      return true;
+    case HeadScanner::kAvx2:
+#if defined(__x86_64__)
+      if (!__builtin_cpu_supports("avx2")) return false;
+      g_classify = ClassifyAvx2;
+      return true;
+#else
+      return false;
+#endif
+    case HeadScanner::kAvx512:
+#if defined(__x86_64__)
+      if (!__builtin_cpu_supports("avx512bw")) return false;
+      g_classify = ClassifyAvx512;
+      return true;
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+}  // namespace internal
+
+HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& options,
+                            RequestHead& head) {
+  // Two passes over at most max_head_bytes.
+  //
+  // 1. Classify 64-byte chunks with SSE2 compares into bit masks (LF, CR, NUL, ':',
+  //    bytes <= 0x20) until the empty line that ends the head. The checks that apply
+  //    to every byte are mask operations here: no NUL, and no CR that is not followed
+  //    by LF (both end a line for some servers, which would see a header we did not).
+  // 2. Walk the lines by their LF bits. A header's name ends at the line's first ':';
+  //    a name holding whitespace or controls is refused (RFC 9112, 5.1: servers that
+  //    disagree about "Name :" are how requests get smuggled). Other delimiter bytes in
+  //    a name only make a header nobody recognises. Only the few names we use are
+  //    compared, and only their values are looked at.
+  head = RequestHead();
+  const size_t limit = len < options.max_head_bytes ? len : options.max_head_bytes;
+  constexpr size_t kMaxChunks = (65536 + 63) / 64;
+  uint64_t lf_masks[kMaxChunks];
+  uint64_t colon_masks[kMaxChunks];
+  uint64_t ctl_masks[kMaxChunks];
+  const Classified cls = g_classify(data, limit, lf_masks, colon_masks, ctl_masks);
+  const size_t end_lf = cls.end_lf;
+  const size_t bad = cls.bad;
+  if (end_lf == SIZE_MAX) {
+    return len >= options.max_head_bytes ? HeadResult::kTooLarge : HeadResult::kIncomplete;
+  }
+  head.head_bytes = static_cast<uint32_t>(end_lf + 1);
+  const char* const text = reinterpret_cast<const char*>(data);
+
+  // The request line.
+  const size_t first_lf = NextBit(lf_masks, 0, end_lf + 1);
+  if (bad < first_lf) return HeadResult::kBadRequestLine;
+  size_t line_end = first_lf > 0 && data[first_lf - 1] == '\r' ? first_lf - 1 : first_lf;
+  HeaderState st;
+  if (HeadResult r = ParseRequestLine(std::string_view(text, line_end), head, st.authority_host);
       r != HeadResult::kOk) {
     return r;
   }
+  if (bad != SIZE_MAX) return HeadResult::kBadHeader;
 
-  bool seen_host = false;
-  bool seen_te = false;
+  // Header lines.
   uint32_t lines = 0;
-  const char* p = nl + 1;
-  while (p < end) {
-    const char* eol = static_cast<const char*>(std::memchr(p, '\n', end - p));
-    if (eol == nullptr) return HeadResult::kBadHeader;  // FindHeadEnd guarantees one
-    std::string_view hl(p, eol - p);
-    p = eol + 1;
-    if (!hl.empty() && hl.back() == '\r') hl.remove_suffix(1);
-    if (hl.empty()) break;  // the empty line: end of the head
+  size_t line_start = first_lf + 1;
+  while (line_start <= end_lf) {
+    const size_t lf = NextBit(lf_masks, line_start, end_lf + 1);
+    if (lf == end_lf && (lf == line_start || (lf == line_start + 1 && data[line_start] == '\r'))) break;
+    line_end = data[lf - 1] == '\r' ? lf - 1 : lf;  // no bare CR: a CR here precedes the LF
     if (++lines > options.max_header_lines) return HeadResult::kTooManyHeaders;
-    if (IsOws(static_cast<uint8_t>(hl.front()))) return HeadResult::kObsoleteLineFolding;
-    const size_t colon = hl.find(':');
-    if (colon == std::string_view::npos || colon == 0) return HeadResult::kBadHeader;
-    const std::string_view name = hl.substr(0, colon);
-    // A token name, with no whitespace before the colon (RFC 9112, 5.1: such a request
-    // must be rejected; proxies disagreeing on it is how requests get smuggled).
-    for (char c : name) {
-      if (!IsTchar(static_cast<uint8_t>(c))) return HeadResult::kBadHeader;
+    if (IsOws(data[line_start])) return HeadResult::kObsoleteLineFolding;
+    const size_t colon = NextBit(colon_masks, line_start, line_end);
+    if (colon == line_end || colon == line_start) return HeadResult::kBadHeader;
+    if (NextBit(ctl_masks, line_start, colon) != colon) return HeadResult::kBadHeader;
+    const size_t name_bytes = colon - line_start;
+    if (name_bytes == 4 || name_bytes == 14 || name_bytes == 17 ||
+        name_bytes == options.identity_header.size()) {
+      if (HeadResult r = OnHeader(std::string_view(text + line_start, name_bytes),
+                                  std::string_view(text + colon + 1, line_end - colon - 1), options, st, head);
+          r != HeadResult::kOk) {
+        return r;
+      }
     }
-    const std::string_view value = TrimOws(hl.substr(colon + 1));
-    for (char c : value) {
-      // Bare CR and NUL end a line for some servers: a second header they would see.
-      if (c == '\r' || c == '\0') return HeadResult::kBadHeader;
-    }
-
-    if (EqualsIgnoreCase(name, options.identity_header)) {
-      if (head.has_identity) return HeadResult::kDuplicateIdentity;
-      if (value.size() > options.max_identity_bytes) return HeadResult::kIdentityTooLong;
-      head.has_identity = !value.empty();
-      head.identity = value;
-      continue;
-    }
-    switch (name.size()) {
-      case 4:
-        if (EqualsIgnoreCase(name, "host")) {
-          if (seen_host) return HeadResult::kDuplicateHost;
-          seen_host = true;
-          if (!authority_host) head.host = StripPort(value);
-        }
-        break;
-      case 14:
-        if (EqualsIgnoreCase(name, "content-length")) {
-          uint64_t n = 0;
-          if (!ParseDecimal(value, n)) return HeadResult::kBadContentLength;
-          if (head.has_content_length && n != head.content_length) {
-            return HeadResult::kConflictingContentLength;
-          }
-          head.has_content_length = true;
-          head.content_length = n;
-        }
-        break;
-      case 17:
-        if (EqualsIgnoreCase(name, "transfer-encoding")) {
-          // The last coding of the last field decides (RFC 9112, 6.1); a request whose
-          // final coding is not chunked has no determinable length: malformed.
-          seen_te = true;
-          head.chunked = EqualsIgnoreCase(LastCoding(value), "chunked");
-        }
-        break;
-      default:
-        break;
-    }
+    line_start = lf + 1;
   }
-  if (seen_te) {
+  if (st.seen_te) {
     if (!head.chunked) return HeadResult::kBadTransferEncoding;
-    // Both framings at once is the classic smuggling vector (RFC 9112, 6.3): refuse it.
+    // Both framings at once is the classic smuggling vector (RFC 9112, 6.3).
     if (head.has_content_length) return HeadResult::kContentLengthWithTransferEncoding;
   }
   return HeadResult::kOk;

@@ -31,6 +31,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (head_bytes2 != head_bytes || head_bytes > buf.size()) __builtin_trap();
     RequestHead h;
     const HeadResult r = ParseRequestHead(buf.data(), head_bytes, o, h);
+    // The one-pass parse over the whole buffer must agree with parsing the found head.
+    RequestHead h2;
+    const HeadResult r2 = ParseRequestHead(buf.data(), buf.size(), o, h2);
+    if (r2 != r) __builtin_trap();
+    if (r == HeadResult::kOk && (h2.head_bytes != head_bytes || h2.identity != h.identity)) __builtin_trap();
     if (r == HeadResult::kOk) {
       const char* b = reinterpret_cast<const char*>(buf.data());
       const char* e = b + head_bytes;

@@ -149,6 +149,76 @@ TEST(HttpTest, EveryMalformedReason) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(kHeadResultCount));
 }
 
+TEST(HttpTest, BareCrAndNulAreRefusedAtEveryPosition) {
+  // Block boundaries of the 16-byte scan must not hide a bad byte.
+  const std::string good = "GET /abcdefgh HTTP/1.1\r\nX-User-ID: someone\r\nAccept: */*\r\n\r\n";
+  RequestHead h;
+  ASSERT_EQ(ParseRequestHead(U(good), good.size(), HeadOptions{}, h), HeadResult::kOk);
+  const size_t request_line_end = good.find('\r');
+  for (size_t i = 0; i + 4 < good.size(); ++i) {
+    if (good[i] == '\r' || good[i] == '\n') continue;
+    for (char bad : {'\r', '\0'}) {
+      std::string s = good;
+      s[i] = bad;
+      const HeadResult r = ParseRequestHead(U(s), s.size(), HeadOptions{}, h);
+      EXPECT_TRUE(IsMalformedHead(r) || r == HeadResult::kNotHttp) << i << " " << int(bad) << " " << HeadResultName(r);
+      if (i > request_line_end) {
+        EXPECT_TRUE(r == HeadResult::kBadHeader) << i << " " << HeadResultName(r);
+      }
+    }
+  }
+}
+
+TEST(HttpTest, BytesAfterTheHeadAreNotInspected) {
+  std::string s = "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n";
+  const size_t head = s.size();
+  s += std::string("\0\r\0x", 4) + "GET";
+  RequestHead h;
+  ASSERT_EQ(ParseRequestHead(U(s), s.size(), HeadOptions{}, h), HeadResult::kOk);
+  EXPECT_EQ(h.head_bytes, head);
+}
+
+TEST(HttpTest, IncompleteAndEarlyMalformed) {
+  RequestHead h;
+  const std::string partial = "GET / HTTP/1.1\r\nHost: a\r\n";
+  EXPECT_EQ(ParseRequestHead(U(partial), partial.size(), HeadOptions{}, h), HeadResult::kIncomplete);
+  const std::string bad = "GET / HTTP/1.1\r\nBad Name: a\r\n\r\n";
+  EXPECT_EQ(ParseRequestHead(U(bad), bad.size() - 2, HeadOptions{}, h), HeadResult::kIncomplete);
+  EXPECT_EQ(ParseRequestHead(U(bad), bad.size(), HeadOptions{}, h), HeadResult::kBadHeader);
+  HeadOptions o;
+  o.max_head_bytes = 20;
+  EXPECT_EQ(ParseRequestHead(U(partial), partial.size(), o, h), HeadResult::kTooLarge);
+}
+
+// The one-pass parse of a buffer equals finding the end first and parsing exactly it.
+TEST(HttpTest, OnePassEqualsFindThenParse) {
+  std::mt19937 rng(31);
+  const char* pieces[] = {"GET / HTTP/1.1", "POST /p?q HTTP/1.0", "\r\n", "\n", "Host: h", "X-User-ID:  u1 ",
+                          "Content-Length: 5", "Transfer-Encoding: chunked", "A: b", "\r", ":", " ", "x"};
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string s;
+    const int n = 1 + rng() % 12;
+    for (int i = 0; i < n; ++i) s += pieces[rng() % std::size(pieces)];
+    RequestHead a;
+    RequestHead b;
+    const HeadResult one = ParseRequestHead(U(s), s.size(), HeadOptions{}, a);
+    uint32_t scan = 0;
+    uint32_t end = 0;
+    const HeadResult found = FindHeadEnd(U(s), s.size(), 8192, scan, end);
+    if (found != HeadResult::kOk) {
+      EXPECT_TRUE(one == HeadResult::kIncomplete || IsMalformedHead(one) || one == HeadResult::kNotHttp) << s;
+      continue;
+    }
+    const HeadResult two = ParseRequestHead(U(s), end, HeadOptions{}, b);
+    ASSERT_EQ(one, two) << s;
+    if (one == HeadResult::kOk) {
+      EXPECT_EQ(a.head_bytes, end);
+      EXPECT_EQ(a.identity, b.identity);
+      EXPECT_EQ(a.content_length, b.content_length);
+    }
+  }
+}
+
 TEST(HttpTest, ChunkedTransferEncodingIsRecognised) {
   RequestHead h;
   const std::string s = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";

@@ -95,8 +95,10 @@ HeadResult FindHeadEnd(const uint8_t* data, size_t len, uint32_t max_head_bytes,
 // flow that is not HTTP before buffering anything.
 HeadResult CheckRequestStart(const uint8_t* data, size_t len);
 
-// Parses a complete head data[0, head_bytes) as found by FindHeadEnd.
-HeadResult ParseRequestHead(const uint8_t* data, size_t head_bytes, const HeadOptions& options,
+// Parses the head at the start of data[0, len): up to its empty line, which also sets
+// head.head_bytes (bytes after it are not looked at). kIncomplete when no empty line
+// is within len; kTooLarge when none is within max_head_bytes.
+HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& options,
                             RequestHead& head);
 
 // A chunked body (RFC 9112, 7.1) followed byte by byte across segments: finds where the

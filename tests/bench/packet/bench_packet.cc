@@ -14,7 +14,8 @@
 //
 // Counters: ns_per_frame, Mpps (frames per second of CPU time / 1e6), allocs_per_frame
 // (operator new calls during the timed loop, counted by the override below),
-// shard_bytes_per_user.
+// shard_bytes_per_bucket (a user holds one bucket per rule it hits: up to three here),
+// shard_bytes_per_user, buckets_in_use, shard_full (new keys refused by a full shard).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -58,6 +59,7 @@ constexpr int kFlows = 1024;
 constexpr int64_t kStartNs = 1'000'000'000;
 constexpr int64_t kFrameSpacingNs = 100;  // 10 Mpps of simulated arrival time
 constexpr int kUserDigits = 10;
+constexpr uint64_t kRulesPerUser = 3;
 
 void Put16(std::vector<uint8_t>& v, uint16_t x) {
   v.push_back(static_cast<uint8_t>(x >> 8));
@@ -105,7 +107,9 @@ struct Bench {
   explicit Bench(uint64_t users) {
     config.max_flows = 4 * kFlows;
     config.reassembly_buffers = 256;
-    config.shard_users = users;
+    // Three rules (payments, search, default) and a request mix that hits all three:
+    // a user holds up to three buckets, so the shard is sized for 3 keys per user.
+    config.shard_users = users * kRulesPerUser;
     RuleConfig pay;
     pay.name = "payments";
     pay.method = "POST";
@@ -245,9 +249,10 @@ void BM_HeadFrames(benchmark::State& state) {
   HeadRing ring = MakeHeadRing(rng);
   FrameResult out[kBurst];
   uint32_t lap = 0;
-  // Fill the shard with every user once (not timed).
-  for (uint64_t u = 0; u < users; lap++) {
-    PrepareLap(ring, lap, [&](size_t) { return u < users ? u++ : rng() % users; });
+  // Fill the shard (not timed): every user, three times over, with the ring's request
+  // mix, so that most users hold buckets of several rules before measuring.
+  for (uint64_t u = 0; u < users * kRulesPerUser; lap++) {
+    PrepareLap(ring, lap, [&](size_t) { return u < users * kRulesPerUser ? (u++) % users : rng() % users; });
     for (size_t i = 0; i < kRingFrames; i += kBurst) bench.Run(ring.frames, i, kBurst, out);
   }
   const uint64_t heads_before = bench.engine->counters().heads;
@@ -275,13 +280,38 @@ void BM_HeadFrames(benchmark::State& state) {
                                                        benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["Mpps"] = benchmark::Counter(static_cast<double>(frames) / 1e6, benchmark::Counter::kIsRate);
   state.counters["allocs_per_frame"] = static_cast<double>(allocations) / static_cast<double>(frames);
-  state.counters["shard_bytes_per_user"] =
-      static_cast<double>(bench.engine->shard().memory_bytes()) / static_cast<double>(users);
+  const double shard_bytes = static_cast<double>(bench.engine->shard().memory_bytes());
+  state.counters["shard_bytes_per_bucket"] = shard_bytes / static_cast<double>(users * kRulesPerUser);
+  state.counters["shard_bytes_per_user"] = shard_bytes / static_cast<double>(users);
+  state.counters["buckets_in_use"] = static_cast<double>(bench.engine->shard().CountUsed());
   state.counters["shard_full"] = static_cast<double>(c.shard_table_full);
   state.counters["limited_frac"] = static_cast<double>(c.limited) / static_cast<double>(c.heads);
 }
 BENCHMARK(BM_HeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kNanosecond)
     ->MinTime(2.0);
+
+// The head parser alone, over the ring's heads (in L2/L3 like the frames above).
+void BM_ParseRequestHead(benchmark::State& state) {
+  std::mt19937_64 rng(42);
+  std::vector<std::string> heads;
+  for (int i = 0; i < 1024; ++i) {
+    size_t at = 0;
+    heads.push_back(MakeHead(rng, at));
+  }
+  HeadOptions o;
+  size_t i = 0;
+  uint64_t bytes = 0;
+  for (auto _ : state) {
+    const std::string& h = heads[i++ & 1023];
+    RequestHead head;
+    const HeadResult r = ParseRequestHead(reinterpret_cast<const uint8_t*>(h.data()), h.size(), o, head);
+    benchmark::DoNotOptimize(r);
+    benchmark::DoNotOptimize(head);
+    bytes += h.size();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_ParseRequestHead);
 
 void RunNonHead(benchmark::State& state, bool body) {
   Bench bench(10'000);
