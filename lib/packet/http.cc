@@ -267,18 +267,32 @@ inline ChunkMasks ScanChunk(const uint8_t* p) {
 #endif
 
 // Pass 1 of ParseRequestHead (see there), for one chunk scanner.
+constexpr size_t kMaxChunks = (65536 + 63) / 64;  // max_head_bytes <= 64 KiB
+
+struct HeadMasks {
+  uint64_t lf[kMaxChunks];
+  uint64_t colon[kMaxChunks];
+  uint64_t ctl[kMaxChunks];
+  uint64_t start[kMaxChunks];        // first byte of each header line
+  uint64_t first_colon[kMaxChunks];  // each header line's first ':'
+};
+
 struct Classified {
   size_t end_lf = SIZE_MAX;  // the LF of the empty line that ends the head
   size_t bad = SIZE_MAX;     // the first NUL or bare CR in the head
+  size_t header_lines = 0;
+  // Some header line may be malformed (a name with whitespace or controls, no colon,
+  // an empty name, a folded line): walk the lines one by one to say which.
+  bool suspect = false;
 };
 
 template <ChunkMasks (*kScan)(const uint8_t*)>
-[[gnu::always_inline]] inline Classified Classify(const uint8_t* data, size_t limit, uint64_t* lf_masks,
-                                                  uint64_t* colon_masks, uint64_t* ctl_masks) {
+[[gnu::always_inline]] inline Classified Classify(const uint8_t* data, size_t limit, HeadMasks& hm) {
   Classified out;
-  uint64_t carry_lf = 0;   // the previous chunk's last byte was LF (bit 0)
-  uint64_t carry_cr = 0;   // ... CR
-  uint64_t carry_lf2 = 0;  // its last two bytes' LF bits, at bits 0 and 1
+  uint64_t carry_lf = 0;    // the previous chunk's last byte was LF (bit 0)
+  uint64_t carry_cr = 0;    // ... CR
+  uint64_t carry_lf2 = 0;   // its last two bytes' LF bits, at bits 0 and 1
+  uint64_t carry_name = 0;  // a name that runs on into this chunk
   for (size_t base = 0; base < limit; base += 64) {
     const size_t n = limit - base < 64 ? limit - base : 64;
     ChunkMasks m;
@@ -293,42 +307,62 @@ template <ChunkMasks (*kScan)(const uint8_t*)>
       valid = (uint64_t{1} << n) - 1;
     }
     const size_t c = base >> 6;
-    lf_masks[c] = m.lf;
-    colon_masks[c] = m.colon;
-    ctl_masks[c] = m.ctl;
+    hm.lf[c] = m.lf;
+    hm.colon[c] = m.colon;
+    hm.ctl[c] = m.ctl;
     // An empty line: LF preceded by LF, or by CR preceded by LF. (An LF at 0, or
     // "\r\n" at 0, ends no head: the carries start at zero.)
+    const uint64_t prev_lf = m.lf << 1 | carry_lf;
     const uint64_t prev_cr = m.cr << 1 | carry_cr;
-    const uint64_t ends = m.lf & ((m.lf << 1 | carry_lf) | (prev_cr & (m.lf << 2 | carry_lf2))) & valid;
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | carry_lf2))) & valid;
     uint64_t in_head = valid;
+    uint64_t starts = prev_lf & valid;  // bytes that follow an LF: line starts
     if (ends != 0) {
       const int e = __builtin_ctzll(ends);
       out.end_lf = base + static_cast<size_t>(e);
       in_head = e == 63 ? ~uint64_t{0} : (uint64_t{2} << e) - 1;
+      // The empty line is no header line: its start is the LF itself or the CR before.
+      uint64_t empty_line = uint64_t{1} << e;
+      if (e > 0 && (m.cr >> (e - 1) & 1)) empty_line |= uint64_t{1} << (e - 1);
+      starts &= in_head & ~empty_line;
     }
     const uint64_t bad_bits = ((prev_cr & ~m.lf) | m.nul) & in_head;
     if (bad_bits != 0 && out.bad == SIZE_MAX) out.bad = base + static_cast<size_t>(__builtin_ctzll(bad_bits));
-    if (out.end_lf != SIZE_MAX) break;
+    // Names: from each line start to the line's first ':'. Adding the start bits to the
+    // non-colon mask carries each start up to the next colon, so (~colon + starts) ^
+    // ~colon marks every name with its colon, all lines at once.
+    const uint64_t not_colon = ~m.colon;
+    uint64_t sum;
+    const bool c1 = __builtin_add_overflow(not_colon, starts, &sum);
+    const bool c2 = __builtin_add_overflow(sum, carry_name, &sum);
+    const uint64_t names = (sum ^ not_colon) & in_head;
+    hm.start[c] = starts;
+    hm.first_colon[c] = names & m.colon;
+    out.header_lines += static_cast<size_t>(__builtin_popcountll(starts));
+    // A name byte that is a control or white space (a line with no colon runs its
+    // "name" into its LF, which is one), or a line that starts with ':'.
+    if (((names & ~m.colon & m.ctl) | (starts & m.colon)) != 0) out.suspect = true;
+    if (out.end_lf != SIZE_MAX) {
+      if (ends & 1 && carry_cr && c > 0) out.suspect = true;  // the empty line began in the last chunk
+      break;
+    }
     carry_lf = m.lf >> 63;
     carry_cr = m.cr >> 63;
     carry_lf2 = m.lf >> 62;
+    carry_name = (c1 || c2) ? 1 : 0;
   }
   return out;
 }
 
-using ClassifyFn = Classified (*)(const uint8_t*, size_t, uint64_t*, uint64_t*, uint64_t*);
+using ClassifyFn = Classified (*)(const uint8_t*, size_t, HeadMasks&);
 
-Classified ClassifySse2(const uint8_t* d, size_t n, uint64_t* a, uint64_t* b, uint64_t* c) {
-  return Classify<ScanChunk>(d, n, a, b, c);
-}
+Classified ClassifySse2(const uint8_t* d, size_t n, HeadMasks& hm) { return Classify<ScanChunk>(d, n, hm); }
 #if defined(__x86_64__)
-[[gnu::target("avx2")]] Classified ClassifyAvx2(const uint8_t* d, size_t n, uint64_t* a, uint64_t* b,
-                                                uint64_t* c) {
-  return Classify<ScanChunkAvx2>(d, n, a, b, c);
+[[gnu::target("avx2")]] Classified ClassifyAvx2(const uint8_t* d, size_t n, HeadMasks& hm) {
+  return Classify<ScanChunkAvx2>(d, n, hm);
 }
-[[gnu::target("avx512f,avx512bw")]] Classified ClassifyAvx512(const uint8_t* d, size_t n, uint64_t* a,
-                                                              uint64_t* b, uint64_t* c) {
-  return Classify<ScanChunkAvx512>(d, n, a, b, c);
+[[gnu::target("avx512f,avx512bw")]] Classified ClassifyAvx512(const uint8_t* d, size_t n, HeadMasks& hm) {
+  return Classify<ScanChunkAvx512>(d, n, hm);
 }
 #endif
 
@@ -436,6 +470,33 @@ HeadResult OnHeader(std::string_view name, std::string_view raw_value, const Hea
   return HeadResult::kOk;
 }
 
+// Walks the set bits of a mask array in order.
+class BitCursor {
+ public:
+  explicit BitCursor(const uint64_t* masks) : masks_(masks), word_(masks[0]) {}
+  // The next set bit; the caller knows there is one.
+  size_t Next() {
+    while (word_ == 0) word_ = masks_[++chunk_];
+    const size_t pos = (chunk_ << 6) + static_cast<size_t>(__builtin_ctzll(word_));
+    word_ &= word_ - 1;
+    return pos;
+  }
+
+ private:
+  const uint64_t* masks_;
+  size_t chunk_ = 0;
+  uint64_t word_;
+};
+
+HeadResult FinishHead(const HeaderState& st, const RequestHead& head) {
+  if (st.seen_te) {
+    if (!head.chunked) return HeadResult::kBadTransferEncoding;
+    // Both framings at once is the classic smuggling vector (RFC 9112, 6.3).
+    if (head.has_content_length) return HeadResult::kContentLengthWithTransferEncoding;
+  }
+  return HeadResult::kOk;
+}
+
 }  // namespace
 
 namespace internal {
@@ -474,22 +535,25 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
                             RequestHead& head) {
   // Two passes over at most max_head_bytes.
   //
-  // 1. Classify 64-byte chunks with SSE2 compares into bit masks (LF, CR, NUL, ':',
+  // 1. Classify 64-byte chunks with SIMD compares into bit masks (LF, CR, NUL, ':',
   //    bytes <= 0x20) until the empty line that ends the head. The checks that apply
   //    to every byte are mask operations here: no NUL, and no CR that is not followed
   //    by LF (both end a line for some servers, which would see a header we did not).
-  // 2. Walk the lines by their LF bits. A header's name ends at the line's first ':';
-  //    a name holding whitespace or controls is refused (RFC 9112, 5.1: servers that
-  //    disagree about "Name :" are how requests get smuggled). Other delimiter bytes in
-  //    a name only make a header nobody recognises. Only the few names we use are
-  //    compared, and only their values are looked at.
+  //    Names are marked too (from each line start to its first ':', all lines at once
+  //    by an add-carry), so that a name holding whitespace or controls is found
+  //    without visiting the line (RFC 9112, 5.1: servers that disagree about "Name :"
+  //    are how requests get smuggled). Other delimiter bytes in a name only make a
+  //    header nobody recognises.
+  // 2. Visit the header lines whose name length is one we use; compare only those
+  //    names and look only at their values. If pass 1 saw a malformed line, walk the
+  //    lines one by one instead, to name the first fault.
   head = RequestHead();
   const size_t limit = len < options.max_head_bytes ? len : options.max_head_bytes;
-  constexpr size_t kMaxChunks = (65536 + 63) / 64;
-  uint64_t lf_masks[kMaxChunks];
-  uint64_t colon_masks[kMaxChunks];
-  uint64_t ctl_masks[kMaxChunks];
-  const Classified cls = g_classify(data, limit, lf_masks, colon_masks, ctl_masks);
+  HeadMasks hm;  // 40 KiB of stack at most; only the chunks of this head are written
+  const Classified cls = g_classify(data, limit, hm);
+  const uint64_t* const lf_masks = hm.lf;
+  const uint64_t* const colon_masks = hm.colon;
+  const uint64_t* const ctl_masks = hm.ctl;
   const size_t end_lf = cls.end_lf;
   const size_t bad = cls.bad;
   if (end_lf == SIZE_MAX) {
@@ -509,7 +573,34 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
   }
   if (bad != SIZE_MAX) return HeadResult::kBadHeader;
 
-  // Header lines.
+  if (!cls.suspect) {
+    // Every header line is well formed (pass 1 says so): visit only the lines whose
+    // name has the length of one we use, in order, as the line walk below would.
+    BitCursor starts(hm.start);
+    BitCursor colons(hm.first_colon);
+    const size_t walk = cls.header_lines < options.max_header_lines ? cls.header_lines
+                                                                    : options.max_header_lines;
+    for (size_t k = 0; k < walk; ++k) {
+      const size_t s = starts.Next();
+      const size_t colon = colons.Next();
+      const size_t name_bytes = colon - s;
+      if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 &&
+          name_bytes != options.identity_header.size()) {
+        continue;
+      }
+      const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
+      line_end = data[lf - 1] == '\r' ? lf - 1 : lf;
+      if (HeadResult r = OnHeader(std::string_view(text + s, name_bytes),
+                                  std::string_view(text + colon + 1, line_end - colon - 1), options, st, head);
+          r != HeadResult::kOk) {
+        return r;
+      }
+    }
+    if (cls.header_lines > options.max_header_lines) return HeadResult::kTooManyHeaders;
+    return FinishHead(st, head);
+  }
+
+  // Header lines, one by one, to name what is wrong.
   uint32_t lines = 0;
   size_t line_start = first_lf + 1;
   while (line_start <= end_lf) {
@@ -532,12 +623,7 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
     }
     line_start = lf + 1;
   }
-  if (st.seen_te) {
-    if (!head.chunked) return HeadResult::kBadTransferEncoding;
-    // Both framings at once is the classic smuggling vector (RFC 9112, 6.3).
-    if (head.has_content_length) return HeadResult::kContentLengthWithTransferEncoding;
-  }
-  return HeadResult::kOk;
+  return FinishHead(st, head);
 }
 
 ChunkedDecoder::Result ChunkedDecoder::Feed(const uint8_t* data, size_t len, size_t& consumed) {
