@@ -13,6 +13,23 @@
 // The engine owns no NIC and no threads: the appliance (DPDK) and the XDP agent's slow
 // path feed it byte buffers and act on the verdicts with the frame builders of
 // reject.h. All memory is taken at Create; ProcessBurst never allocates, never throws.
+// One engine per worker core; nothing in it is shared or locked.
+//
+//   auto engine = PacketEngine::Create(config, rules, hugepage_allocator, key, now_ns);
+//   for (;;) {
+//     n = rx_burst(client_port, mbufs, PacketEngine::kMaxBurst);
+//     for (i < n) frames[i] = {data(mbufs[i]), len(mbufs[i])};
+//     engine->ProcessBurst(frames, n, now_ns, results);
+//     for (i < n) switch (results[i].verdict) {
+//       case kForward: tx to the server side; break;
+//       case kDrop: free; break;
+//       case kReject: BuildClientReject(frame, results[i].view, rules.rule(results[i].rule),
+//                                       results[i].decision, ...) -> client side;
+//                     BuildServerReset(frame, results[i].view, results[i].reset_seq, ...)
+//                                       -> server side; free; break;
+//       case kReset: BuildClientReset(...) -> client; BuildServerReset(...) -> server; free;
+//     }
+//   }
 #pragma once
 
 #include <cstddef>
