@@ -35,10 +35,6 @@ namespace {
 std::atomic<uint64_t> g_allocations{0};
 }  // namespace
 
-// The replacements below pair malloc with free for every form of new and delete; GCC
-// cannot see that through inlining and warns about a mismatch that is not there.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 void* operator new(size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
