@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dlb/packet/reject.h"
 #include "frames.h"
 
 namespace dlb::packet {
@@ -620,6 +621,42 @@ TEST_F(EngineTest, RandomSegmentationGivesTheSameDecisions) {
     EXPECT_EQ(C().allowed, static_cast<uint64_t>(expected)) << trial;
     EXPECT_EQ(engine_->free_reassembly_buffers(), 64u) << trial;
   }
+}
+
+// A reject verdict turned into frames with the builders, read back independently of
+// the engine's parser: the 429 acknowledges the whole segment at the client's expected
+// sequence number, the RST lands on the server's next expected byte.
+TEST_F(EngineTest, RejectVerdictBuildsConsistentFrames) {
+  Start();
+  Conn c(40036, 6);
+  c.base.vlans = {300};
+  c.base.ack = 0x7fff0000;
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "w")));
+  const uint32_t seg_seq = c.next;
+  const SegmentSpec spec = c.Data(Head("POST", "/pay", "w"));
+  const std::vector<uint8_t> frame = BuildSegment(spec);
+  const Frame in{frame.data(), static_cast<uint32_t>(frame.size())};
+  FrameResult r;
+  engine_->ProcessBurst(&in, 1, now_, &r);
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  uint8_t out[kMaxBuiltFrameBytes];
+  const size_t n = BuildClientReject(frame.data(), r.view, rules_->rule(r.rule), r.decision, out, sizeof out);
+  ASSERT_GT(n, 0u);
+  // Ethernet(14) + one tag(4) + IPv6(40): TCP at 58.
+  auto be32 = [](const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; };
+  const uint8_t* tcp = out + 58;
+  EXPECT_EQ(out[12], 0x81);
+  EXPECT_EQ(be32(tcp + 4), 0x7fff0000u);                                          // seq: the client's ACK
+  EXPECT_EQ(be32(tcp + 8), seg_seq + static_cast<uint32_t>(spec.payload.size()));  // ack: the whole segment
+  const std::string http(reinterpret_cast<const char*>(tcp + 20), n - 58 - 20);
+  EXPECT_EQ(http.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
+  EXPECT_NE(http.find("RateLimit-Policy: \"pay\";q=2;w=2\r\n"), std::string::npos) << http;
+  EXPECT_NE(http.find("Retry-After: 1\r\n"), std::string::npos) << http;
+  const size_t m = BuildServerReset(frame.data(), r.view, r.reset_seq, out, sizeof out);
+  ASSERT_GT(m, 0u);
+  EXPECT_EQ(be32(out + 58 + 4), seg_seq);  // the server has everything before this segment
+  EXPECT_EQ(out[58 + 13], 0x14);
 }
 
 TEST_F(EngineTest, CountersHaveNames) {
