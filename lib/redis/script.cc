@@ -25,13 +25,22 @@ local function fill_of(v)
   if #ip > 9 then sec, ns = tonumber(string.sub(ip, 1, -10)), tonumber(string.sub(ip, -9)) end
   return (sec - now_s) * 1e9 + (ns - now_ns) + fp
 end
-local function tat_text(after)
+-- TAT as text, rounded up: to whole ns when T >= 1 ms (an integer Redis keeps in the
+-- object itself: 72 bytes a bucket; at most 1 ns per admission against T >= 1e6 ns
+-- loses under 1e-6 of the rate), else to 1e-6 ns (faster leaks, where whole-ns
+-- rounding would cost a visible share of the rate).
+local function tat_text(after, interval_ns)
   local total = now_ns + after
   local carry = math.floor(total / 1e9)
   local rest = total - carry * 1e9
   local whole = math.floor(rest)
-  local frac = math.ceil((rest - whole) * 1e6)
-  if frac >= 1e6 then whole, frac = whole + 1, 0 end
+  local frac = 0
+  if interval_ns < 1e6 then
+    frac = math.ceil((rest - whole) * 1e6)
+    if frac >= 1e6 then whole, frac = whole + 1, 0 end
+  elseif rest > whole then
+    whole = whole + 1
+  end
   if whole >= 1e9 then carry, whole = carry + 1, whole - 1e9 end
   local s = string.format('%.0f%09d', now_s + carry, whole)
   if frac > 0 then s = s .. string.gsub(string.format('.%06d', frac), '0+$', '') end
@@ -77,7 +86,7 @@ for i = 1, nk do
       -- PXAT (absolute): replicas and AOF replays keep the master's expiry instead
       -- of recomputing one on their own clocks. The key vanishes once drained.
       local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(after / 1e6) + 1
-      redis.call('SET', KEYS[i], tat_text(after), 'PXAT', string.format('%.0f', expire_ms))
+      redis.call('SET', KEYS[i], tat_text(after, u), 'PXAT', string.format('%.0f', expire_ms))
     end
   end
   local level = after / u

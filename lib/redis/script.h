@@ -9,10 +9,11 @@
 // interval_ns is T = 1e9 / leak_rate in nanoseconds (%.17g, fractions kept), "0" for
 // a bucket that never leaks. Time is the Redis server's TIME, read inside the
 // script: the only clock that decides a shared bucket. The stored value is TAT in
-// epoch nanoseconds as decimal text: an integer (Redis keeps it in the object itself,
-// 72 bytes per bucket) while T is a whole number of nanoseconds, otherwise with up to
-// 6 fractional digits, rounded up, so that no leak rate gains or loses requests
-// through truncation. A bucket that never leaks stores its count. Writes
+// epoch nanoseconds as decimal text, rounded up: to whole nanoseconds when T >= 1 ms
+// (an integer, which Redis keeps inside the object: 72 bytes per bucket; rounding
+// costs under 1e-6 of the leak rate), else with up to 6 fractional digits, so that
+// fast leak rates lose nothing visible through truncation either. A bucket that never
+// leaks stores its count. Writes
 // are SET .. PXAT (absolute expiry), so replicas and AOF replays keep the master's
 // expiry rather than recomputing one from their own clocks; the key expires when the
 // bucket has drained.

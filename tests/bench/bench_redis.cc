@@ -154,8 +154,11 @@ int Paced(const Args& a) {
 
 int Memory(const Args& a) {
   auto limiter = MakeLimiter(a);
-  // A fractional emission interval (r = 3/s) stores a fraction; a whole one does not.
-  const dlb::BucketSpec specs[] = {kSpec, {.capacity = 10, .leak_rate_per_s = 3}};
+  // Slow leaks, so that no key expires before it is measured. A whole emission
+  // interval in ns (r = 0.001/s: T = 1e12 ns) stores an integer; a fractional one
+  // (r = 0.003/s) stores a fraction.
+  const dlb::BucketSpec specs[] = {{.capacity = 50, .leak_rate_per_s = 0.001},
+                                   {.capacity = 10, .leak_rate_per_s = 0.003}};
   for (const auto& spec : specs) {
     for (int i = 0; i < a.users; ++i) (void)limiter->Decide(UserName(static_cast<uint64_t>(i)), spec);
   }
