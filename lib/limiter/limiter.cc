@@ -368,8 +368,13 @@ class LimiterImpl final : public Limiter {
       }
       if (breaker_.OnFailure(permit, NowMonoNs())) {
         Bump(kBreakerOpens);
-        DLB_LOG_WARN("dlb: Redis at {} failed ({}); circuit breaker open, deciding by policy '{}'",
-                     ep_.Describe(), failure.message(), FailurePolicyName(opts_.on_store_failure));
+        // One line per transition, but at most one a second: a breaker that flaps under
+        // overload must not flood the log (the counter has every transition).
+        DLB_LOG_EVERY(1000, spdlog::level::warn,
+                      "dlb: Redis at {} failed ({}); circuit breaker open, deciding by policy '{}' "
+                      "({} openings so far)",
+                      ep_.Describe(), failure.message(), FailurePolicyName(opts_.on_store_failure),
+                      Stats().breaker_opens);
       }
     }
     for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
@@ -470,7 +475,8 @@ class LimiterImpl final : public Limiter {
   }
 
   void OnRecovered() {
-    DLB_LOG_INFO("dlb: Redis at {} answers again; circuit breaker closed", ep_.Describe());
+    DLB_LOG_EVERY(1000, spdlog::level::info, "dlb: Redis at {} answers again; circuit breaker closed",
+                  ep_.Describe());
     {
       std::lock_guard<std::mutex> lock(debits_mu_);
       reconcile_pending_ = true;
@@ -515,8 +521,9 @@ class LimiterImpl final : public Limiter {
       }
     }
     Bump(kReconciled, sent);
-    DLB_LOG_INFO("dlb: reconciled {} requests admitted locally during the outage into Redis ({} lost)",
-                 sent, lost);
+    DLB_LOG_EVERY(1000, spdlog::level::info,
+                  "dlb: reconciled {} requests admitted locally during the outage into Redis ({} lost)",
+                  sent, lost);
   }
 
   const LimiterOptions opts_;
