@@ -70,4 +70,16 @@ inline uint64_t SipHash13(const SipKey& key, std::string_view s) {
   return SipHash13(key, s.data(), s.size());
 }
 
+// A bijective 64-bit mixer (the murmur3 finalizer): spreads a keyed hash combined with
+// a small integer (a rule index) without a second SipHash pass. Being a bijection it
+// cannot create collisions that the keyed hash did not already have.
+inline uint64_t Mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
 }  // namespace dlb

@@ -1,12 +1,10 @@
-// Small shared pieces: the heap allocator, the random SipHash key, enum names.
+// Small shared pieces: the heap allocator, enum names.
 #include <sys/mman.h>
-#include <sys/random.h>
 
 #include <cstring>
 
 #include "dlb/packet/allocator.h"
 #include "dlb/packet/config.h"
-#include "dlb/packet/siphash.h"
 
 namespace dlb::packet {
 
@@ -30,16 +28,6 @@ void* HeapAllocator::Allocate(size_t size_bytes, size_t align_bytes) {
 HeapAllocator& HeapAllocator::Instance() {
   static HeapAllocator allocator;
   return allocator;
-}
-
-SipKey RandomSipKey() {
-  uint64_t k[2] = {0, 0};
-  size_t got = 0;
-  while (got < sizeof k) {
-    const ssize_t n = getrandom(reinterpret_cast<uint8_t*>(k) + got, sizeof k - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return SipKey{k[0], k[1]};
 }
 
 const char* ModeName(Mode m) {

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <utility>
 
-#include "dlb/packet/siphash.h"
+#include "dlb/siphash.h"
 
 namespace dlb::packet {
 namespace {
@@ -107,31 +107,21 @@ ShardProbe BucketShard::Probe(uint64_t key_hash, uint16_t rule) const {
   return p;
 }
 
-bool BucketShard::Decide(const ShardProbe& p, const dlb::BucketProfile& profile, int64_t now_ns,
-                         int64_t cost, dlb::Decision& d) {
-  // Relative time: GCRA depends on TAT - now only, so shifting both by the epoch gives
-  // dlb::Decide's decision exactly (checked by the equivalence test).
-  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
-  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+ShardEntry* BucketShard::Find(const ShardProbe& p, dlb::u128 now_fp, bool& in_b, bool& fresh) {
   ShardLine& a = lines_[p.line_a];
   ShardLine& b = lines_[p.line_b];
-  ShardEntry* hit = nullptr;
-  bool hit_in_b = false;
+  fresh = false;
+  in_b = false;
   for (ShardEntry& e : a.entries) {
-    if (e.tag == p.tag && !(e.tat_ns & kSecondLineBit)) { hit = &e; break; }
+    if (e.tag == p.tag && !(e.tat_ns & kSecondLineBit)) return &e;
   }
-  if (hit == nullptr) {
-    for (ShardEntry& e : b.entries) {
-      if (e.tag == p.tag && (e.tat_ns & kSecondLineBit)) { hit = &e; hit_in_b = true; break; }
+  for (ShardEntry& e : b.entries) {
+    if (e.tag == p.tag && (e.tat_ns & kSecondLineBit)) {
+      in_b = true;
+      return &e;
     }
   }
-  ++counters_.decisions;
-  if (hit != nullptr) {
-    dlb::BucketState state{Unpack(*hit)};
-    d = dlb::Decide(profile, state, rel_ns, cost);
-    if (d.allowed) Pack(*hit, state.tat_fp, profile.leaks(), hit_in_b);
-    return true;
-  }
+  fresh = true;
   // A new key: the less loaded of its two lines (two-choice balancing keeps both lines
   // of a key from filling long before the table does).
   ShardEntry* free_a = nullptr;
@@ -145,25 +135,67 @@ bool BucketShard::Decide(const ShardProbe& p, const dlb::BucketProfile& profile,
     if (Reusable(e, now_fp)) { if (!free_b) free_b = &e; ++n_b; }
   }
   ShardEntry* slot = n_a >= n_b ? free_a : free_b;
-  bool slot_in_b = slot != nullptr && slot == free_b && n_b > n_a;
+  in_b = slot != nullptr && slot == free_b && n_b > n_a;
   if (slot == nullptr) {
     // Both lines hold buckets with level: move one of their entries to its other line
     // if that has room (one step of cuckoo displacement; nothing is ever forgotten).
-    slot = Relocate(p, now_fp, slot_in_b);
-    if (slot == nullptr) {
-      ++counters_.table_full;
-      return false;
-    }
+    slot = Relocate(p, now_fp, in_b);
+    if (slot == nullptr) ++counters_.table_full;
   }
-  dlb::BucketState state{};
+  return slot;
+}
+
+bool BucketShard::Decide(const ShardProbe& p, const dlb::BucketProfile& profile, int64_t now_ns,
+                         int64_t cost, dlb::Decision& d) {
+  // Relative time: GCRA depends on TAT - now only, so shifting both by the epoch gives
+  // dlb::Decide's decision exactly (checked by the equivalence test).
+  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
+  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+  bool in_b = false;
+  bool fresh = false;
+  ShardEntry* e = Find(p, now_fp, in_b, fresh);
+  ++counters_.decisions;
+  if (e == nullptr) return false;
+  dlb::BucketState state{fresh ? dlb::u128{0} : Unpack(*e)};
   d = dlb::Decide(profile, state, rel_ns, cost);
   if (d.allowed) {
-    ++counters_.new_keys;
-    if (slot->tag != 0) ++counters_.reused_entries;
-    slot->tag = p.tag;
-    Pack(*slot, state.tat_fp, profile.leaks(), slot_in_b);
+    if (fresh) {
+      ++counters_.new_keys;
+      if (e->tag != 0) ++counters_.reused_entries;
+      e->tag = p.tag;
+    }
+    Pack(*e, state.tat_fp, profile.leaks(), in_b);
   }
   return true;
+}
+
+BucketShard::Outcome BucketShard::Admit(const ShardProbe& p, const dlb::BucketProfile& profile,
+                                        int64_t now_ns, int64_t cost, dlb::Decision& limited) {
+  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
+  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+  bool in_b = false;
+  bool fresh = false;
+  ShardEntry* e = Find(p, now_fp, in_b, fresh);
+  ++counters_.decisions;
+  if (e == nullptr) return Outcome::kTableFull;
+  const dlb::u128 tat_fp = fresh ? dlb::u128{0} : Unpack(*e);
+  // dlb::Decide's admission test and update (lib/core/bucket.cc), without describing
+  // the decision; the shard test checks that both agree.
+  const dlb::u128 now = (!profile.leaks() || rel_ns <= 0) ? 0 : now_fp;
+  const dlb::u128 base = tat_fp > now ? tat_fp : now;
+  const dlb::u128 want = base - now + profile.interval_fp() * static_cast<dlb::u128>(cost);
+  if (want > profile.capacity_fp()) {
+    dlb::BucketState state{tat_fp};  // a rejection leaves it as it is
+    limited = dlb::Decide(profile, state, rel_ns, cost);
+    return Outcome::kLimited;
+  }
+  if (fresh) {
+    ++counters_.new_keys;
+    if (e->tag != 0) ++counters_.reused_entries;
+    e->tag = p.tag;
+  }
+  Pack(*e, now + want, profile.leaks(), in_b);
+  return Outcome::kAllowed;
 }
 
 ShardEntry* BucketShard::Relocate(const ShardProbe& p, dlb::u128 now_fp, bool& slot_in_b) {

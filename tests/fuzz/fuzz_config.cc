@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   small.max_flows = 8;
   small.reassembly_buffers = 2;
   small.shard_users = 8;
-  auto engine = PacketEngine::Create(small, *rules, HeapAllocator::Instance(), SipKey{3, 4}, 1);
+  auto engine = PacketEngine::Create(small, *rules, HeapAllocator::Instance(), dlb::SipKey{3, 4}, 1);
   if (!engine.ok()) __builtin_trap();
   return 0;
 }

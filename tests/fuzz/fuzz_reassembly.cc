@@ -74,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.rules = {rule};
   auto rules = RuleSet::Compile(config.rules, config.default_rule);
   if (!rules.ok()) __builtin_trap();
-  auto engine = PacketEngine::Create(config, *rules, HeapAllocator::Instance(), SipKey{1, 2}, 1);
+  auto engine = PacketEngine::Create(config, *rules, HeapAllocator::Instance(), dlb::SipKey{1, 2}, 1);
   if (!engine.ok()) __builtin_trap();
   PacketEngine& e = **engine;
 

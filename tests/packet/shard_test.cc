@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "dlb/packet/siphash.h"
+#include "dlb/siphash.h"
 
 namespace dlb::packet {
 namespace {
@@ -53,6 +53,41 @@ TEST(ShardTest, DecisionsEqualTheBucketCore) {
     ASSERT_TRUE(shard->Decide(probe, p, now, cost, got));
     ExpectSame(got, want, step);
   }
+}
+
+// Admit (the data path's Decide) changes buckets as Decide does and describes a limited
+// request as Decide would.
+TEST(ShardTest, AdmitEqualsTheBucketCore) {
+  std::mt19937_64 rng(777);
+  const dlb::BucketProfile profiles[] = {Profile(1, 1), Profile(10, 3), Profile(100, 1e6),
+                                         Profile(7, 0.001), Profile(5, 0), Profile(1000, 333.3),
+                                         Profile(3, 1e9), Profile(50, 1e-6)};
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 1000, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  constexpr int kUsers = 40;
+  std::vector<dlb::BucketState> oracle(kUsers * std::size(profiles));
+  int64_t now = kEpochNs;
+  int limited = 0;
+  for (int step = 0; step < 200'000; ++step) {
+    const int64_t gap = (rng() % 4 == 0) ? int64_t(rng() % 10'000'000'000ULL) : int64_t(rng() % 2'000'000);
+    now += gap;
+    const int user = static_cast<int>(rng() % kUsers);
+    const size_t pi = rng() % std::size(profiles);
+    const dlb::BucketProfile& p = profiles[pi];
+    const int64_t cost = 1 + static_cast<int64_t>(rng() % p.spec().capacity);
+    dlb::BucketState& o = oracle[pi * kUsers + user];
+    const dlb::Decision want = dlb::Decide(p, o, now, cost);
+    dlb::Decision got;
+    const ShardProbe probe = shard->Probe(0x1000 + user, static_cast<uint16_t>(pi));
+    const BucketShard::Outcome outcome = shard->Admit(probe, p, now, cost, got);
+    ASSERT_NE(outcome, BucketShard::Outcome::kTableFull) << step;
+    ASSERT_EQ(outcome == BucketShard::Outcome::kAllowed, want.allowed) << step;
+    if (!want.allowed) {
+      ++limited;
+      ExpectSame(got, want, step);
+    }
+  }
+  EXPECT_GT(limited, 1000);  // both branches were exercised
 }
 
 TEST(ShardTest, BurstLookupEqualsOneByOne) {

@@ -43,7 +43,7 @@
 #include "dlb/packet/parse.h"
 #include "dlb/packet/rules.h"
 #include "dlb/packet/shard.h"
-#include "dlb/packet/siphash.h"
+#include "dlb/siphash.h"
 #include "dlb/status.h"
 
 namespace dlb::packet {
@@ -121,6 +121,14 @@ enum class Verdict : uint8_t {
   kReset,    // free the frame; send BuildServerReset (seq = reset_seq) to the server and
              // BuildClientReset to the client
 };
+// Pipelined heads: a verdict is per frame. When a segment carries several request heads
+// and a later one is limited under `reject`, the whole segment is withheld: the heads
+// before it in the segment were decided first and stay charged to their buckets, yet
+// never reach the server; the client gets the 429 (and the connection is closed) in
+// answer to the segment. Forwarding the allowed prefix would need a frame truncated at
+// the limited head (a verdict the appliance does not act on yet). Under `drop` the flow
+// rolls back to the limited head only: the client's retransmission of the segment
+// passes the earlier heads' bytes as already decided, so they are charged once.
 const char* VerdictName(Verdict v);
 
 struct Frame {
@@ -143,7 +151,8 @@ class PacketEngine {
   static constexpr size_t kMaxBurst = 32;
 
   // `rules` must outlive the engine. `sip_key` keys the flow and identity hashes (one
-  // random key per process); `now_ns` is the engine's clock at start (the shard epoch).
+  // random key per process, SipKey::Random()); `now_ns` is the engine's clock at start
+  // (the shard epoch).
   static StatusOr<std::unique_ptr<PacketEngine>> Create(const PacketConfig& config,
                                                         const RuleSet& rules,
                                                         Allocator& allocator,

@@ -90,6 +90,13 @@ class BucketShard {
   // Decides one request; false (and nothing decided) when a new key finds no entry.
   bool Decide(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
               int64_t cost, dlb::Decision& decision);
+  // Decide for the data path, which needs a full decision only to answer a limited
+  // request: an allowed one is not described (its level and remaining cost a 128-bit
+  // division per request). The bucket changes exactly as with Decide; `limited` is
+  // filled (as Decide would) only when the result is kLimited.
+  enum class Outcome : uint8_t { kAllowed, kLimited, kTableFull };
+  Outcome Admit(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
+                int64_t cost, dlb::Decision& limited);
   // The bulk lookup: probes all of `requests` (at most kMaxBurst), prefetches their
   // lines, then decides them in order (a key repeated in the burst sees its own update).
   void DecideBurst(const ShardRequest* requests, size_t count, int64_t now_ns, ShardResult* results);
@@ -109,6 +116,8 @@ class BucketShard {
   BucketShard(Allocator* allocator, ShardLine* lines, size_t count, int64_t epoch_ns)
       : allocator_(allocator), lines_(lines), lines_count_(count), epoch_ns_(epoch_ns) {}
 
+  // The entry of the probe's key, or a new one for it (nullptr: table full).
+  ShardEntry* Find(const ShardProbe& probe, dlb::u128 now_fp, bool& in_b, bool& fresh);
   ShardEntry* Relocate(const ShardProbe& probe, dlb::u128 now_fp, bool& slot_in_b);
 
   Allocator* allocator_ = nullptr;
