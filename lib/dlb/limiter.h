@@ -3,9 +3,13 @@
 //   bool dlb::AllowRequest(user_id, capacity, leak_rate)  -- the one-line API
 //   dlb::Limiter                                          -- options, decisions, batches
 //
-// A Limiter decides in one of two modes:
+// A Limiter decides in one of three modes:
 //   strict: one atomic server-side step in Redis per decision (batches are pipelined),
 //           on the Redis clock; exact across every process that shares the Redis.
+//   synced: decides against a lease of the global bucket taken in Redis (no Redis call)
+//           and, when the lease is used up, by one strict call; a background thread
+//           returns and renews the leases every `sync_interval` (lib/sync/sync_engine.h
+//           states the protocol and its accuracy bound).
 //   local:  an in-process bucket table on the monotonic clock; exact per process.
 // When Redis fails (deadline, connection, protocol), a circuit breaker opens and the
 // failure policy decides until a probe succeeds:
@@ -29,7 +33,7 @@
 
 namespace dlb {
 
-enum class Mode { kStrict, kLocal };
+enum class Mode { kStrict, kLocal, kSynced };
 enum class FailurePolicy { kLocal, kOpen, kClosed };
 
 const char* ModeName(Mode m);
@@ -41,6 +45,7 @@ StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view s);
 enum class DecisionSource {
   kStore,           // Redis, atomically, on the Redis clock
   kLocal,           // the in-process table (mode local)
+  kLease,           // a lease of the global bucket (mode synced), no Redis call
   kFallbackLocal,   // the in-process table because the store failed
   kFallbackOpen,    // admitted because the store failed and the policy is open
   kFallbackClosed,  // rejected because the store failed and the policy is closed
@@ -74,12 +79,14 @@ struct LimiterOptions {
   int max_connections = 64;
   // Buckets kept in the in-process table (mode local and the local fallback).
   size_t local_max_buckets = size_t{1} << 20;
+  // Mode synced: how often leases are returned and renewed (one pipelined round trip).
+  std::chrono::microseconds sync_interval{5000};
   // Clock of the in-process table; nullptr = CLOCK_MONOTONIC. Not owned.
   const Clock* clock = nullptr;
 };
 
 // Reads DLB_REDIS_URL, DLB_REDIS_USER, DLB_REDIS_PASSWORD, DLB_MODE,
-// DLB_DEADLINE_US, DLB_ON_STORE_FAILURE, DLB_FALLBACK_SHARE over the defaults.
+// DLB_DEADLINE_US, DLB_ON_STORE_FAILURE, DLB_FALLBACK_SHARE, DLB_SYNC_INTERVAL_US over the defaults.
 // DLB_CONFIG names a YAML file whose `redis:` and `limiter:` sections are read first.
 // Starts from `base` (the library defaults unless given).
 StatusOr<LimiterOptions> OptionsFromEnvironment(LimiterOptions base = {});
@@ -103,6 +110,7 @@ struct LimiterStats {
   uint64_t rejected = 0;
   uint64_t store_decisions = 0;
   uint64_t local_decisions = 0;
+  uint64_t lease_decisions = 0;       // mode synced: admitted against a lease
   uint64_t fallback_decisions = 0;    // decided by the failure policy
   uint64_t store_errors = 0;
   uint64_t store_timeouts = 0;
@@ -116,6 +124,8 @@ struct LimiterStats {
   uint64_t store_latency_hist[kLatencyBuckets] = {};
   uint64_t store_latency_sum_us = 0;
   bool breaker_open = false;
+  // Mode synced: participants that announced themselves within their TTL (0 = unknown).
+  int64_t live_participants = 0;
 };
 
 // The current level of a user's bucket (no request is made).

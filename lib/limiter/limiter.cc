@@ -1,5 +1,6 @@
 // dlb::Limiter: strict mode over Redis with a deadline, a circuit breaker and a failure
-// policy; local mode over the in-process table.
+// policy; synced mode over leases (lib/sync) with strict calls when a lease runs out;
+// local mode over the in-process table.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -15,15 +16,18 @@
 #include "limiter/local_table.h"
 #include "log/log.h"
 #include "redis/connection.h"
+#include "redis/lease_script.h"
+#include "redis/pool.h"
 #include "redis/script.h"
 #include "redis/url.h"
+#include "sync/sync_engine.h"
 
 namespace dlb {
 namespace {
 
 enum Counter : int {
   kAllowed, kRejected, kStoreDecisions, kLocalDecisions, kFallbackDecisions, kStoreErrors,
-  kStoreTimeouts, kBreakerOpens, kReconciled, kOverflow, kNumCounters
+  kStoreTimeouts, kBreakerOpens, kReconciled, kOverflow, kLeaseDecisions, kNumCounters
 };
 
 // Per-thread stripes of counters: no cache line is written by two busy threads.
@@ -56,13 +60,34 @@ class LimiterImpl final : public Limiter {
         breaker_(opts_.breaker_threshold,
                  std::chrono::nanoseconds(opts_.breaker_backoff_min).count(),
                  std::chrono::nanoseconds(opts_.breaker_backoff_max).count()),
-        stripes_(std::make_unique<CounterStripe[]>(kCounterStripes)) {
-    if (opts_.mode == Mode::kStrict) {
+        stripes_(std::make_unique<CounterStripe[]>(kCounterStripes)),
+        pool_(ep_, opts_.max_connections,
+              {redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}) {
+    if (opts_.mode != Mode::kLocal) {
       reconciler_ = std::thread([this] { ReconcileLoop(); });
+    }
+    if (opts_.mode == Mode::kSynced) {
+      const auto interval = std::chrono::duration_cast<std::chrono::microseconds>(opts_.sync_interval);
+      sync::SyncOptions so;
+      so.interval = interval;
+      // One round trip carries every active bucket: it gets at least one interval.
+      so.deadline = std::max(interval, std::chrono::microseconds(opts_.deadline));
+      sync_ = std::make_unique<sync::SyncEngine>(std::move(so), &pool_, &breaker_);
+      syncer_ = std::thread([this] { SyncLoop(); });
     }
   }
 
   ~LimiterImpl() override {
+    if (syncer_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(sync_mu_);
+        sync_stopping_ = true;
+      }
+      sync_cv_.notify_all();
+      syncer_.join();
+      // Unused units go back, so a clean shutdown holds nothing back from the others.
+      (void)sync_->ReturnAll();
+    }
     {
       std::lock_guard<std::mutex> lock(debits_mu_);
       stopping_ = true;
@@ -74,18 +99,35 @@ class LimiterImpl final : public Limiter {
   // Warms one connection so the first decision does not pay for connect + SCRIPT LOAD.
   void Warm() {
     const int64_t deadline = Deadline();
-    auto c = Acquire(deadline);
+    auto c = pool_.Acquire(deadline);
     if (!c.ok()) {
       DLB_LOG_WARN("dlb: Redis at {} is not reachable yet ({}); deciding by policy '{}' until it is",
                    ep_.Describe(), c.status().message(), FailurePolicyName(opts_.on_store_failure));
       return;
     }
-    Release(std::move(*c));
+    pool_.Release(std::move(*c));
   }
 
   StatusOr<LimitDecision> Decide(std::string_view user_id, const BucketSpec& spec, int64_t cost,
                                  std::string_view rule) override {
     LimitRequest r{.user_id = user_id, .spec = spec, .cost = cost, .rule = rule};
+    if (opts_.mode == Mode::kSynced) {
+      if (Status s = Validate(r); !s.ok()) return s;
+      const uint64_t key = table_.KeyOf(user_id, rule, spec);
+      LimitDecision d;
+      const auto admit = sync_->TryAdmit(key, cost, &d.level);
+      if (admit == sync::SyncEngine::Admit::kAdmitted) {
+        LeaseDecision(spec, d);
+        return d;
+      }
+      std::vector<StatusOr<LimitDecision>> out;
+      out.emplace_back(LimitDecision{});
+      const size_t idx = 0;
+      DecideStore(std::span<const LimitRequest>(&r, 1), {idx}, out);
+      if (admit == sync::SyncEngine::Admit::kUnknown) sync_->Track(key, KeyFor(r), spec, cost);
+      if (out[0].ok()) Bump(out[0]->allowed ? kAllowed : kRejected);
+      return std::move(out[0]);
+    }
     if (opts_.mode == Mode::kLocal) {
       // The in-process path stays free of the batch's vectors.
       if (Status s = Validate(r); !s.ok()) return s;
@@ -101,19 +143,38 @@ class LimiterImpl final : public Limiter {
     std::vector<StatusOr<LimitDecision>> out;
     out.reserve(reqs.size());
     std::vector<size_t> to_store;
+    std::vector<uint64_t> untracked;   // mode synced: table keys of buckets not leased yet
     for (size_t i = 0; i < reqs.size(); ++i) {
       Status s = Validate(reqs[i]);
       out.emplace_back(s.ok() ? StatusOr<LimitDecision>(LimitDecision{}) : StatusOr<LimitDecision>(s));
       if (!s.ok()) continue;
       if (opts_.mode == Mode::kLocal) {
         out[i] = DecideLocal(reqs[i], DecisionSource::kLocal, 1.0);
+      } else if (opts_.mode == Mode::kSynced) {
+        const uint64_t key = table_.KeyOf(reqs[i].user_id, reqs[i].rule, reqs[i].spec);
+        LimitDecision d;
+        const auto admit = sync_->TryAdmit(key, reqs[i].cost, &d.level);
+        if (admit == sync::SyncEngine::Admit::kAdmitted) {
+          LeaseDecision(reqs[i].spec, d);
+          out[i] = d;
+          continue;
+        }
+        to_store.push_back(i);
+        untracked.push_back(admit == sync::SyncEngine::Admit::kUnknown ? key : 0);
       } else {
         to_store.push_back(i);
       }
     }
     if (!to_store.empty()) DecideStore(reqs, to_store, out);
-    for (const auto& r : out) {
-      if (r.ok()) Bump(r->allowed ? kAllowed : kRejected);
+    for (size_t k = 0; k < untracked.size(); ++k) {
+      const LimitRequest& r = reqs[to_store[k]];
+      if (untracked[k] != 0) sync_->Track(untracked[k], KeyFor(r), r.spec, r.cost);
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+      // Lease admissions were counted where they were decided.
+      if (out[i].ok() && out[i]->source != DecisionSource::kLease) {
+        Bump(out[i]->allowed ? kAllowed : kRejected);
+      }
     }
     return out;
   }
@@ -181,7 +242,9 @@ class LimiterImpl final : public Limiter {
     s.breaker_opens = c[kBreakerOpens];
     s.reconciled_requests = c[kReconciled];
     s.fallback_overflow = c[kOverflow];
+    s.lease_decisions = c[kLeaseDecisions];
     s.breaker_open = breaker_.open();
+    if (sync_) s.live_participants = sync_->live_participants();
     return s;
   }
 
@@ -221,88 +284,12 @@ class LimiterImpl final : public Limiter {
     return RedisKey(r.user_id, RuleNameForSpec(r.spec.capacity, r.spec.leak_rate_per_s));
   }
 
-  // ---- connection pool -------------------------------------------------------------
-
-  StatusOr<std::unique_ptr<redis::Connection>> Acquire(int64_t deadline_ns) {
-    std::unique_lock<std::mutex> lock(pool_mu_);
-    for (;;) {
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-      if (open_connections_ < opts_.max_connections) break;
-      const int64_t left = deadline_ns - NowMonoNs();
-      if (left <= 0) return Status::DeadlineExceeded("no Redis connection free within the deadline");
-      pool_cv_.wait_for(lock, std::chrono::nanoseconds(left));
-    }
-    ++open_connections_;
-    lock.unlock();
-    auto conn = redis::Connection::Open(ep_, deadline_ns);
-    Status st = conn.ok() ? LoadScript(**conn, deadline_ns) : conn.status();
-    if (!st.ok()) {
-      lock.lock();
-      --open_connections_;
-      pool_cv_.notify_one();
-      return st;
-    }
-    return std::move(*conn);
-  }
-
-  void Release(std::unique_ptr<redis::Connection> c) {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (c->broken()) {
-      --open_connections_;
-    } else {
-      idle_.push_back(std::move(c));
-    }
-    pool_cv_.notify_one();
-  }
-
-  // SCRIPT LOAD on every new connection: after a Redis restart or a failover the script
-  // is there before the first EVALSHA, and the reply is its SHA1.
-  Status LoadScript(redis::Connection& c, int64_t deadline_ns) {
-    std::string req;
-    redis::CommandWriter(req).Begin(3).Arg("SCRIPT").Arg("LOAD").Arg(redis::kBucketScript);
-    std::vector<redis::Reply> replies;
-    if (Status s = c.Exchange(req, 1, deadline_ns, &replies); !s.ok()) return s;
-    const redisReply* r = replies[0].get();
-    if (r->type != REDIS_REPLY_STRING ||
-        std::string_view(r->str, r->len) != redis::BucketScriptSha()) {
-      return Status::Protocol("SCRIPT LOAD: " + redis::DescribeReply(r));
-    }
-    return Status::Ok();
-  }
-
-  // Runs `cmds` (complete RESP commands) as one pipeline on a pooled connection.
-  // Commands that hit NOSCRIPT (SCRIPT FLUSH, a restart, a failover to a replica
-  // without the script) did not run: they alone are sent again after SCRIPT LOAD, so
-  // nothing is charged twice.
+  // Runs `cmds` (complete RESP commands) as one pipeline on a pooled connection
+  // (NOSCRIPT is handled by the pool: nothing is charged twice).
   Status Call(const std::vector<std::string>& cmds, int64_t deadline_ns,
               std::vector<redis::Reply>* replies) {
     const int64_t t0 = NowMonoNs();
-    auto conn = Acquire(deadline_ns);
-    Status s = conn.status();
-    if (conn.ok()) {
-      std::string req;
-      for (const std::string& c : cmds) req += c;
-      s = (*conn)->Exchange(req, cmds.size(), deadline_ns, replies);
-      std::vector<size_t> lost;
-      for (size_t i = 0; s.ok() && i < replies->size(); ++i) {
-        if (redis::IsNoScript((*replies)[i].get())) lost.push_back(i);
-      }
-      if (!lost.empty()) {
-        DLB_LOG_EVERY(1000, spdlog::level::warn,
-                      "dlb: Redis does not have the bucket script (NOSCRIPT); loading it again");
-        s = LoadScript(**conn, deadline_ns);
-        std::string again;
-        for (size_t i : lost) again += cmds[i];
-        std::vector<redis::Reply> retried;
-        if (s.ok()) s = (*conn)->Exchange(again, lost.size(), deadline_ns, &retried);
-        for (size_t k = 0; s.ok() && k < lost.size(); ++k) (*replies)[lost[k]] = std::move(retried[k]);
-      }
-      Release(std::move(*conn));
-    }
+    Status s = pool_.Call(cmds, deadline_ns, replies);
     RecordLatency(NowMonoNs() - t0);
     if (!s.ok()) {
       {
@@ -397,9 +384,50 @@ class LimiterImpl final : public Limiter {
       case FailurePolicy::kLocal:
         break;
     }
-    d = DecideLocal(r, DecisionSource::kFallbackLocal, opts_.fallback_share);
+    d = DecideLocal(r, DecisionSource::kFallbackLocal, FallbackShare());
     if (d.allowed) RecordDebit(redis_key, r.spec, r.cost);
     return d;
+  }
+
+  // The share of each limit enforced locally while the store is down: in mode synced,
+  // 1/N of the live participants (as last announced) unless the option asks for less.
+  double FallbackShare() const {
+    double share = opts_.fallback_share;
+    if (sync_) {
+      const int64_t n = sync_->live_participants();
+      if (n > 1) share = std::min(share, 1.0 / static_cast<double>(n));
+    }
+    return share;
+  }
+
+  // ---- synced mode ------------------------------------------------------------------
+
+  // A request admitted against the lease: level as Redis reported it at the last sync.
+  void LeaseDecision(const BucketSpec& spec, LimitDecision& d) {
+    d.allowed = true;
+    d.source = DecisionSource::kLease;
+    d.remaining = std::max<int64_t>(0, static_cast<int64_t>(static_cast<double>(spec.capacity) - d.level));
+    d.reset_after_ns = spec.leak_rate_per_s == 0
+                           ? (d.level > 0 ? kNever : 0)
+                           : static_cast<int64_t>(d.level / spec.leak_rate_per_s * 1e9);
+    Bump(kLeaseDecisions);
+    Bump(kAllowed);
+  }
+
+  void SyncLoop() {
+    const auto interval = opts_.sync_interval;
+    std::unique_lock<std::mutex> lock(sync_mu_);
+    auto next = std::chrono::steady_clock::now() + interval;
+    while (!sync_stopping_) {
+      if (sync_cv_.wait_until(lock, next, [this] { return sync_stopping_; })) break;
+      lock.unlock();
+      (void)sync_->Sync();
+      lock.lock();
+      next += interval;
+      // A sync that overran does not trigger a burst of catch-up syncs.
+      const auto now = std::chrono::steady_clock::now();
+      if (next < now) next = now;
+    }
   }
 
   // ---- local decisions ------------------------------------------------------------
@@ -533,10 +561,12 @@ class LimiterImpl final : public Limiter {
   Breaker breaker_;
   std::unique_ptr<CounterStripe[]> stripes_;
 
-  std::mutex pool_mu_;
-  std::condition_variable pool_cv_;
-  std::vector<std::unique_ptr<redis::Connection>> idle_;
-  int open_connections_ = 0;
+  redis::Pool pool_;
+  std::unique_ptr<sync::SyncEngine> sync_;
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool sync_stopping_ = false;
+  std::thread syncer_;
 
   mutable std::mutex error_mu_;
   Status last_error_;
@@ -563,12 +593,13 @@ StatusOr<std::unique_ptr<Limiter>> Limiter::Create(LimiterOptions opts) {
   }
   if (opts.max_connections < 1) return Status::InvalidArgument("max_connections must be >= 1");
   if (opts.local_max_buckets < 1) return Status::InvalidArgument("local_max_buckets must be >= 1");
+  if (opts.sync_interval.count() <= 0) return Status::InvalidArgument("sync_interval must be > 0");
   auto ep = redis::ParseUrl(opts.redis_url);
   if (!ep.ok()) return ep.status();
   if (ep->username.empty()) ep->username = opts.username;
   if (ep->password.empty()) ep->password = opts.password;
   auto impl = std::make_unique<LimiterImpl>(std::move(opts), std::move(*ep));
-  if (impl->options().mode == Mode::kStrict) impl->Warm();
+  if (impl->options().mode != Mode::kLocal) impl->Warm();
   return std::unique_ptr<Limiter>(std::move(impl));
 }
 

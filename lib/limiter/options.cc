@@ -11,7 +11,14 @@
 
 namespace dlb {
 
-const char* ModeName(Mode m) { return m == Mode::kStrict ? "strict" : "local"; }
+const char* ModeName(Mode m) {
+  switch (m) {
+    case Mode::kStrict: return "strict";
+    case Mode::kLocal: return "local";
+    case Mode::kSynced: return "synced";
+  }
+  return "?";
+}
 
 const char* FailurePolicyName(FailurePolicy p) {
   switch (p) {
@@ -26,6 +33,7 @@ const char* DecisionSourceName(DecisionSource s) {
   switch (s) {
     case DecisionSource::kStore: return "store";
     case DecisionSource::kLocal: return "local";
+    case DecisionSource::kLease: return "lease";
     case DecisionSource::kFallbackLocal: return "fallback_local";
     case DecisionSource::kFallbackOpen: return "fallback_open";
     case DecisionSource::kFallbackClosed: return "fallback_closed";
@@ -36,7 +44,8 @@ const char* DecisionSourceName(DecisionSource s) {
 StatusOr<Mode> ParseMode(std::string_view s) {
   if (s == "strict") return Mode::kStrict;
   if (s == "local") return Mode::kLocal;
-  return Status::InvalidArgument("mode must be strict or local, got '" + std::string(s) + "'");
+  if (s == "synced") return Mode::kSynced;
+  return Status::InvalidArgument("mode must be strict, synced or local, got '" + std::string(s) + "'");
 }
 
 StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view s) {
@@ -104,6 +113,14 @@ const std::map<std::string, Setter>& Setters() {
          o.mode = *m;
          return Status::Ok();
        }},
+      {"limiter.sync_interval_us", [](LimiterOptions& o, std::string_view v) {
+         int64_t us;
+         if (!ParseInt64(v, 100, 10'000'000, &us)) {
+           return Status::InvalidArgument("must be an integer in [100, 10000000] microseconds");
+         }
+         o.sync_interval = std::chrono::microseconds(us);
+         return Status::Ok();
+       }},
       {"limiter.on_store_failure", [](LimiterOptions& o, std::string_view v) {
          auto p = ParseFailurePolicy(v);
          if (!p.ok()) return p.status();
@@ -154,6 +171,7 @@ const std::pair<const char*, const char*> kEnvironment[] = {
     {"DLB_MODE", "limiter.mode"},
     {"DLB_ON_STORE_FAILURE", "limiter.on_store_failure"},
     {"DLB_FALLBACK_SHARE", "limiter.fallback_share"},
+    {"DLB_SYNC_INTERVAL_US", "limiter.sync_interval_us"},
 };
 
 }  // namespace

@@ -147,6 +147,8 @@ std::string Sha1Hex(std::string_view data) {
 
 }  // namespace
 
+std::string ScriptSha(std::string_view script) { return Sha1Hex(script); }
+
 const std::string& BucketScriptSha() {
   static const std::string sha = Sha1Hex(kBucketScript);
   return sha;

@@ -34,6 +34,8 @@ namespace dlb::redis {
 extern const std::string_view kBucketScript;
 // SHA1 of kBucketScript in hex, computed locally, so EVALSHA works before any load.
 const std::string& BucketScriptSha();
+// SHA1 of any script text in hex, as Redis names it for EVALSHA.
+std::string ScriptSha(std::string_view script);
 
 enum class BucketOp { kTake, kPeek, kDebit };
 

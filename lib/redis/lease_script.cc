@@ -1,0 +1,158 @@
+#include "redis/lease_script.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "redis/script.h"
+
+namespace dlb::redis {
+
+// fill_of and tat_text are the strict script's (script.cc), letter for letter: both
+// scripts must read and write a TAT identically. lease_script_test checks that a
+// bucket charged by one is read back exactly by the other.
+const std::string_view kLeaseScript = R"lua(
+local t = redis.call('TIME')
+local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
+local nk = #KEYS
+if nk < 1 or #ARGV ~= 4 * nk then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. (capacity interval_ns return want)..')
+end
+local function fill_of(v)
+  local dot = string.find(v, '.', 1, true)
+  local ip, fp = v, 0
+  if dot then ip, fp = string.sub(v, 1, dot - 1), tonumber('0' .. string.sub(v, dot)) end
+  local sec, ns = 0, tonumber(ip)
+  if #ip > 9 then sec, ns = tonumber(string.sub(ip, 1, -10)), tonumber(string.sub(ip, -9)) end
+  return (sec - now_s) * 1e9 + (ns - now_ns) + fp
+end
+local function tat_text(after, interval_ns)
+  local total = now_ns + after
+  local carry = math.floor(total / 1e9)
+  local rest = total - carry * 1e9
+  local whole = math.floor(rest)
+  local frac = 0
+  if interval_ns < 1e6 then
+    frac = math.ceil((rest - whole) * 1e6)
+    if frac >= 1e6 then whole, frac = whole + 1, 0 end
+  elseif rest > whole then
+    whole = whole + 1
+  end
+  if whole >= 1e9 then carry, whole = carry + 1, whole - 1e9 end
+  local s = string.format('%.0f%09d', now_s + carry, whole)
+  if frac > 0 then s = s .. string.gsub(string.format('.%06d', frac), '0+$', '') end
+  return s
+end
+local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
+for i = 1, nk do
+  local c, tn = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
+  local ret, want = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
+  if not c or not tn or not ret or not want or c < 1 or tn < 0 or ret < 0 or want < 0 then
+    return redis.error_reply('ERR dlb: bad lease arguments')
+  end
+  local v = redis.call('GET', KEYS[i])
+  local u, d = tn, 0
+  if tn == 0 then
+    u = 1
+    if v then d = tonumber(v) or 0 end
+  elseif v then
+    d = fill_of(v)
+  end
+  if d < 0 then d = 0 end
+  local before = d
+  -- Units given back leave the bucket, but never below empty: what leaked while they
+  -- were held is gone (a returned lease never makes room that was not there).
+  d = d - ret * u
+  if d < 0 then d = 0 end
+  -- All that fits, with the strict script's slack, so a lease and C strict takes
+  -- agree on a full bucket.
+  local room = math.floor(c + 1e-9 + c * 4e-15 - d / u)
+  local grant = math.min(want, room)
+  if grant < 0 then grant = 0 end
+  d = d + grant * u
+  if d ~= before then
+    if d <= 0 then
+      redis.call('DEL', KEYS[i])
+    elseif tn == 0 then
+      redis.call('SET', KEYS[i], string.format('%.0f', d))
+    else
+      local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(d / 1e6) + 1
+      redis.call('SET', KEYS[i], tat_text(d, u), 'PXAT', string.format('%.0f', expire_ms))
+    end
+  end
+  out[#out + 1] = grant
+  out[#out + 1] = string.format('%.17g', d / u)
+end
+return out
+)lua";
+
+const std::string_view kAnnounceScript = R"lua(
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+if #KEYS ~= 1 or #ARGV ~= 2 or not ttl or ttl < 1 then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha 1 key participant_id ttl_ms')
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now_ms))
+redis.call('ZADD', KEYS[1], string.format('%.0f', now_ms + ttl), ARGV[1])
+-- The set itself goes once the last participant's entry has expired.
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return redis.call('ZCARD', KEYS[1])
+)lua";
+
+const std::string& LeaseScriptSha() {
+  static const std::string sha = ScriptSha(kLeaseScript);
+  return sha;
+}
+
+const std::string& AnnounceScriptSha() {
+  static const std::string sha = ScriptSha(kAnnounceScript);
+  return sha;
+}
+
+void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items) {
+  w.Begin(3 + items.size() * 5).Arg("EVALSHA").Arg(LeaseScriptSha()).Arg(static_cast<int64_t>(items.size()));
+  for (const LeaseItem& it : items) w.Arg(it.key);
+  for (const LeaseItem& it : items) {
+    w.Arg(it.spec.capacity);
+    if (it.spec.leak_rate_per_s == 0) {
+      w.Arg("0");
+    } else {
+      w.ArgDouble(1e9 / it.spec.leak_rate_per_s);
+    }
+    w.Arg(it.return_units).Arg(it.want_units);
+  }
+}
+
+Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out) {
+  if (r == nullptr) return Status::Protocol("no reply");
+  if (r->type == REDIS_REPLY_ERROR) {
+    if (IsNoScript(r)) return Status::Unavailable("NOSCRIPT");
+    return Status::Protocol("Redis error: " + DescribeReply(r));
+  }
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + 2 * n) {
+    return Status::Protocol("unexpected lease reply: " + DescribeReply(r));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const redisReply* g = r->element[1 + 2 * i];
+    const redisReply* l = r->element[2 + 2 * i];
+    if (g->type != REDIS_REPLY_INTEGER || l->type != REDIS_REPLY_STRING) {
+      return Status::Protocol("unexpected element types in lease reply");
+    }
+    out->push_back({.granted_units = g->integer,
+                    .level = std::strtod(std::string(l->str, l->len).c_str(), nullptr)});
+  }
+  return Status::Ok();
+}
+
+void AppendAnnounceCall(CommandWriter& w, std::string_view participant_id, int64_t ttl_ms) {
+  w.Begin(6).Arg("EVALSHA").Arg(AnnounceScriptSha()).Arg(int64_t{1}).Arg(kParticipantsKey);
+  w.Arg(participant_id).Arg(ttl_ms);
+}
+
+StatusOr<int64_t> ParseAnnounceReply(const redisReply* r) {
+  if (r == nullptr) return Status::Protocol("no reply");
+  if (r->type != REDIS_REPLY_INTEGER) return Status::Protocol("announce: " + DescribeReply(r));
+  return static_cast<int64_t>(r->integer);
+}
+
+}  // namespace dlb::redis

@@ -1,0 +1,61 @@
+// Leases: the Redis side of `synced` mode (the protocol is described in
+// lib/sync/sync_engine.h). Two scripts, both on the Redis clock (TIME inside the
+// script), both replicated by effects:
+//
+//   lease:    EVALSHA <sha> <k> <key_1..key_k> (<capacity> <interval_ns> <return> <want>) x k
+//     For each bucket, in one atomic step: give back `return` unused units
+//     (TAT -= return*T, never below now: units that leaked while held are gone), then
+//     charge grant = min(want, floor(C - level)) units (all that fits, possibly 0).
+//     Same storage as the strict script (TAT in epoch ns as text, SET .. PXAT, the
+//     count for a bucket that never leaks), so strict and synced participants share
+//     one bucket. Reply: [now_us, (granted, level) x k], level as %.17g text.
+//
+//   announce: EVALSHA <sha> 1 dlb:participants <participant_id> <ttl_ms>
+//     ZADD with score now_ms + ttl_ms, drops the expired entries and replies ZCARD:
+//     the number of live participants. Expiry is computed on the Redis clock, so
+//     participants never send timestamps.
+//
+// A multi-bucket lease call names keys of many users: on Redis Cluster it must be
+// split per slot (not done here: standalone and Sentinel only).
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dlb/bucket.h"
+#include "dlb/status.h"
+#include "redis/connection.h"
+
+namespace dlb::redis {
+
+extern const std::string_view kLeaseScript;
+extern const std::string_view kAnnounceScript;
+const std::string& LeaseScriptSha();
+const std::string& AnnounceScriptSha();
+
+inline constexpr std::string_view kParticipantsKey = "dlb:participants";
+
+struct LeaseItem {
+  std::string_view key;
+  BucketSpec spec;
+  int64_t return_units = 0;   // unused units of the previous lease
+  int64_t want_units = 0;     // units asked for now
+};
+
+struct LeaseGrant {
+  int64_t granted_units = 0;
+  double level = 0.0;         // requests in the bucket after the step
+};
+
+// Appends one EVALSHA of the lease script over `items` (at least one).
+void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items);
+// Parses the reply of a lease call over `n` buckets into `out` (appended).
+Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out);
+
+void AppendAnnounceCall(CommandWriter& w, std::string_view participant_id, int64_t ttl_ms);
+// The number of live participants.
+StatusOr<int64_t> ParseAnnounceReply(const redisReply* r);
+
+}  // namespace dlb::redis

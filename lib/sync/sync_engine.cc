@@ -1,0 +1,286 @@
+#include "sync/sync_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "dlb/clock.h"
+#include "limiter/breaker.h"
+#include "log/log.h"
+#include "redis/lease_script.h"
+#include "redis/pool.h"
+
+namespace dlb::sync {
+namespace {
+
+constexpr int kStripes = 64;
+
+int64_t NowMonoNs() { return MonotonicClock::Instance().NowNs(); }
+
+std::string RandomParticipantId() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "p-%08x%08x", rd(), rd());
+  return buf;
+}
+
+}  // namespace
+
+// One bucket as this participant sees it. Guarded by its stripe's mutex.
+struct SyncEngine::Entry {
+  std::string redis_key;
+  BucketSpec spec;
+  int64_t lease_units = 0;      // charged in Redis, not yet used
+  int64_t demand_units = 0;     // requests seen since the last sync (for the rate)
+  int64_t peak_lease = 0;
+  int idle_syncs = 0;
+  double level = 0.0;           // as Redis reported it at the last sync
+};
+
+struct alignas(64) SyncEngine::Stripe {
+  std::mutex mu;
+  std::unordered_map<uint64_t, Entry> map;
+};
+
+// One bucket of a round trip, snapshotted under its stripe lock.
+struct SyncEngine::Item {
+  uint64_t key;
+  Entry* entry;                 // stable: only Sync() erases, and only one runs at a time
+  int64_t return_units;
+  int64_t want_units;
+};
+
+struct SyncEngine::Counters {
+  std::atomic<uint64_t> misses{0}, syncs{0}, sync_failures{0}, redis_calls{0},
+      bucket_ops{0}, granted{0}, returned{0}, dropped{0};
+};
+
+SyncEngine::SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker)
+    : opts_(std::move(options)),
+      pool_(pool),
+      breaker_(breaker),
+      stripes_(std::make_unique<Stripe[]>(kStripes)),
+      counters_(std::make_unique<Counters>()) {
+  if (opts_.participant_id.empty()) opts_.participant_id = RandomParticipantId();
+  if (opts_.chunk < 1) opts_.chunk = 1;
+  if (opts_.calls_per_round_trip < 1) opts_.calls_per_round_trip = 1;
+}
+
+SyncEngine::~SyncEngine() = default;
+
+SyncEngine::Admit SyncEngine::TryAdmit(uint64_t key, int64_t cost, double* level) {
+  Stripe& s = stripes_[key % kStripes];
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.map.find(key);
+  if (it == s.map.end()) {
+    counters_->misses.fetch_add(1, std::memory_order_relaxed);
+    return Admit::kUnknown;
+  }
+  Entry& e = it->second;
+  e.demand_units += cost;
+  if (e.lease_units < cost) {
+    counters_->misses.fetch_add(1, std::memory_order_relaxed);
+    return Admit::kNoLease;
+  }
+  e.lease_units -= cost;
+  if (level != nullptr) *level = e.level;
+  return Admit::kAdmitted;
+}
+
+void SyncEngine::Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec,
+                       int64_t cost) {
+  Stripe& s = stripes_[key % kStripes];
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto [it, inserted] = s.map.try_emplace(key);
+  Entry& e = it->second;
+  if (inserted) {
+    e.redis_key = redis_key;
+    e.spec = spec;
+  }
+  e.demand_units += cost;
+}
+
+Status SyncEngine::Sync() { return RoundTrip(false); }
+
+Status SyncEngine::ReturnAll() { return RoundTrip(true); }
+
+Status SyncEngine::RoundTrip(bool returning_all) {
+  std::lock_guard<std::mutex> sync_lock(sync_mu_);
+  const int64_t now = NowMonoNs();
+  const int64_t interval_ns = std::chrono::nanoseconds(opts_.interval).count();
+  // Demand is normalised to the configured interval, so a late sync does not inflate
+  // the next lease.
+  const int64_t elapsed_ns = last_sync_ns_ == 0 ? interval_ns : std::max<int64_t>(1, now - last_sync_ns_);
+  last_sync_ns_ = now;
+  counters_->syncs.fetch_add(1, std::memory_order_relaxed);
+
+  Breaker::Permit permit = Breaker::Permit::kCall;
+  if (breaker_ != nullptr && !returning_all) permit = breaker_->Acquire(now);
+
+  // Snapshot: take every unused unit out of the local leases (they are being given
+  // back, so they must not be used meanwhile) and size the next lease.
+  std::vector<Item> items;
+  uint64_t dropped = 0;
+  for (int si = 0; si < kStripes; ++si) {
+    Stripe& s = stripes_[si];
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (auto it = s.map.begin(); it != s.map.end();) {
+      Entry& e = it->second;
+      const int64_t held = e.lease_units;
+      e.lease_units = 0;
+      int64_t want = 0;
+      if (!returning_all && e.demand_units >= opts_.min_demand_for_lease) {
+        const double rate_per_interval =
+            static_cast<double>(e.demand_units) * static_cast<double>(interval_ns) / static_cast<double>(elapsed_ns);
+        want = std::min<int64_t>(e.spec.capacity,
+                                 static_cast<int64_t>(std::ceil(opts_.headroom * rate_per_interval)) + 1);
+      }
+      e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + 1 : 0;
+      e.demand_units = 0;
+      if (permit == Breaker::Permit::kRefuse) {
+        // The store is down: the lease cannot be given back; it leaks away in Redis.
+        dropped += static_cast<uint64_t>(held);
+      } else if (held > 0 || want > 0) {
+        items.push_back({it->first, &e, held, want});
+      }
+      if (held == 0 && want == 0 && e.idle_syncs >= opts_.idle_syncs_to_forget) {
+        it = s.map.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
+  if (permit == Breaker::Permit::kRefuse) {
+    counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
+    return Status::Unavailable("circuit breaker open");
+  }
+
+  const int64_t ttl_ms = opts_.participant_ttl.count();
+  const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ms * 1'000'000 / 3);
+
+  Status failure;
+  bool any_success = false;
+  size_t pos = 0;
+  std::vector<redis::LeaseItem> lease_items;
+  std::vector<redis::LeaseGrant> grants;
+  do {
+    // One pipelined round trip: up to calls_per_round_trip EVALSHAs of `chunk` buckets.
+    std::vector<std::string> cmds;
+    std::vector<std::pair<size_t, size_t>> ranges;   // [begin, end) of items per command
+    while (pos < items.size() && cmds.size() < opts_.calls_per_round_trip) {
+      const size_t end = std::min(items.size(), pos + opts_.chunk);
+      lease_items.clear();
+      for (size_t i = pos; i < end; ++i) {
+        lease_items.push_back({.key = items[i].entry->redis_key,
+                               .spec = items[i].entry->spec,
+                               .return_units = items[i].return_units,
+                               .want_units = items[i].want_units});
+      }
+      std::string cmd;
+      redis::CommandWriter w(cmd);
+      redis::AppendLeaseCall(w, lease_items);
+      cmds.push_back(std::move(cmd));
+      ranges.emplace_back(pos, end);
+      pos = end;
+    }
+    const bool with_announce = announce && pos >= items.size();
+    if (with_announce) {
+      std::string cmd;
+      redis::CommandWriter w(cmd);
+      redis::AppendAnnounceCall(w, opts_.participant_id, ttl_ms);
+      cmds.push_back(std::move(cmd));
+    } else if (returning_all && pos >= items.size()) {
+      std::string cmd;
+      redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(opts_.participant_id);
+      cmds.push_back(std::move(cmd));
+    }
+    if (cmds.empty()) break;
+    std::vector<redis::Reply> replies;
+    const int64_t deadline = NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count();
+    Status s = pool_->Call(cmds, deadline, &replies);
+    counters_->redis_calls.fetch_add(cmds.size(), std::memory_order_relaxed);
+    if (!s.ok()) {
+      // Returned units and grants of this round trip are unknown: count both as lost
+      // (a grant that did happen leaks away in Redis: under-admission only).
+      failure = s;
+      for (const auto& [b, e] : ranges) {
+        for (size_t i = b; i < e; ++i) dropped += static_cast<uint64_t>(items[i].return_units);
+      }
+      continue;
+    }
+    any_success = true;
+    for (size_t c = 0; c < ranges.size(); ++c) {
+      const auto [b, e] = ranges[c];
+      grants.clear();
+      Status ps = redis::ParseLeaseReply(replies[c].get(), e - b, &grants);
+      counters_->bucket_ops.fetch_add(e - b, std::memory_order_relaxed);
+      if (!ps.ok()) {
+        DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: lease call failed: {}", ps.message());
+        failure = ps;
+        continue;
+      }
+      uint64_t granted = 0, returned = 0;
+      for (size_t i = b; i < e; ++i) {
+        const Item& it = items[i];
+        returned += static_cast<uint64_t>(it.return_units);
+        const redis::LeaseGrant& g = grants[i - b];
+        if (g.granted_units <= 0 && g.level == it.entry->level) continue;
+        granted += static_cast<uint64_t>(std::max<int64_t>(0, g.granted_units));
+        Stripe& s2 = stripes_[it.key % kStripes];
+        std::lock_guard<std::mutex> lock(s2.mu);
+        it.entry->lease_units += std::max<int64_t>(0, g.granted_units);
+        it.entry->peak_lease = std::max(it.entry->peak_lease, it.entry->lease_units);
+        it.entry->level = g.level;
+      }
+      counters_->granted.fetch_add(granted, std::memory_order_relaxed);
+      counters_->returned.fetch_add(returned, std::memory_order_relaxed);
+    }
+    if (with_announce) {
+      auto n = redis::ParseAnnounceReply(replies.back().get());
+      if (n.ok()) {
+        live_participants_.store(*n, std::memory_order_relaxed);
+        last_announce_ns_ = now;
+      }
+    }
+  } while (pos < items.size());
+  counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
+
+  if (breaker_ != nullptr && !returning_all) {
+    if (failure.ok() || any_success) {
+      breaker_->OnSuccess(permit);
+    } else {
+      breaker_->OnFailure(permit, NowMonoNs());
+    }
+  }
+  if (!failure.ok()) counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
+  return failure;
+}
+
+SyncStats SyncEngine::Stats() const {
+  SyncStats s;
+  s.misses = counters_->misses.load(std::memory_order_relaxed);
+  s.syncs = counters_->syncs.load(std::memory_order_relaxed);
+  s.sync_failures = counters_->sync_failures.load(std::memory_order_relaxed);
+  s.redis_calls = counters_->redis_calls.load(std::memory_order_relaxed);
+  s.bucket_ops = counters_->bucket_ops.load(std::memory_order_relaxed);
+  s.granted_units = counters_->granted.load(std::memory_order_relaxed);
+  s.returned_units = counters_->returned.load(std::memory_order_relaxed);
+  s.dropped_units = counters_->dropped.load(std::memory_order_relaxed);
+  s.live_participants = live_participants();
+  for (int i = 0; i < kStripes; ++i) {
+    std::lock_guard<std::mutex> lock(stripes_[i].mu);
+    s.active_buckets += stripes_[i].map.size();
+  }
+  return s;
+}
+
+int64_t SyncEngine::PeakLease(uint64_t key) const {
+  Stripe& s = stripes_[key % kStripes];
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.map.find(key);
+  return it == s.map.end() ? 0 : it->second.peak_lease;
+}
+
+}  // namespace dlb::sync

@@ -1,0 +1,170 @@
+// Leases of the global buckets: the `synced` accuracy mode (DESIGN.md, "Accuracy modes").
+//
+// A participant is one library process, one appliance core or one XDP host. It decides
+// most requests locally, in nanoseconds, against units of the global bucket that it
+// has already charged in Redis, and talks to Redis once per sync interval for all of
+// its active buckets. No DPDK or hiredis type appears here, so the packet shards' control
+// lcore and the XDP agent can drive the same engine.
+//
+// ## Lease protocol
+//
+// A lease is pre-charging. At each sync (default every I = 5 ms) the participant sends,
+// for every active bucket, in one pipelined round trip (EVALSHA of the lease script,
+// up to `chunk` buckets per call; lib/redis/lease_script.h):
+//   return = the units of its previous lease it did not use,
+//   want   = ceil(headroom * demand_rate * I) + 1, at most C   (headroom 1.5),
+// where demand_rate is the requests this participant saw for the bucket during the
+// last interval (admitted or not) over the interval's length. Buckets with fewer than
+// `min_demand_for_lease` requests in the interval get no lease: each of their requests
+// is one strict call, so cold users cost no lease and hold nothing back. Redis, in one
+// atomic step on its own clock, gives the units back (TAT -= return*T, never below
+// now) and charges grant = min(want, floor(C - level)) units: all that fits. Near the
+// limit the room is small, so leases shrink to single requests and to zero.
+// Between syncs TryAdmit() admits against the lease without any Redis call. A request
+// that finds no lease is decided by one strict call (the bucket script's take op, an
+// exact decision), and its demand sizes the next lease. While a sync is in flight the
+// old lease is already given back, so requests meanwhile take the strict path.
+// Only amounts cross the wire, never a participant's timestamp.
+//
+// Participants announce themselves (EVALSHA of the announce script: a sorted set
+// dlb:participants scored by expiry on the Redis clock) every ttl/3, so live
+// participants can be counted; the library's local failure policy enforces 1/N of
+// each limit while Redis is down.
+//
+// ## Accuracy bound
+//
+// Over-admission against the Redis ledger is zero: every admitted unit was charged in
+// Redis before it was admitted, by the same GCRA step as a strict take, and unused
+// units are refunded only down to an empty bucket. Against an exact single bucket
+// that sees every request at the moment it was decided (the simulation's oracle) a
+// unit can be used up to H = I + D after it was charged (D = the sync deadline), and
+// leak meanwhile; so, per user u with leak rate r_u and per saturation episode
+// (a period in which the user's bucket never empties):
+//
+//   over_u  <= ceil(r_u * H)
+//
+// Under-admission comes from units charged but not (yet) used: while participant p
+// holds lease l_{p,u} other participants may find the bucket full. Each refund gives
+// the room back at the next sync, and in a saturated bucket the total admitted over
+// the episode is the room charged minus what is still held at its end, so:
+//
+//   under_u <= sum_p max_t l_{p,u}(t) + ceil(r_u * H),
+//   l_{p,u} <= min(C_u, ceil(headroom * rate_{p,u} * I) + 1)
+//
+// i.e. at most P participants x (1.5 x their own rate x I + 1) requests per user,
+// and a lease never exceeds one bucket. A participant that crashes never returns its
+// lease: its units stay charged and leak away at r_u (under-admission only, gone
+// after l/r_u seconds). At 5 ms and rates well under 1/I = 200 requests per second
+// per participant, every lease is 1-2 units; the simulation (tests/sync/) measures
+// both sides and the gtest asserts the bound above.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "dlb/bucket.h"
+#include "dlb/status.h"
+
+namespace dlb {
+class Breaker;
+namespace redis {
+class Pool;
+}
+
+namespace sync {
+
+struct SyncOptions {
+  // How often the caller runs Sync(): the I of the bound.
+  std::chrono::microseconds interval{5000};
+  // Deadline of one sync round trip (a pipeline of up to `calls_per_round_trip` calls).
+  std::chrono::microseconds deadline{5000};
+  // A lease covers headroom x the last interval's demand, plus one request.
+  double headroom = 1.5;
+  // Buckets with less demand than this in an interval get no lease.
+  int64_t min_demand_for_lease = 2;
+  // Buckets per EVALSHA, and EVALSHAs per pipelined round trip.
+  size_t chunk = 256;
+  size_t calls_per_round_trip = 16;
+  // Empty = a random id. Announced with this TTL every ttl/3.
+  std::string participant_id;
+  std::chrono::milliseconds participant_ttl{3000};
+  // A bucket with no demand and no lease for this many syncs is forgotten.
+  int idle_syncs_to_forget = 200;
+};
+
+struct SyncStats {
+  uint64_t misses = 0;              // found no lease (went to the strict path)
+  uint64_t syncs = 0;
+  uint64_t sync_failures = 0;       // round trips that failed or were refused
+  uint64_t redis_calls = 0;         // EVALSHA calls sent by Sync() and ReturnAll()
+  uint64_t bucket_ops = 0;          // buckets leased or returned in those calls
+  uint64_t granted_units = 0;
+  uint64_t returned_units = 0;
+  uint64_t dropped_units = 0;       // leases lost to a failed sync (left to leak)
+  int64_t live_participants = 0;    // 0 until the first announce succeeded
+  size_t active_buckets = 0;
+};
+
+class SyncEngine {
+ public:
+  // `pool` must have redis::kLeaseScript and redis::kAnnounceScript loaded; `breaker`
+  // (shared with the caller's strict path, may be null) gates the round trips. Neither
+  // is owned.
+  SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker);
+  ~SyncEngine();
+  SyncEngine(const SyncEngine&) = delete;
+  SyncEngine& operator=(const SyncEngine&) = delete;
+
+  enum class Admit : uint8_t {
+    kAdmitted,   // charged against the lease
+    kNoLease,    // known bucket, lease short of `cost`: decide otherwise
+    kUnknown,    // bucket not tracked yet: decide otherwise, then call Track()
+  };
+  // Never blocks on Redis (a stripe mutex held for a few nanoseconds). `key` is the
+  // caller's 64-bit keyed hash of the bucket. On kAdmitted, *level (if given) is the
+  // bucket's level as Redis reported it at the last sync.
+  Admit TryAdmit(uint64_t key, int64_t cost, double* level = nullptr);
+
+  // Starts tracking a bucket that TryAdmit() reported kUnknown; `cost` is that request's
+  // demand. Allocates (cold path, once per bucket).
+  void Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec, int64_t cost);
+
+  // One sync round: return unused units and take new leases for every active bucket.
+  // Run by the caller's control thread every interval; only one at a time.
+  Status Sync();
+  // Gives every lease back and leaves the participant set (at shutdown).
+  Status ReturnAll();
+
+  SyncStats Stats() const;
+  // The largest lease this bucket was granted (for the simulation's bound).
+  int64_t PeakLease(uint64_t key) const;
+  int64_t live_participants() const { return live_participants_.load(std::memory_order_relaxed); }
+  const SyncOptions& options() const { return opts_; }
+  const std::string& participant_id() const { return opts_.participant_id; }
+
+ private:
+  struct Entry;
+  struct Stripe;
+  struct Item;
+  Status RoundTrip(bool returning_all);
+
+  SyncOptions opts_;
+  redis::Pool* const pool_;
+  Breaker* const breaker_;
+  std::unique_ptr<Stripe[]> stripes_;
+  std::mutex sync_mu_;
+  int64_t last_sync_ns_ = 0;
+  int64_t last_announce_ns_ = 0;
+  std::atomic<int64_t> live_participants_{0};
+  struct Counters;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace sync
+}  // namespace dlb
