@@ -126,6 +126,8 @@ struct LimiterStats {
   bool breaker_open = false;
   // Mode synced: participants that announced themselves within their TTL (0 = unknown).
   int64_t live_participants = 0;
+  // Mode synced: the longest time between two sync rounds (how long a lease was held).
+  int64_t sync_max_gap_us = 0;
 };
 
 // The current level of a user's bucket (no request is made).

@@ -244,7 +244,11 @@ class LimiterImpl final : public Limiter {
     s.fallback_overflow = c[kOverflow];
     s.lease_decisions = c[kLeaseDecisions];
     s.breaker_open = breaker_.open();
-    if (sync_) s.live_participants = sync_->live_participants();
+    if (sync_) {
+      const sync::SyncStats ss = sync_->Stats();
+      s.live_participants = ss.live_participants;
+      s.sync_max_gap_us = ss.max_gap_ns / 1000;
+    }
     return s;
   }
 

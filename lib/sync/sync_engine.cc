@@ -112,6 +112,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   // Demand is normalised to the configured interval, so a late sync does not inflate
   // the next lease.
   const int64_t elapsed_ns = last_sync_ns_ == 0 ? interval_ns : std::max<int64_t>(1, now - last_sync_ns_);
+  if (last_sync_ns_ != 0 && now - last_sync_ns_ > max_gap_ns_.load(std::memory_order_relaxed)) {
+    max_gap_ns_.store(now - last_sync_ns_, std::memory_order_relaxed);
+  }
   last_sync_ns_ = now;
   counters_->syncs.fetch_add(1, std::memory_order_relaxed);
 
@@ -269,6 +272,7 @@ SyncStats SyncEngine::Stats() const {
   s.returned_units = counters_->returned.load(std::memory_order_relaxed);
   s.dropped_units = counters_->dropped.load(std::memory_order_relaxed);
   s.live_participants = live_participants();
+  s.max_gap_ns = max_gap_ns_.load(std::memory_order_relaxed);
   for (int i = 0; i < kStripes; ++i) {
     std::lock_guard<std::mutex> lock(stripes_[i].mu);
     s.active_buckets += stripes_[i].map.size();

@@ -108,6 +108,10 @@ struct SyncStats {
   uint64_t returned_units = 0;
   uint64_t dropped_units = 0;       // leases lost to a failed sync (left to leak)
   int64_t live_participants = 0;    // 0 until the first announce succeeded
+  // Longest time between two consecutive rounds' snapshots: a unit is charged after
+  // one snapshot and used or given back by the next, so this bounds how long a lease
+  // is held (the H of the bound, with the caller's own decision latency).
+  int64_t max_gap_ns = 0;
   size_t active_buckets = 0;
 };
 
@@ -160,6 +164,7 @@ class SyncEngine {
   std::unique_ptr<Stripe[]> stripes_;
   std::mutex sync_mu_;
   int64_t last_sync_ns_ = 0;
+  std::atomic<int64_t> max_gap_ns_{0};
   int64_t last_announce_ns_ = 0;
   std::atomic<int64_t> live_participants_{0};
   struct Counters;

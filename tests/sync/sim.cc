@@ -1,0 +1,383 @@
+#include "sim.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include "dlb/bucket.h"
+#include "dlb/clock.h"
+#include "dlb/key.h"
+#include "redis/lease_script.h"
+#include "redis/pool.h"
+#include "redis/script.h"
+#include "redis/url.h"
+#include "sync/sync_engine.h"
+
+namespace dlb::sim {
+namespace {
+
+int64_t NowNs() { return MonotonicClock::Instance().NowNs(); }
+
+constexpr std::string_view kRule = "sim";
+// Generous: the simulation measures accuracy, not latency, on a small shared machine.
+constexpr std::chrono::microseconds kDeadline{20000};
+
+struct Event {
+  int64_t stamp_ns;
+  uint32_t user;
+  bool admitted;
+};
+
+// Offered load of a pattern: who sends what, when.
+struct Load {
+  BucketSpec spec;
+  uint32_t users = 1;
+  std::vector<double> rate_per_s;      // per participant, while "on"
+  double on_s = 0, period_s = 0;       // on/off; period 0 = always on
+  // Participant p's requests go to users [lo, hi) uniformly (the hot user is user 0).
+  std::vector<std::pair<uint32_t, uint32_t>> users_of;
+
+  double OnTime(double t) const {
+    if (period_s == 0) return t;
+    const double periods = std::floor(t / period_s);
+    return periods * on_s + std::min(t - periods * period_s, on_s);
+  }
+};
+
+Load MakeLoad(Pattern p, int participants, double scale) {
+  Load l;
+  l.rate_per_s.assign(participants, 0);
+  l.users_of.assign(participants, {0, 1});
+  switch (p) {
+    case Pattern::kUniform:
+      // 200 users, each offered about twice its limit, from every participant.
+      l.users = 200;
+      l.spec = {.capacity = 10, .leak_rate_per_s = 25 * scale};
+      for (int i = 0; i < participants; ++i) {
+        l.rate_per_s[i] = 1000 * scale;
+        l.users_of[i] = {0, l.users};
+      }
+      break;
+    case Pattern::kHotUser:
+      // One user at 4x its limit on participant 0; light background elsewhere.
+      l.users = 101;
+      l.spec = {.capacity = 100, .leak_rate_per_s = 2500 * scale};
+      for (int i = 0; i < participants; ++i) {
+        l.rate_per_s[i] = (i == 0 ? 10000 : 300) * scale;
+        l.users_of[i] = i == 0 ? std::pair<uint32_t, uint32_t>{0, 1} : std::pair<uint32_t, uint32_t>{1, 101};
+      }
+      break;
+    case Pattern::kSpread:
+      // One user at 4x its limit, spread evenly over every participant.
+      l.users = 1;
+      l.spec = {.capacity = 100, .leak_rate_per_s = 2500 * scale};
+      for (int i = 0; i < participants; ++i) l.rate_per_s[i] = 1000 * scale;
+      break;
+    case Pattern::kOnOff:
+      // The spread user in bursts: 50 ms at 4x the limit, 100 ms of silence.
+      l.users = 1;
+      l.spec = {.capacity = 100, .leak_rate_per_s = 2500 * scale};
+      l.on_s = 0.05;
+      l.period_s = 0.15;
+      for (int i = 0; i < participants; ++i) l.rate_per_s[i] = 1000 * scale;
+      break;
+    case Pattern::kManyUsers:
+      // 1e5 users, a small quota each: nearly every bucket is cold.
+      l.users = 100000;
+      l.spec = {.capacity = 2, .leak_rate_per_s = 0.5};
+      for (int i = 0; i < participants; ++i) {
+        l.rate_per_s[i] = 1000 * scale;
+        l.users_of[i] = {0, l.users};
+      }
+      break;
+  }
+  return l;
+}
+
+// One appliance core: a sync engine of its own, strict calls through its appliance's
+// pool when the lease is short (the appliance's control lcore does that work).
+class Core {
+ public:
+  Core(redis::Pool* pool, const SimOptions& o, int index)
+      : pool_(pool), strict_(o.mode == Mode::kStrict), engine_(Options(o, index), pool, nullptr) {}
+
+  static sync::SyncOptions Options(const SimOptions& o, int index) {
+    sync::SyncOptions so;
+    so.interval = o.sync_interval;
+    so.deadline = kDeadline;
+    so.participant_id = "sim-core-" + std::to_string(index);
+    so.idle_syncs_to_forget = 1 << 30;   // keep PeakLease for the bound
+    return so;
+  }
+
+  // Returns {admitted, by lease}; *failed on a store failure (then rejected).
+  bool Decide(uint64_t key, const std::string& redis_key, const BucketSpec& spec, bool* by_lease,
+              bool* failed) {
+    *by_lease = false;
+    *failed = false;
+    auto admit = sync::SyncEngine::Admit::kUnknown;
+    if (!strict_) {
+      admit = engine_.TryAdmit(key, 1);
+      if (admit == sync::SyncEngine::Admit::kAdmitted) {
+        *by_lease = true;
+        return true;
+      }
+    }
+    std::string cmd;
+    redis::CommandWriter w(cmd);
+    redis::AppendBucketCall(w, redis::BucketScriptSha(), redis_key, redis::BucketOp::kTake, spec, 1);
+    std::vector<redis::Reply> replies;
+    bool allowed = false;
+    if (pool_->Call({cmd}, NowNs() + std::chrono::nanoseconds(kDeadline).count(), &replies).ok()) {
+      auto r = redis::ParseBucketReply(replies[0].get());
+      if (r.ok()) {
+        allowed = r->allowed;
+      } else {
+        *failed = true;
+      }
+    } else {
+      *failed = true;
+    }
+    if (!strict_ && admit == sync::SyncEngine::Admit::kUnknown) engine_.Track(key, redis_key, spec, 1);
+    return allowed;
+  }
+
+  sync::SyncEngine& engine() { return engine_; }
+
+ private:
+  redis::Pool* pool_;
+  const bool strict_;
+  sync::SyncEngine engine_;
+};
+
+}  // namespace
+
+const char* PatternName(Pattern p) {
+  switch (p) {
+    case Pattern::kUniform: return "uniform";
+    case Pattern::kHotUser: return "hot-user";
+    case Pattern::kSpread: return "spread";
+    case Pattern::kOnOff: return "on-off";
+    case Pattern::kManyUsers: return "1e5-users";
+  }
+  return "?";
+}
+
+SimResult Run(Pattern pattern, const SimOptions& o) {
+  auto ep = redis::ParseUrl(o.redis_url);
+  if (!ep.ok()) throw std::runtime_error(ep.status().ToString());
+  const int n_cores = o.appliances * o.cores_per_appliance;
+  const int n_participants = n_cores + o.library_processes;
+  const Load load = MakeLoad(pattern, n_participants, o.load_scale);
+  auto profile = BucketProfile::Make(load.spec);
+  if (!profile.ok()) throw std::runtime_error(profile.status().ToString());
+
+  // User IDs unique to this run, so that runs never share buckets.
+  static std::atomic<int> run_counter{0};
+  const std::string prefix = "sim" + std::to_string(o.seed) + "-" + std::to_string(NowNs()) + "-" +
+                             std::to_string(run_counter.fetch_add(1)) + "-";
+  std::vector<std::string> ids(load.users), keys(load.users);
+  for (uint32_t u = 0; u < load.users; ++u) {
+    ids[u] = prefix + std::to_string(u);
+    keys[u] = RedisKey(ids[u], kRule);
+  }
+
+  // Appliances: a pool and a control thread each, driving their cores' sync engines.
+  std::vector<std::unique_ptr<redis::Pool>> pools;
+  std::vector<std::unique_ptr<Core>> cores;
+  for (int a = 0; a < o.appliances; ++a) {
+    pools.push_back(std::make_unique<redis::Pool>(
+        *ep, o.cores_per_appliance + 2,
+        std::vector<std::string_view>{redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}));
+    for (int c = 0; c < o.cores_per_appliance; ++c) {
+      cores.push_back(std::make_unique<Core>(pools.back().get(), o, a * o.cores_per_appliance + c));
+    }
+  }
+  std::vector<std::unique_ptr<Limiter>> libs;
+  for (int i = 0; i < o.library_processes; ++i) {
+    LimiterOptions lo;
+    lo.mode = o.mode;
+    lo.redis_url = o.redis_url;
+    lo.deadline = kDeadline;
+    lo.sync_interval = o.sync_interval;
+    lo.on_store_failure = FailurePolicy::kClosed;
+    auto l = Limiter::Create(lo);
+    if (!l.ok()) throw std::runtime_error(l.status().ToString());
+    libs.push_back(std::move(*l));
+  }
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> control;
+  if (o.mode == Mode::kSynced) {
+    for (int a = 0; a < o.appliances; ++a) {
+      control.emplace_back([&, a] {
+        const int64_t interval_ns = std::chrono::nanoseconds(o.sync_interval).count();
+        int64_t next = NowNs() + interval_ns;
+        while (!stop.load(std::memory_order_relaxed)) {
+          const int64_t now = NowNs();
+          if (now < next) {
+            std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(next - now, 200'000)));
+            continue;
+          }
+          for (int c = 0; c < o.cores_per_appliance; ++c) {
+            (void)cores[a * o.cores_per_appliance + c]->engine().Sync();
+          }
+          next = std::max(next + interval_ns, NowNs());
+        }
+      });
+    }
+  }
+
+  std::vector<std::vector<Event>> events(n_participants);
+  std::vector<int64_t> max_decision_ns(n_participants, 0);
+  std::vector<uint64_t> lease_dec(n_participants, 0), store_dec(n_participants, 0), failed(n_participants, 0);
+  const int64_t start = NowNs();
+  const int64_t end = start + static_cast<int64_t>(o.duration_s * 1e9);
+  std::vector<std::thread> workers;
+  for (int p = 0; p < n_participants; ++p) {
+    workers.emplace_back([&, p] {
+      std::mt19937_64 rng(o.seed * 1000 + static_cast<uint64_t>(p));
+      const auto [lo, hi] = load.users_of[p];
+      std::uniform_int_distribution<uint32_t> pick(lo, hi - 1);
+      const double rate = load.rate_per_s[p];
+      events[p].reserve(static_cast<size_t>(rate * o.duration_s * 1.1) + 16);
+      double issued = 0;
+      for (;;) {
+        const int64_t now = NowNs();
+        if (now >= end) break;
+        const double due = rate * load.OnTime(static_cast<double>(now - start) / 1e9);
+        // A participant that fell far behind (descheduled) does not replay the backlog
+        // in one burst of more than 20 ms of its traffic.
+        issued = std::max(issued, due - rate * 0.02);
+        if (issued + 1 > due) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          continue;
+        }
+        for (int k = 0; k < 64 && issued + 1 <= due; ++k, issued += 1) {
+          const uint32_t u = pick(rng);
+          const int64_t t0 = NowNs();
+          bool admitted = false;
+          if (p < n_cores) {
+            bool by_lease = false, fail = false;
+            admitted = cores[p]->Decide(u + 1, keys[u], load.spec, &by_lease, &fail);
+            (by_lease ? lease_dec[p] : store_dec[p]) += 1;
+            failed[p] += fail;
+          } else {
+            auto d = libs[p - n_cores]->Decide(ids[u], load.spec, 1, kRule);
+            if (d.ok()) {
+              admitted = d->allowed;
+              if (d->source == DecisionSource::kLease) {
+                ++lease_dec[p];
+              } else if (d->source == DecisionSource::kStore) {
+                ++store_dec[p];
+              } else {
+                ++failed[p];
+              }
+            } else {
+              ++failed[p];
+            }
+          }
+          const int64_t stamp = NowNs();
+          max_decision_ns[p] = std::max(max_decision_ns[p], stamp - t0);
+          events[p].push_back({stamp, u, admitted});
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  stop = true;
+  for (auto& t : control) t.join();
+
+  SimResult r;
+  r.pattern = PatternName(pattern);
+  r.seconds = static_cast<double>(NowNs() - start) / 1e9;
+  // H: how long a unit can be held before it is used, plus stamping delay.
+  int64_t h = 0;
+  for (int64_t d : max_decision_ns) h = std::max(h, d);
+  int64_t gap = 0;
+  for (auto& c : cores) {
+    const sync::SyncStats s = c->engine().Stats();
+    gap = std::max(gap, s.max_gap_ns);
+    r.lease_redis_calls += s.redis_calls;
+    r.lease_bucket_ops += s.bucket_ops;
+  }
+  for (auto& l : libs) gap = std::max(gap, l->Stats().sync_max_gap_us * 1000);
+  if (o.mode == Mode::kSynced) gap = std::max(gap, std::chrono::nanoseconds(o.sync_interval).count());
+  r.h_ns = h + gap;
+
+  // Per-user lease peaks of the appliance cores; library processes count as C each.
+  std::vector<uint64_t> lease_peaks(load.users, 0);
+  if (o.mode == Mode::kSynced) {
+    for (uint32_t u = 0; u < load.users; ++u) {
+      for (auto& c : cores) lease_peaks[u] += static_cast<uint64_t>(c->engine().PeakLease(u + 1));
+      lease_peaks[u] += static_cast<uint64_t>(o.library_processes) * static_cast<uint64_t>(load.spec.capacity);
+    }
+  }
+  for (auto& c : cores) (void)c->engine().ReturnAll();
+  libs.clear();   // returns the library processes' leases
+
+  // The oracle: every decision in stamp order against one exact bucket per user.
+  std::vector<Event> all;
+  for (auto& e : events) all.insert(all.end(), e.begin(), e.end());
+  std::sort(all.begin(), all.end(), [](const Event& a, const Event& b) { return a.stamp_ns < b.stamp_ns; });
+  std::vector<BucketState> state(load.users);
+  std::vector<uint64_t> adm(load.users, 0), oracle(load.users, 0), episodes(load.users, 0);
+  std::vector<bool> rejects_in_segment(load.users, false);
+  for (const Event& e : all) {
+    if (rejects_in_segment[e.user] && IsEmpty(*profile, state[e.user], e.stamp_ns)) {
+      ++episodes[e.user];
+      rejects_in_segment[e.user] = false;
+    }
+    const Decision d = Decide(*profile, state[e.user], e.stamp_ns, 1);
+    oracle[e.user] += d.allowed;
+    adm[e.user] += e.admitted;
+    if (!d.allowed || !e.admitted) rejects_in_segment[e.user] = true;
+  }
+  const uint64_t jitter = static_cast<uint64_t>(std::ceil(load.spec.leak_rate_per_s * static_cast<double>(r.h_ns) / 1e9)) + 1;
+  for (uint32_t u = 0; u < load.users; ++u) {
+    if (rejects_in_segment[u]) ++episodes[u];
+    const uint64_t over = adm[u] > oracle[u] ? adm[u] - oracle[u] : 0;
+    const uint64_t under = oracle[u] > adm[u] ? oracle[u] - adm[u] : 0;
+    const uint64_t over_bound = episodes[u] * jitter;
+    const uint64_t under_bound = episodes[u] * (lease_peaks[u] + jitter);
+    r.requests += 0;
+    r.admitted += adm[u];
+    r.oracle_admitted += oracle[u];
+    r.over += over;
+    r.under += under;
+    r.over_bound += over_bound;
+    r.under_bound += under_bound;
+    if (over > over_bound || under > under_bound) ++r.users_over_bound;
+  }
+  r.requests = all.size();
+  for (int p = 0; p < n_participants; ++p) {
+    r.lease_decisions += lease_dec[p];
+    r.store_decisions += store_dec[p];
+    r.failed_decisions += failed[p];
+  }
+  return r;
+}
+
+std::string Describe(const SimResult& r) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "%-10s requests %8llu  oracle %8llu  admitted %8llu  over %6llu (%.3f%%)  under %6llu "
+                "(%.3f%%)  bound over/under %llu/%llu  users over bound %llu  lease %.1f%%  strict "
+                "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms",
+                r.pattern.c_str(), (unsigned long long)r.requests, (unsigned long long)r.oracle_admitted,
+                (unsigned long long)r.admitted, (unsigned long long)r.over, r.over_pct(),
+                (unsigned long long)r.under, r.under_pct(), (unsigned long long)r.over_bound,
+                (unsigned long long)r.under_bound, (unsigned long long)r.users_over_bound,
+                r.requests ? 100.0 * double(r.lease_decisions) / double(r.requests) : 0.0,
+                (unsigned long long)r.store_decisions, (unsigned long long)r.failed_decisions,
+                double(r.lease_redis_calls) / r.seconds, double(r.lease_bucket_ops) / r.seconds,
+                double(r.h_ns) / 1e6);
+  return buf;
+}
+
+}  // namespace dlb::sim
