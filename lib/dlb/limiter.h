@@ -45,7 +45,8 @@ StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view s);
 enum class DecisionSource {
   kStore,           // Redis, atomically, on the Redis clock
   kLocal,           // the in-process table (mode local)
-  kLease,           // a lease of the global bucket (mode synced), no Redis call
+  kLease,           // mode synced, no Redis call: admitted against a lease of the global
+                    // bucket, or rejected until the retry_after of a strict rejection
   kFallbackLocal,   // the in-process table because the store failed
   kFallbackOpen,    // admitted because the store failed and the policy is open
   kFallbackClosed,  // rejected because the store failed and the policy is closed
@@ -110,7 +111,7 @@ struct LimiterStats {
   uint64_t rejected = 0;
   uint64_t store_decisions = 0;
   uint64_t local_decisions = 0;
-  uint64_t lease_decisions = 0;       // mode synced: admitted against a lease
+  uint64_t lease_decisions = 0;       // mode synced: decided locally, no Redis call
   uint64_t fallback_decisions = 0;    // decided by the failure policy
   uint64_t store_errors = 0;
   uint64_t store_timeouts = 0;

@@ -114,17 +114,17 @@ class LimiterImpl final : public Limiter {
     if (opts_.mode == Mode::kSynced) {
       if (Status s = Validate(r); !s.ok()) return s;
       const uint64_t key = table_.KeyOf(user_id, rule, spec);
-      LimitDecision d;
-      const auto admit = sync_->TryAdmit(key, cost, &d.level);
-      if (admit == sync::SyncEngine::Admit::kAdmitted) {
-        LeaseDecision(spec, d);
-        return d;
+      const int64_t now = clock_->NowNs();
+      sync::SyncEngine::Verdict v;
+      const auto admit = sync_->TryAdmit(key, cost, now, &v);
+      if (admit == sync::SyncEngine::Admit::kAdmitted || admit == sync::SyncEngine::Admit::kRejected) {
+        return LeaseDecision(spec, admit == sync::SyncEngine::Admit::kAdmitted, v);
       }
       std::vector<StatusOr<LimitDecision>> out;
       out.emplace_back(LimitDecision{});
       const size_t idx = 0;
       DecideStore(std::span<const LimitRequest>(&r, 1), {idx}, out);
-      if (admit == sync::SyncEngine::Admit::kUnknown) sync_->Track(key, KeyFor(r), spec, cost);
+      AfterStore(key, admit, r, now, out[0]);
       if (out[0].ok()) Bump(out[0]->allowed ? kAllowed : kRejected);
       return std::move(out[0]);
     }
@@ -143,7 +143,9 @@ class LimiterImpl final : public Limiter {
     std::vector<StatusOr<LimitDecision>> out;
     out.reserve(reqs.size());
     std::vector<size_t> to_store;
-    std::vector<uint64_t> untracked;   // mode synced: table keys of buckets not leased yet
+    // Mode synced: the table key and TryAdmit's answer of each request sent to the store.
+    std::vector<std::pair<uint64_t, sync::SyncEngine::Admit>> missed;
+    const int64_t now = opts_.mode == Mode::kSynced ? clock_->NowNs() : 0;
     for (size_t i = 0; i < reqs.size(); ++i) {
       Status s = Validate(reqs[i]);
       out.emplace_back(s.ok() ? StatusOr<LimitDecision>(LimitDecision{}) : StatusOr<LimitDecision>(s));
@@ -152,23 +154,21 @@ class LimiterImpl final : public Limiter {
         out[i] = DecideLocal(reqs[i], DecisionSource::kLocal, 1.0);
       } else if (opts_.mode == Mode::kSynced) {
         const uint64_t key = table_.KeyOf(reqs[i].user_id, reqs[i].rule, reqs[i].spec);
-        LimitDecision d;
-        const auto admit = sync_->TryAdmit(key, reqs[i].cost, &d.level);
-        if (admit == sync::SyncEngine::Admit::kAdmitted) {
-          LeaseDecision(reqs[i].spec, d);
-          out[i] = d;
+        sync::SyncEngine::Verdict v;
+        const auto admit = sync_->TryAdmit(key, reqs[i].cost, now, &v);
+        if (admit == sync::SyncEngine::Admit::kAdmitted || admit == sync::SyncEngine::Admit::kRejected) {
+          out[i] = LeaseDecision(reqs[i].spec, admit == sync::SyncEngine::Admit::kAdmitted, v);
           continue;
         }
         to_store.push_back(i);
-        untracked.push_back(admit == sync::SyncEngine::Admit::kUnknown ? key : 0);
+        missed.emplace_back(key, admit);
       } else {
         to_store.push_back(i);
       }
     }
     if (!to_store.empty()) DecideStore(reqs, to_store, out);
-    for (size_t k = 0; k < untracked.size(); ++k) {
-      const LimitRequest& r = reqs[to_store[k]];
-      if (untracked[k] != 0) sync_->Track(untracked[k], KeyFor(r), r.spec, r.cost);
+    for (size_t k = 0; k < missed.size(); ++k) {
+      AfterStore(missed[k].first, missed[k].second, reqs[to_store[k]], now, out[to_store[k]]);
     }
     for (size_t i = 0; i < out.size(); ++i) {
       // Lease admissions were counted where they were decided.
@@ -406,16 +406,31 @@ class LimiterImpl final : public Limiter {
 
   // ---- synced mode ------------------------------------------------------------------
 
-  // A request admitted against the lease: level as Redis reported it at the last sync.
-  void LeaseDecision(const BucketSpec& spec, LimitDecision& d) {
-    d.allowed = true;
+  // A request decided locally in mode synced: admitted against the lease, or rejected
+  // because a strict call said there is no room yet. Level as Redis last reported it.
+  LimitDecision LeaseDecision(const BucketSpec& spec, bool allowed, const sync::SyncEngine::Verdict& v) {
+    LimitDecision d;
+    d.allowed = allowed;
     d.source = DecisionSource::kLease;
+    d.level = v.level;
+    d.retry_after_ns = allowed ? 0 : v.retry_after_ns;
     d.remaining = std::max<int64_t>(0, static_cast<int64_t>(static_cast<double>(spec.capacity) - d.level));
     d.reset_after_ns = spec.leak_rate_per_s == 0
                            ? (d.level > 0 ? kNever : 0)
                            : static_cast<int64_t>(d.level / spec.leak_rate_per_s * 1e9);
     Bump(kLeaseDecisions);
-    Bump(kAllowed);
+    Bump(allowed ? kAllowed : kRejected);
+    return d;
+  }
+
+  // After a strict call of mode synced: track a new bucket (its demand sizes the next
+  // lease) and remember a rejection until its retry_after.
+  void AfterStore(uint64_t key, sync::SyncEngine::Admit admit, const LimitRequest& r, int64_t now,
+                  const StatusOr<LimitDecision>& d) {
+    if (admit == sync::SyncEngine::Admit::kUnknown) sync_->Track(key, KeyFor(r), r.spec, r.cost);
+    if (d.ok() && d->source == DecisionSource::kStore && !d->allowed) {
+      sync_->NoteRejected(key, now, d->retry_after_ns, d->level);
+    }
   }
 
   void SyncLoop() {

@@ -1,6 +1,8 @@
 #include "sync/sync_engine.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -35,6 +37,7 @@ struct SyncEngine::Entry {
   int64_t demand_units = 0;     // requests seen since the last sync (for the rate)
   int64_t peak_lease = 0;
   int idle_syncs = 0;
+  int64_t reject_until_ns = 0;  // a strict call said no room before then
   double level = 0.0;           // as Redis reported it at the last sync
 };
 
@@ -69,7 +72,7 @@ SyncEngine::SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker)
 
 SyncEngine::~SyncEngine() = default;
 
-SyncEngine::Admit SyncEngine::TryAdmit(uint64_t key, int64_t cost, double* level) {
+SyncEngine::Admit SyncEngine::TryAdmit(uint64_t key, int64_t cost, int64_t now_ns, Verdict* verdict) {
   Stripe& s = stripes_[key % kStripes];
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.map.find(key);
@@ -80,12 +83,36 @@ SyncEngine::Admit SyncEngine::TryAdmit(uint64_t key, int64_t cost, double* level
   Entry& e = it->second;
   e.demand_units += cost;
   if (e.lease_units < cost) {
+    if (now_ns < e.reject_until_ns) {
+      if (verdict != nullptr) *verdict = {.level = e.level, .retry_after_ns = e.reject_until_ns - now_ns};
+      return Admit::kRejected;
+    }
     counters_->misses.fetch_add(1, std::memory_order_relaxed);
     return Admit::kNoLease;
   }
   e.lease_units -= cost;
-  if (level != nullptr) *level = e.level;
+  if (verdict != nullptr) *verdict = {.level = e.level, .retry_after_ns = 0};
   return Admit::kAdmitted;
+}
+
+void SyncEngine::NoteRejected(uint64_t key, int64_t now_ns, int64_t retry_after_ns, double level) {
+  Stripe& s = stripes_[key % kStripes];
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.map.find(key);
+  if (it == s.map.end()) return;
+  // Hold the bucket off at least until about the next sync, whose lease then takes the
+  // room that leaked meanwhile, instead of one strict call per emission interval; but
+  // never so long that more than half the bucket could drain unused.
+  const Entry& e = it->second;
+  int64_t hold_ns = retry_after_ns;
+  if (e.spec.leak_rate_per_s > 0) {
+    const double half_bucket_ns = 0.5 * static_cast<double>(e.spec.capacity) * 1e9 / e.spec.leak_rate_per_s;
+    const int64_t interval_ns = std::chrono::nanoseconds(opts_.interval).count();
+    hold_ns = std::max(hold_ns, std::min(interval_ns, static_cast<int64_t>(half_bucket_ns)));
+  }
+  // kNever and huge waits stay representable.
+  it->second.reject_until_ns = hold_ns > INT64_MAX - now_ns ? INT64_MAX : now_ns + hold_ns;
+  it->second.level = level;
 }
 
 void SyncEngine::Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec,
@@ -234,6 +261,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
         Stripe& s2 = stripes_[it.key % kStripes];
         std::lock_guard<std::mutex> lock(s2.mu);
         it.entry->lease_units += std::max<int64_t>(0, g.granted_units);
+        if (g.granted_units > 0) it.entry->reject_until_ns = 0;
         it.entry->peak_lease = std::max(it.entry->peak_lease, it.entry->lease_units);
         it.entry->level = g.level;
       }

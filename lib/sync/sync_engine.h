@@ -22,8 +22,15 @@
 // limit the room is small, so leases shrink to single requests and to zero.
 // Between syncs TryAdmit() admits against the lease without any Redis call. A request
 // that finds no lease is decided by one strict call (the bucket script's take op, an
-// exact decision), and its demand sizes the next lease. While a sync is in flight the
-// old lease is already given back, so requests meanwhile take the strict path.
+// exact decision), and its demand sizes the next lease. A strict call that rejects
+// tells how long until a request fits (retry_after); until then, and at least until
+// about the next sync (min(I, the time half the bucket takes to drain)), or until a
+// sync brings a lease, further requests for that bucket are rejected locally, so users
+// far over their limit cost no Redis call per request: the room that leaks meanwhile
+// is taken by the next lease (the delay is inside the H of the bound; room from
+// another participant's refund is inside its lease term).
+// While a sync is in flight the old lease is already given back, so requests
+// meanwhile take the strict path.
 // Only amounts cross the wire, never a participant's timestamp.
 //
 // Participants announce themselves (EVALSHA of the announce script: a sorted set
@@ -127,13 +134,21 @@ class SyncEngine {
 
   enum class Admit : uint8_t {
     kAdmitted,   // charged against the lease
+    kRejected,   // a strict call rejected this bucket and its retry_after has not passed
     kNoLease,    // known bucket, lease short of `cost`: decide otherwise
     kUnknown,    // bucket not tracked yet: decide otherwise, then call Track()
   };
+  struct Verdict {
+    double level = 0.0;            // as Redis reported it at the last sync or strict call
+    int64_t retry_after_ns = 0;    // kRejected: until the strict call's retry_after
+  };
   // Never blocks on Redis (a stripe mutex held for a few nanoseconds). `key` is the
-  // caller's 64-bit keyed hash of the bucket. On kAdmitted, *level (if given) is the
-  // bucket's level as Redis reported it at the last sync.
-  Admit TryAdmit(uint64_t key, int64_t cost, double* level = nullptr);
+  // caller's 64-bit keyed hash of the bucket; `now_ns` its monotonic clock.
+  Admit TryAdmit(uint64_t key, int64_t cost, int64_t now_ns, Verdict* verdict = nullptr);
+
+  // After a strict call rejected a request of a tracked bucket: reject locally until
+  // now_ns + retry_after_ns unless a sync brings a lease first.
+  void NoteRejected(uint64_t key, int64_t now_ns, int64_t retry_after_ns, double level);
 
   // Starts tracking a bucket that TryAdmit() reported kUnknown; `cost` is that request's
   // demand. Allocates (cold path, once per bucket).

@@ -115,17 +115,19 @@ class Core {
     return so;
   }
 
-  // Returns {admitted, by lease}; *failed on a store failure (then rejected).
-  bool Decide(uint64_t key, const std::string& redis_key, const BucketSpec& spec, bool* by_lease,
-              bool* failed) {
-    *by_lease = false;
+  // Whether the request is admitted; *local if no Redis call was made, *failed on a
+  // store failure (then rejected), *redis_now_us the Redis time of a strict call.
+  bool Decide(uint64_t key, const std::string& redis_key, const BucketSpec& spec, bool* local,
+              bool* failed, int64_t* redis_now_us) {
+    *local = false;
     *failed = false;
     auto admit = sync::SyncEngine::Admit::kUnknown;
+    const int64_t now = NowNs();
     if (!strict_) {
-      admit = engine_.TryAdmit(key, 1);
-      if (admit == sync::SyncEngine::Admit::kAdmitted) {
-        *by_lease = true;
-        return true;
+      admit = engine_.TryAdmit(key, 1, now);
+      if (admit == sync::SyncEngine::Admit::kAdmitted || admit == sync::SyncEngine::Admit::kRejected) {
+        *local = true;
+        return admit == sync::SyncEngine::Admit::kAdmitted;
       }
     }
     std::string cmd;
@@ -137,6 +139,10 @@ class Core {
       auto r = redis::ParseBucketReply(replies[0].get());
       if (r.ok()) {
         allowed = r->allowed;
+        *redis_now_us = r->now_us;
+        if (!strict_ && admit == sync::SyncEngine::Admit::kUnknown) engine_.Track(key, redis_key, spec, 1);
+        if (!strict_ && !allowed) engine_.NoteRejected(key, now, r->decision.retry_after_ns, r->decision.level);
+        return allowed;
       } else {
         *failed = true;
       }
@@ -171,8 +177,13 @@ const char* PatternName(Pattern p) {
 SimResult Run(Pattern pattern, const SimOptions& o) {
   auto ep = redis::ParseUrl(o.redis_url);
   if (!ep.ok()) throw std::runtime_error(ep.status().ToString());
-  const int n_cores = o.appliances * o.cores_per_appliance;
-  const int n_participants = n_cores + o.library_processes;
+  const int n_participants = o.appliances * o.cores_per_appliance + o.library_processes;
+  // Strict mode is checked exactly: every participant calls the bucket script itself and
+  // stamps its decision with the Redis time the script decided at, so the oracle runs
+  // on the one clock that decided (expected: no over- and no under-admission at all).
+  const bool redis_clock = o.mode == Mode::kStrict;
+  const int n_cores = redis_clock ? n_participants : o.appliances * o.cores_per_appliance;
+  const int n_libs = n_participants - n_cores;
   const Load load = MakeLoad(pattern, n_participants, o.load_scale);
   auto profile = BucketProfile::Make(load.spec);
   if (!profile.ok()) throw std::runtime_error(profile.status().ToString());
@@ -190,16 +201,16 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
   // Appliances: a pool and a control thread each, driving their cores' sync engines.
   std::vector<std::unique_ptr<redis::Pool>> pools;
   std::vector<std::unique_ptr<Core>> cores;
-  for (int a = 0; a < o.appliances; ++a) {
-    pools.push_back(std::make_unique<redis::Pool>(
-        *ep, o.cores_per_appliance + 2,
-        std::vector<std::string_view>{redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}));
-    for (int c = 0; c < o.cores_per_appliance; ++c) {
-      cores.push_back(std::make_unique<Core>(pools.back().get(), o, a * o.cores_per_appliance + c));
+  for (int c = 0; c < n_cores; ++c) {
+    if (c % o.cores_per_appliance == 0) {
+      pools.push_back(std::make_unique<redis::Pool>(
+          *ep, o.cores_per_appliance + 2,
+          std::vector<std::string_view>{redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}));
     }
+    cores.push_back(std::make_unique<Core>(pools.back().get(), o, c));
   }
   std::vector<std::unique_ptr<Limiter>> libs;
-  for (int i = 0; i < o.library_processes; ++i) {
+  for (int i = 0; i < n_libs; ++i) {
     LimiterOptions lo;
     lo.mode = o.mode;
     lo.redis_url = o.redis_url;
@@ -262,11 +273,13 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           const uint32_t u = pick(rng);
           const int64_t t0 = NowNs();
           bool admitted = false;
+          int64_t redis_now_us = 0;
           if (p < n_cores) {
-            bool by_lease = false, fail = false;
-            admitted = cores[p]->Decide(u + 1, keys[u], load.spec, &by_lease, &fail);
-            (by_lease ? lease_dec[p] : store_dec[p]) += 1;
+            bool local = false, fail = false;
+            admitted = cores[p]->Decide(u + 1, keys[u], load.spec, &local, &fail, &redis_now_us);
+            (local ? lease_dec[p] : store_dec[p]) += 1;
             failed[p] += fail;
+            if (redis_clock && fail) continue;   // no Redis time to stamp it with
           } else {
             auto d = libs[p - n_cores]->Decide(ids[u], load.spec, 1, kRule);
             if (d.ok()) {
@@ -282,8 +295,9 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
               ++failed[p];
             }
           }
-          const int64_t stamp = NowNs();
-          max_decision_ns[p] = std::max(max_decision_ns[p], stamp - t0);
+          const int64_t done = NowNs();
+          const int64_t stamp = redis_clock ? redis_now_us * 1000 : done;
+          max_decision_ns[p] = std::max(max_decision_ns[p], done - t0);
           events[p].push_back({stamp, u, admitted});
         }
       }
@@ -308,14 +322,14 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
   }
   for (auto& l : libs) gap = std::max(gap, l->Stats().sync_max_gap_us * 1000);
   if (o.mode == Mode::kSynced) gap = std::max(gap, std::chrono::nanoseconds(o.sync_interval).count());
-  r.h_ns = h + gap;
+  r.h_ns = redis_clock ? 0 : h + gap;
 
   // Per-user lease peaks of the appliance cores; library processes count as C each.
   std::vector<uint64_t> lease_peaks(load.users, 0);
   if (o.mode == Mode::kSynced) {
     for (uint32_t u = 0; u < load.users; ++u) {
       for (auto& c : cores) lease_peaks[u] += static_cast<uint64_t>(c->engine().PeakLease(u + 1));
-      lease_peaks[u] += static_cast<uint64_t>(o.library_processes) * static_cast<uint64_t>(load.spec.capacity);
+      lease_peaks[u] += static_cast<uint64_t>(n_libs) * static_cast<uint64_t>(load.spec.capacity);
     }
   }
   for (auto& c : cores) (void)c->engine().ReturnAll();
@@ -338,7 +352,8 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     adm[e.user] += e.admitted;
     if (!d.allowed || !e.admitted) rejects_in_segment[e.user] = true;
   }
-  const uint64_t jitter = static_cast<uint64_t>(std::ceil(load.spec.leak_rate_per_s * static_cast<double>(r.h_ns) / 1e9)) + 1;
+  const uint64_t jitter =
+      redis_clock ? 0 : static_cast<uint64_t>(std::ceil(load.spec.leak_rate_per_s * static_cast<double>(r.h_ns) / 1e9)) + 1;
   for (uint32_t u = 0; u < load.users; ++u) {
     if (rejects_in_segment[u]) ++episodes[u];
     const uint64_t over = adm[u] > oracle[u] ? adm[u] - oracle[u] : 0;

@@ -6,7 +6,11 @@
 // and `library_processes` dlb::Limiters in synced mode (their own sync threads). Each
 // participant is a thread that offers requests at its pattern's rate.
 //
-// Every decision is stamped with CLOCK_MONOTONIC when it returns and, after the run,
+// In mode strict every participant calls the bucket script directly and stamps each
+// decision with the Redis time it was decided at (the script returns it): the oracle
+// then runs on the clock that decided, and the bound is zero over, zero under.
+//
+// In mode synced every decision is stamped with CLOCK_MONOTONIC when it returns and, after the run,
 // all decisions are fed in stamp order to dlb::Decide, one exact bucket per user on
 // that one clock. Everything runs on one machine, so CLOCK_MONOTONIC and Redis's
 // clock (TIME, CLOCK_REALTIME) advance at the same rate; they differ only in origin,
