@@ -33,12 +33,72 @@ inline bool IsTchar(uint8_t c) { return kTchar[c]; }
 inline bool IsOws(uint8_t c) { return c == ' ' || c == '\t'; }
 inline uint8_t Lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
+// Eight bytes at a time (SWAR): header names are compared on every request.
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighBits = 0x80 * kOnes;
+
+inline uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline uint32_t Load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ASCII lowercase of eight bytes: 0x20 is added to exactly the bytes in 'A'..'Z'. The
+// sums stay below 0x100 per byte (heptet + 0x3f at most 0xbe), so no carry crosses bytes.
+inline uint64_t Lower8(uint64_t x) {
+  const uint64_t heptets = x & (0x7f * kOnes);
+  const uint64_t at_least_a = heptets + (0x80 - 'A') * kOnes;   // high bit: heptet >= 'A'
+  const uint64_t above_z = heptets + (0x80 - 'Z' - 1) * kOnes;  // high bit: heptet > 'Z'
+  const uint64_t upper = (at_least_a ^ above_z) & ~x & kHighBits;
+  return x | (upper >> 2);
+}
+
 inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n >= 8) {
+    // Whole words, then the last eight bytes (overlapping the words already compared).
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      if (Lower8(Load64(a.data() + i)) != Lower8(Load64(b.data() + i))) return false;
+    }
+    return Lower8(Load64(a.data() + n - 8)) == Lower8(Load64(b.data() + n - 8));
+  }
+  if (n >= 4) {
+    return Lower8(Load32(a.data())) == Lower8(Load32(b.data())) &&
+           Lower8(Load32(a.data() + n - 4)) == Lower8(Load32(b.data() + n - 4));
+  }
+  for (size_t i = 0; i < n; ++i) {
     if (Lower(static_cast<uint8_t>(a[i])) != Lower(static_cast<uint8_t>(b[i]))) return false;
   }
   return true;
+}
+
+// Whether s holds a byte <= 0x20 (controls, space) or DEL. Word tests: a byte below
+// 0x21 exists iff (x - 0x21..) & ~x & 0x80.. is non-zero, and a DEL iff x ^ 0x7f..
+// has a zero byte (both exact as existence tests).
+inline bool HasCtlOrDel(std::string_view s) {
+  const auto word_has = [](uint64_t x) {
+    const uint64_t below = (x - 0x21 * kOnes) & ~x & kHighBits;
+    const uint64_t d = x ^ (0x7f * kOnes);
+    const uint64_t del = (d - kOnes) & ~d & kHighBits;
+    return (below | del) != 0;
+  };
+  const size_t n = s.size();
+  if (n < 8) {
+    for (char c : s) {
+      if (static_cast<uint8_t>(c) <= ' ' || c == 0x7f) return true;
+    }
+    return false;
+  }
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    if (word_has(Load64(s.data() + i))) return true;
+  }
+  return word_has(Load64(s.data() + n - 8));
 }
 
 inline std::string_view TrimOws(std::string_view s) {
@@ -412,11 +472,9 @@ HeadResult ParseRequestLine(std::string_view line, RequestHead& head, bool& auth
   } else {
     return version.substr(0, 5) == "HTTP/" ? HeadResult::kBadVersion : HeadResult::kBadRequestLine;
   }
-  for (char c : head.target) {
-    // No whitespace or controls inside a target: a second space would be a different
-    // request line to a lenient server.
-    if (static_cast<uint8_t>(c) <= ' ' || c == 0x7f) return HeadResult::kBadRequestLine;
-  }
+  // No whitespace or controls inside a target: a second space would be a different
+  // request line to a lenient server.
+  if (HasCtlOrDel(head.target)) return HeadResult::kBadRequestLine;
   return ParseTarget(head.target, head.method, head, authority_host);
 }
 

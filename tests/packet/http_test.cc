@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstring>
 #include <random>
 #include <set>
@@ -44,6 +45,70 @@ TEST(HttpTest, ConfigurableIdentityHeader) {
   const std::string s = "GET / HTTP/1.1\r\nX-User-ID: a\r\nx-api-KEY: k1\r\n\r\n";
   ASSERT_EQ(ParseWhole(s, h, o), HeadResult::kOk);
   EXPECT_EQ(h.identity, "k1");
+}
+
+// Names compare case-insensitively for letters only: every case of a name matches, and
+// bytes that differ from it by 0x20 without being letters ('^' and '~', '@' and '`',
+// '[' and '{', '_' and DEL) do not. Lengths 3 to 17 cover the byte, half-word and
+// word compares.
+TEST(HttpTest, IdentityNameMatchesLettersCaseInsensitivelyOnly) {
+  std::mt19937_64 rng(5);
+  const std::string kNames[] = {"X~I", "X-Id", "X^User", "Api_Key", "X-User-ID", "X-Client-Id{1}",
+                                "X-Authenticated-U"};
+  for (const std::string& name : kNames) {
+    HeadOptions o;
+    o.identity_header = name;
+    for (int trial = 0; trial < 50; ++trial) {
+      std::string sent = name;
+      for (char& c : sent) {
+        if (std::isalpha(static_cast<unsigned char>(c)) && rng() % 2) c ^= 0x20;
+      }
+      RequestHead h;
+      std::string s = "GET / HTTP/1.1\r\n";
+      s += sent;
+      const std::string value = std::to_string(trial);
+      s += ": ";
+      s += value;
+      s += "\r\n\r\n";
+      ASSERT_EQ(ParseWhole(s, h, o), HeadResult::kOk) << sent;
+      EXPECT_EQ(h.identity, value) << sent;
+    }
+    for (size_t i = 0; i < name.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(name[i]);
+      if (std::isalpha(c)) continue;
+      std::string sent = name;
+      sent[i] = static_cast<char>(c ^ 0x20);
+      RequestHead h;
+      std::string s = "GET / HTTP/1.1\r\n";
+      s += sent;
+      s += ": v\r\n\r\n";
+      const HeadResult r = ParseWhole(s, h, o);
+      if (r == HeadResult::kOk) {
+        EXPECT_FALSE(h.has_identity) << sent;
+      }
+    }
+  }
+}
+
+// The target may hold no byte <= 0x20 and no DEL, wherever it sits in the target.
+TEST(HttpTest, ControlOrDelAnywhereInTheTargetIsRefused) {
+  for (size_t len = 1; len <= 24; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      for (const char bad : {'\x01', '\t', '\x7f', '\x20'}) {
+        std::string s = "GET /";
+        s.append(len, 'a');
+        s += " HTTP/1.1\r\nHost: a\r\n\r\n";
+        s[5 + at] = bad;
+        RequestHead h;
+        EXPECT_NE(ParseWhole(s, h), HeadResult::kOk) << len << " " << at << " " << int(bad);
+      }
+      RequestHead h;
+      std::string ok = "GET /";
+      ok.append(len, '~');
+      ok += " HTTP/1.1\r\nHost: a\r\n\r\n";
+      EXPECT_EQ(ParseWhole(ok, h), HeadResult::kOk) << len;
+    }
+  }
 }
 
 TEST(HttpTest, AbsoluteFormAuthorityReplacesHost) {
