@@ -135,10 +135,6 @@ Status SyncEngine::ReturnAll() { return RoundTrip(true); }
 Status SyncEngine::RoundTrip(bool returning_all) {
   std::lock_guard<std::mutex> sync_lock(sync_mu_);
   const int64_t now = NowMonoNs();
-  const int64_t interval_ns = std::chrono::nanoseconds(opts_.interval).count();
-  // Demand is normalised to the configured interval, so a late sync does not inflate
-  // the next lease.
-  const int64_t elapsed_ns = last_sync_ns_ == 0 ? interval_ns : std::max<int64_t>(1, now - last_sync_ns_);
   if (last_sync_ns_ != 0 && now - last_sync_ns_ > max_gap_ns_.load(std::memory_order_relaxed)) {
     max_gap_ns_.store(now - last_sync_ns_, std::memory_order_relaxed);
   }
@@ -160,11 +156,13 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       const int64_t held = e.lease_units;
       e.lease_units = 0;
       int64_t want = 0;
+      // The demand of the period that just ended predicts the next one. Periods are
+      // the actual time between rounds, not the configured interval: when rounds are
+      // slow (many buckets, a loaded Redis) leases grow to cover them, and H, the time
+      // a unit can be held, grows with them (the bound is written in measured H).
       if (!returning_all && e.demand_units >= opts_.min_demand_for_lease) {
-        const double rate_per_interval =
-            static_cast<double>(e.demand_units) * static_cast<double>(interval_ns) / static_cast<double>(elapsed_ns);
-        want = std::min<int64_t>(e.spec.capacity,
-                                 static_cast<int64_t>(std::ceil(opts_.headroom * rate_per_interval)) + 1);
+        want = std::min<int64_t>(
+            e.spec.capacity, static_cast<int64_t>(std::ceil(opts_.headroom * static_cast<double>(e.demand_units))) + 1);
       }
       e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + 1 : 0;
       e.demand_units = 0;

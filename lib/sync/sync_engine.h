@@ -12,9 +12,9 @@
 // for every active bucket, in one pipelined round trip (EVALSHA of the lease script,
 // up to `chunk` buckets per call; lib/redis/lease_script.h):
 //   return = the units of its previous lease it did not use,
-//   want   = ceil(headroom * demand_rate * I) + 1, at most C   (headroom 1.5),
-// where demand_rate is the requests this participant saw for the bucket during the
-// last interval (admitted or not) over the interval's length. Buckets with fewer than
+//   want   = ceil(headroom * demand) + 1, at most C   (headroom 1.5),
+// where demand is the requests this participant saw for the bucket since the previous
+// round (admitted or not; about rate * I). Buckets with fewer than
 // `min_demand_for_lease` requests in the interval get no lease: each of their requests
 // is one strict call, so cold users cost no lease and hold nothing back. Redis, in one
 // atomic step on its own clock, gives the units back (TAT -= return*T, never below
