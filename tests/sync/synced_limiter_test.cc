@@ -107,6 +107,25 @@ TEST_F(SyncedLimiterTest, StrictAndSyncedShareOneBucket) {
   EXPECT_EQ(admitted, 50);
 }
 
+TEST_F(SyncedLimiterTest, StoreDownFallsBackToAShareOfTheLimitPerLiveParticipant) {
+  auto a = Make();
+  auto b = Make();
+  ASSERT_TRUE(WaitFor([&] { return a->Stats().live_participants == 2; }, milliseconds(5000)));
+  server_.Kill();
+  const BucketSpec spec{.capacity = 10, .leak_rate_per_s = 0.001};
+  int admitted = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto d = a->Decide("outage", spec, 1, "o");
+    ASSERT_TRUE(d.ok());
+    EXPECT_NE(d->source, DecisionSource::kStore);
+    EXPECT_NE(d->source, DecisionSource::kLease);
+    admitted += d->allowed;
+  }
+  // Two live participants: each enforces half of the limit on its own.
+  EXPECT_EQ(admitted, 5);
+  EXPECT_TRUE(a->Stats().breaker_open);
+}
+
 TEST_F(SyncedLimiterTest, LiveParticipantsAreCounted) {
   auto a = Make();
   auto b = Make();
