@@ -124,11 +124,15 @@ enum class Verdict : uint8_t {
 // Pipelined heads: a verdict is per frame. When a segment carries several request heads
 // and a later one is limited under `reject`, the whole segment is withheld: the heads
 // before it in the segment were decided first and stay charged to their buckets, yet
-// never reach the server; the client gets the 429 (and the connection is closed) in
-// answer to the segment. Forwarding the allowed prefix would need a frame truncated at
-// the limited head (a verdict the appliance does not act on yet). Under `drop` the flow
-// rolls back to the limited head only: the client's retransmission of the segment
-// passes the earlier heads' bytes as already decided, so they are charged once.
+// never reach the server. The 429 acknowledges the whole segment and the connection
+// closes, so the client reads the 429 as the answer to the segment's first request
+// (responses pair with requests in order) and the later ones get none. Forwarding the
+// allowed prefix would need the frame truncated at the limited head (IPv4 total or IPv6
+// payload length and TCP checksum rewritten), the 429 and the server's RST placed right
+// after the prefix: a verdict the appliance does not act on yet, and it must act on it
+// in the same change (a RST past the server's next byte would be ignored). Under `drop`
+// the flow rolls back to the limited head only: the client's retransmission of the
+// segment passes the earlier heads' bytes as already decided, so they are charged once.
 const char* VerdictName(Verdict v);
 
 struct Frame {
