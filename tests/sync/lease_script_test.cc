@@ -64,7 +64,7 @@ class LeaseScriptTest : public ::testing::Test {
   redis::Pool pool_;
 };
 
-// One request per 1000 s: nothing leaks during a test.
+// One request per 1000 s: a test leaks under 1e-4 of a request (the tolerance below).
 const BucketSpec kSlow{.capacity = 10, .leak_rate_per_s = 0.001};
 const BucketSpec kNeverLeaks{.capacity = 5, .leak_rate_per_s = 0};
 
@@ -73,7 +73,7 @@ TEST_F(LeaseScriptTest, GrantsAllThatFitsAndNoMore) {
   EXPECT_EQ(Lease(key, kSlow, 0, 4).granted_units, 4);
   EXPECT_EQ(Lease(key, kSlow, 0, 10).granted_units, 6);
   EXPECT_EQ(Lease(key, kSlow, 0, 1).granted_units, 0);
-  EXPECT_NEAR(Lease(key, kSlow, 0, 0).level, 10.0, 1e-6);
+  EXPECT_NEAR(Lease(key, kSlow, 0, 0).level, 10.0, 1e-4);
 }
 
 TEST_F(LeaseScriptTest, StrictTakesSeeLeasedUnitsAndReturnedOnes) {
@@ -90,7 +90,7 @@ TEST_F(LeaseScriptTest, LeaseReadsWhatStrictWrote) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Strict(key, redis::BucketOp::kTake, kSlow).allowed);
   const redis::LeaseGrant g = Lease(key, kSlow, 0, 100);
   EXPECT_EQ(g.granted_units, 7);
-  EXPECT_NEAR(Strict(key, redis::BucketOp::kPeek, kSlow).decision.level, g.level, 1e-6);
+  EXPECT_NEAR(Strict(key, redis::BucketOp::kPeek, kSlow).decision.level, g.level, 1e-4);
 }
 
 TEST_F(LeaseScriptTest, ReturnNeverGoesBelowEmptyAndDropsTheKey) {
@@ -153,7 +153,7 @@ TEST_F(LeaseScriptTest, PoolReloadsScriptsAfterFlush) {
   ASSERT_EQ(Lease(key, kSlow, 0, 1).granted_units, 1);
   server_.Command("SCRIPT FLUSH");
   EXPECT_EQ(Lease(key, kSlow, 0, 1).granted_units, 1);
-  EXPECT_NEAR(Lease(key, kSlow, 0, 0).level, 2.0, 1e-6);
+  EXPECT_NEAR(Lease(key, kSlow, 0, 0).level, 2.0, 1e-4);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 //
 // The bound checked per user (lib/sync/sync_engine.h), per saturation episode:
 //   over  <= ceil(r * H) + 1
-//   under <= sum_p lease_peak_p + ceil(r * H) + 1
+//   under <= sum_p lease_peak_p + ceil(r * H) + 1   (+ 1 per store failure)
 // with H = the longest time between two sync rounds of any participant + the
 // longest single decision (it covers stamping delays) and lease_peak_p measured per
 // appliance core (SyncEngine::PeakLease) and taken as C for the library processes
