@@ -72,6 +72,7 @@ class LimiterImpl final : public Limiter {
       so.interval = interval;
       // One round trip carries every active bucket: it gets at least one interval.
       so.deadline = std::max(interval, std::chrono::microseconds(opts_.deadline));
+      so.max_buckets = opts_.local_max_buckets;
       sync_ = std::make_unique<sync::SyncEngine>(std::move(so), &pool_, &breaker_);
       syncer_ = std::thread([this] { SyncLoop(); });
     }
@@ -211,6 +212,13 @@ class LimiterImpl final : public Limiter {
     if (opts_.mode == Mode::kLocal) {
       table_.Erase(table_.KeyOf(user_id, rule, spec));
       return Status::Ok();
+    }
+    // Mode synced: no round runs until the key is gone, and this process's lease of
+    // the old bucket is forgotten, so no unit charged before the reset is admitted after.
+    std::unique_lock<std::mutex> rounds;
+    if (sync_) {
+      rounds = sync_->LockRounds();
+      sync_->Forget(table_.KeyOf(user_id, rule, spec));
     }
     std::string del;
     redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(KeyFor(r));

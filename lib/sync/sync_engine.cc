@@ -115,17 +115,26 @@ void SyncEngine::NoteRejected(uint64_t key, int64_t now_ns, int64_t retry_after_
   it->second.level = level;
 }
 
-void SyncEngine::Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec,
+bool SyncEngine::Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec,
                        int64_t cost) {
   Stripe& s = stripes_[key % kStripes];
   std::lock_guard<std::mutex> lock(s.mu);
-  auto [it, inserted] = s.map.try_emplace(key);
-  Entry& e = it->second;
-  if (inserted) {
-    e.redis_key = redis_key;
-    e.spec = spec;
+  auto it = s.map.find(key);
+  if (it == s.map.end()) {
+    if (tracked_.load(std::memory_order_relaxed) >= opts_.max_buckets) return false;
+    tracked_.fetch_add(1, std::memory_order_relaxed);
+    it = s.map.try_emplace(key).first;
+    it->second.redis_key = redis_key;
+    it->second.spec = spec;
   }
-  e.demand_units += cost;
+  it->second.demand_units += cost;
+  return true;
+}
+
+void SyncEngine::Forget(uint64_t key) {
+  Stripe& s = stripes_[key % kStripes];
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.map.erase(key) != 0) tracked_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 Status SyncEngine::Sync() { return RoundTrip(false); }
@@ -174,6 +183,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       }
       if (held == 0 && want == 0 && e.idle_syncs >= opts_.idle_syncs_to_forget) {
         it = s.map.erase(it);
+        tracked_.fetch_sub(1, std::memory_order_relaxed);
       } else {
         ++it;
       }

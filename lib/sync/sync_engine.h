@@ -120,6 +120,9 @@ struct SyncOptions {
   std::chrono::milliseconds participant_ttl{3000};
   // A bucket with no demand and no lease for this many syncs is forgotten.
   int idle_syncs_to_forget = 200;
+  // Buckets tracked at most; past it new buckets are not leased (each of their
+  // requests is a strict call: slower, never less exact).
+  size_t max_buckets = size_t{1} << 20;
 };
 
 struct SyncStats {
@@ -168,8 +171,15 @@ class SyncEngine {
   void NoteRejected(uint64_t key, int64_t now_ns, int64_t retry_after_ns, double level);
 
   // Starts tracking a bucket that TryAdmit() reported kUnknown; `cost` is that request's
-  // demand. Allocates (cold path, once per bucket).
-  void Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec, int64_t cost);
+  // demand. Allocates (cold path, once per bucket). False if max_buckets are tracked.
+  bool Track(uint64_t key, std::string_view redis_key, const BucketSpec& spec, int64_t cost);
+
+  // For a reset: while the returned lock is held no round runs, so the caller can
+  // Forget() a bucket and delete it in Redis without a lease granted before the delete
+  // surviving it here. (Leases other participants hold on it are not recalled.)
+  std::unique_lock<std::mutex> LockRounds() { return std::unique_lock<std::mutex>(sync_mu_); }
+  // Drops a bucket's local state; its lease is forgotten, not returned.
+  void Forget(uint64_t key);
 
   // One sync round: return unused units and take new leases for every active bucket.
   // Run by the caller's control thread every interval; only one at a time.
@@ -197,6 +207,7 @@ class SyncEngine {
   std::mutex sync_mu_;
   int64_t last_sync_ns_ = 0;
   std::atomic<int64_t> max_gap_ns_{0};
+  std::atomic<size_t> tracked_{0};
   int64_t last_announce_ns_ = 0;
   std::atomic<int64_t> live_participants_{0};
   struct Counters;

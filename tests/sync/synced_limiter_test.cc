@@ -104,6 +104,27 @@ TEST_F(SyncedLimiterTest, TwoParticipantsNeverAdmitMoreThanTheBucket) {
   EXPECT_EQ(admitted.load(), 3000);
 }
 
+TEST_F(SyncedLimiterTest, ResetForgetsTheLocalLease) {
+  const BucketSpec quota{.capacity = 1'000'000, .leak_rate_per_s = 0};
+  int64_t after_reset = 0;
+  {
+    auto l = Make();
+    const auto end = std::chrono::steady_clock::now() + milliseconds(50);
+    while (std::chrono::steady_clock::now() < end) ASSERT_TRUE(l->Decide("reset", quota, 1, "q").ok());
+    ASSERT_GT(l->Stats().lease_decisions, 0u);
+    ASSERT_TRUE(l->Reset("reset", quota, "q").ok());
+    for (int i = 0; i < 100; ++i) {
+      auto d = l->Decide("reset", quota, 1, "q");
+      ASSERT_TRUE(d.ok());
+      after_reset += d->allowed;
+    }
+  }
+  // Only what was admitted after the reset is in the fresh bucket: no unit leased before
+  // it was admitted after it unaccounted.
+  EXPECT_EQ(after_reset, 100);
+  EXPECT_EQ(Count("reset", "q"), after_reset);
+}
+
 TEST_F(SyncedLimiterTest, StrictAndSyncedShareOneBucket) {
   const BucketSpec quota{.capacity = 50, .leak_rate_per_s = 0};
   auto strict = Make(Mode::kStrict);
