@@ -73,6 +73,15 @@ class LimiterImpl final : public Limiter {
       // One round trip carries every active bucket: it gets at least one interval.
       so.deadline = std::max(interval, std::chrono::microseconds(opts_.deadline));
       so.max_buckets = opts_.local_max_buckets;
+      so.on_breaker_closed = [this] { OnRecovered(); };
+      so.on_breaker_opened = [this](const Status& failure) {
+        {
+          std::lock_guard<std::mutex> lock(error_mu_);
+          last_error_ = failure;
+        }
+        Bump(kStoreErrors);
+        OnBreakerOpened(failure);
+      };
       sync_ = std::make_unique<sync::SyncEngine>(std::move(so), &pool_, &breaker_);
       syncer_ = std::thread([this] { SyncLoop(); });
     }
@@ -365,18 +374,20 @@ class LimiterImpl final : public Limiter {
         }
         return;
       }
-      if (breaker_.OnFailure(permit, NowMonoNs())) {
-        Bump(kBreakerOpens);
-        // One line per transition, but at most one a second: a breaker that flaps under
-        // overload must not flood the log (the counter has every transition).
-        DLB_LOG_EVERY(1000, spdlog::level::warn,
-                      "dlb: Redis at {} failed ({}); circuit breaker open, deciding by policy '{}' "
-                      "({} openings so far)",
-                      ep_.Describe(), failure.message(), FailurePolicyName(opts_.on_store_failure),
-                      Stats().breaker_opens);
-      }
+      if (breaker_.OnFailure(permit, NowMonoNs())) OnBreakerOpened(failure);
     }
     for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
+  }
+
+  void OnBreakerOpened(const Status& failure) {
+    Bump(kBreakerOpens);
+    // One line per transition, but at most one a second: a breaker that flaps under
+    // overload must not flood the log (the counter has every transition).
+    DLB_LOG_EVERY(1000, spdlog::level::warn,
+                  "dlb: Redis at {} failed ({}); circuit breaker open, deciding by policy '{}' "
+                  "({} openings so far)",
+                  ep_.Describe(), failure.message(), FailurePolicyName(opts_.on_store_failure),
+                  Stats().breaker_opens);
   }
 
   LimitDecision Fallback(const LimitRequest& r, const std::string& redis_key) {

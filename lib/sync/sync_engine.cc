@@ -288,9 +288,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
 
   if (breaker_ != nullptr && !returning_all) {
     if (failure.ok() || any_success) {
-      breaker_->OnSuccess(permit);
+      if (breaker_->OnSuccess(permit) && opts_.on_breaker_closed) opts_.on_breaker_closed();
     } else {
-      breaker_->OnFailure(permit, NowMonoNs());
+      if (breaker_->OnFailure(permit, NowMonoNs()) && opts_.on_breaker_opened) opts_.on_breaker_opened(failure);
     }
   }
   if (!failure.ok()) counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);

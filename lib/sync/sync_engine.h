@@ -86,6 +86,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -123,6 +124,11 @@ struct SyncOptions {
   // Buckets tracked at most; past it new buckets are not leased (each of their
   // requests is a strict call: slower, never less exact).
   size_t max_buckets = size_t{1} << 20;
+  // Called from Sync() when its round trip closed the shared breaker (the store is back:
+  // the owner reconciles what its failure policy admitted) or opened it (with the
+  // failure). May be empty.
+  std::function<void()> on_breaker_closed;
+  std::function<void(const Status&)> on_breaker_opened;
 };
 
 struct SyncStats {

@@ -157,6 +157,27 @@ TEST_F(SyncedLimiterTest, StoreDownFallsBackToAShareOfTheLimitPerLiveParticipant
   EXPECT_TRUE(a->Stats().breaker_open);
 }
 
+TEST_F(SyncedLimiterTest, OutageAdmissionsAreReconciledWhenASyncRoundFindsTheStoreBack) {
+  auto l = Make();
+  const BucketSpec quota{.capacity = 10, .leak_rate_per_s = 0};
+  server_.Kill();
+  int admitted = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto d = l->Decide("outage", quota, 1, "q");
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(d->source, DecisionSource::kFallbackLocal);
+    admitted += d->allowed;
+  }
+  ASSERT_EQ(admitted, 10);
+  ASSERT_TRUE(l->Stats().breaker_open);
+  server_.Restart();
+  // No more decisions: the sync thread's probe is what finds the store back, and the
+  // outage's admissions are debited once.
+  EXPECT_TRUE(WaitFor([&] { return l->Stats().reconciled_requests == 10; }, milliseconds(10000)));
+  EXPECT_FALSE(l->Stats().breaker_open);
+  EXPECT_EQ(Count("outage", "q"), 10);
+}
+
 TEST_F(SyncedLimiterTest, LiveParticipantsAreCounted) {
   auto a = Make();
   auto b = Make();
