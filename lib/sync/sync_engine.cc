@@ -264,7 +264,6 @@ Status SyncEngine::RoundTrip(bool returning_all) {
         const Item& it = items[i];
         returned += static_cast<uint64_t>(it.return_units);
         const redis::LeaseGrant& g = grants[i - b];
-        if (g.granted_units <= 0 && g.level == it.entry->level) continue;
         granted += static_cast<uint64_t>(std::max<int64_t>(0, g.granted_units));
         Stripe& s2 = stripes_[it.key % kStripes];
         std::lock_guard<std::mutex> lock(s2.mu);
