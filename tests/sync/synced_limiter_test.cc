@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include "dlb/key.h"
@@ -39,6 +40,20 @@ TEST(SyncedMode, IsParsedAndNamed) {
   EXPECT_EQ(*m, Mode::kSynced);
   EXPECT_STREQ(ModeName(Mode::kSynced), "synced");
   EXPECT_STREQ(DecisionSourceName(DecisionSource::kLease), "lease");
+}
+
+TEST(SyncedMode, IsChosenFromTheEnvironment) {
+  ::setenv("DLB_MODE", "synced", 1);
+  ::setenv("DLB_SYNC_INTERVAL_US", "1000", 1);
+  auto o = OptionsFromEnvironment();
+  ::unsetenv("DLB_MODE");
+  ::unsetenv("DLB_SYNC_INTERVAL_US");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->mode, Mode::kSynced);
+  EXPECT_EQ(o->sync_interval, std::chrono::microseconds(1000));
+  ::setenv("DLB_SYNC_INTERVAL_US", "5", 1);
+  EXPECT_FALSE(OptionsFromEnvironment().ok());
+  ::unsetenv("DLB_SYNC_INTERVAL_US");
 }
 
 TEST_F(SyncedLimiterTest, ColdUserIsOneStrictCallAndHoldsNoLease) {
