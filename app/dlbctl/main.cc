@@ -66,8 +66,9 @@ constexpr Flag kFlags[] = {
      "                       (default: $DLB_REDIS_URL, DLB_CONFIG, redis://127.0.0.1:6379;\n"
      "                       password also from $DLB_REDIS_PASSWORD)"},
     {"--deadline-us", "N", kAll, "deadline of each Redis call in microseconds (default 250000)"},
-    {"--mode", "strict|local", kAll,
-     "strict: decide in Redis (default); local: in this process only"},
+    {"--mode", "strict|synced|local", kAll,
+     "strict: decide in Redis (default); synced: against a lease of the global\n"
+     "                       bucket; local: in this process only"},
 };
 
 const char* CommandName(Command c) {
@@ -236,7 +237,7 @@ std::optional<Args> ParseArgs(Command cmd, int argc, char** argv) {
       args.deadline_us = ParseInt(name, value, 1, 60'000'000, "an integer in [1, 60000000]");
     } else if (name == "--mode") {
       auto m = dlb::ParseMode(value);
-      if (!m.ok()) throw UsageError{"--mode: expected strict or local, got '" + value + "'"};
+      if (!m.ok()) throw UsageError{"--mode: expected strict, synced or local, got '" + value + "'"};
       args.mode = *m;
     }
   }

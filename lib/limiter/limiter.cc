@@ -62,7 +62,7 @@ class LimiterImpl final : public Limiter {
                  std::chrono::nanoseconds(opts_.breaker_backoff_max).count()),
         stripes_(std::make_unique<CounterStripe[]>(kCounterStripes)),
         pool_(ep_, opts_.max_connections,
-              {redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}) {
+              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript}) {
     if (opts_.mode != Mode::kLocal) {
       reconciler_ = std::thread([this] { ReconcileLoop(); });
     }

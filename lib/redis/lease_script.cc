@@ -7,40 +7,15 @@
 
 namespace dlb::redis {
 
-// fill_of and tat_text are the strict script's (script.cc), letter for letter: both
-// scripts must read and write a TAT identically. lease_script_test checks that a
-// bucket charged by one is read back exactly by the other.
-const std::string_view kLeaseScript = R"lua(
-local t = redis.call('TIME')
-local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
+namespace {
+
+// After the strict script's prelude (script.cc): both read and write a TAT through the
+// same text. lease_script_test checks that a bucket charged by one is read back
+// exactly by the other.
+constexpr std::string_view kLeaseBody = R"lua(
 local nk = #KEYS
 if nk < 1 or #ARGV ~= 4 * nk then
   return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. (capacity interval_ns return want)..')
-end
-local function fill_of(v)
-  local dot = string.find(v, '.', 1, true)
-  local ip, fp = v, 0
-  if dot then ip, fp = string.sub(v, 1, dot - 1), tonumber('0' .. string.sub(v, dot)) end
-  local sec, ns = 0, tonumber(ip)
-  if #ip > 9 then sec, ns = tonumber(string.sub(ip, 1, -10)), tonumber(string.sub(ip, -9)) end
-  return (sec - now_s) * 1e9 + (ns - now_ns) + fp
-end
-local function tat_text(after, interval_ns)
-  local total = now_ns + after
-  local carry = math.floor(total / 1e9)
-  local rest = total - carry * 1e9
-  local whole = math.floor(rest)
-  local frac = 0
-  if interval_ns < 1e6 then
-    frac = math.ceil((rest - whole) * 1e6)
-    if frac >= 1e6 then whole, frac = whole + 1, 0 end
-  elseif rest > whole then
-    whole = whole + 1
-  end
-  if whole >= 1e9 then carry, whole = carry + 1, whole - 1e9 end
-  local s = string.format('%.0f%09d', now_s + carry, whole)
-  if frac > 0 then s = s .. string.gsub(string.format('.%06d', frac), '0+$', '') end
-  return s
 end
 local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
 for i = 1, nk do
@@ -85,6 +60,13 @@ end
 return out
 )lua";
 
+}  // namespace
+
+std::string_view LeaseScript() {
+  static const std::string script = WithTatPrelude(kLeaseBody);
+  return script;
+}
+
 const std::string_view kAnnounceScript = R"lua(
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -100,7 +82,7 @@ return redis.call('ZCARD', KEYS[1])
 )lua";
 
 const std::string& LeaseScriptSha() {
-  static const std::string sha = ScriptSha(kLeaseScript);
+  static const std::string sha = ScriptSha(LeaseScript());
   return sha;
 }
 

@@ -30,7 +30,7 @@
 
 namespace dlb::redis {
 
-extern const std::string_view kLeaseScript;
+std::string_view LeaseScript();
 extern const std::string_view kAnnounceScript;
 const std::string& LeaseScriptSha();
 const std::string& AnnounceScriptSha();

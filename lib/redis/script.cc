@@ -7,14 +7,13 @@
 
 namespace dlb::redis {
 
-const std::string_view kBucketScript = R"lua(
+namespace {
+
+// The TIME read and the TAT helpers that every script touching a bucket starts with:
+// one text, so that all of them read and write a TAT identically.
+constexpr std::string_view kTatPrelude = R"lua(
 local t = redis.call('TIME')
 local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
-local op = ARGV[1]
-local nk = #KEYS
-if nk < 1 or #ARGV ~= 1 + 3 * nk or (op ~= 'take' and op ~= 'peek' and op ~= 'debit') then
-  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. take|peek|debit (capacity interval_ns cost)..')
-end
 -- Lua numbers are doubles: epoch nanoseconds do not fit in one, so a TAT is handled
 -- as seconds and nanoseconds and only the fill (TAT - now) is a single number.
 local function fill_of(v)
@@ -45,6 +44,13 @@ local function tat_text(after, interval_ns)
   local s = string.format('%.0f%09d', now_s + carry, whole)
   if frac > 0 then s = s .. string.gsub(string.format('.%06d', frac), '0+$', '') end
   return s
+end
+)lua";
+
+constexpr std::string_view kBucketBody = R"lua(local op = ARGV[1]
+local nk = #KEYS
+if nk < 1 or #ARGV ~= 1 + 3 * nk or (op ~= 'take' and op ~= 'peek' and op ~= 'debit') then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. take|peek|debit (capacity interval_ns cost)..')
 end
 local fill, unit, cap, cost, leaks = {}, {}, {}, {}, {}
 local all_ok = 1
@@ -109,6 +115,19 @@ end
 return out
 )lua";
 
+}  // namespace
+
+std::string WithTatPrelude(std::string_view body) {
+  std::string s(kTatPrelude);
+  s.append(body);
+  return s;
+}
+
+std::string_view BucketScript() {
+  static const std::string script = WithTatPrelude(kBucketBody);
+  return script;
+}
+
 namespace {
 
 // SHA-1 of the script, as Redis names it for EVALSHA (FIPS 180-4; only ever applied
@@ -150,7 +169,7 @@ std::string Sha1Hex(std::string_view data) {
 std::string ScriptSha(std::string_view script) { return Sha1Hex(script); }
 
 const std::string& BucketScriptSha() {
-  static const std::string sha = Sha1Hex(kBucketScript);
+  static const std::string sha = Sha1Hex(BucketScript());
   return sha;
 }
 

@@ -31,8 +31,12 @@
 
 namespace dlb::redis {
 
-extern const std::string_view kBucketScript;
-// SHA1 of kBucketScript in hex, computed locally, so EVALSHA works before any load.
+// The bucket script's text.
+std::string_view BucketScript();
+// `body` after the shared prelude (TIME read, TAT parsing and formatting): other
+// scripts that read or write a bucket's TAT are built with it.
+std::string WithTatPrelude(std::string_view body);
+// SHA1 of BucketScript() in hex, computed locally, so EVALSHA works before any load.
 const std::string& BucketScriptSha();
 // SHA1 of any script text in hex, as Redis names it for EVALSHA.
 std::string ScriptSha(std::string_view script);

@@ -150,7 +150,7 @@ struct SyncStats {
 
 class SyncEngine {
  public:
-  // `pool` must have redis::kLeaseScript and redis::kAnnounceScript loaded; `breaker`
+  // `pool` must have redis::LeaseScript() and redis::kAnnounceScript loaded; `breaker`
   // (shared with the caller's strict path, may be null) gates the round trips. Neither
   // is owned.
   SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker);

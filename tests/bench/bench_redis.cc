@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
   }
   if (a.threads < 1 || a.batch < 1 || a.users < 1 || a.seconds <= 0 || a.rate <= 0) Usage();
   if (a.cmd == "script") {
-    std::fwrite(dlb::redis::kBucketScript.data(), 1, dlb::redis::kBucketScript.size(), stdout);
+    std::fwrite(dlb::redis::BucketScript().data(), 1, dlb::redis::BucketScript().size(), stdout);
     return 0;
   }
   if (a.cmd == "script-sha") {

@@ -92,7 +92,7 @@ int LibraryPoint(dlb::testing::RedisServer& server, double seconds) {
 
 int EnginePoint(dlb::testing::RedisServer& server, int users, double seconds) {
   auto ep = dlb::redis::ParseUrl(server.Url());
-  dlb::redis::Pool pool(*ep, 2, {dlb::redis::kBucketScript, dlb::redis::kLeaseScript, dlb::redis::kAnnounceScript});
+  dlb::redis::Pool pool(*ep, 2, {dlb::redis::BucketScript(), dlb::redis::LeaseScript(), dlb::redis::kAnnounceScript});
   dlb::sync::SyncOptions so;
   so.deadline = std::chrono::microseconds(5'000'000);
   so.participant_id = "bench-core";

@@ -33,7 +33,7 @@ class ScriptCaller {
     if (!conn.ok()) throw std::runtime_error(conn.status().ToString());
     conn_ = std::move(*conn);
     std::string load;
-    redis::CommandWriter(load).Begin(3).Arg("SCRIPT").Arg("LOAD").Arg(redis::kBucketScript);
+    redis::CommandWriter(load).Begin(3).Arg("SCRIPT").Arg("LOAD").Arg(redis::BucketScript());
     std::vector<redis::Reply> replies;
     Status s = conn_->Exchange(load, 1, MonoNowNs() + 2 * kSecondNs, &replies);
     if (!s.ok()) throw std::runtime_error(s.ToString());

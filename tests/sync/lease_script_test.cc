@@ -20,7 +20,7 @@ class LeaseScriptTest : public ::testing::Test {
  protected:
   LeaseScriptTest()
       : pool_(*redis::ParseUrl(server_.Url()), 2,
-              {redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}) {}
+              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript}) {}
 
   redis::LeaseGrant Lease(const std::string& key, const BucketSpec& spec, int64_t ret, int64_t want) {
     std::string cmd;

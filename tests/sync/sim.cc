@@ -206,7 +206,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     if (c % o.cores_per_appliance == 0) {
       pools.push_back(std::make_unique<redis::Pool>(
           *ep, o.cores_per_appliance + 2,
-          std::vector<std::string_view>{redis::kBucketScript, redis::kLeaseScript, redis::kAnnounceScript}));
+          std::vector<std::string_view>{redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript}));
     }
     cores.push_back(std::make_unique<Core>(pools.back().get(), o, c));
   }
