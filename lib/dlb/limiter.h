@@ -29,17 +29,10 @@
 
 #include "dlb/bucket.h"
 #include "dlb/clock.h"
+#include "dlb/policy.h"
 #include "dlb/status.h"
 
 namespace dlb {
-
-enum class Mode { kStrict, kLocal, kSynced };
-enum class FailurePolicy { kLocal, kOpen, kClosed };
-
-const char* ModeName(Mode m);
-const char* FailurePolicyName(FailurePolicy p);
-StatusOr<Mode> ParseMode(std::string_view s);
-StatusOr<FailurePolicy> ParseFailurePolicy(std::string_view s);
 
 // Who decided a request.
 enum class DecisionSource {

@@ -30,27 +30,11 @@ HeapAllocator& HeapAllocator::Instance() {
   return allocator;
 }
 
-const char* ModeName(Mode m) {
-  switch (m) {
-    case Mode::kStrict: return "strict";
-    case Mode::kSynced: return "synced";
-    case Mode::kLocal: return "local";
-  }
-  return "?";
-}
 const char* ActionName(Action a) {
   switch (a) {
     case Action::kReject: return "reject";
     case Action::kDrop: return "drop";
     case Action::kShadow: return "shadow";
-  }
-  return "?";
-}
-const char* FailurePolicyName(FailurePolicy p) {
-  switch (p) {
-    case FailurePolicy::kLocal: return "local";
-    case FailurePolicy::kOpen: return "open";
-    case FailurePolicy::kClosed: return "closed";
   }
   return "?";
 }

@@ -8,21 +8,22 @@
 #include <vector>
 
 #include "dlb/bucket.h"
+#include "dlb/policy.h"
 
 namespace dlb::packet {
 
-// How a rule's decisions are made (DESIGN.md, "Accuracy modes"). The engine always
-// decides in its own shard; the mode tells the appliance's sync layer what to do with
-// the shard's state (strict: one store call per request, synced: leases, local: none).
-enum class Mode : uint8_t { kStrict, kSynced, kLocal };
+// How a rule's decisions are made (dlb/policy.h). The engine always decides in its own
+// shard; the mode tells the appliance's sync layer what to do with the shard's state
+// (strict: one store call per request, synced: leases, local: none).
+using Mode = ::dlb::Mode;
 // What a limited request gets.
 enum class Action : uint8_t {
   kReject,  // 429 to the client (Connection: close), RST to the server
   kDrop,    // drop the segment that completes the head; the client retransmits it
   kShadow,  // count only (dry run)
 };
-// What the rule does while the store is unreachable (DESIGN.md, "Failure policy").
-enum class FailurePolicy : uint8_t { kLocal, kOpen, kClosed };
+// What the rule does while the store is unreachable (dlb/policy.h).
+using FailurePolicy = ::dlb::FailurePolicy;
 // A new key that finds its shard full (no slot without level in its probe window).
 enum class OverflowPolicy : uint8_t {
   kAllow,   // fail open: admit without a bucket
@@ -43,9 +44,7 @@ enum class HeadPolicy : uint8_t {
 // IP fragments (not reassembled by the engine) and malformed frames.
 enum class FramePolicy : uint8_t { kForward, kDrop };
 
-const char* ModeName(Mode m);
 const char* ActionName(Action a);
-const char* FailurePolicyName(FailurePolicy p);
 const char* OverflowPolicyName(OverflowPolicy p);
 const char* MissingIdentityPolicyName(MissingIdentityPolicy p);
 const char* HeadPolicyName(HeadPolicy p);
