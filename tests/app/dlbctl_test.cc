@@ -513,5 +513,70 @@ TEST(DlbctlPassword, PasswordComesFromTheEnvironmentOrTheUrl) {
   }
 }
 
+// ---- dlbctl config check ---------------------------------------------------------
+
+std::string WriteConfig(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(DlbctlConfigCheck, ShippedExampleConfigIsValid) {
+  const char* root = std::getenv("DLB_SOURCE_ROOT");
+  ASSERT_NE(root, nullptr);
+  ProcessResult r = RunDlbctl({"config", "check", std::string(root) + "/config/dlb.yaml"}, CleanEnv(""));
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  const FlatJson j = Json(r);
+  EXPECT_TRUE(Bool(j, "valid"));
+  EXPECT_EQ(Str(j, "mode"), "strict");
+  EXPECT_GE(Num(j, "rules"), 1);
+}
+
+TEST(DlbctlConfigCheck, OneFileCarriesLibraryAndPacketSections) {
+  const std::string path = WriteConfig("both.yaml",
+                                       "redis:\n  deadline_us: 5000\nlimiter:\n  mode: synced\n"
+                                       "service_ports: [8080]\nrules:\n  - name: pay\n"
+                                       "    capacity: 5\n    leak_rate_per_s: 1\n");
+  ProcessResult r = RunDlbctl({"config", "check", path}, CleanEnv(""));
+  ASSERT_EQ(r.exit_code, 0) << Show(r);
+  const FlatJson j = Json(r);
+  EXPECT_EQ(Str(j, "mode"), "synced");
+  EXPECT_EQ(Num(j, "deadline_us"), 5000);
+  EXPECT_EQ(Num(j, "rules"), 1);
+  EXPECT_EQ(Num(j, "service_ports"), 1);
+}
+
+TEST(DlbctlConfigCheck, LibraryErrorNamesFileLineAndField) {
+  const std::string path = WriteConfig("bad_lib.yaml", "redis:\n  url: redis://127.0.0.1\nlimiter:\n  mode: strictt\n");
+  ProcessResult r = RunDlbctl({"config", "check", path}, CleanEnv(""));
+  EXPECT_EQ(r.exit_code, 2) << Show(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find(path + ":4: limiter.mode"), std::string::npos) << r.err;
+}
+
+TEST(DlbctlConfigCheck, PacketErrorNamesFileLineAndField) {
+  const std::string path = WriteConfig("bad_rule.yaml",
+                                       "rules:\n  - name: a\n    capacity: -1\n    leak_rate_per_s: 1\n");
+  ProcessResult r = RunDlbctl({"config", "check", path}, CleanEnv(""));
+  EXPECT_EQ(r.exit_code, 2) << Show(r);
+  EXPECT_NE(r.err.find(path + ":3:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rules[0].capacity"), std::string::npos) << r.err;
+}
+
+TEST(DlbctlConfigCheck, MisspelledSectionIsAnError) {
+  const std::string path = WriteConfig("typo.yaml", "limitr:\n  mode: local\n");
+  ProcessResult r = RunDlbctl({"config", "check", path}, CleanEnv(""));
+  EXPECT_EQ(r.exit_code, 2) << Show(r);
+  EXPECT_NE(r.err.find("limitr: unknown key"), std::string::npos) << r.err;
+}
+
+TEST(DlbctlConfigCheck, MissingFileAndBadUsageExitTwo) {
+  EXPECT_EQ(RunDlbctl({"config", "check", "/nonexistent/dlb.yaml"}, CleanEnv("")).exit_code, 2);
+  EXPECT_EQ(RunDlbctl({"config", "verify"}, CleanEnv("")).exit_code, 2);
+  ProcessResult help = RunDlbctl({"config", "--help"}, CleanEnv(""));
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("config check FILE"), std::string::npos) << help.out;
+}
+
 }  // namespace
 }  // namespace dlb::apptest

@@ -2,6 +2,8 @@
 // Every error names the file, the line and column, and the field:
 //   "rules.yaml:12:5: rules[1].leak_rate_per_s: must be a number >= 0, got 'fast'".
 // Unknown keys are errors, so that a typo never silently leaves a default in place.
+// The same file may hold the library's `redis:` and `limiter:` sections (read by
+// dlb::LoadLimiterConfig); they are skipped here. `dlbctl config check` runs both.
 //
 //   service_ports: [80, 8080]
 //   identity_header: X-User-ID
