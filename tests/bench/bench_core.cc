@@ -42,16 +42,21 @@ void BM_DecideOneUser(benchmark::State& state) {
 }
 BENCHMARK(BM_DecideOneUser);
 
-void BM_DecideManyUsers(benchmark::State& state) {
-  const auto users = static_cast<size_t>(state.range(0));
-  const BucketProfile p = Profile(10, 5.0);
-  std::vector<BucketState> states(users);
-  // The access pattern is generated up front so the loop measures only Decide and the
-  // memory it touches. 2^22 indices: larger than any cache, cheap to build.
+// A random walk over `users` states, generated up front so the loop measures only
+// Decide and the memory it touches. 2^22 indices: larger than any cache, cheap to build.
+std::vector<uint32_t> RandomOrder(size_t users) {
   std::vector<uint32_t> order(size_t{1} << 22);
   std::mt19937_64 rng(1);
   std::uniform_int_distribution<uint32_t> pick(0, static_cast<uint32_t>(users - 1));
   for (auto& i : order) i = pick(rng);
+  return order;
+}
+
+void BM_DecideManyUsers(benchmark::State& state) {
+  const auto users = static_cast<size_t>(state.range(0));
+  const BucketProfile p = Profile(10, 5.0);
+  std::vector<BucketState> states(users);
+  const std::vector<uint32_t> order = RandomOrder(users);
   int64_t now_ns = 1'000'000'000;
   size_t k = 0;
   int64_t admitted = 0;
@@ -75,10 +80,7 @@ void BM_DecideManyUsersBurstPrefetch(benchmark::State& state) {
   constexpr size_t kBurst = 32;
   const BucketProfile p = Profile(10, 5.0);
   std::vector<BucketState> states(users);
-  std::vector<uint32_t> order(size_t{1} << 22);
-  std::mt19937_64 rng(1);
-  std::uniform_int_distribution<uint32_t> pick(0, static_cast<uint32_t>(users - 1));
-  for (auto& i : order) i = pick(rng);
+  const std::vector<uint32_t> order = RandomOrder(users);
   int64_t now_ns = 1'000'000'000;
   size_t k = 0;
   int64_t admitted = 0;
