@@ -880,6 +880,8 @@ void PacketEngine::ProcessBurst(const Frame* frames, size_t count, int64_t now_n
   impl_->ProcessBurst(frames, count, now_ns, results);
 }
 
+void PacketEngine::SetRules(const RuleSet& rules) { impl_->rules = &rules; }
+
 const EngineCounters& PacketEngine::counters() const { return impl_->counters; }
 const ShardCounters& PacketEngine::shard_counters() const { return impl_->shard.counters(); }
 const BucketShard& PacketEngine::shard() const { return impl_->shard; }

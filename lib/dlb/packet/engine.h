@@ -169,6 +169,13 @@ class PacketEngine {
   // `now_ns` (monotonic, >= the start time). results[i] belongs to frames[i].
   void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results);
 
+  // Replaces the rule set (a reload), called by the thread that calls ProcessBurst,
+  // between bursts: no decision is pending then. `rules` must outlive the engine or the
+  // next SetRules. Buckets are keyed by rule index: a rule that keeps its position keeps
+  // its users' buckets (a changed capacity or leak rate applies to the existing TATs);
+  // a rule moved to another position meets the buckets of the rule that was there.
+  void SetRules(const RuleSet& rules);
+
   const EngineCounters& counters() const;
   const ShardCounters& shard_counters() const;
   const BucketShard& shard() const;
