@@ -189,4 +189,26 @@ size_t BuildClientReset(const uint8_t* frame, const PacketView& v, uint8_t* out,
                       nullptr, 0, out, out_bytes);
 }
 
+size_t TruncatePayload(uint8_t* frame, const PacketView& v, uint32_t keep_payload_bytes) {
+  if (keep_payload_bytes >= v.payload_bytes || (v.ip_version != 4 && v.ip_version != 6)) return 0;
+  uint8_t* ip = frame + v.l3_offset;
+  uint8_t* tcp = frame + v.l4_offset;
+  const size_t l4_bytes = v.payload_offset - v.l4_offset + keep_payload_bytes;
+  if (v.ip_version == 4) {
+    StoreBe16(ip + 2, static_cast<uint16_t>(v.l4_offset - v.l3_offset + l4_bytes));
+    const size_t ihl_bytes = size_t{ip[0] & 0x0fu} * 4;
+    StoreBe16(ip + 10, 0);
+    StoreBe16(ip + 10, ChecksumFold(ChecksumAdd(0, ip, ihl_bytes)));
+  } else {
+    // The payload length covers the extension headers too.
+    StoreBe16(ip + 4, static_cast<uint16_t>(v.l4_offset - v.l3_offset - 40 + l4_bytes));
+  }
+  tcp[13] = static_cast<uint8_t>(tcp[13] & ~tcp_flags::kFin);
+  StoreBe16(tcp + 16, 0);
+  const uint8_t* src = v.ip_version == 4 ? ip + 12 : ip + 8;
+  const uint8_t* dst = v.ip_version == 4 ? ip + 16 : ip + 24;
+  StoreBe16(tcp + 16, TcpChecksum(v.ip_version, src, dst, tcp, l4_bytes));
+  return v.payload_offset + keep_payload_bytes;
+}
+
 }  // namespace dlb::packet

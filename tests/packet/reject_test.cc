@@ -217,5 +217,62 @@ TEST(RejectFrameTest, TooSmallOutputBufferGivesZero) {
   EXPECT_EQ(BuildServerReset(frame.data(), v, 1, out, 40), 0u);
 }
 
+// A truncated frame equals, byte for byte, the frame the test's own builder makes from
+// the kept payload with FIN cleared: lengths and both checksums are right.
+TEST(TruncatePayloadTest, EqualsAFrameBuiltFromThePrefix) {
+  struct Case {
+    int ip_version;
+    std::vector<uint16_t> vlans;
+    std::vector<uint8_t> ip_options;
+    uint8_t flags;
+  };
+  const Case cases[] = {
+      {4, {}, {}, 0x18},
+      {4, {100}, {0x01, 0x01, 0x01, 0x00}, 0x19},  // NOPs + EOL options, FIN
+      {6, {}, {}, 0x18},
+      {6, {10, 20}, {}, 0x19},
+  };
+  for (const Case& c : cases) {
+    SegmentSpec s;
+    s.ip_version = c.ip_version;
+    if (c.ip_version == 6) {
+      s.src.addr = testing::V6(1);
+      s.dst.addr = testing::V6(2);
+    }
+    s.vlans = c.vlans;
+    s.ip_options = c.ip_options;
+    s.tcp_options = {0x01, 0x01, 0x08, 0x0a, 0, 0, 0, 1, 0, 0, 0, 2};  // NOP NOP timestamps
+    s.flags = c.flags;
+    const std::string first = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.payload = first + "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    auto frame = BuildSegment(s);
+    PacketView v;
+    ASSERT_EQ(ParseFrame(frame.data(), frame.size(), ParseOptions{}, v), ParseResult::kTcp);
+    const size_t n = TruncatePayload(frame.data(), v, static_cast<uint32_t>(first.size()));
+    ASSERT_GT(n, 0u);
+    frame.resize(n);
+
+    SegmentSpec expect = s;
+    expect.payload = first;
+    expect.flags = static_cast<uint8_t>(c.flags & ~tcp_flags::kFin);
+    EXPECT_EQ(frame, BuildSegment(expect)) << "IPv" << c.ip_version;
+    PacketView back;
+    ASSERT_EQ(ParseFrame(frame.data(), frame.size(), ParseOptions{}, back), ParseResult::kTcp);
+    EXPECT_EQ(back.payload_bytes, first.size());
+    EXPECT_EQ(back.seq, v.seq);
+  }
+}
+
+TEST(TruncatePayloadTest, RefusesToKeepTheWholePayloadOrMore) {
+  SegmentSpec s;
+  s.payload = "abc";
+  auto frame = BuildSegment(s);
+  PacketView v;
+  ASSERT_EQ(ParseFrame(frame.data(), frame.size(), ParseOptions{}, v), ParseResult::kTcp);
+  EXPECT_EQ(TruncatePayload(frame.data(), v, 3), 0u);
+  EXPECT_EQ(TruncatePayload(frame.data(), v, 4), 0u);
+  EXPECT_EQ(frame, BuildSegment(s));  // untouched
+}
+
 }  // namespace
 }  // namespace dlb::packet

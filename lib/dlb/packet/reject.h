@@ -46,6 +46,14 @@ size_t BuildServerReset(const uint8_t* frame, const PacketView& view, uint32_t s
 size_t BuildClientReset(const uint8_t* frame, const PacketView& view, uint8_t* out,
                         size_t out_bytes);
 
+// Cuts a client->server frame, in place, to the first `keep_payload_bytes` of its TCP
+// payload (Verdict::kForwardPrefix: the heads before a limited one go on, the rest is
+// left for the client to retransmit). Rewrites the IPv4 total length and header
+// checksum or the IPv6 payload length, clears FIN (it would sit past the cut) and
+// recomputes the TCP checksum; IP options, extension headers and TCP options are kept.
+// Returns the new frame length, or 0 if `keep_payload_bytes` is not below the payload.
+size_t TruncatePayload(uint8_t* frame, const PacketView& view, uint32_t keep_payload_bytes);
+
 // RFC 1071 checksum helpers, exposed for tests that verify frames independently.
 uint32_t ChecksumAdd(uint32_t sum, const uint8_t* data, size_t len);
 uint16_t ChecksumFold(uint32_t sum);
