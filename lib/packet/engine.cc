@@ -577,6 +577,19 @@ struct PacketEngine::Impl {
         continue;
       }
       ++counters.limited;
+      if (rule.action != Action::kShadow && SeqBefore(fs.seg_start, e.head_seq) &&
+          SeqBefore(fs.stream_pos, e.head_seq)) {
+        // Pipelined: decided bytes of this segment precede the limited head. They go on
+        // (the frame cut before the head); the head and what follows are left for the
+        // client to retransmit, and the retransmitted head, now first in its segment,
+        // is decided again (rejected or dropped there if still limited).
+        ++counters.deferred_heads;
+        Rollback(fs, e.head_seq);
+        res.verdict = Verdict::kForwardPrefix;
+        res.forward_bytes = e.head_seq - fs.seg_start;
+        fs.stopped = true;
+        continue;
+      }
       switch (rule.action) {
         case Action::kShadow:
           ++counters.shadow_limited;
@@ -816,6 +829,7 @@ const char* VerdictName(Verdict v) {
   switch (v) {
     case Verdict::kForward: return "forward";
     case Verdict::kDrop: return "drop";
+    case Verdict::kForwardPrefix: return "forward_prefix";
     case Verdict::kReject: return "reject";
     case Verdict::kReset: return "reset";
   }

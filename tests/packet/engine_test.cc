@@ -253,13 +253,48 @@ TEST_F(EngineTest, PipelinedHeadsAreEachDecided) {
   FrameResult r = Send(c.Data(two));
   EXPECT_EQ(r.verdict, Verdict::kForward);
   EXPECT_EQ(r.heads, 2);
+  // The third head is allowed, the fourth (the pay bucket is spent) is not: the third
+  // goes on in a frame cut before the fourth, which the client then retransmits alone.
   const uint32_t seg = c.next;
-  r = Send(c.Data(Head("GET", "/", "gus") + Head("POST", "/pay", "gus")));
+  const std::string allowed = Head("GET", "/", "gus");
+  const std::string limited = Head("POST", "/pay", "gus");
+  r = Send(c.Data(allowed + limited));
   EXPECT_EQ(r.heads, 2);
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, allowed.size());
+  EXPECT_EQ(C().deferred_heads, 1u);
+  EXPECT_EQ(C().rejected, 0u);
+  // The retransmission starts at the limited head: a 429 answers it, and the server is
+  // reset right after the bytes it was given.
+  r = Send(c.At(seg + static_cast<uint32_t>(allowed.size()), limited));
+  EXPECT_EQ(r.heads, 1);
   EXPECT_EQ(r.verdict, Verdict::kReject);
-  EXPECT_EQ(r.reset_seq, seg);
+  EXPECT_EQ(r.reset_seq, seg + allowed.size());
   EXPECT_EQ(C().allowed, 3u);
   EXPECT_EQ(C().rejected, 1u);
+}
+
+TEST_F(EngineTest, PipelinedLimitedHeadIsForwardedOnceItsBucketLeaked) {
+  config_.rules[0].action = Action::kDrop;
+  Start();
+  Conn c(40019);
+  Send(c.Syn());
+  Send(c.Data(Head("POST", "/pay", "kim") + Head("POST", "/pay", "kim")));
+  const uint32_t seg = c.next;
+  const std::string allowed = Head("GET", "/", "kim");
+  const std::string limited = Head("POST", "/pay", "kim");
+  FrameResult r = Send(c.Data(allowed + limited + allowed));
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, allowed.size());
+  EXPECT_EQ(C().allowed, 3u);
+  // One second later the pay bucket has room for one: the retransmitted rest passes,
+  // and the trailing head is decided once, now.
+  now_ += 1'000'000'000;
+  r = Send(c.At(seg + static_cast<uint32_t>(allowed.size()), limited + allowed));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 2);
+  EXPECT_EQ(C().allowed, 5u);
+  EXPECT_EQ(C().dropped, 0u);
 }
 
 TEST_F(EngineTest, ManyPipelinedHeadsInOneSegment) {

@@ -85,7 +85,8 @@ namespace dlb::packet {
   X(out_of_order_segments, "out_of_order_segments")                              \
   X(reassembly_buffers_exhausted, "reassembly_buffers_exhausted")                \
   X(reassembly_window_exceeded, "reassembly_window_exceeded")                    \
-  X(closed_flow_segments_dropped, "closed_flow_segments_dropped")
+  X(closed_flow_segments_dropped, "closed_flow_segments_dropped")                \
+  X(deferred_heads, "deferred_heads")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;
@@ -120,19 +121,18 @@ enum class Verdict : uint8_t {
              // BuildServerReset (seq = reset_seq) to the server
   kReset,    // free the frame; send BuildServerReset (seq = reset_seq) to the server and
              // BuildClientReset to the client
+  kForwardPrefix,  // cut the frame to its first `forward_bytes` of payload
+                   // (TruncatePayload) and send that on; the rest is retransmitted
 };
 // Pipelined heads: a verdict is per frame. When a segment carries several request heads
-// and a later one is limited under `reject`, the whole segment is withheld: the heads
-// before it in the segment were decided first and stay charged to their buckets, yet
-// never reach the server. The 429 acknowledges the whole segment and the connection
-// closes, so the client reads the 429 as the answer to the segment's first request
-// (responses pair with requests in order) and the later ones get none. Forwarding the
-// allowed prefix would need the frame truncated at the limited head (IPv4 total or IPv6
-// payload length and TCP checksum rewritten), the 429 and the server's RST placed right
-// after the prefix: a verdict the appliance does not act on yet, and it must act on it
-// in the same change (a RST past the server's next byte would be ignored). Under `drop`
-// the flow rolls back to the limited head only: the client's retransmission of the
-// segment passes the earlier heads' bytes as already decided, so they are charged once.
+// and a later one is limited under `reject` or `drop`, the bytes before it (earlier heads,
+// already decided and charged, and their bodies) are forwarded: kForwardPrefix cuts the
+// frame right before the limited head. The server acknowledges only those bytes, so the
+// client's TCP retransmits the rest; the flow is rolled back to the limited head, which
+// then starts its segment and is decided again: rejected (429 after the server's
+// responses to the earlier requests, with the right sequence numbers) or dropped if still
+// limited, forwarded if the bucket leaked meanwhile. A limited head that starts its
+// segment gets kReject / kDrop directly.
 const char* VerdictName(Verdict v);
 
 struct Frame {
@@ -146,6 +146,7 @@ struct FrameResult {
   uint16_t rule = 0;                 // kReject: the rule that limited the request
   uint16_t heads = 0;                // request heads that completed in this frame
   uint32_t reset_seq = 0;            // kReject / kReset: the server's next expected byte
+  uint32_t forward_bytes = 0;        // kForwardPrefix: payload bytes to keep
   dlb::Decision decision;            // kReject: the limiting decision
   PacketView view;                   // valid when parse == kTcp
 };
