@@ -188,8 +188,13 @@ StatusOr<std::unique_ptr<Connection>> Connection::Open(const Endpoint& ep, int64
 
 Status Connection::Exchange(std::string_view request, size_t n_replies, int64_t deadline_ns,
                             std::vector<Reply>* replies) {
-  if (broken_) return Status::Unavailable("connection is broken");
   replies->clear();
+  if (Status s = Send(request, deadline_ns); !s.ok()) return s;
+  return Receive(n_replies, deadline_ns, replies);
+}
+
+Status Connection::Send(std::string_view request, int64_t deadline_ns) {
+  if (broken_) return Status::Unavailable("connection is broken");
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t w = send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
@@ -206,16 +211,28 @@ Status Connection::Exchange(std::string_view request, size_t n_replies, int64_t 
     }
     return Fail(Status::Unavailable(Errno("send to Redis")));
   }
+  return Status::Ok();
+}
+
+Status Connection::Receive(size_t n_replies, int64_t deadline_ns, std::vector<Reply>* replies) {
+  if (broken_) return Status::Unavailable("connection is broken");
+  for (size_t got = 0; got < n_replies; ++got) {
+    auto r = ReadPush(deadline_ns);
+    if (!r.ok()) return Fail(r.status());
+    replies->push_back(std::move(*r));
+  }
+  return Status::Ok();
+}
+
+StatusOr<Reply> Connection::ReadPush(int64_t deadline_ns) {
+  if (broken_) return Status::Unavailable("connection is broken");
   char buf[16384];
-  while (replies->size() < n_replies) {
+  for (;;) {
     void* out = nullptr;
     if (redisReaderGetReply(reader_, &out) != REDIS_OK) {
       return Fail(Status::Protocol(std::string("bad reply from Redis: ") + reader_->errstr));
     }
-    if (out != nullptr) {
-      replies->emplace_back(static_cast<redisReply*>(out));
-      continue;
-    }
+    if (out != nullptr) return Reply(static_cast<redisReply*>(out));
     const ssize_t r = recv(fd_, buf, sizeof buf, 0);
     if (r > 0) {
       if (redisReaderFeed(reader_, buf, static_cast<size_t>(r)) != REDIS_OK) {
@@ -229,10 +246,11 @@ Status Connection::Exchange(std::string_view request, size_t n_replies, int64_t 
       return Fail(Status::Unavailable(Errno("recv from Redis")));
     }
     const int ev = WaitFor(fd_, POLLIN, deadline_ns);
-    if (ev == 0) return Fail(Status::DeadlineExceeded("Redis reply deadline exceeded"));
+    // A reply may still be on its way: Receive() turns this into a broken connection,
+    // a subscriber just waits again.
+    if (ev == 0) return Status::DeadlineExceeded("Redis reply deadline exceeded");
     if (ev < 0) return Fail(Status::Unavailable(Errno("poll")));
   }
-  return Status::Ok();
 }
 
 }  // namespace dlb::redis

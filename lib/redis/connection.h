@@ -53,8 +53,20 @@ class Connection {
   // Status reports I/O, deadline and protocol failures, after which broken() is true.
   Status Exchange(std::string_view request, size_t n_replies, int64_t deadline_ns,
                   std::vector<Reply>* replies);
+  // Exchange in two halves, so that pipelines to several servers overlap: Send
+  // writes the whole request, Receive reads `n_replies` (appended to `replies`).
+  Status Send(std::string_view request, int64_t deadline_ns);
+  Status Receive(size_t n_replies, int64_t deadline_ns, std::vector<Reply>* replies);
+  // For a subscribed connection: the next pushed message, or kDeadlineExceeded with
+  // the connection still usable when none arrives before `deadline_ns`.
+  StatusOr<Reply> ReadPush(int64_t deadline_ns);
 
   bool broken() const { return broken_; }
+  // Marks the connection unusable (the server is not the one it should be).
+  void MarkBroken() { broken_ = true; }
+  // Which server of a pool this connection belongs to (set by the pool).
+  uint64_t node_tag() const { return node_tag_; }
+  void set_node_tag(uint64_t tag) { node_tag_ = tag; }
 
  private:
   Connection(int fd);
@@ -63,6 +75,7 @@ class Connection {
   int fd_ = -1;
   redisReader* reader_ = nullptr;
   bool broken_ = false;
+  uint64_t node_tag_ = 0;
 };
 
 // "ERR ..." text of an error reply, or a description of an unexpected reply type.
