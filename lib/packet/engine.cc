@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "dlb/packet/shard_sync.h"
 #include "flow.h"
 
 namespace dlb::packet {
@@ -56,6 +57,8 @@ struct Event {
   uint16_t frame = 0;
   uint16_t rule = 0;
   EventKind kind = EventKind::kDecide;
+  IdentityKind identity_kind = IdentityKind::kHeader;
+  uint16_t identity_len = 0;    // of Impl::identities[event]; > kSyncIdentityBytes: too long
 };
 
 // What the engine remembers about a frame of the burst while its heads are undecided.
@@ -103,6 +106,10 @@ struct PacketEngine::Impl {
   FlowSlot temp_flows[kMaxBurst];
   Event events[kMaxEvents];
   size_t event_count = 0;
+  // Synced rules: the identity of each queued head, copied (the head's bytes may be
+  // gone by the time it is decided) for the registration of a new bucket.
+  CoreSync* sync = nullptr;
+  uint8_t identities[kMaxEvents][kSyncIdentityBytes];
   uint16_t current = 0;  // the frame being streamed
 
   explicit Impl(BucketShard s) : shard(std::move(s)) {}
@@ -240,6 +247,19 @@ struct PacketEngine::Impl {
     }
   }
 
+  // Keeps the identity of the event just queued, when its rule is decided through sync.
+  void KeepIdentity(uint16_t rule, IdentityKind kind, const void* data, size_t len) {
+    if (sync == nullptr || rules->rule(rule).mode == Mode::kLocal) return;
+    Event& e = events[event_count - 1];
+    e.identity_kind = kind;
+    if (len > kSyncIdentityBytes) {
+      e.identity_len = kSyncIdentityBytes + 1;
+      return;
+    }
+    e.identity_len = static_cast<uint16_t>(len);
+    std::memcpy(identities[event_count - 1], data, len);
+  }
+
   // A complete head: pick its rule and key, queue its decision.
   bool OnHead(FlowSlot& f, const RequestHead& head) {
     ++counters.heads;
@@ -247,6 +267,7 @@ struct PacketEngine::Impl {
     const uint16_t rule = rules->Match(head);
     if (head.has_identity) {
       Emit(EventKind::kDecide, f, rule, SipHash13(identity_key, head.identity.data(), head.identity.size()));
+      KeepIdentity(rule, IdentityKind::kHeader, head.identity.data(), head.identity.size());
       return AfterEmit();
     }
     ++counters.identity_missing;
@@ -255,6 +276,8 @@ struct PacketEngine::Impl {
         ++counters.identity_source_ip;
         const PacketView& v = results[current].view;
         Emit(EventKind::kDecide, f, rule, SipHash13(address_key, v.src_addr, v.ip_version == 4 ? 4 : 16));
+        KeepIdentity(rule, v.ip_version == 4 ? IdentityKind::kIpv4 : IdentityKind::kIpv6, v.src_addr,
+                     v.ip_version == 4 ? 4 : 16);
         return AfterEmit();
       }
       case MissingIdentityPolicy::kLimit:
@@ -558,7 +581,11 @@ struct PacketEngine::Impl {
         ++counters.identity_missing_limited;
         d = NoKeyDecision(rule);
         limited = true;
-      } else if (const auto outcome = shard.Admit(e.probe, rule.profile, now_ns, rule.cost, d);
+      } else if (const auto outcome =
+                     sync != nullptr && rule.mode != Mode::kLocal
+                         ? sync->Admit(shard, e.probe, e.rule, rule, now_ns, e.identity_kind,
+                                       identities[&e - events], e.identity_len, d)
+                         : shard.Admit(e.probe, rule.profile, now_ns, rule.cost, d);
                  outcome != BucketShard::Outcome::kTableFull) {
         limited = outcome == BucketShard::Outcome::kLimited;
       } else {
@@ -854,7 +881,8 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
     return Status::InvalidArgument("flow_idle_timeout_ns must be > 0");
   }
   if (rules.size() == 0) return Status::InvalidArgument("no rules compiled");
-  auto shard = BucketShard::Create(allocator, config.shard_users, now_ns);
+  // Sync slots always (8 bytes per entry): a reload may turn any rule synced.
+  auto shard = BucketShard::Create(allocator, config.shard_users, now_ns, /*with_sync=*/true);
   if (!shard.ok()) return shard.status();
   auto impl = std::make_unique<Impl>(std::move(shard).value());
   impl->config = config;
@@ -895,6 +923,8 @@ void PacketEngine::ProcessBurst(const Frame* frames, size_t count, int64_t now_n
 }
 
 void PacketEngine::SetRules(const RuleSet& rules) { impl_->rules = &rules; }
+
+void PacketEngine::AttachSync(CoreSync* sync) { impl_->sync = sync; }
 
 const EngineCounters& PacketEngine::counters() const { return impl_->counters; }
 const ShardCounters& PacketEngine::shard_counters() const { return impl_->shard.counters(); }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <utility>
 
 #include "dlb/siphash.h"
@@ -47,17 +48,23 @@ inline uint32_t AltOffset(uint32_t tag, size_t lines) {
   return 1 + Range(Mix32(tag), lines - 1);
 }
 
+}  // namespace
+
 // An entry whose bucket is empty at `now_fp` can be given to another key: forgetting an
-// empty bucket changes no decision (a fresh bucket is an empty one).
-inline bool Reusable(const ShardEntry& e, dlb::u128 now_fp) {
+// empty bucket changes no decision (a fresh bucket is an empty one). An entry the sync
+// layer holds (avail != kNotSynced) is named by its index: never reused while held.
+bool BucketShard::Reusable(const ShardEntry& e, dlb::u128 now_fp) const {
   if (e.tag == 0) return true;
+  if (sync_ != nullptr) {
+    const size_t index = static_cast<size_t>(&e - &lines_[0].entries[0]);
+    if (sync_[index].avail.load(std::memory_order_acquire) != kNotSynced) return false;
+  }
   if (e.tat_ns & kNeverLeaksBit) return false;  // a quota: its count is its state
   return Unpack(e) <= now_fp;
 }
 
-}  // namespace
-
-StatusOr<BucketShard> BucketShard::Create(Allocator& allocator, uint64_t users, int64_t epoch_ns) {
+StatusOr<BucketShard> BucketShard::Create(Allocator& allocator, uint64_t users, int64_t epoch_ns,
+                                          bool with_sync) {
   if (users == 0 || users > (uint64_t{1} << 32)) {
     return Status::InvalidArgument("shard users must be in [1, 2^32]");
   }
@@ -67,12 +74,23 @@ StatusOr<BucketShard> BucketShard::Create(Allocator& allocator, uint64_t users, 
   void* mem = allocator.Allocate(count * sizeof(ShardLine), alignof(ShardLine));
   if (mem == nullptr) return Status::Unavailable("shard: allocation failed");
   std::memset(mem, 0, count * sizeof(ShardLine));
-  return BucketShard(&allocator, static_cast<ShardLine*>(mem), count, epoch_ns);
+  SyncSlot* sync = nullptr;
+  if (with_sync) {
+    void* smem = allocator.Allocate(count * kEntriesPerLine * sizeof(SyncSlot), 64);
+    if (smem == nullptr) {
+      allocator.Free(mem);
+      return Status::Unavailable("shard: sync slot allocation failed");
+    }
+    sync = static_cast<SyncSlot*>(smem);
+    for (size_t i = 0; i < count * kEntriesPerLine; ++i) new (&sync[i]) SyncSlot();
+  }
+  return BucketShard(&allocator, static_cast<ShardLine*>(mem), sync, count, epoch_ns);
 }
 
 BucketShard::BucketShard(BucketShard&& o) noexcept
     : allocator_(std::exchange(o.allocator_, nullptr)),
       lines_(std::exchange(o.lines_, nullptr)),
+      sync_(std::exchange(o.sync_, nullptr)),
       lines_count_(std::exchange(o.lines_count_, 0)),
       epoch_ns_(o.epoch_ns_),
       counters_(o.counters_) {}
@@ -80,8 +98,10 @@ BucketShard::BucketShard(BucketShard&& o) noexcept
 BucketShard& BucketShard::operator=(BucketShard&& o) noexcept {
   if (this != &o) {
     if (lines_ != nullptr) allocator_->Free(lines_);
+    if (sync_ != nullptr) allocator_->Free(sync_);
     allocator_ = std::exchange(o.allocator_, nullptr);
     lines_ = std::exchange(o.lines_, nullptr);
+    sync_ = std::exchange(o.sync_, nullptr);
     lines_count_ = std::exchange(o.lines_count_, 0);
     epoch_ns_ = o.epoch_ns_;
     counters_ = o.counters_;
@@ -91,6 +111,7 @@ BucketShard& BucketShard::operator=(BucketShard&& o) noexcept {
 
 BucketShard::~BucketShard() {
   if (lines_ != nullptr) allocator_->Free(lines_);
+  if (sync_ != nullptr) allocator_->Free(sync_);
 }
 
 ShardProbe BucketShard::Probe(uint64_t key_hash, uint16_t rule) const {
@@ -201,6 +222,11 @@ BucketShard::Outcome BucketShard::Admit(const ShardProbe& p, const dlb::BucketPr
 ShardEntry* BucketShard::Relocate(const ShardProbe& p, dlb::u128 now_fp, bool& slot_in_b) {
   for (const uint32_t line : {p.line_a, p.line_b}) {
     for (ShardEntry& victim : lines_[line].entries) {
+      if (sync_ != nullptr &&
+          sync_[static_cast<size_t>(&victim - &lines_[0].entries[0])].avail.load(std::memory_order_acquire) !=
+              kNotSynced) {
+        continue;  // held by the sync layer under this index
+      }
       const bool in_b = victim.tat_ns & kSecondLineBit;
       const uint32_t offset = AltOffset(victim.tag, lines_count_);
       const uint32_t other = in_b ? static_cast<uint32_t>((line + lines_count_ - offset) % lines_count_)
@@ -232,6 +258,58 @@ void BucketShard::DecideBurst(const ShardRequest* requests, size_t count, int64_
     results[i].table_full = !Decide(probes[i], *requests[i].profile, now_ns, requests[i].cost,
                                     results[i].decision);
   }
+}
+
+int64_t BucketShard::Claim(const ShardProbe& p, int64_t now_ns, bool& fresh) {
+  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
+  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+  bool in_b = false;
+  ShardEntry* e = Find(p, now_fp, in_b, fresh);
+  ++counters_.decisions;
+  if (e == nullptr) return -1;
+  if (fresh) {
+    ++counters_.new_keys;
+    if (e->tag != 0) ++counters_.reused_entries;
+    e->tag = p.tag;
+    Pack(*e, 0, true, in_b);  // an empty bucket; AdmitShare sets the never-leaks bit
+  }
+  return static_cast<int64_t>(e - &lines_[0].entries[0]);
+}
+
+BucketShard::Outcome BucketShard::AdmitShare(size_t index, const dlb::BucketProfile& profile,
+                                             int64_t now_ns, int64_t cost, int64_t participants,
+                                             dlb::Decision& limited) {
+  ShardEntry& e = lines_[index / kEntriesPerLine].entries[index % kEntriesPerLine];
+  const bool in_b = e.tat_ns & kSecondLineBit;
+  const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
+  const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;
+  if (participants < 1) participants = 1;
+  // (C/n, r/n) with cost 1 is (C, r) with cost n: the same TAT span C*T. A capacity
+  // below one request is raised to one (n*T), so a share always admits something.
+  const dlb::u128 tat_fp = Unpack(e);
+  const dlb::u128 now = !profile.leaks() ? 0 : now_fp;
+  const dlb::u128 base = tat_fp > now ? tat_fp : now;
+  const dlb::u128 step = profile.interval_fp() * static_cast<dlb::u128>(cost) *
+                         static_cast<dlb::u128>(participants);
+  const dlb::u128 want = base - now + step;
+  dlb::u128 cap = profile.capacity_fp();
+  const dlb::u128 one = profile.interval_fp() * static_cast<dlb::u128>(participants);
+  if (cap < one) cap = one;
+  if (want > cap) {
+    limited = dlb::Decision();
+    limited.allowed = false;
+    limited.level = static_cast<double>(profile.spec().capacity);
+    limited.remaining = 0;
+    if (!profile.leaks()) {
+      limited.retry_after_ns = limited.reset_after_ns = dlb::kNever;
+    } else {
+      limited.retry_after_ns = static_cast<int64_t>(((want - cap) >> dlb::kFracBits) + 1);
+      limited.reset_after_ns = static_cast<int64_t>(((base - now) >> dlb::kFracBits) + 1);
+    }
+    return Outcome::kLimited;
+  }
+  Pack(e, now + want, profile.leaks(), in_b);
+  return Outcome::kAllowed;
 }
 
 bool BucketShard::Lookup(const ShardProbe& p, int64_t now_ns, dlb::BucketState& state) const {

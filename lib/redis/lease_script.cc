@@ -60,7 +60,94 @@ end
 return out
 )lua";
 
+// The lease step with a debit, applied once per (round key, round id).
+constexpr std::string_view kSettleBody = R"lua(
+local nk = #KEYS - 1
+local rid, ttl = ARGV[1], tonumber(ARGV[2])
+if nk < 1 or #ARGV ~= 2 + 5 * nk or not ttl or ttl < 1 then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k+1 round_key key.. round_id ttl_ms (capacity interval_ns return debit want)..')
+end
+local prev = redis.call('GET', KEYS[1])
+if prev then
+  local bar = string.find(prev, '|', 1, true)
+  if bar and string.sub(prev, 1, bar - 1) == rid then
+    return cjson.decode(string.sub(prev, bar + 1))
+  end
+end
+local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
+for i = 1, nk do
+  local a = 2 + 5 * (i - 1)
+  local c, tn = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local ret, debit, want = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  if not c or not tn or not ret or not debit or not want or c < 1 or tn < 0 or ret < 0 or
+      debit < 0 or want < 0 then
+    return redis.error_reply('ERR dlb: bad settle arguments')
+  end
+  local key = KEYS[i + 1]
+  local v = redis.call('GET', key)
+  local u, d = tn, 0
+  if tn == 0 then
+    u = 1
+    if v then d = tonumber(v) or 0 end
+  elseif v then
+    d = fill_of(v)
+  end
+  if d < 0 then d = 0 end
+  local before = d
+  d = d - ret * u
+  if d < 0 then d = 0 end
+  -- Admitted on credit: charged unconditionally, saturating at a full bucket.
+  d = d + debit * u
+  if d > c * u then d = c * u end
+  local room = math.floor(c + 1e-9 + c * 4e-15 - d / u)
+  local grant = math.min(want, room)
+  if grant < 0 then grant = 0 end
+  d = d + grant * u
+  if d ~= before then
+    if d <= 0 then
+      redis.call('DEL', key)
+    elseif tn == 0 then
+      redis.call('SET', key, string.format('%.0f', d))
+    else
+      local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(d / 1e6) + 1
+      redis.call('SET', key, tat_text(d, u), 'PXAT', string.format('%.0f', expire_ms))
+    end
+  end
+  out[#out + 1] = grant
+  out[#out + 1] = string.format('%.17g', d / u)
+end
+redis.call('SET', KEYS[1], rid .. '|' .. cjson.encode(out), 'PX', ttl)
+return out
+)lua";
+
 }  // namespace
+
+std::string_view SettleScript() {
+  static const std::string script = WithTatPrelude(kSettleBody);
+  return script;
+}
+
+const std::string& SettleScriptSha() {
+  static const std::string sha = ScriptSha(SettleScript());
+  return sha;
+}
+
+void AppendSettleCall(CommandWriter& w, std::string_view round_key, int64_t round_id, int64_t ttl_ms,
+                      std::span<const SettleItem> items) {
+  w.Begin(6 + items.size() * 6).Arg("EVALSHA").Arg(SettleScriptSha());
+  w.Arg(static_cast<int64_t>(items.size() + 1)).Arg(round_key);
+  for (const SettleItem& it : items) w.Arg(it.key);
+  w.Arg(round_id).Arg(ttl_ms);
+  for (const SettleItem& it : items) {
+    w.Arg(it.spec.capacity);
+    if (it.spec.leak_rate_per_s == 0) {
+      w.Arg("0");
+    } else {
+      w.ArgDouble(1e9 / it.spec.leak_rate_per_s);
+    }
+    w.Arg(it.return_units).Arg(it.debit_units).Arg(it.want_units);
+  }
+}
 
 std::string_view LeaseScript() {
   static const std::string script = WithTatPrelude(kLeaseBody);

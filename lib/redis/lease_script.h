@@ -15,6 +15,18 @@
 //     the number of live participants. Expiry is computed on the Redis clock, so
 //     participants never send timestamps.
 //
+//   settle:   EVALSHA <sha> <k+1> <round_key> <key_1..key_k> <round_id> <ttl_ms>
+//                     (<capacity> <interval_ns> <return> <debit> <want>) x k
+//     The lease step with a debit and exactly-once replay, for participants that admit
+//     on credit (the packet shards' control thread, lib/dlb/packet/shard_sync.h). Per
+//     bucket: give back `return` (as lease), then charge `debit` units admitted
+//     without a lease, saturating at a full bucket (as the bucket script's debit op),
+//     then grant. The call is keyed by (round_key, round_id): the first execution
+//     stores its reply in round_key (PX ttl_ms) and a repeat of the same round_id
+//     returns that reply and changes nothing, so a call whose reply was lost (deadline,
+//     broken connection) is re-sent verbatim: it is applied exactly once, and its
+//     grants are learned either way. Reply: as the lease script's.
+//
 // A multi-bucket lease call names keys of many users: on Redis Cluster it must be
 // split per slot (not done here: standalone and Sentinel only).
 #pragma once
@@ -48,6 +60,22 @@ struct LeaseGrant {
   int64_t granted_units = 0;
   double level = 0.0;         // requests in the bucket after the step
 };
+
+// The settle script (above): text and SHA1.
+std::string_view SettleScript();
+const std::string& SettleScriptSha();
+
+struct SettleItem {
+  std::string_view key;
+  BucketSpec spec;
+  int64_t return_units = 0;   // unused leased units given back
+  int64_t debit_units = 0;    // units admitted on credit, charged now
+  int64_t want_units = 0;     // units asked for now
+};
+// Appends one EVALSHA of the settle script over `items` (at least one), keyed by
+// (round_key, round_id); replies are parsed with ParseLeaseReply(r, items.size()).
+void AppendSettleCall(CommandWriter& w, std::string_view round_key, int64_t round_id, int64_t ttl_ms,
+                      std::span<const SettleItem> items);
 
 // Appends one EVALSHA of the lease script over `items` (at least one).
 void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items);

@@ -48,6 +48,8 @@
 
 namespace dlb::packet {
 
+class CoreSync;
+
 // Per-core counters: plain integers bumped by the owning core only; the metrics layer
 // sums them over cores at scrape time. The list is declared once; names are the
 // Prometheus names without the dlb_packet_ prefix and _total suffix.
@@ -183,6 +185,11 @@ class PacketEngine {
   size_t active_flows() const;
   size_t free_reassembly_buffers() const;
   size_t memory_bytes() const;  // flows, reassembly pool and shard
+
+  // Synced and strict rules are decided against leases of the global bucket through
+  // `sync` (shard_sync.h; ShardSync::Create attaches it, before the first burst). Without
+  // one they are decided in the shard alone, as local rules.
+  void AttachSync(CoreSync* sync);
 
   struct Impl;
 

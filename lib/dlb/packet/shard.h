@@ -15,6 +15,7 @@
 // entry is refused, and the rule's overflow policy applies.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -39,6 +40,23 @@ struct alignas(64) ShardLine {
   ShardEntry entries[kEntriesPerLine];
 };
 static_assert(sizeof(ShardLine) == 64);
+
+// The sync state of one entry of a shard created `with_sync` (shard_sync.h), in an
+// array parallel to the lines: 8 bytes per entry. `avail` is shared by the entry's
+// worker and the control thread (both change it with atomic read-modify-writes only);
+// `demand` is written by the worker alone.
+//   avail == kNotSynced: the entry has no sync state (a local bucket, a free entry, or a
+//                        synced bucket not tracked by the control thread);
+//   avail >= 0:          units the worker may admit without asking anyone;
+//   avail <  0:          units admitted on credit, to be charged to the store.
+// An entry whose avail is not kNotSynced is never reused for another key nor moved:
+// the control thread names it by its index until it sets kNotSynced back.
+inline constexpr int32_t kNotSynced = INT32_MIN;
+struct SyncSlot {
+  std::atomic<int32_t> avail{kNotSynced};
+  std::atomic<uint32_t> demand{0};  // requests seen (admitted or not), wrapping
+};
+static_assert(sizeof(SyncSlot) == 8);
 
 // Where a key may live; computed once per request, then prefetched, then decided.
 struct ShardProbe {
@@ -74,7 +92,9 @@ class BucketShard {
 
   // Sized for `users` keys at kShardLoadFactor; `epoch_ns` is the clock's reading at
   // start: decisions must be asked at times >= it (a monotonic clock guarantees that).
-  static StatusOr<BucketShard> Create(Allocator& allocator, uint64_t users, int64_t epoch_ns);
+  // `with_sync` adds the SyncSlot array (8 bytes per entry) that synced rules need.
+  static StatusOr<BucketShard> Create(Allocator& allocator, uint64_t users, int64_t epoch_ns,
+                                      bool with_sync = false);
 
   BucketShard(BucketShard&& other) noexcept;
   BucketShard& operator=(BucketShard&& other) noexcept;
@@ -105,16 +125,35 @@ class BucketShard {
   // sync layer; false if the key has no entry.
   bool Lookup(const ShardProbe& probe, int64_t now_ns, dlb::BucketState& state) const;
 
+  // --- synced buckets (shards created with_sync; shard_sync.h) ---
+  bool has_sync() const { return sync_ != nullptr; }
+  // The index of the probe's entry, or of a new entry now holding its key (`fresh`);
+  // -1 when a new key finds no entry. A fresh entry is an empty bucket.
+  int64_t Claim(const ShardProbe& probe, int64_t now_ns, bool& fresh);
+  SyncSlot& sync_slot(size_t index) const { return sync_[index]; }
+  uint32_t entry_tag(size_t index) const {
+    return lines_[index / kEntriesPerLine].entries[index % kEntriesPerLine].tag;
+  }
+  // The entry's bucket as this core's share of the rule's limit: capacity max(C/n, 1),
+  // leak rate r/n (`participants` = n >= 1), i.e. `cost` x n units of the rule's profile
+  // against a capacity of max(C, n) units. Used while a synced bucket is not leased
+  // (failure policy `local`, a bucket the control thread cannot track).
+  Outcome AdmitShare(size_t index, const dlb::BucketProfile& profile, int64_t now_ns, int64_t cost,
+                     int64_t participants, dlb::Decision& limited);
+
   size_t lines() const { return lines_count_; }
   size_t entries() const { return lines_count_ * kEntriesPerLine; }
-  size_t memory_bytes() const { return lines_count_ * sizeof(ShardLine); }
+  size_t memory_bytes() const {
+    return lines_count_ * (sizeof(ShardLine) + (sync_ ? kEntriesPerLine * sizeof(SyncSlot) : 0));
+  }
   size_t CountUsed() const;  // O(table): for tests and statistics
   int64_t epoch_ns() const { return epoch_ns_; }
   const ShardCounters& counters() const { return counters_; }
 
  private:
-  BucketShard(Allocator* allocator, ShardLine* lines, size_t count, int64_t epoch_ns)
-      : allocator_(allocator), lines_(lines), lines_count_(count), epoch_ns_(epoch_ns) {}
+  BucketShard(Allocator* allocator, ShardLine* lines, SyncSlot* sync, size_t count, int64_t epoch_ns)
+      : allocator_(allocator), lines_(lines), sync_(sync), lines_count_(count), epoch_ns_(epoch_ns) {}
+  bool Reusable(const ShardEntry& e, dlb::u128 now_fp) const;
 
   // The entry of the probe's key, or a new one for it (nullptr: table full).
   ShardEntry* Find(const ShardProbe& probe, dlb::u128 now_fp, bool& in_b, bool& fresh);
@@ -122,6 +161,7 @@ class BucketShard {
 
   Allocator* allocator_ = nullptr;
   ShardLine* lines_ = nullptr;
+  SyncSlot* sync_ = nullptr;
   size_t lines_count_ = 0;
   int64_t epoch_ns_ = 0;
   ShardCounters counters_;

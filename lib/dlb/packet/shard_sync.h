@@ -1,0 +1,358 @@
+// Global sync of the per-core shards: mode `synced` (and `strict`) for the packet engine
+// (DESIGN.md, "Accuracy modes", "Failure policy", "Appliance data path").
+//
+// Workers (one PacketEngine per core) never block and never call Redis. One control
+// thread (the appliance's control lcore) owns a ShardSync for all the engines of the
+// process and calls Round(now_ns) every sync interval I (default 5 ms) and ReturnAll()
+// at shutdown. Each core is one participant of the lease protocol (it announces
+// itself; N below counts live participants of every form).
+//
+// ## State per synced bucket per core
+//
+// The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 8 bytes):
+//   avail   (atomic int32): units the worker may admit. >= 0: leased units, already
+//           charged in Redis; < 0: units admitted on credit, owed to Redis.
+//           kNotSynced: not tracked by the control thread.
+//   demand  (atomic uint32, written by the worker only): requests seen, wrapping.
+// The worker admits a request of cost n iff it can CAS avail from a >= n to a - n.
+// The control thread never writes a slot it does not track; it takes units back with a
+// CAS (keeping what the next interval needs), owed units with a CAS to 0, grants with
+// fetch_add, and ends tracking with exchange(kNotSynced): from then on the worker owns
+// the entry again (it may reuse it for another key), so there is no ABA on a slot
+// index: a slot is never reused while tracked, and a slot is tracked from the moment
+// its registration is popped until that exchange.
+//
+// New buckets: the worker knows a request's identity bytes only while it decides it.
+// When a synced request finds its entry untracked (avail == kNotSynced), the worker
+// sets avail to a credit of c0 = min(C, max(1, floor(C / N))) units and pushes
+// {slot, tag, rule, credit, identity} into its core's single-producer/single-consumer
+// ring (preallocated; a full ring or an identity longer than kSyncIdentityBytes is
+// counted and the request is decided by the share bucket below, the slot staying
+// untracked: "stays local"). The control thread pops it, computes the Redis key
+// (dlb::RedisKey(identity, rule name): the key the library and dlbctl use, so all forms
+// share one bucket; an address identity is its text, "ip:192.0.2.1" / "ip:2001:db8::1")
+// and tracks the slot. Its first round charges the credit the worker used (debit).
+//
+// ## Round (control thread, every I)
+//
+// For each tracked bucket, with n = demand since the previous round:
+//   target = min(C, ceil(headroom * n) + 1) if n > 0, else 1 if the bucket saw a
+//            request in the last `standing_rounds` rounds, else 0;
+//   keep   = min(avail, target) units stay leased (no rejection while the round is in
+//            flight); return = avail - keep (avail > 0) or debit = -avail (avail < 0);
+//   want   = target - keep.
+// All buckets go to Redis in pipelined round trips of EVALSHAs of the settle script
+// (lib/redis/lease_script.h; `chunk` buckets per call): on Redis's clock, return
+// (never below empty), debit (saturating at full), then grant = min(want, room). The
+// grant is added to avail. A bucket untouched for `idle_rounds_to_forget` rounds is
+// settled a last time and untracked.
+//
+// ## A request that finds no lease
+//
+// Tracked bucket, Redis reachable: the request is limited (retry after one emission
+// interval). Leases are sized to the demand, so this happens near the limit (where
+// Redis granted less than asked) and when demand jumps by more than the headroom in one
+// interval. New bucket: admitted on the credit c0 (charged at the next round). Redis
+// unreachable or bucket untracked (ring full): the rule's on_store_failure, with
+// `local` = the share bucket: the entry's own GCRA state with capacity max(C/N, 1) and
+// leak rate r/N (C, r with cost n*N; BucketShard::AdmitShare). Admissions by the share
+// bucket and by `open` of a tracked slot are owed (avail < 0) and charged once when
+// Redis is back.
+//
+// ## Accuracy bound
+//
+// Notation as lib/sync/sync_engine.h: per user u, capacity C, leak rate r; H = the
+// longest time a unit is held between its charge and its use (the longest gap between
+// two rounds' snapshots of a slot, plus the decision latency); A the appliance cores;
+// l_{p,u} the lease core p holds (<= min(C, ceil(1.5 n) + 1), n its demand per round).
+// Per user and per saturation episode (between two instants at which the exact bucket
+// is empty, in which something was rejected), with Redis reachable:
+//
+//   over_u  <= ceil(r * H) + 1 + sum over the core slots created in the episode of c0
+//   under_u <= sum_p max_t l_{p,u}(t) + ceil(r * H) + 1
+//
+// Leased admissions are charged before they are used (zero over-admission against the
+// Redis ledger), as in the library; the r*H term is a unit charged at one round and
+// used up to H later. The credit c0 of a new slot is the only admission not charged
+// first: at most c0 <= max(1, C/N) per slot creation, and a slot lives until its bucket
+// was idle for idle_rounds_to_forget rounds. Under-admission is units leased but not
+// yet used (returned at the next round). While Redis is unreachable, the share buckets
+// admit at most max(C/N, 1) + (r/N) t per core over an outage of length t: up to
+// A/N of the limit from this appliance's cores (the `local` policy's contract), owed
+// and charged once afterwards.
+//
+// Exactly once: every settle call carries (round key, round id) and Redis keeps its
+// reply for a minute (lib/redis/lease_script.h). A round whose reply is lost is re-sent
+// verbatim before anything else, so its returns and debits are applied once and its
+// grants are learned. Requests admitted meanwhile on credit stay in avail (< 0) and go
+// into a later round.
+//
+// Mode `strict` in the packet path: a worker cannot wait for Redis, so strict rules are
+// synced rules with single-request leases (target <= 1 + n: no headroom) and no
+// standing lease: every admission is still charged in Redis before it is used (or a
+// new slot's credit, which for strict rules is 0: the first request of a new slot is
+// limited and asks for a lease).
+//
+// Memory: 16 bytes of shard entry + 8 of SyncSlot per entry, at the shard's 0.8 load:
+// 30 bytes per user per core. The control thread keeps ~80 bytes per tracked bucket
+// (its Redis key and round state), off the data path.
+//
+// Cost: one bucket operation in Redis per tracked bucket with something to settle per
+// round (a few microseconds of Redis CPU, batched); idle tracked buckets cost nothing
+// until they are forgotten.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dlb/bucket.h"
+#include "dlb/packet/allocator.h"
+#include "dlb/packet/rules.h"
+#include "dlb/packet/shard.h"
+#include "dlb/status.h"
+
+namespace dlb {
+namespace redis {
+class Pool;
+}
+
+namespace packet {
+
+class PacketEngine;
+
+inline constexpr size_t kSyncIdentityBytes = 256;
+
+enum class IdentityKind : uint8_t { kHeader, kIpv4, kIpv6 };
+
+// A newly tracked synced bucket, from a worker to the control thread.
+struct SyncRegistration {
+  uint32_t slot = 0;
+  uint32_t tag = 0;
+  uint16_t rule = 0;
+  IdentityKind kind = IdentityKind::kHeader;
+  uint8_t reserved = 0;
+  uint16_t identity_len = 0;
+  uint16_t reserved2 = 0;
+  int32_t credit = 0;
+  uint8_t identity[kSyncIdentityBytes];
+};
+
+// Worker-side counters of one core (written by the worker only, relaxed).
+#define DLB_SYNC_WORKER_COUNTERS(X)                                                       \
+  X(lease_admitted, "lease_admitted")       /* against a lease */                        \
+  X(credit_admitted, "credit_admitted")     /* a new bucket's credit */                  \
+  X(no_lease_limited, "no_lease_limited")   /* tracked, no lease left */                 \
+  X(registrations, "registrations")         /* new buckets handed to the control thread */ \
+  X(ring_full, "ring_full")                 /* registration refused: ring full */        \
+  X(identity_too_long, "identity_too_long") /* registration refused: identity too long */ \
+  X(share_admitted, "share_admitted")       /* share bucket (local policy, untracked) */ \
+  X(share_limited, "share_limited")                                                      \
+  X(open_admitted, "open_admitted")         /* store down, policy open */                \
+  X(closed_limited, "closed_limited")       /* store down, policy closed */
+
+// The channel between one worker core and the control thread: the registration ring
+// and what the control thread publishes to the worker.
+class CoreSync {
+ public:
+  CoreSync(SyncRegistration* ring, size_t ring_entries, int core);
+
+  // Worker: decides a request of a synced or strict rule in `shard` (created
+  // with_sync). Never blocks. `identity` is copied only when the bucket is new.
+  BucketShard::Outcome Admit(BucketShard& shard, const ShardProbe& probe, uint16_t rule_index,
+                             const CompiledRule& rule, int64_t now_ns, IdentityKind kind,
+                             const uint8_t* identity, size_t identity_len, dlb::Decision& limited);
+
+  // Control thread.
+  bool Pop(SyncRegistration* out);
+  void SetStoreDown(bool down) { store_down_.store(down, std::memory_order_release); }
+  void SetParticipants(int32_t n) { participants_.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+  bool store_down() const { return store_down_.load(std::memory_order_acquire); }
+  int core() const { return core_; }
+
+  struct Counters {
+#define DLB_X(field, name) std::atomic<uint64_t> field{0};
+    DLB_SYNC_WORKER_COUNTERS(DLB_X)
+#undef DLB_X
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  static void Bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  bool Push(uint32_t slot, uint32_t tag, uint16_t rule, int32_t credit, IdentityKind kind,
+            const uint8_t* identity, size_t identity_len);
+  BucketShard::Outcome Failed(BucketShard& shard, size_t slot, SyncSlot& s, const CompiledRule& rule,
+                              int64_t now_ns, dlb::Decision& limited);
+  static void NoLease(const CompiledRule& rule, dlb::Decision& limited);
+
+  // Ring indices on their own lines: head written by the worker, tail by the control
+  // thread.
+  alignas(64) std::atomic<uint64_t> head_{0};
+  alignas(64) std::atomic<uint64_t> tail_{0};
+  alignas(64) std::atomic<bool> store_down_{false};
+  std::atomic<int32_t> participants_{1};
+  SyncRegistration* const ring_;
+  const uint64_t mask_;
+  const int core_;
+  alignas(64) Counters counters_;
+};
+
+struct ShardSyncOptions {
+  // How often the caller runs Round(): the I of the bound.
+  std::chrono::microseconds interval{5000};
+  // Deadline of one round trip (a pipeline of up to `calls_per_round_trip` calls).
+  std::chrono::microseconds deadline{5000};
+  double headroom = 1.5;
+  // A bucket that saw a request in this many recent rounds keeps one leased unit (0:
+  // none), so that a user with less than one request per core per interval is admitted
+  // at once instead of after a round.
+  int standing_rounds = 0;
+  // A tracked bucket with nothing to settle for this many rounds is untracked.
+  int idle_rounds_to_forget = 200;
+  size_t chunk = 256;
+  size_t calls_per_round_trip = 16;
+  // Participant ids are "<participant_prefix>:<core>"; empty = a random prefix. Each
+  // core is announced with this TTL every ttl/3.
+  std::string participant_prefix;
+  std::chrono::milliseconds participant_ttl{3000};
+  // Live participants assumed until the first announce reply (the share and credit).
+  int32_t initial_participants = 1;
+  size_t ring_entries = 4096;           // per core, a power of two
+  // Breaker: this many failed round trips in a row mark the store down; retried with
+  // an exponential back-off between these bounds.
+  int failure_threshold = 2;
+  std::chrono::microseconds backoff_min{10000};
+  std::chrono::microseconds backoff_max{1000000};
+  // How long Redis keeps a round's reply for an exact re-send.
+  std::chrono::milliseconds round_reply_ttl{60000};
+  // Record each bucket's peak lease (the simulation's bound); costs a map lookup per
+  // grant.
+  bool record_peaks = false;
+};
+
+struct ShardSyncStats {
+  uint64_t rounds = 0;
+  uint64_t round_failures = 0;       // round trips that failed or were refused
+  uint64_t resent_calls = 0;         // settle calls re-sent after a lost reply
+  uint64_t redis_calls = 0;          // EVALSHAs sent (settle and announce)
+  uint64_t bucket_ops = 0;           // buckets settled in those calls
+  uint64_t granted_units = 0;
+  uint64_t returned_units = 0;
+  uint64_t debited_units = 0;        // credit and failure-policy admissions charged
+  uint64_t tracked_total = 0;        // buckets tracked
+  uint64_t forgotten = 0;            // buckets untracked after idling
+  uint64_t rejected_registrations = 0;  // unknown rule or mode local by now
+  int64_t live_participants = 0;     // 0 until the first announce succeeded
+  int64_t max_gap_ns = 0;            // longest time between two rounds' snapshots
+  int64_t last_round_ns = 0;         // duration of the last Round()
+  size_t tracked = 0;
+  bool store_down = false;
+  // Sums of the workers' counters.
+#define DLB_X(field, name) uint64_t field = 0;
+  DLB_SYNC_WORKER_COUNTERS(DLB_X)
+#undef DLB_X
+};
+
+class ShardSync {
+ public:
+  // `engines` (one per worker core; they must outlive this) get their CoreSync
+  // attached. `pool` must load redis::SettleScript() and redis::kAnnounceScript; `rules`
+  // is the rule set the engines decide with (SetRules on a reload). The rings come from
+  // `allocator`. Nothing is owned but the rings and the tracking state.
+  static StatusOr<std::unique_ptr<ShardSync>> Create(ShardSyncOptions options, redis::Pool* pool,
+                                                     const RuleSet* rules,
+                                                     std::span<PacketEngine* const> engines,
+                                                     Allocator& allocator);
+  ~ShardSync();
+  ShardSync(const ShardSync&) = delete;
+  ShardSync& operator=(const ShardSync&) = delete;
+
+  // One round for all engines (control thread; `now_ns` monotonic). Errors are the
+  // round trip's; the workers never see them except through the failure policy.
+  Status Round(int64_t now_ns);
+  // Settles every tracked bucket a last time (leases returned, credit charged) and
+  // untracks it. At shutdown, after the workers stopped.
+  Status ReturnAll(int64_t now_ns);
+  // After the engines' rules were swapped (same indices keep their Redis keys).
+  void SetRules(const RuleSet* rules);
+
+  ShardSyncStats Stats() const;
+  // The largest lease the cores held for this Redis key, summed over cores
+  // (options.record_peaks).
+  int64_t PeakLease(std::string_view redis_key) const;
+  CoreSync& core(size_t i);
+  size_t cores() const;
+
+  struct Impl;
+
+ private:
+  explicit ShardSync(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// --- worker side, inline: the data path ---------------------------------------------
+
+inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe& probe,
+                                            uint16_t rule_index, const CompiledRule& rule,
+                                            int64_t now_ns, IdentityKind kind,
+                                            const uint8_t* identity, size_t identity_len,
+                                            dlb::Decision& limited) {
+  bool fresh = false;
+  const int64_t idx = shard.Claim(probe, now_ns, fresh);
+  if (idx < 0) return BucketShard::Outcome::kTableFull;
+  SyncSlot& s = shard.sync_slot(static_cast<size_t>(idx));
+  s.demand.store(s.demand.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  const int32_t cost = static_cast<int32_t>(std::min<int64_t>(rule.cost, int64_t{1} << 30));
+  int32_t a = s.avail.load(std::memory_order_acquire);
+  while (a >= cost) {
+    if (s.avail.compare_exchange_weak(a, a - cost, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      Bump(counters_.lease_admitted);
+      return BucketShard::Outcome::kAllowed;
+    }
+  }
+  if (a == kNotSynced) {
+    // New to the control thread: hand it over with a credit (none for strict rules).
+    const int32_t n = participants_.load(std::memory_order_relaxed);
+    int64_t credit = 0;
+    if (rule.mode != Mode::kStrict && !store_down()) {
+      const int64_t c = rule.profile.spec().capacity;
+      credit = c / n;
+      if (credit < 1) credit = 1;
+      if (credit > c) credit = c;
+    }
+    s.demand.store(1, std::memory_order_relaxed);
+    const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
+    // The slot is published before the registration: once popped, the control thread
+    // may change avail at any time.
+    s.avail.store(start, std::memory_order_release);
+    if (!Push(static_cast<uint32_t>(idx), probe.tag, rule_index, static_cast<int32_t>(credit), kind,
+              identity, identity_len)) {
+      s.avail.store(kNotSynced, std::memory_order_release);
+      return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
+    }
+    if (credit >= cost) {
+      Bump(counters_.credit_admitted);
+      return BucketShard::Outcome::kAllowed;
+    }
+    if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
+    Bump(counters_.no_lease_limited);
+    NoLease(rule, limited);
+    return BucketShard::Outcome::kLimited;
+  }
+  if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
+  Bump(counters_.no_lease_limited);
+  NoLease(rule, limited);
+  return BucketShard::Outcome::kLimited;
+}
+
+}  // namespace packet
+}  // namespace dlb

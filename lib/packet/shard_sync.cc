@@ -1,0 +1,559 @@
+#include "dlb/packet/shard_sync.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <unordered_map>
+
+#include "dlb/clock.h"
+#include "dlb/key.h"
+#include "dlb/packet/engine.h"
+#include "limiter/breaker.h"
+#include "log/log.h"
+#include "redis/lease_script.h"
+#include "redis/pool.h"
+
+namespace dlb::packet {
+
+// --- worker side -------------------------------------------------------------------
+
+CoreSync::CoreSync(SyncRegistration* ring, size_t ring_entries, int core)
+    : ring_(ring), mask_(ring_entries - 1), core_(core) {}
+
+bool CoreSync::Push(uint32_t slot, uint32_t tag, uint16_t rule, int32_t credit, IdentityKind kind,
+                    const uint8_t* identity, size_t identity_len) {
+  if (identity_len > kSyncIdentityBytes) {
+    Bump(counters_.identity_too_long);
+    return false;
+  }
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  if (head - tail_.load(std::memory_order_acquire) > mask_) {
+    Bump(counters_.ring_full);
+    return false;
+  }
+  SyncRegistration& r = ring_[head & mask_];
+  r.slot = slot;
+  r.tag = tag;
+  r.rule = rule;
+  r.kind = kind;
+  r.credit = credit;
+  r.identity_len = static_cast<uint16_t>(identity_len);
+  std::memcpy(r.identity, identity, identity_len);
+  head_.store(head + 1, std::memory_order_release);
+  Bump(counters_.registrations);
+  return true;
+}
+
+bool CoreSync::Pop(SyncRegistration* out) {
+  const uint64_t tail = tail_.load(std::memory_order_relaxed);
+  if (tail == head_.load(std::memory_order_acquire)) return false;
+  *out = ring_[tail & mask_];
+  tail_.store(tail + 1, std::memory_order_release);
+  return true;
+}
+
+void CoreSync::NoLease(const CompiledRule& rule, dlb::Decision& d) {
+  // Redis gave this core no unit for the bucket: it is at (or near) its limit. A unit
+  // leaks every T; the next round may lease it.
+  d = dlb::Decision();
+  d.allowed = false;
+  d.level = static_cast<double>(rule.profile.spec().capacity);
+  d.remaining = 0;
+  if (!rule.profile.leaks()) {
+    d.retry_after_ns = d.reset_after_ns = dlb::kNever;
+  } else {
+    const dlb::u128 t = rule.profile.interval_fp();
+    d.retry_after_ns = static_cast<int64_t>(((t * static_cast<dlb::u128>(rule.cost)) >> dlb::kFracBits) + 1);
+    d.reset_after_ns = static_cast<int64_t>((rule.profile.capacity_fp() >> dlb::kFracBits) + 1);
+  }
+}
+
+BucketShard::Outcome CoreSync::Failed(BucketShard& shard, size_t slot, SyncSlot& s,
+                                      const CompiledRule& rule, int64_t now_ns, dlb::Decision& limited) {
+  // Store down: the rule's policy. Store up but the bucket untracked: its share.
+  const FailurePolicy policy = store_down() ? rule.on_store_failure : FailurePolicy::kLocal;
+  // Owed units are bounded so that a long outage at a high rate cannot wrap avail.
+  constexpr int32_t kMaxOwed = int32_t{1} << 30;
+  auto owe = [&] {
+    int32_t a = s.avail.load(std::memory_order_acquire);
+    while (a != kNotSynced && a > -kMaxOwed) {
+      if (s.avail.compare_exchange_weak(a, a - static_cast<int32_t>(rule.cost), std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+        return;
+      }
+    }
+  };
+  switch (policy) {
+    case FailurePolicy::kOpen:
+      Bump(counters_.open_admitted);
+      owe();
+      return BucketShard::Outcome::kAllowed;
+    case FailurePolicy::kClosed:
+      Bump(counters_.closed_limited);
+      NoLease(rule, limited);
+      return BucketShard::Outcome::kLimited;
+    case FailurePolicy::kLocal:
+      break;
+  }
+  const BucketShard::Outcome o = shard.AdmitShare(slot, rule.profile, now_ns, rule.cost,
+                                                  participants_.load(std::memory_order_relaxed), limited);
+  if (o == BucketShard::Outcome::kAllowed) {
+    Bump(counters_.share_admitted);
+    owe();
+  } else {
+    Bump(counters_.share_limited);
+  }
+  return o;
+}
+
+// --- control thread ----------------------------------------------------------------
+
+namespace {
+
+int64_t NowMonoNs() { return MonotonicClock::Instance().NowNs(); }
+
+uint64_t RandomU64() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+// The user ID of an identity: the header's bytes, or the address as text.
+std::string UserId(const SyncRegistration& r) {
+  if (r.kind == IdentityKind::kHeader) {
+    return std::string(reinterpret_cast<const char*>(r.identity), r.identity_len);
+  }
+  char buf[INET6_ADDRSTRLEN + 4] = "ip:";
+  const int af = r.kind == IdentityKind::kIpv4 ? AF_INET : AF_INET6;
+  if (inet_ntop(af, r.identity, buf + 3, sizeof buf - 3) == nullptr) return std::string("ip:?");
+  return buf;
+}
+
+}  // namespace
+
+struct ShardSync::Impl {
+  struct Core {
+    std::unique_ptr<CoreSync> sync;
+    SyncRegistration* ring = nullptr;
+    const BucketShard* shard = nullptr;
+    std::string participant_id;
+  };
+  // One tracked bucket of one core.
+  struct Tracked {
+    std::string key;           // Redis key
+    SyncSlot* slot = nullptr;
+    BucketSpec spec;
+    uint32_t gen = 0;          // bumped when the entry is freed: stale replies are ignored
+    uint32_t last_demand = 0;
+    int32_t credit = 0;        // first round: the credit the worker started with
+    int32_t since_seen = 0;    // rounds since the last request
+    uint16_t rule = 0;
+    uint16_t core = 0;
+    bool live = false;
+    bool first = true;
+    bool strict = false;
+  };
+  // One bucket in a round trip.
+  struct Item {
+    uint32_t tracked;
+    uint32_t gen;
+    int32_t keep;
+    bool release;
+  };
+  // Commands of one round trip and what their replies belong to.
+  struct Trip {
+    std::vector<std::string> cmds;
+    std::vector<size_t> items_per_call;  // 0 for an announce call
+    std::vector<Item> items;
+  };
+
+  ShardSyncOptions opts;
+  redis::Pool* pool = nullptr;
+  const RuleSet* rules = nullptr;
+  Allocator* allocator = nullptr;
+  std::vector<Core> cores;
+  std::vector<Tracked> tracked;
+  std::vector<uint32_t> free_tracked;
+  size_t live_tracked = 0;
+  Breaker breaker;
+  std::unique_ptr<Trip> pending;  // a trip whose replies were lost: re-sent verbatim
+  uint64_t round_base = RandomU64() >> 2;
+  uint64_t round_seq = 0;
+  int64_t last_round_ns = 0;
+  int64_t last_announce_ns = 0;
+  bool store_down = false;
+  ShardSyncStats stats;
+  std::unordered_map<std::string, std::vector<int64_t>> peaks;
+
+  explicit Impl(const ShardSyncOptions& o)
+      : opts(o),
+        breaker(o.failure_threshold, std::chrono::nanoseconds(o.backoff_min).count(),
+                std::chrono::nanoseconds(o.backoff_max).count()) {}
+
+  ~Impl() {
+    for (Core& c : cores) {
+      if (c.ring != nullptr) allocator->Free(c.ring);
+    }
+  }
+
+  int64_t DeadlineNs() const { return NowMonoNs() + std::chrono::nanoseconds(opts.deadline).count(); }
+
+  void SetStoreDown(bool down) {
+    if (down == store_down) return;
+    store_down = down;
+    for (Core& c : cores) c.sync->SetStoreDown(down);
+    if (down) {
+      DLB_LOG_WARN("dlb: packet sync: store unreachable, rules fall back to on_store_failure");
+    } else {
+      DLB_LOG_INFO("dlb: packet sync: store reachable again, owed units are charged");
+    }
+  }
+
+  void Track(uint16_t core, const SyncRegistration& r) {
+    const bool known = rules != nullptr && r.rule < rules->size();
+    const CompiledRule* rule = known ? &rules->rule(r.rule) : nullptr;
+    SyncSlot& slot = cores[core].shard->sync_slot(r.slot);
+    if (rule == nullptr || rule->mode == Mode::kLocal) {
+      // Reloaded to a local rule meanwhile: the bucket is the shard's alone. What its
+      // credit admitted is not charged anywhere (the rule no longer syncs).
+      ++stats.rejected_registrations;
+      slot.avail.store(kNotSynced, std::memory_order_release);
+      return;
+    }
+    uint32_t idx;
+    if (!free_tracked.empty()) {
+      idx = free_tracked.back();
+      free_tracked.pop_back();
+    } else {
+      idx = static_cast<uint32_t>(tracked.size());
+      tracked.emplace_back();
+    }
+    Tracked& t = tracked[idx];
+    t.key = RedisKey(UserId(r), rule->name);
+    t.slot = &slot;
+    t.spec = rule->profile.spec();
+    t.last_demand = 0;
+    t.credit = r.credit;
+    t.since_seen = 0;
+    t.rule = r.rule;
+    t.core = core;
+    t.live = true;
+    t.first = true;
+    t.strict = rule->mode == Mode::kStrict;
+    ++live_tracked;
+    ++stats.tracked_total;
+  }
+
+  void Untrack(uint32_t idx) {
+    Tracked& t = tracked[idx];
+    t.live = false;
+    ++t.gen;
+    t.slot = nullptr;
+    std::string().swap(t.key);
+    free_tracked.push_back(idx);
+    --live_tracked;
+  }
+
+  // Snapshots one bucket for the round: what to return, debit and ask for. False when
+  // there is nothing to send.
+  bool Snapshot(uint32_t idx, bool release_all, redis::SettleItem* si, Item* item) {
+    Tracked& t = tracked[idx];
+    const uint32_t d = t.slot->demand.load(std::memory_order_relaxed);
+    const uint32_t n = d - t.last_demand;
+    t.last_demand = d;
+    t.since_seen = n > 0 ? 0 : (t.since_seen < (1 << 30) ? t.since_seen + 1 : t.since_seen);
+    const int64_t c = t.spec.capacity;
+    int64_t target = 0;
+    if (n > 0) {
+      target = t.strict ? int64_t{n} : static_cast<int64_t>(std::ceil(opts.headroom * n)) + 1;
+    } else if (!t.strict && t.since_seen < opts.standing_rounds) {
+      target = 1;
+    }
+    target = std::min<int64_t>(target, std::min<int64_t>(c, int64_t{1} << 30));
+    const bool rule_gone = rules == nullptr || t.rule >= rules->size() ||
+                           rules->rule(t.rule).mode == Mode::kLocal;
+    const bool release = release_all || rule_gone || (n == 0 && t.since_seen >= opts.idle_rounds_to_forget);
+    int64_t ret = 0, debit = 0, keep = 0;
+    if (release) {
+      const int32_t x = t.slot->avail.exchange(kNotSynced, std::memory_order_acq_rel);
+      if (t.first) {
+        debit = int64_t{t.credit} - x;
+      } else if (x >= 0) {
+        ret = x;
+      } else {
+        debit = -int64_t{x};
+      }
+      target = 0;
+    } else if (t.first) {
+      // The credit is not charged yet: what the worker used of it is a debit.
+      const int32_t x = t.slot->avail.exchange(0, std::memory_order_acq_rel);
+      debit = int64_t{t.credit} - x;
+    } else {
+      int32_t a = t.slot->avail.load(std::memory_order_acquire);
+      for (;;) {
+        const int32_t next = a >= 0 ? static_cast<int32_t>(std::min<int64_t>(a, target)) : 0;
+        if (t.slot->avail.compare_exchange_weak(a, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          keep = next;
+          if (a >= 0) {
+            ret = a - next;
+          } else {
+            debit = -int64_t{a};
+          }
+          break;
+        }
+      }
+    }
+    t.first = false;
+    if (debit < 0) {  // the credit was not used (cannot be negative otherwise)
+      ret += -debit;
+      debit = 0;
+    }
+    const int64_t want = std::max<int64_t>(0, target - keep);
+    *item = {idx, t.gen, static_cast<int32_t>(keep), release};
+    *si = {.key = t.key, .spec = t.spec, .return_units = ret, .debit_units = debit, .want_units = want};
+    stats.returned_units += static_cast<uint64_t>(ret);
+    stats.debited_units += static_cast<uint64_t>(debit);
+    if (release) {
+      if (!release_all) ++stats.forgotten;
+      return true;  // always sent: the key must be settled before the entry is freed
+    }
+    return ret != 0 || debit != 0 || want != 0;
+  }
+
+  // Sends a trip; on success applies its replies. A failed trip is kept for a verbatim
+  // re-send (its calls are idempotent by round id).
+  Status Send(std::unique_ptr<Trip> trip, int64_t now_ns) {
+    const Breaker::Permit permit = breaker.Acquire(now_ns);
+    if (permit == Breaker::Permit::kRefuse) {
+      ++stats.round_failures;
+      pending = std::move(trip);
+      return Status::Unavailable("packet sync: store marked down (breaker open)");
+    }
+    std::vector<redis::Reply> replies;
+    stats.redis_calls += trip->cmds.size();
+    Status s = pool->Call(trip->cmds, DeadlineNs(), &replies);
+    if (s.ok() && replies.size() != trip->cmds.size()) s = Status::Protocol("packet sync: reply count");
+    size_t item = 0;
+    std::vector<redis::LeaseGrant> grants;
+    if (s.ok()) {
+      // Parse everything first: a protocol error leaves the trip for a re-send.
+      for (size_t i = 0; i < trip->cmds.size() && s.ok(); ++i) {
+        const size_t n = trip->items_per_call[i];
+        if (n == 0) {
+          auto live = redis::ParseAnnounceReply(replies[i].get());
+          if (live.ok()) {
+            stats.live_participants = *live;
+            for (Core& c : cores) c.sync->SetParticipants(static_cast<int32_t>(std::min<int64_t>(*live, 1 << 30)));
+          }
+          continue;
+        }
+        s = redis::ParseLeaseReply(replies[i].get(), n, &grants);
+      }
+    }
+    if (!s.ok()) {
+      ++stats.round_failures;
+      if (breaker.OnFailure(permit, NowMonoNs()) || breaker.open()) SetStoreDown(true);
+      DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: packet sync round trip failed: {}", s.message());
+      pending = std::move(trip);
+      return s;
+    }
+    breaker.OnSuccess(permit);
+    if (!breaker.open()) SetStoreDown(false);
+    for (const Item& it : trip->items) {
+      const int64_t g = grants[item++].granted_units;
+      ++stats.bucket_ops;
+      stats.granted_units += static_cast<uint64_t>(g);
+      Tracked& t = tracked[it.tracked];
+      if (it.release || !t.live || t.gen != it.gen) {
+        // Only released buckets lose their tracking, and they ask for nothing.
+        continue;
+      }
+      if (g > 0) t.slot->avail.fetch_add(static_cast<int32_t>(g), std::memory_order_acq_rel);
+      if (opts.record_peaks) {
+        auto& v = peaks[t.key];
+        if (v.size() < cores.size()) v.resize(cores.size(), 0);
+        v[t.core] = std::max<int64_t>(v[t.core], it.keep + g);
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status Resend(int64_t now_ns) {
+    std::unique_ptr<Trip> trip = std::move(pending);
+    stats.resent_calls += trip->cmds.size();
+    return Send(std::move(trip), now_ns);
+  }
+
+  Status RoundImpl(int64_t now_ns, bool release_all) {
+    if (last_round_ns != 0) stats.max_gap_ns = std::max(stats.max_gap_ns, now_ns - last_round_ns);
+    last_round_ns = now_ns;
+    ++stats.rounds;
+    // New buckets first, so that they are settled in this round.
+    SyncRegistration r;
+    for (size_t c = 0; c < cores.size(); ++c) {
+      while (cores[c].sync->Pop(&r)) Track(static_cast<uint16_t>(c), r);
+    }
+    if (pending) {
+      Status s = Resend(now_ns);
+      if (!s.ok()) return s;
+    }
+    const int64_t ttl_ms = opts.participant_ttl.count();
+    const bool announce = !release_all && (last_announce_ns == 0 || now_ns - last_announce_ns >= ttl_ms * 1'000'000 / 3);
+    auto trip = std::make_unique<Trip>();
+    if (announce) {
+      last_announce_ns = now_ns;
+      for (Core& c : cores) {
+        std::string cmd;
+        redis::CommandWriter w(cmd);
+        redis::AppendAnnounceCall(w, c.participant_id, ttl_ms);
+        trip->cmds.push_back(std::move(cmd));
+        trip->items_per_call.push_back(0);
+      }
+    }
+    const uint64_t round_id = round_base + ++round_seq;
+    size_t call_index = 0;
+    std::vector<redis::SettleItem> chunk;
+    std::vector<Item> chunk_items;
+    chunk.reserve(opts.chunk);
+    chunk_items.reserve(opts.chunk);
+    auto flush_chunk = [&] {
+      if (chunk.empty()) return;
+      std::string cmd;
+      redis::CommandWriter w(cmd);
+      const std::string round_key = "dlb:round:" + cores[0].participant_id + ":" + std::to_string(call_index++);
+      redis::AppendSettleCall(w, round_key, static_cast<int64_t>(round_id),
+                              std::chrono::milliseconds(opts.round_reply_ttl).count(), chunk);
+      trip->cmds.push_back(std::move(cmd));
+      trip->items_per_call.push_back(chunk.size());
+      trip->items.insert(trip->items.end(), chunk_items.begin(), chunk_items.end());
+      chunk.clear();
+      chunk_items.clear();
+    };
+    Status result = Status::Ok();
+    auto send_trip = [&]() -> bool {
+      flush_chunk();
+      if (trip->cmds.empty()) return true;
+      // Buckets released in this trip are freed now: their slots went back to the
+      // workers at the snapshot; a reply for them carries nothing.
+      for (const Item& it : trip->items) {
+        if (it.release) Untrack(it.tracked);
+      }
+      Status s = Send(std::move(trip), now_ns);
+      trip = std::make_unique<Trip>();
+      if (!s.ok()) {
+        result = s;
+        return false;
+      }
+      return true;
+    };
+    // Snapshots are taken trip by trip: a failed trip leaves later buckets untouched.
+    const size_t n = tracked.size();
+    for (uint32_t i = 0; i < n; ++i) {
+      if (!tracked[i].live) continue;
+      redis::SettleItem si;
+      Item it;
+      if (!Snapshot(i, release_all, &si, &it)) continue;
+      chunk.push_back(si);
+      chunk_items.push_back(it);
+      if (chunk.size() == opts.chunk) {
+        flush_chunk();
+        if (trip->cmds.size() >= opts.calls_per_round_trip && !send_trip()) return result;
+      }
+    }
+    send_trip();
+    return result;
+  }
+};
+
+StatusOr<std::unique_ptr<ShardSync>> ShardSync::Create(ShardSyncOptions options, redis::Pool* pool,
+                                                      const RuleSet* rules,
+                                                      std::span<PacketEngine* const> engines,
+                                                      Allocator& allocator) {
+  if (pool == nullptr) return Status::InvalidArgument("packet sync: no Redis pool");
+  if (engines.empty()) return Status::InvalidArgument("packet sync: no engines");
+  if (engines.size() > 65535) return Status::InvalidArgument("packet sync: too many engines");
+  if (options.ring_entries < 2 || (options.ring_entries & (options.ring_entries - 1)) != 0) {
+    return Status::InvalidArgument("packet sync: ring_entries must be a power of two >= 2");
+  }
+  if (options.chunk < 1 || options.calls_per_round_trip < 1) {
+    return Status::InvalidArgument("packet sync: chunk and calls_per_round_trip must be >= 1");
+  }
+  if (!(options.headroom >= 1.0) || options.interval.count() <= 0 || options.deadline.count() <= 0) {
+    return Status::InvalidArgument("packet sync: headroom >= 1, interval and deadline > 0");
+  }
+  if (options.participant_prefix.empty()) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "a-%016llx", static_cast<unsigned long long>(RandomU64()));
+    options.participant_prefix = buf;
+  }
+  auto impl = std::make_unique<Impl>(options);
+  impl->pool = pool;
+  impl->rules = rules;
+  impl->allocator = &allocator;
+  for (size_t i = 0; i < engines.size(); ++i) {
+    if (!engines[i]->shard().has_sync()) {
+      return Status::InvalidArgument("packet sync: engine " + std::to_string(i) + " has no sync slots");
+    }
+    Impl::Core c;
+    c.ring = static_cast<SyncRegistration*>(
+        allocator.Allocate(options.ring_entries * sizeof(SyncRegistration), 64));
+    if (c.ring == nullptr) return Status::Unavailable("packet sync: ring allocation failed");
+    c.sync = std::make_unique<CoreSync>(c.ring, options.ring_entries, static_cast<int>(i));
+    c.sync->SetParticipants(options.initial_participants);
+    c.shard = &engines[i]->shard();
+    c.participant_id = options.participant_prefix + ":" + std::to_string(i);
+    impl->cores.push_back(std::move(c));
+  }
+  for (size_t i = 0; i < engines.size(); ++i) engines[i]->AttachSync(impl->cores[i].sync.get());
+  return std::unique_ptr<ShardSync>(new ShardSync(std::move(impl)));
+}
+
+ShardSync::ShardSync(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ShardSync::~ShardSync() = default;
+
+Status ShardSync::Round(int64_t now_ns) { return impl_->RoundImpl(now_ns, false); }
+
+Status ShardSync::ReturnAll(int64_t now_ns) {
+  Status s = impl_->RoundImpl(now_ns, true);
+  if (!s.ok()) return s;
+  // Leave the participant set: this appliance's cores no longer take a share.
+  std::vector<std::string> cmds;
+  for (const Impl::Core& c : impl_->cores) {
+    std::string cmd;
+    redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(c.participant_id);
+    cmds.push_back(std::move(cmd));
+  }
+  std::vector<redis::Reply> replies;
+  (void)impl_->pool->Call(cmds, impl_->DeadlineNs(), &replies);
+  return Status::Ok();
+}
+
+void ShardSync::SetRules(const RuleSet* rules) { impl_->rules = rules; }
+
+ShardSyncStats ShardSync::Stats() const {
+  ShardSyncStats s = impl_->stats;
+  s.tracked = impl_->live_tracked;
+  s.store_down = impl_->store_down;
+  for (const Impl::Core& c : impl_->cores) {
+    const CoreSync::Counters& w = c.sync->counters();
+#define DLB_X(field, name) s.field += w.field.load(std::memory_order_relaxed);
+    DLB_SYNC_WORKER_COUNTERS(DLB_X)
+#undef DLB_X
+  }
+  return s;
+}
+
+int64_t ShardSync::PeakLease(std::string_view redis_key) const {
+  auto it = impl_->peaks.find(std::string(redis_key));
+  if (it == impl_->peaks.end()) return 0;
+  int64_t sum = 0;
+  for (int64_t v : it->second) sum += v;
+  return sum;
+}
+
+CoreSync& ShardSync::core(size_t i) { return *impl_->cores[i].sync; }
+size_t ShardSync::cores() const { return impl_->cores.size(); }
+
+}  // namespace dlb::packet
