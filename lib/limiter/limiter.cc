@@ -6,7 +6,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <cstdio>
+#include <deque>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -49,6 +52,24 @@ int64_t NowMonoNs() { return MonotonicClock::Instance().NowNs(); }
 // Reconciliation runs in the background with a looser budget than a decision.
 constexpr int kReconcileChunk = 256;
 constexpr int kReconcileDeadlineFactor = 10;
+// A debit batch carries a marker per bucket (SET NX in the debit's own script call), so
+// that a batch whose fate is unknown (a timeout) can be sent again: the markers live
+// kMarkerTtlMs, and a batch is retried for at most half of that, so a late resend
+// always finds the marker of a send that ran.
+constexpr int64_t kMarkerTtlMs = 600'000;
+constexpr int64_t kReconcileGiveUpNs = kMarkerTtlMs * 1'000'000 / 2;
+constexpr int64_t kReconcileRetryMinNs = 20'000'000;
+constexpr int64_t kReconcileRetryMaxNs = 2'000'000'000;
+// Resets kept in the reset log (redis/script.h): a participant that misses more than
+// this many between two sync rounds drops all of its leases.
+constexpr int64_t kResetLogKeep = 4096;
+
+std::string RandomId() {
+  std::random_device rd;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
 
 class LimiterImpl final : public Limiter {
  public:
@@ -62,7 +83,9 @@ class LimiterImpl final : public Limiter {
                  std::chrono::nanoseconds(opts_.breaker_backoff_max).count()),
         stripes_(std::make_unique<CounterStripe[]>(kCounterStripes)),
         pool_(ep_, opts_.max_connections,
-              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript}) {
+              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript,
+               redis::ResetLogScript()}),
+        reconcile_id_(RandomId()) {
     if (opts_.mode != Mode::kLocal) {
       reconciler_ = std::thread([this] { ReconcileLoop(); });
     }
@@ -229,12 +252,21 @@ class LimiterImpl final : public Limiter {
       rounds = sync_->LockRounds();
       sync_->Forget(table_.KeyOf(user_id, rule, spec));
     }
-    std::string del;
-    redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(KeyFor(r));
+    // The key goes first, then the reset is logged: every synced participant reads the
+    // log at the start of its next round and drops its lease of this bucket, so the
+    // reset holds for all of them within one sync interval.
+    const std::string key = KeyFor(r);
+    std::string del, log;
+    redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(key);
+    redis::CommandWriter log_w(log);
+    redis::AppendResetLogCall(log_w, key, kResetLogKeep);
     std::vector<redis::Reply> replies;
-    if (Status s = Call({del}, Deadline(), &replies); !s.ok()) return s;
+    if (Status s = Call({del, log}, Deadline(), &replies); !s.ok()) return s;
     if (replies[0]->type != REDIS_REPLY_INTEGER) {
       return Status::Protocol("DEL: " + redis::DescribeReply(replies[0].get()));
+    }
+    if (replies[1]->type != REDIS_REPLY_INTEGER) {
+      return Status::Protocol("reset log: " + redis::DescribeReply(replies[1].get()));
     }
     return Status::Ok();
   }
@@ -336,11 +368,26 @@ class LimiterImpl final : public Limiter {
   void DecideStore(std::span<const LimitRequest> reqs, const std::vector<size_t>& idx,
                    std::vector<StatusOr<LimitDecision>>& out) {
     const int64_t now = NowMonoNs();
-    const Breaker::Permit permit = breaker_.Acquire(now);
+    Breaker::Permit permit = breaker_.Acquire(now);
     std::vector<std::string> keys;
     keys.reserve(idx.size());
     for (size_t i : idx) keys.push_back(KeyFor(reqs[i]));
     Status failure;
+    const int64_t deadline = Deadline();
+    if (permit == Breaker::Permit::kProbe) {
+      // The probe is a PING, not the request: a probe that times out on a stalled server
+      // may run when the server resumes, and a take that runs late would charge a
+      // request that the failure policy decided (and, under `local`, debits again).
+      std::vector<redis::Reply> replies;
+      failure = Call({std::string("*1\r\n$4\r\nPING\r\n")}, deadline, &replies);
+      if (failure.ok()) {
+        if (breaker_.OnSuccess(permit)) OnRecovered();
+        permit = Breaker::Permit::kCall;
+      } else {
+        (void)breaker_.OnFailure(permit, NowMonoNs());
+        permit = Breaker::Permit::kRefuse;
+      }
+    }
     if (permit != Breaker::Permit::kRefuse) {
       std::vector<std::string> cmds;
       cmds.reserve(idx.size());
@@ -348,9 +395,15 @@ class LimiterImpl final : public Limiter {
         cmds.push_back(BucketCall(keys[k], redis::BucketOp::kTake, reqs[idx[k]].spec, reqs[idx[k]].cost));
       }
       std::vector<redis::Reply> replies;
-      failure = Call(cmds, Deadline(), &replies);
+      failure = Call(cmds, deadline, &replies);
       if (failure.ok()) {
-        if (breaker_.OnSuccess(permit)) OnRecovered();
+        // Debits also wait after failures too few to open the breaker: the first success
+        // sends them (one relaxed load on the decision path).
+        if (breaker_.OnSuccess(permit)) {
+          OnRecovered();
+        } else if (debits_waiting_.load(std::memory_order_relaxed)) {
+          KickReconciler();
+        }
         for (size_t k = 0; k < idx.size(); ++k) {
           auto parsed = redis::ParseBucketReply(replies[k].get());
           if (parsed.ok()) {
@@ -459,7 +512,9 @@ class LimiterImpl final : public Limiter {
     while (!sync_stopping_) {
       if (sync_cv_.wait_until(lock, next, [this] { return sync_stopping_; })) break;
       lock.unlock();
-      (void)sync_->Sync();
+      if (sync_->Sync().ok() && debits_waiting_.load(std::memory_order_relaxed) && !breaker_.open()) {
+        KickReconciler();
+      }
       lock.lock();
       next += interval;
       // A sync that overran does not trigger a burst of catch-up syncs.
@@ -538,11 +593,16 @@ class LimiterImpl final : public Limiter {
       it = debits_.emplace(key, Debit{spec, 0}).first;
     }
     it->second.cost = std::min(it->second.cost + cost, spec.capacity);
+    debits_waiting_.store(true, std::memory_order_relaxed);
   }
 
   void OnRecovered() {
     DLB_LOG_EVERY(1000, spdlog::level::info, "dlb: Redis at {} answers again; circuit breaker closed",
                   ep_.Describe());
+    KickReconciler();
+  }
+
+  void KickReconciler() {
     {
       std::lock_guard<std::mutex> lock(debits_mu_);
       reconcile_pending_ = true;
@@ -550,46 +610,105 @@ class LimiterImpl final : public Limiter {
     debits_cv_.notify_all();
   }
 
+  // A batch of debits with its id: the markers of its calls are `<bucket key>:rid:<id>`.
+  struct PendingBatch {
+    std::string id;
+    std::vector<std::pair<std::string, Debit>> items;
+    int64_t first_try_ns = 0;
+  };
+
   void ReconcileLoop() {
     std::unique_lock<std::mutex> lock(debits_mu_);
+    int64_t retry_ns = kReconcileRetryMinNs;
     for (;;) {
-      debits_cv_.wait(lock, [this] { return stopping_ || reconcile_pending_; });
+      if (pending_.empty()) {
+        debits_cv_.wait(lock, [this] { return stopping_ || reconcile_pending_; });
+      } else {
+        // A batch whose fate is unknown: send it again after a back-off, or as soon as
+        // the breaker closes again.
+        debits_cv_.wait_for(lock, std::chrono::nanoseconds(retry_ns),
+                            [this] { return stopping_ || reconcile_pending_; });
+      }
       if (stopping_) return;
-      reconcile_pending_ = false;
-      std::unordered_map<std::string, Debit> batch;
-      batch.swap(debits_);
+      if (reconcile_pending_) {
+        reconcile_pending_ = false;
+        if (!debits_.empty()) {
+          PendingBatch b;
+          b.id = reconcile_id_ + "-" + std::to_string(++reconcile_seq_);
+          b.items.assign(std::make_move_iterator(debits_.begin()), std::make_move_iterator(debits_.end()));
+          b.first_try_ns = NowMonoNs();
+          debits_.clear();
+          debits_waiting_.store(false, std::memory_order_relaxed);
+          pending_.push_back(std::move(b));
+        }
+      }
+      if (pending_.empty() || breaker_.open()) continue;
+      std::deque<PendingBatch> work;
+      work.swap(pending_);
       lock.unlock();
-      ReconcileBatch(batch);
+      bool all_done = true;
+      for (PendingBatch& b : work) all_done = ReconcileBatch(b) && all_done;
       lock.lock();
+      // Batches not done go back in front of any that arrived meanwhile, in order.
+      for (auto it = work.rbegin(); it != work.rend(); ++it) {
+        if (!it->items.empty()) pending_.push_front(std::move(*it));
+      }
+      retry_ns = all_done ? kReconcileRetryMinNs : std::min(retry_ns * 2, kReconcileRetryMaxNs);
     }
   }
 
-  // Sends the admissions made during the outage as debits, once: a chunk that fails is
-  // not resent (its fate is unknown after a timeout), so nothing is charged twice.
-  void ReconcileBatch(const std::unordered_map<std::string, Debit>& batch) {
-    if (batch.empty()) return;
-    uint64_t sent = 0, lost = 0;
-    auto it = batch.begin();
-    while (it != batch.end()) {
+  // Sends a batch's debits; each reply (applied now, or found applied by an earlier
+  // send) takes its bucket out of the batch. A chunk that failed stays, to be sent again
+  // with the same markers: exactly once. True if the batch is done.
+  bool ReconcileBatch(PendingBatch& b) {
+    uint64_t sent = 0, duplicates = 0, lost = 0;
+    size_t pos = 0;
+    std::vector<std::pair<std::string, Debit>> left;
+    while (pos < b.items.size()) {
+      const size_t end = std::min(b.items.size(), pos + kReconcileChunk);
       std::vector<std::string> cmds;
-      uint64_t chunk_cost = 0;
-      for (; it != batch.end() && cmds.size() < kReconcileChunk; ++it) {
-        cmds.push_back(BucketCall(it->first, redis::BucketOp::kDebit, it->second.spec, it->second.cost));
-        chunk_cost += static_cast<uint64_t>(it->second.cost);
+      for (size_t i = pos; i < end; ++i) {
+        const auto& [key, debit] = b.items[i];
+        std::string cmd;
+        redis::CommandWriter w(cmd);
+        redis::AppendDebitOnceCall(w, key, key + ":rid:" + b.id, debit.spec, debit.cost, kMarkerTtlMs);
+        cmds.push_back(std::move(cmd));
       }
       const int64_t deadline =
           NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count() * kReconcileDeadlineFactor;
       std::vector<redis::Reply> replies;
-      if (Call(cmds, deadline, &replies).ok()) {
-        sent += chunk_cost;
+      if (!Call(cmds, deadline, &replies).ok()) {
+        for (size_t i = pos; i < end; ++i) left.push_back(std::move(b.items[i]));
       } else {
-        lost += chunk_cost;
+        for (size_t i = pos; i < end; ++i) {
+          auto parsed = redis::ParseBucketReply(replies[i - pos].get());
+          const auto cost = static_cast<uint64_t>(b.items[i].second.cost);
+          if (!parsed.ok()) {
+            // A script error (a foreign value under the key) will not go away: not resent.
+            lost += cost;
+          } else if (parsed->duplicate) {
+            duplicates += cost;
+          } else {
+            sent += cost;
+          }
+        }
       }
+      pos = end;
+    }
+    b.items.swap(left);
+    if (!b.items.empty() && NowMonoNs() - b.first_try_ns > kReconcileGiveUpNs) {
+      // Past this, a marker could have expired and a resend could charge twice.
+      for (const auto& it : b.items) lost += static_cast<uint64_t>(it.second.cost);
+      b.items.clear();
     }
     Bump(kReconciled, sent);
-    DLB_LOG_EVERY(1000, spdlog::level::info,
-                  "dlb: reconciled {} requests admitted locally during the outage into Redis ({} lost)",
-                  sent, lost);
+    if (sent != 0 || duplicates != 0 || lost != 0) {
+      DLB_LOG_EVERY(1000, spdlog::level::info,
+                    "dlb: reconciled {} requests admitted locally during the outage into Redis "
+                    "(batch {}: {} found applied by an earlier send, {} lost, {} buckets left to resend)",
+                    sent, b.id, duplicates, lost, b.items.size());
+    }
+    return b.items.empty();
   }
 
   const LimiterOptions opts_;
@@ -612,6 +731,10 @@ class LimiterImpl final : public Limiter {
   std::mutex debits_mu_;
   std::condition_variable debits_cv_;
   std::unordered_map<std::string, Debit> debits_;
+  std::deque<PendingBatch> pending_;
+  std::atomic<bool> debits_waiting_{false};   // debits_ is not empty
+  const std::string reconcile_id_;
+  uint64_t reconcile_seq_ = 0;
   bool reconcile_pending_ = false;
   bool stopping_ = false;
   std::thread reconciler_;

@@ -1,5 +1,6 @@
 #include "redis/script.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -49,7 +50,17 @@ end
 
 constexpr std::string_view kBucketBody = R"lua(local op = ARGV[1]
 local nk = #KEYS
-if nk < 1 or #ARGV ~= 1 + 3 * nk or (op ~= 'take' and op ~= 'peek' and op ~= 'debit') then
+-- debitonce: a debit whose last key is the batch's marker and whose last argument is
+-- the marker's TTL in ms. The marker is set (NX) in the same atomic step as the debit,
+-- so a batch sent again after a timeout is a no-op if the first send ran.
+local marker_ttl
+if op == 'debitonce' then
+  nk = nk - 1
+  marker_ttl = tonumber(ARGV[#ARGV])
+  if nk < 1 or #ARGV ~= 2 + 3 * nk or not marker_ttl or marker_ttl < 1 then
+    return redis.error_reply('ERR dlb: usage: EVALSHA sha k+1 key.. marker debitonce (capacity interval_ns cost).. ttl_ms')
+  end
+elseif nk < 1 or #ARGV ~= 1 + 3 * nk or (op ~= 'take' and op ~= 'peek' and op ~= 'debit') then
   return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. take|peek|debit (capacity interval_ns cost)..')
 end
 local fill, unit, cap, cost, leaks = {}, {}, {}, {}, {}
@@ -74,6 +85,14 @@ for i = 1, nk do
   -- Compare in requests with a few ulps of slack, so that C admissions of T each
   -- fill a bucket of C*T exactly despite binary rounding.
   if d / unit[i] + n > c + 1e-9 + c * 4e-15 then all_ok = 0 end
+end
+if marker_ttl then
+  -- Arguments are valid (checked above), so a set marker always comes with its debit.
+  if redis.call('SET', KEYS[nk + 1], '1', 'NX', 'PX', string.format('%.0f', marker_ttl)) then
+    op = 'debit'
+  else
+    op, all_ok = 'peek', 2
+  end
 end
 local out = {all_ok, string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
 for i = 1, nk do
@@ -115,7 +134,107 @@ end
 return out
 )lua";
 
+// The reset log: a sorted set of bucket keys scored by a sequence number (one per
+// reset, the member's latest), plus the member "" whose score is the highest sequence
+// trimmed away (a participant that has not read that far has missed resets).
+constexpr std::string_view kResetLogScript = R"lua(
+local keep = tonumber(ARGV[2])
+if #KEYS ~= 1 or #ARGV ~= 2 or ARGV[1] == '' or not keep or keep < 1 then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha 1 log bucket_key keep')
+end
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local seq = 1
+if top[2] then seq = tonumber(top[2]) + 1 else redis.call('ZADD', KEYS[1], 0, '') end
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+local n = redis.call('ZCARD', KEYS[1])
+if n > keep + 1 then
+  local gone = redis.call('ZRANGE', KEYS[1], 1, n - keep - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - keep - 1)
+  redis.call('ZADD', KEYS[1], gone[#gone], '')
+end
+return seq
+)lua";
+
 }  // namespace
+
+std::string_view ResetLogScript() { return kResetLogScript; }
+
+const std::string& ResetLogScriptSha() {
+  static const std::string sha = ScriptSha(kResetLogScript);
+  return sha;
+}
+
+void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep) {
+  w.Begin(6).Arg("EVALSHA").Arg(ResetLogScriptSha()).Arg(int64_t{1}).Arg(kResetLogKey);
+  w.Arg(bucket_key).Arg(keep);
+}
+
+void AppendResetLogRead(std::vector<std::string>* cmds, int64_t after_seq, int64_t limit) {
+  std::string top, floor, since;
+  CommandWriter(top).Begin(5).Arg("ZRANGE").Arg(kResetLogKey).Arg(int64_t{-1}).Arg(int64_t{-1}).Arg("WITHSCORES");
+  CommandWriter(floor).Begin(3).Arg("ZSCORE").Arg(kResetLogKey).Arg("");
+  CommandWriter(since)
+      .Begin(8)
+      .Arg("ZRANGEBYSCORE")
+      .Arg(kResetLogKey)
+      .Arg("(" + std::to_string(after_seq))
+      .Arg("+inf")
+      .Arg("WITHSCORES")
+      .Arg("LIMIT")
+      .Arg(int64_t{0})
+      .Arg(limit);
+  cmds->push_back(std::move(top));
+  cmds->push_back(std::move(floor));
+  cmds->push_back(std::move(since));
+}
+
+Status ParseResetLogRead(const Reply* replies, ResetLogRead* out) {
+  auto score = [](const redisReply* x, int64_t* v) {
+    if (x->type != REDIS_REPLY_STRING) return false;
+    *v = static_cast<int64_t>(std::strtod(std::string(x->str, x->len).c_str(), nullptr));
+    return true;
+  };
+  const redisReply* top = replies[0].get();
+  const redisReply* floor = replies[1].get();
+  const redisReply* since = replies[2].get();
+  if (top == nullptr || floor == nullptr || since == nullptr) return Status::Protocol("no reply");
+  for (const redisReply* r : {top, floor, since}) {
+    if (r->type == REDIS_REPLY_ERROR) return Status::Protocol("reset log: " + DescribeReply(r));
+  }
+  out->max_seq = 0;
+  out->floor_seq = 0;
+  out->keys.clear();
+  if (top->type != REDIS_REPLY_ARRAY || (top->elements != 0 && top->elements != 2) ||
+      since->type != REDIS_REPLY_ARRAY || since->elements % 2 != 0 ||
+      (floor->type != REDIS_REPLY_NIL && floor->type != REDIS_REPLY_STRING)) {
+    return Status::Protocol("unexpected reset log reply");
+  }
+  if (top->elements == 2 && !score(top->element[1], &out->max_seq)) return Status::Protocol("reset log: bad score");
+  if (floor->type == REDIS_REPLY_STRING) (void)score(floor, &out->floor_seq);
+  for (size_t i = 0; i + 1 < since->elements; i += 2) {
+    const redisReply* k = since->element[i];
+    int64_t seq = 0;
+    if (k->type != REDIS_REPLY_STRING || !score(since->element[i + 1], &seq)) {
+      return Status::Protocol("reset log: bad entry");
+    }
+    out->max_seq = std::max(out->max_seq, seq);
+    if (k->len == 0) continue;   // the trim floor
+    out->keys.emplace_back(k->str, k->len);
+  }
+  return Status::Ok();
+}
+
+void AppendDebitOnceCall(CommandWriter& w, std::string_view key, std::string_view marker_key,
+                         const BucketSpec& spec, int64_t cost, int64_t marker_ttl_ms) {
+  w.Begin(10).Arg("EVALSHA").Arg(BucketScriptSha()).Arg(int64_t{2}).Arg(key).Arg(marker_key).Arg("debitonce");
+  w.Arg(spec.capacity);
+  if (spec.leak_rate_per_s == 0) {
+    w.Arg("0");
+  } else {
+    w.ArgDouble(1e9 / spec.leak_rate_per_s);
+  }
+  w.Arg(cost).Arg(marker_ttl_ms);
+}
 
 std::string WithTatPrelude(std::string_view body) {
   std::string s(kTatPrelude);
@@ -217,6 +336,7 @@ StatusOr<ScriptResult> ParseBucketReply(const redisReply* r) {
   };
   ScriptResult out;
   out.allowed = e[0]->integer == 1;
+  out.duplicate = e[0]->integer == 2;
   out.now_us = static_cast<int64_t>(number(e[1]));
   Decision& d = out.decision;
   d.allowed = out.allowed;

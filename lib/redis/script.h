@@ -5,7 +5,12 @@
 // op: take  -- admit iff every bucket has room for its cost, then charge them all
 //              (all or nothing, so the buckets of one request are one decision);
 //     peek  -- report, change nothing;
-//     debit -- charge unconditionally, saturating at a full bucket (reconciliation).
+//     debit -- charge unconditionally, saturating at a full bucket (reconciliation);
+//     debitonce -- a debit that runs at most once per marker:
+//       EVALSHA <sha> <k+1> <key_1..key_k> <marker> debitonce (..) x k <marker_ttl_ms>
+//       sets <marker> (SET NX PX) in the same atomic step; if the marker was already
+//       there the call only reports (a batch re-sent after a timeout whose first send
+//       ran) and all_allowed is 2.
 // interval_ns is T = 1e9 / leak_rate in nanoseconds (%.17g, fractions kept), "0" for
 // a bucket that never leaks. Time is the Redis server's TIME, read inside the
 // script: the only clock that decides a shared bucket. The stored value is TAT in
@@ -24,6 +29,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dlb/bucket.h"
 #include "dlb/status.h"
@@ -49,9 +55,36 @@ void AppendBucketCall(CommandWriter& w, std::string_view sha, std::string_view k
 
 struct ScriptResult {
   bool allowed = false;
+  bool duplicate = false;   // debitonce: the marker was set already, nothing charged
   int64_t now_us = 0;
   Decision decision;
 };
+
+// One debitonce of one bucket: `marker_key` must share the bucket key's hash tag (the
+// bucket key plus a suffix does).
+void AppendDebitOnceCall(CommandWriter& w, std::string_view key, std::string_view marker_key,
+                         const BucketSpec& spec, int64_t cost, int64_t marker_ttl_ms);
+
+// The reset log, so that a reset reaches the leases other participants hold:
+//   Limiter::Reset deletes the bucket and then appends its key (EVALSHA of
+//   ResetLogScript(): ZADD with the next sequence number, the log trimmed to `keep`
+//   entries, the highest trimmed sequence kept as the score of the member "");
+//   each sync round first reads the entries after the last sequence it saw (plain
+//   commands, no script to load) and drops its lease of every key listed, or of every
+//   key if it missed entries (trimmed, or the log is gone: the store was lost).
+inline constexpr std::string_view kResetLogKey = "dlb:resets";
+std::string_view ResetLogScript();
+const std::string& ResetLogScriptSha();
+void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep);
+// Appends the three commands of one read (ZRANGE top, ZSCORE floor, ZRANGEBYSCORE).
+void AppendResetLogRead(std::vector<std::string>* cmds, int64_t after_seq, int64_t limit);
+struct ResetLogRead {
+  int64_t max_seq = 0;     // highest sequence in the log (0: empty or gone)
+  int64_t floor_seq = 0;   // highest sequence trimmed away
+  std::vector<std::string> keys;   // bucket keys reset after `after_seq`
+};
+// Parses the three replies of AppendResetLogRead.
+Status ParseResetLogRead(const Reply* replies, ResetLogRead* out);
 
 // Parses the reply of a one-bucket call; NOSCRIPT is reported as kUnavailable with
 // IsNoScript() true so that the caller reloads and retries.

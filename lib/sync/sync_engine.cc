@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cmath>
 #include <random>
+#include <unordered_set>
 #include <vector>
 
 #include "dlb/clock.h"
@@ -12,11 +13,14 @@
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
+#include "redis/script.h"
 
 namespace dlb::sync {
 namespace {
 
 constexpr int kStripes = 64;
+// Reset log entries read per round at most; more means drop every lease.
+constexpr int64_t kResetLogReadLimit = 1024;
 
 int64_t NowMonoNs() { return MonotonicClock::Instance().NowNs(); }
 
@@ -39,6 +43,10 @@ struct SyncEngine::Entry {
   int idle_syncs = 0;
   int64_t reject_until_ns = 0;  // a strict call said no room before then
   double level = 0.0;           // as Redis reported it at the last sync
+  int64_t last_sync_ns = 0;     // the snapshot of the last round that included it
+  int rounds_since_sync = 0;    // rounds that skipped it since
+  int stride = 1;               // rounds between its syncs (1: every round)
+  bool starved = false;         // a request found the lease short since the last sync
 };
 
 struct alignas(64) SyncEngine::Stripe {
@@ -56,7 +64,7 @@ struct SyncEngine::Item {
 
 struct SyncEngine::Counters {
   std::atomic<uint64_t> misses{0}, syncs{0}, sync_failures{0}, redis_calls{0},
-      bucket_ops{0}, granted{0}, returned{0}, dropped{0};
+      bucket_ops{0}, granted{0}, returned{0}, dropped{0}, reset_drops{0};
 };
 
 SyncEngine::SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker)
@@ -83,6 +91,7 @@ SyncEngine::Admit SyncEngine::TryAdmit(uint64_t key, int64_t cost, int64_t now_n
   Entry& e = it->second;
   e.demand_units += cost;
   if (e.lease_units < cost) {
+    e.starved = true;
     if (now_ns < e.reject_until_ns) {
       if (verdict != nullptr) *verdict = {.level = e.level, .retry_after_ns = e.reject_until_ns - now_ns};
       return Admit::kRejected;
@@ -126,6 +135,7 @@ bool SyncEngine::Track(uint64_t key, std::string_view redis_key, const BucketSpe
     it = s.map.try_emplace(key).first;
     it->second.redis_key = redis_key;
     it->second.spec = spec;
+    it->second.last_sync_ns = NowMonoNs();
   }
   it->second.demand_units += cost;
   return true;
@@ -141,39 +151,132 @@ Status SyncEngine::Sync() { return RoundTrip(false); }
 
 Status SyncEngine::ReturnAll() { return RoundTrip(true); }
 
+void SyncEngine::DropLeases(const std::vector<std::string>& keys, bool all) {
+  std::unordered_set<std::string_view> reset(keys.begin(), keys.end());
+  uint64_t dropped = 0;
+  for (int si = 0; si < kStripes; ++si) {
+    Stripe& s = stripes_[si];
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (auto& [key, e] : s.map) {
+      if (!all && reset.count(e.redis_key) == 0) continue;
+      // Charged in the bucket that was deleted: neither used nor given back to the new one.
+      dropped += static_cast<uint64_t>(e.lease_units);
+      e.lease_units = 0;
+      e.reject_until_ns = 0;
+      e.level = 0.0;
+      e.stride = 1;
+    }
+  }
+  counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
+  counters_->reset_drops.fetch_add(all ? 1 : keys.size(), std::memory_order_relaxed);
+}
+
+Status SyncEngine::ReadResets(int64_t deadline_ns) {
+  std::vector<std::string> cmds;
+  redis::AppendResetLogRead(&cmds, std::max<int64_t>(0, reset_seq_), kResetLogReadLimit);
+  std::vector<redis::Reply> replies;
+  Status s = pool_->Call(cmds, deadline_ns, &replies);
+  counters_->redis_calls.fetch_add(cmds.size(), std::memory_order_relaxed);
+  if (!s.ok()) return s;
+  redis::ResetLogRead log;
+  if (Status ps = redis::ParseResetLogRead(replies.data(), &log); !ps.ok()) return ps;
+  if (reset_seq_ >= 0) {
+    // A log that went backwards (the store lost it) or lost entries this participant had
+    // not read yet (trimmed), or a read that hit its limit: some reset may be unseen, so
+    // every lease goes.
+    const bool missed = log.max_seq < reset_seq_ || log.floor_seq > reset_seq_ ||
+                        log.keys.size() >= static_cast<size_t>(kResetLogReadLimit);
+    if (missed) {
+      DLB_LOG_EVERY(1000, spdlog::level::warn,
+                    "dlb: reset log at sequence {} (floor {}), this participant read up to {}: "
+                    "dropping every lease", log.max_seq, log.floor_seq, reset_seq_);
+      DropLeases({}, true);
+    } else if (!log.keys.empty()) {
+      DropLeases(log.keys, false);
+    }
+  }
+  reset_seq_ = log.max_seq;
+  return Status::Ok();
+}
+
 Status SyncEngine::RoundTrip(bool returning_all) {
   std::lock_guard<std::mutex> sync_lock(sync_mu_);
   const int64_t now = NowMonoNs();
-  if (last_sync_ns_ != 0 && now - last_sync_ns_ > max_gap_ns_.load(std::memory_order_relaxed)) {
-    max_gap_ns_.store(now - last_sync_ns_, std::memory_order_relaxed);
-  }
   last_sync_ns_ = now;
   counters_->syncs.fetch_add(1, std::memory_order_relaxed);
+  ++round_;
 
   Breaker::Permit permit = Breaker::Permit::kCall;
   if (breaker_ != nullptr && !returning_all) permit = breaker_->Acquire(now);
 
-  // Snapshot: take every unused unit out of the local leases (they are being given
-  // back, so they must not be used meanwhile) and size the next lease.
+  // First the reset log, in a round trip of its own before the snapshot, so that a
+  // lease of a bucket reset meanwhile is dropped rather than given back to the new
+  // bucket (room that was never charged there). Its small, read-only round trip is also
+  // the breaker's probe: a probe that times out on a stalled server and runs later
+  // charges and returns nothing.
+  Status failure;
+  if (permit != Breaker::Permit::kRefuse) {
+    failure = ReadResets(NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count());
+    if (!failure.ok()) {
+      if (breaker_ != nullptr && !returning_all &&
+          breaker_->OnFailure(permit, NowMonoNs()) && opts_.on_breaker_opened) {
+        opts_.on_breaker_opened(failure);
+      }
+      permit = Breaker::Permit::kRefuse;
+    } else if (permit == Breaker::Permit::kProbe) {
+      if (breaker_->OnSuccess(permit) && opts_.on_breaker_closed) opts_.on_breaker_closed();
+      permit = Breaker::Permit::kCall;
+    }
+  }
+
+  // Snapshot: take the unused units out of the local leases of the buckets this round
+  // syncs (they are being given back, so they must not be used meanwhile) and size
+  // their next lease. A bucket is synced when it has no lease and wants one, when its
+  // lease runs short of one round's demand, when its lease sat unused, or every
+  // `stride` rounds; hot and contended buckets every round (see the header).
   std::vector<Item> items;
   uint64_t dropped = 0;
+  int64_t max_gap = 0;
   for (int si = 0; si < kStripes; ++si) {
     Stripe& s = stripes_[si];
     std::lock_guard<std::mutex> lock(s.mu);
     for (auto it = s.map.begin(); it != s.map.end();) {
       Entry& e = it->second;
       const int64_t held = e.lease_units;
-      e.lease_units = 0;
-      int64_t want = 0;
-      // The demand of the period that just ended predicts the next one. Periods are
-      // the actual time between rounds, not the configured interval: when rounds are
-      // slow (many buckets, a loaded Redis) leases grow to cover them, and H, the time
-      // a unit can be held, grows with them (the bound is written in measured H).
-      if (!returning_all && e.demand_units >= opts_.min_demand_for_lease) {
-        want = std::min<int64_t>(
-            e.spec.capacity, static_cast<int64_t>(std::ceil(opts_.headroom * static_cast<double>(e.demand_units))) + 1);
+      const int rounds = e.rounds_since_sync + 1;
+      // Demand per round since this bucket's last sync.
+      const double rate = static_cast<double>(e.demand_units) / rounds;
+      bool due = returning_all || permit == Breaker::Permit::kRefuse || held == 0 || e.starved ||
+                 rounds >= e.stride || e.demand_units == 0 || static_cast<double>(held) < rate;
+      if (!due) {
+        ++e.rounds_since_sync;
+        ++it;
+        continue;
       }
-      e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + 1 : 0;
+      max_gap = std::max(max_gap, now - e.last_sync_ns);
+      e.lease_units = 0;
+      e.rounds_since_sync = 0;
+      e.starved = false;
+      e.last_sync_ns = now;
+      int64_t want = 0;
+      // The demand of the rounds that just ended predicts the next ones. Rounds are the
+      // actual time between them, not the configured interval: when rounds are slow
+      // (many buckets, a loaded Redis) leases grow to cover them, and H, the time a unit
+      // can be held, grows with them (the bound is written in measured H). A bucket far
+      // from its limit with little demand is synced every `stride` rounds and its lease
+      // covers them; one near its limit (level above half) or with a round's demand of
+      // hot_demand or more is synced every round.
+      if (!returning_all && e.demand_units >= opts_.min_demand_for_lease * rounds) {
+        int stride = 1;
+        const bool contended = e.level * 2 > static_cast<double>(e.spec.capacity);
+        while (!contended && stride * 2 <= opts_.max_stride && rate * stride * 2 <= opts_.hot_demand) stride *= 2;
+        e.stride = stride;
+        want = std::min<int64_t>(
+            e.spec.capacity, static_cast<int64_t>(std::ceil(opts_.headroom * rate * stride)) + 1);
+      } else {
+        e.stride = 1;
+      }
+      e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + rounds : 0;
       e.demand_units = 0;
       if (permit == Breaker::Permit::kRefuse) {
         // The store is down: the lease cannot be given back; it leaks away in Redis.
@@ -189,16 +292,16 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       }
     }
   }
+  if (max_gap > max_gap_ns_.load(std::memory_order_relaxed)) max_gap_ns_.store(max_gap, std::memory_order_relaxed);
   counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
   if (permit == Breaker::Permit::kRefuse) {
     counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
-    return Status::Unavailable("circuit breaker open");
+    return failure.ok() ? Status::Unavailable("circuit breaker open") : failure;
   }
 
   const int64_t ttl_ms = opts_.participant_ttl.count();
   const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ms * 1'000'000 / 3);
 
-  Status failure;
   bool any_success = false;
   size_t pos = 0;
   std::vector<redis::LeaseItem> lease_items;
@@ -306,6 +409,7 @@ SyncStats SyncEngine::Stats() const {
   s.granted_units = counters_->granted.load(std::memory_order_relaxed);
   s.returned_units = counters_->returned.load(std::memory_order_relaxed);
   s.dropped_units = counters_->dropped.load(std::memory_order_relaxed);
+  s.reset_drops = counters_->reset_drops.load(std::memory_order_relaxed);
   s.live_participants = live_participants();
   s.max_gap_ns = max_gap_ns_.load(std::memory_order_relaxed);
   for (int i = 0; i < kStripes; ++i) {

@@ -92,6 +92,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "dlb/bucket.h"
 #include "dlb/status.h"
@@ -113,6 +114,12 @@ struct SyncOptions {
   double headroom = 1.5;
   // Buckets with less demand than this in an interval get no lease.
   int64_t min_demand_for_lease = 2;
+  // Per-bucket scheduling: a bucket whose demand per round is under hot_demand and
+  // whose level is at most half its capacity is synced every `stride` rounds (a power
+  // of two up to max_stride, the largest with demand x stride <= hot_demand), with a
+  // lease sized for them; earlier if its lease runs short. 1 = every bucket every round.
+  double hot_demand = 32;
+  int max_stride = 8;
   // Buckets per EVALSHA, and EVALSHAs per pipelined round trip.
   size_t chunk = 256;
   size_t calls_per_round_trip = 16;
@@ -139,11 +146,12 @@ struct SyncStats {
   uint64_t bucket_ops = 0;          // buckets leased or returned in those calls
   uint64_t granted_units = 0;
   uint64_t returned_units = 0;
-  uint64_t dropped_units = 0;       // leases lost to a failed sync (left to leak)
+  uint64_t dropped_units = 0;       // leases lost to a failed sync (left to leak) or a reset
+  uint64_t reset_drops = 0;         // leases dropped because the reset log named their bucket
   int64_t live_participants = 0;    // 0 until the first announce succeeded
-  // Longest time between two consecutive rounds' snapshots: a unit is charged after
-  // one snapshot and used or given back by the next, so this bounds how long a lease
-  // is held (the H of the bound, with the caller's own decision latency).
+  // Longest time between two snapshots that synced the same bucket: a unit is charged
+  // after one and used or given back by the next, so this bounds how long a lease is
+  // held (the H of the bound, with the caller's own decision latency).
   int64_t max_gap_ns = 0;
   size_t active_buckets = 0;
 };
@@ -205,6 +213,8 @@ class SyncEngine {
   struct Stripe;
   struct Item;
   Status RoundTrip(bool returning_all);
+  Status ReadResets(int64_t deadline_ns);
+  void DropLeases(const std::vector<std::string>& keys, bool all);
 
   SyncOptions opts_;
   redis::Pool* const pool_;
@@ -212,6 +222,8 @@ class SyncEngine {
   std::unique_ptr<Stripe[]> stripes_;
   std::mutex sync_mu_;
   int64_t last_sync_ns_ = 0;
+  uint64_t round_ = 0;
+  int64_t reset_seq_ = -1;          // last reset log sequence read; -1 before the first read
   std::atomic<int64_t> max_gap_ns_{0};
   std::atomic<size_t> tracked_{0};
   int64_t last_announce_ns_ = 0;

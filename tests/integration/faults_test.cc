@@ -1,19 +1,24 @@
-// Store faults: redis-server killed, stopped (SIGSTOP) and its scripts flushed while a
-// Limiter is deciding. Decisions go on under the failure policy, every call returns
-// within its deadline (plus a margin for scheduling on a loaded machine: this is the
-// correctness bound of the deadline, not a benchmark), and the store takes over again
-// once it is back.
+// Store faults: redis-server killed, stopped (SIGSTOP), restarted empty, cut off by a
+// proxy that black-holes traffic, and its scripts flushed while a Limiter is deciding.
+// Decisions go on under the failure policy, every call returns within its deadline
+// (plus a margin for scheduling on a loaded machine: this is the correctness bound of
+// the deadline, not a benchmark), the store takes over again once it is back, and what
+// the local fallback admitted is in Redis exactly once.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <map>
+#include <memory>
+#include <tuple>
 #include <thread>
 #include <vector>
 #include <string>
 
 #include "dlb/key.h"
 #include "dlb/limiter.h"
+#include "redis/script.h"
 #include "redis_server.h"
+#include "tcp_blackhole.h"
 
 namespace dlb::testing {
 namespace {
@@ -21,6 +26,8 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr int64_t kMarginNs = 50'000'000;
+// Six threads on a shared 2-core machine: one of them can lose the CPU for longer.
+constexpr int64_t kManyThreadsMarginNs = 250'000'000;
 constexpr milliseconds kRecoveryBound{5000};
 
 DecisionSource FallbackSourceOf(FailurePolicy p) {
@@ -77,6 +84,11 @@ class TimedLimiter {
   Limiter& limiter() { return *limiter_; }
   int64_t max_call_ns() const { return max_call_ns_; }
   uint64_t calls() const { return calls_; }
+  uint64_t FallbackAdmitted() const {
+    uint64_t total = 0;
+    for (const auto& [key, nc] : fallback_admitted_) total += nc.first;
+    return total;
+  }
 
  private:
   std::unique_ptr<Limiter> limiter_;
@@ -269,7 +281,7 @@ TEST(KilledServerManyThreads, DeadlineHoldsForCallersWaitingForAConnection) {
   stop = true;
   for (auto& th : threads) th.join();
   EXPECT_EQ(errors.load(), 0u);
-  EXPECT_LT(max_call_ns.load(), std::chrono::nanoseconds(deadline).count() + kMarginNs);
+  EXPECT_LT(max_call_ns.load(), std::chrono::nanoseconds(deadline).count() + kManyThreadsMarginNs);
 }
 
 TEST(KilledServerInspect, InspectReportsTheStoreErrorWithinTheDeadline) {
@@ -327,6 +339,181 @@ TEST(ScriptFlush, NextDecisionsReloadTheScriptWithoutFallbackOrDoubleCharge) {
   EXPECT_EQ(s.fallback_decisions, 0u);
   EXPECT_EQ(s.store_errors, 0u);
   EXPECT_EQ(s.store_decisions, 12u);
+}
+
+// ---- the fault matrix: both Redis modes x every failure policy x four faults --------
+
+enum class Fault { kKill, kStop5s, kRestartEmpty, kBlackHole };
+
+const char* FaultName(Fault f) {
+  switch (f) {
+    case Fault::kKill: return "kill";
+    case Fault::kStop5s: return "stop5s";
+    case Fault::kRestartEmpty: return "restart_empty";
+    case Fault::kBlackHole: return "black_hole";
+  }
+  return "?";
+}
+
+using MatrixParam = std::tuple<Mode, FailurePolicy, Fault>;
+
+class FaultMatrix : public ::testing::TestWithParam<MatrixParam> {};
+
+// A quota that leaks 1e-6/s: Redis's level is the count of what was charged.
+const BucketSpec kQuotaSpec{.capacity = 1000, .leak_rate_per_s = 1e-6};
+
+// The measured user is new when the fault starts, so nothing of it is in flight then:
+// every one of its requests is decided by the policy (or by the store once it is back),
+// and afterwards Redis must hold exactly what was admitted by the store, by leases and,
+// under `local`, by the fallback (reconciled once: a debit batch re-sent after a timeout
+// finds its marker). Calls that time out before the breaker opens belong to other users
+// (their takes may still run when a stopped server resumes: their fate is unknown).
+TEST_P(FaultMatrix, PolicyWithinDeadlineAndExactlyOnceReconciliation) {
+  const auto [mode, policy, fault] = GetParam();
+  const milliseconds deadline{20};
+  RedisServer server;
+  std::unique_ptr<TcpBlackhole> proxy;
+  if (fault == Fault::kBlackHole) proxy = std::make_unique<TcpBlackhole>(server.port());
+  LimiterOptions o = FaultOptions(server, policy, deadline);
+  if (proxy) o.redis_url = proxy->Url();
+  o.mode = mode;
+  o.sync_interval = std::chrono::microseconds(2000);
+  auto tl = std::make_unique<TimedLimiter>(o);
+  ASSERT_TRUE(tl->DecideUntilStore("warm-user", kWarmSpec, kRecoveryBound));
+  // A hot user, so that in mode synced leases are held when the fault starts.
+  for (int i = 0; i < 2000; ++i) tl->Decide("hot-user", kWarmSpec);
+
+  const std::string user = "measured-" + std::string(FaultName(fault));
+  std::map<DecisionSource, uint64_t> admitted_by;
+  uint64_t decided = 0;
+  auto decide_measured = [&] {
+    const LimitDecision d = tl->Decide(user, kQuotaSpec);
+    ++decided;
+    if (d.allowed) ++admitted_by[d.source];
+    return d;
+  };
+  // Trips the breaker with requests of other users (their calls time out or fail).
+  auto trip = [&] {
+    int i = 0;
+    return WaitFor([&] {
+      tl->Decide("trip-user-" + std::to_string(i++), kWarmSpec);
+      return tl->limiter().Stats().breaker_open;
+    }, kRecoveryBound, milliseconds(1));
+  };
+
+  const int64_t fault_start = MonoNowNs();
+  switch (fault) {
+    case Fault::kKill:
+      server.Kill();
+      ASSERT_TRUE(trip());
+      while (MonoNowNs() < fault_start + 300'000'000) {
+        EXPECT_EQ(decide_measured().source, FallbackSourceOf(policy));
+      }
+      server.Restart();
+      break;
+    case Fault::kStop5s:
+      server.Stop();
+      ASSERT_TRUE(trip());
+      while (MonoNowNs() < fault_start + 5'000'000'000) {
+        EXPECT_EQ(decide_measured().source, FallbackSourceOf(policy));
+        std::this_thread::sleep_for(milliseconds(2));
+      }
+      server.Cont();
+      break;
+    case Fault::kBlackHole:
+      proxy->BlackHole();
+      ASSERT_TRUE(trip());
+      while (MonoNowNs() < fault_start + 500'000'000) {
+        EXPECT_EQ(decide_measured().source, FallbackSourceOf(policy));
+      }
+      EXPECT_GT(proxy->discarded_bytes(), 0u);
+      proxy->Heal();
+      break;
+    case Fault::kRestartEmpty:
+      // Pooled connections are dead now: the first calls fail and the policy decides
+      // them, possibly without the breaker opening; the rest go to the new server.
+      server.Restart();
+      for (int i = 0; i < 40; ++i) decide_measured();
+      break;
+  }
+  ASSERT_TRUE(tl->DecideUntilStore("probe-user", kWarmSpec, kRecoveryBound))
+      << "the store did not decide again within " << kRecoveryBound.count() << " ms";
+  if (fault != Fault::kRestartEmpty) {
+    EXPECT_GT(decided, 0u);
+    EXPECT_GE(tl->limiter().Stats().breaker_opens, 1u);
+  }
+  switch (policy) {
+    case FailurePolicy::kLocal:
+      EXPECT_LE(admitted_by[DecisionSource::kFallbackLocal], static_cast<uint64_t>(kQuotaSpec.capacity));
+      if (fault == Fault::kKill || fault == Fault::kStop5s || fault == Fault::kBlackHole) {
+        EXPECT_GT(admitted_by[DecisionSource::kFallbackLocal], 0u);
+      }
+      break;
+    case FailurePolicy::kOpen: EXPECT_EQ(admitted_by[DecisionSource::kFallbackLocal], 0u); break;
+    case FailurePolicy::kClosed: EXPECT_EQ(admitted_by[DecisionSource::kFallbackOpen], 0u); break;
+  }
+  const uint64_t expected_reconciled = policy == FailurePolicy::kLocal ? tl->ExpectedReconciled() : 0;
+  EXPECT_TRUE(WaitFor([&] { return tl->limiter().Stats().reconciled_requests >= expected_reconciled; },
+                      kRecoveryBound));
+  // A bucket that leaks can be admitted more than C times locally over several
+  // batches, each capped at C: between the sum of the caps and every admission. The
+  // measured user's level below is the exact check.
+  EXPECT_LE(tl->limiter().Stats().reconciled_requests,
+            policy == FailurePolicy::kLocal ? tl->FallbackAdmitted() : 0);
+  EXPECT_LT(tl->max_call_ns(), std::chrono::nanoseconds(deadline).count() + kMarginNs)
+      << "slowest of " << tl->calls() << " calls";
+  // Shutdown gives the leases back, so Redis holds exactly what was admitted.
+  tl.reset();
+  const uint64_t expected_level = admitted_by[DecisionSource::kStore] + admitted_by[DecisionSource::kLease] +
+                                  admitted_by[DecisionSource::kFallbackLocal];
+  LimiterOptions po;
+  po.redis_url = server.Url();
+  po.deadline = std::chrono::seconds(2);
+  auto peek = Limiter::Create(po);
+  ASSERT_TRUE(peek.ok());
+  auto info = (*peek)->Inspect(user, kQuotaSpec);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_NEAR(info->state.level, static_cast<double>(expected_level), 0.01)
+      << "store " << admitted_by[DecisionSource::kStore] << ", lease " << admitted_by[DecisionSource::kLease]
+      << ", fallback " << admitted_by[DecisionSource::kFallbackLocal] << " of " << decided << " decided";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, FaultMatrix,
+    ::testing::Combine(::testing::Values(Mode::kStrict, Mode::kSynced),
+                       ::testing::Values(FailurePolicy::kLocal, FailurePolicy::kOpen, FailurePolicy::kClosed),
+                       ::testing::Values(Fault::kKill, Fault::kStop5s, Fault::kRestartEmpty, Fault::kBlackHole)),
+    [](const auto& p) {
+      return std::string(ModeName(std::get<0>(p.param))) + "_" + FailurePolicyName(std::get<1>(p.param)) + "_" +
+             FaultName(std::get<2>(p.param));
+    });
+
+// A debit batch whose first send ran but whose reply was lost is sent again; the marker
+// it left makes the second send a no-op.
+TEST(DebitOnce, ASecondSendOfTheSameBatchChargesNothing) {
+  RedisServer server;
+  const std::string key = RedisKey("debit-user", "q");
+  const std::string marker = key + ":rid:test-1";
+  auto debit = [&](const std::string& m) {
+    return server.Command({"EVAL", std::string(redis::BucketScript()), "2", key, m, "debitonce", "100", "0",
+                           "7", "600000"});
+  };
+  RedisValue first = debit(marker);
+  ASSERT_EQ(first.type, RedisValue::Type::kArray) << first.Describe();
+  EXPECT_EQ(first.elements[0].integer, 1);   // charged (there was room)
+  RedisValue again = debit(marker);
+  ASSERT_EQ(again.type, RedisValue::Type::kArray) << again.Describe();
+  EXPECT_EQ(again.elements[0].integer, 2);   // found applied
+  EXPECT_EQ(server.Command({"GET", key}).str, "7");
+  EXPECT_GT(server.Command({"PTTL", marker}).integer, 0);
+  // Another batch is charged.
+  ASSERT_EQ(debit(key + ":rid:test-2").elements[0].integer, 1);
+  EXPECT_EQ(server.Command({"GET", key}).str, "14");
+  // Bad arguments set no marker.
+  RedisValue bad = server.Command({"EVAL", std::string(redis::BucketScript()), "2", key, key + ":rid:test-3",
+                                   "debitonce", "0", "0", "7", "600000"});
+  EXPECT_TRUE(bad.is_error());
+  EXPECT_EQ(server.Command({"EXISTS", key + ":rid:test-3"}).integer, 0);
 }
 
 }  // namespace
