@@ -502,6 +502,7 @@ StatusOr<std::unique_ptr<ShardSync>> ShardSync::Create(ShardSyncOptions options,
     if (c.ring == nullptr) return Status::Unavailable("packet sync: ring allocation failed");
     c.sync = std::make_unique<CoreSync>(c.ring, options.ring_entries, static_cast<int>(i));
     c.sync->SetParticipants(options.initial_participants);
+    c.sync->SetNewBucketCredit(options.new_bucket_credit);
     c.shard = &engines[i]->shard();
     c.participant_id = options.participant_prefix + ":" + std::to_string(i);
     impl->cores.push_back(std::move(c));

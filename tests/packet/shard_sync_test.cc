@@ -151,7 +151,7 @@ TEST_F(ShardSyncTest, LeasesAreGrantedAndUsed) {
   // Never leaks: Redis's level is an exact count of what was charged.
   const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
   Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
-  EXPECT_EQ(a.Request(0, "alice"), Verdict::kForward);  // credit (1 participant: C)
+  EXPECT_EQ(a.Request(0, "alice"), Verdict::kForward);  // the new bucket's credit
   ASSERT_TRUE(a.Round().ok());
   EXPECT_EQ(a.sync().Stats().tracked, 1u);
   EXPECT_DOUBLE_EQ(Level("alice", "syn", spec), 1 + 3);  // the debit + a lease of 1.5*1+1 -> 3
@@ -165,6 +165,239 @@ TEST_F(ShardSyncTest, LeasesAreGrantedAndUsed) {
   EXPECT_EQ(a.Request(0, "alice"), Verdict::kReject);
   ASSERT_TRUE(a.Round().ok());
   EXPECT_GE(a.Admitted(0, "alice", 4), 4);
+}
+
+// Unused leased units go back at the next round; a bucket with demand keeps what the
+// next interval needs (no rejection while the round is in flight).
+TEST_F(ShardSyncTest, RoundReclaimsAndReturnsUnusedUnits) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  EXPECT_EQ(a.Request(0, "dave"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());  // debit 1, lease 3
+  EXPECT_DOUBLE_EQ(Level("dave", "syn", spec), 4);
+  EXPECT_EQ(a.Admitted(0, "dave", 2), 2);
+  // Demand 2: target ceil(1.5*2)+1 = 4; the remaining unit is kept, 3 more asked for.
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("dave", "syn", spec), 4 + 3);
+  EXPECT_EQ(a.sync().Stats().returned_units, 0u);
+  // No demand: all 4 units go back.
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("dave", "syn", spec), 3);
+  EXPECT_EQ(a.sync().Stats().returned_units, 4u);
+  EXPECT_EQ(a.sync().Stats().tracked, 1u);
+}
+
+// Every new synced bucket of every core reaches the control thread and is tracked
+// under the key every form uses: the identity header, or the client's address.
+TEST_F(ShardSyncTest, NewBucketsAreHandedOverThroughTheRing) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  Appliance a(server_->Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  for (int u = 0; u < 10; ++u) EXPECT_EQ(a.Request(u % 2, "user" + std::to_string(u)), Verdict::kForward);
+  EXPECT_EQ(a.Request(0, ""), Verdict::kForward);  // keyed by the source address
+  EXPECT_EQ(a.sync().Stats().registrations, 11u);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().tracked, 11u);
+  for (int u = 0; u < 10; ++u) EXPECT_GE(Level("user" + std::to_string(u), "syn", spec), 1) << u;
+  EXPECT_GE(Level("ip:10.0.0.1", "syn", spec), 1);
+  // The same user on another core is another participant's slot of the same bucket.
+  EXPECT_EQ(a.Request(1, "user0"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().tracked, 12u);
+}
+
+// A full ring refuses the registration (counted); the bucket is then decided by its
+// share and registered by a later request once the ring has room.
+TEST_F(ShardSyncTest, FullRingLeavesTheBucketLocal) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.ring_entries = 2;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  for (int u = 0; u < 5; ++u) EXPECT_EQ(a.Request(0, "r" + std::to_string(u)), Verdict::kForward);
+  ShardSyncStats st = a.sync().Stats();
+  EXPECT_EQ(st.registrations, 2u);
+  EXPECT_EQ(st.ring_full, 3u);
+  EXPECT_EQ(st.share_admitted, 3u);
+  EXPECT_EQ(st.credit_admitted, 2u);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().tracked, 2u);
+  EXPECT_EQ(a.Request(0, "r2"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().tracked, 3u);
+  EXPECT_GE(Level("r2", "syn", spec), 1);
+}
+
+// A bucket idle for idle_rounds_to_forget rounds is settled and untracked; its entry is
+// the worker's again, and the user's next request registers it anew.
+TEST_F(ShardSyncTest, IdleBucketsAreForgotten) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.idle_rounds_to_forget = 3;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  EXPECT_EQ(a.Request(0, "erin"), Verdict::kForward);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(a.Round().ok());
+  ShardSyncStats st = a.sync().Stats();
+  EXPECT_EQ(st.tracked, 0u);
+  EXPECT_EQ(st.forgotten, 1u);
+  EXPECT_DOUBLE_EQ(Level("erin", "syn", spec), 1);  // the lease came back, the use stays
+  EXPECT_EQ(a.Request(0, "erin"), Verdict::kForward);
+  EXPECT_EQ(a.sync().Stats().registrations, 2u);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().tracked, 1u);
+  EXPECT_DOUBLE_EQ(Level("erin", "syn", spec), 2 + 3);
+}
+
+// Redis killed: after the breaker opens each rule's on_store_failure decides (local =
+// the core's share, open, closed). Restarted (empty): what was admitted meanwhile is
+// charged exactly once.
+TEST_F(ShardSyncTest, FailurePolicyAndReconciliationAfterRestart) {
+  const BucketSpec spec{.capacity = 8, .leak_rate_per_s = 0};
+  RuleConfig loc = SyncedRule(spec.capacity, 0, FailurePolicy::kLocal);
+  loc.name = "loc";
+  loc.path_prefix = "/l";
+  RuleConfig opn = SyncedRule(spec.capacity, 0, FailurePolicy::kOpen);
+  opn.name = "opn";
+  opn.path_prefix = "/o";
+  RuleConfig cls = SyncedRule(spec.capacity, 0, FailurePolicy::kClosed);
+  cls.name = "cls";
+  cls.path_prefix = "/c";
+  ShardSyncOptions o;
+  o.participant_ttl = std::chrono::milliseconds(600000);
+  Appliance a(server_->Url(), 1, {loc, opn, cls}, o);
+  ASSERT_TRUE(a.Round().ok());  // announced: 1 participant
+  EXPECT_EQ(a.Request(0, "fay", "/l"), Verdict::kForward);
+  EXPECT_EQ(a.Request(0, "fay", "/o"), Verdict::kForward);
+  EXPECT_EQ(a.Request(0, "fay", "/c"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());
+  server_->Kill();
+  ASSERT_TRUE(dlb::testing::WaitFor(
+      [&] {
+        (void)a.Round();
+        return a.sync().Stats().store_down;
+      },
+      std::chrono::seconds(20)));
+  // The rounds that found Redis gone took the unused leases back (they are returned
+  // with the failed round's re-send): the policies decide everything.
+  int loc_ok = 0, opn_ok = 0, cls_ok = 0;
+  for (int i = 0; i < 12; ++i) {
+    loc_ok += a.Request(0, "fay", "/l") == Verdict::kForward;
+    opn_ok += a.Request(0, "fay", "/o") == Verdict::kForward;
+    cls_ok += a.Request(0, "fay", "/c") == Verdict::kForward;
+  }
+  // local: the share bucket of 1 participant (C = 8, fresh).
+  EXPECT_EQ(loc_ok, 8);
+  EXPECT_EQ(opn_ok, 12);
+  EXPECT_EQ(cls_ok, 0);
+  const ShardSyncStats st = a.sync().Stats();
+  EXPECT_EQ(st.share_admitted, 8u);
+  EXPECT_EQ(st.open_admitted, 12u);
+  EXPECT_EQ(st.closed_limited, 12u);
+
+  server_->Restart();
+  ASSERT_TRUE(dlb::testing::WaitFor(
+      [&] {
+        (void)a.Round();
+        return !a.sync().Stats().store_down && a.sync().Stats().rounds > 0;
+      },
+      std::chrono::seconds(20)));
+  // Two more rounds without demand: everything owed is charged, every lease returned.
+  ASSERT_TRUE(a.Round().ok());
+  ASSERT_TRUE(a.Round().ok());
+  ASSERT_TRUE(a.Round().ok());
+  // The restarted Redis lost what was charged before; what was admitted during the
+  // outage beyond the old leases is charged once (saturating at C).
+  EXPECT_DOUBLE_EQ(Level("fay", "loc", spec), 8);
+  EXPECT_DOUBLE_EQ(Level("fay", "opn", spec), 8);
+  EXPECT_DOUBLE_EQ(Level("fay", "cls", spec), 0);
+  // Charged once: the three first requests' credits, then the 8 + 12 admitted on the
+  // share and open; nothing was sent twice.
+  EXPECT_EQ(a.sync().Stats().debited_units, 3u + 8u + 12u);
+}
+
+// A round whose reply is lost (the server stopped past the deadline, then resumed and
+// ran it) is re-sent verbatim and applied once: the replay returns the stored reply.
+TEST_F(ShardSyncTest, LostReplyIsAppliedExactlyOnce) {
+  const BucketSpec spec{.capacity = 1000, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.new_bucket_credit = 1000;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(a.Request(0, "gus"), Verdict::kForward);  // credit
+  server_->Stop();
+  EXPECT_FALSE(a.Round().ok());
+  server_->Cont();
+  ASSERT_TRUE(dlb::testing::WaitFor([&] { return a.Round().ok(); }, std::chrono::seconds(20)));
+  const ShardSyncStats st = a.sync().Stats();
+  EXPECT_GE(st.resent_calls, 1u);
+  // The re-sent round charged the debit of 5 and leased ceil(1.5*5)+1 = 9 units, once
+  // (its grant learned from the stored reply); the round after it, without demand,
+  // gave the 9 back.
+  EXPECT_EQ(st.granted_units, 9u);
+  EXPECT_EQ(st.returned_units, 9u);
+  EXPECT_DOUBLE_EQ(Level("gus", "syn", spec), 5);
+}
+
+// Two appliances (two ShardSyncs, two cores each) share one user's bucket: together they
+// admit its capacity, not twice it.
+TEST_F(ShardSyncTest, TwoAppliancesShareOneLimit) {
+  const BucketSpec spec{.capacity = 20, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.participant_ttl = std::chrono::milliseconds(300);  // announced every 100 ms
+  Appliance a(server_->Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  Appliance b(server_->Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  // Before traffic, both count 4 participants (the credit of a new slot is C/4).
+  ASSERT_TRUE(dlb::testing::WaitFor(
+      [&] {
+        (void)a.Round();
+        (void)b.Round();
+        return a.sync().Stats().live_participants == 4 && b.sync().Stats().live_participants == 4;
+      },
+      std::chrono::seconds(20)));
+  int admitted = 0;
+  for (int round = 0; round < 10; ++round) {
+    for (int core = 0; core < 2; ++core) {
+      admitted += a.Admitted(core, "hal", 4);
+      admitted += b.Admitted(core, "hal", 4);
+    }
+    ASSERT_TRUE(a.Round().ok());
+    ASSERT_TRUE(b.Round().ok());
+  }
+  // C, plus at most the four slots' credits of one unit (admitted before any round
+  // charged them): the bound's over-admission term. Alone, each would have taken 20.
+  EXPECT_GE(admitted, 20);
+  EXPECT_LE(admitted, 20 + 4);
+  EXPECT_DOUBLE_EQ(Level("hal", "syn", spec), 20);
+}
+
+// The library's strict mode and the appliance's synced rule of the same name decide one
+// bucket: the same Redis key.
+TEST_F(ShardSyncTest, SharesTheBucketWithTheLibrarysStrictMode) {
+  const BucketSpec spec{.capacity = 10, .leak_rate_per_s = 0};
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  LimiterOptions lo;
+  lo.mode = Mode::kStrict;
+  lo.redis_url = server_->Url();
+  auto lib = Limiter::Create(lo);
+  ASSERT_TRUE(lib.ok()) << lib.status().ToString();
+  int admitted = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto d = (*lib)->Decide("ivy", spec, 1, "syn");
+    ASSERT_TRUE(d.ok());
+    admitted += d->allowed;
+  }
+  EXPECT_EQ(admitted, 4);
+  ASSERT_TRUE(a.Round().ok());
+  // A new slot's credit (1) is charged at the next round: debit 1, lease 3.
+  EXPECT_EQ(a.Request(0, "ivy"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("ivy", "syn", spec), 5 + 3);
+  for (int i = 0; i < 10; ++i) admitted += a.Request(0, "ivy") == Verdict::kForward;
+  for (int i = 0; i < 4; ++i) {
+    auto d = (*lib)->Decide("ivy", spec, 1, "syn");
+    ASSERT_TRUE(d.ok());
+    admitted += d->allowed;
+  }
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(admitted + 1, 10);
+  EXPECT_DOUBLE_EQ(Level("ivy", "syn", spec), 10);
 }
 
 }  // namespace

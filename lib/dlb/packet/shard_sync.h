@@ -24,7 +24,8 @@
 //
 // New buckets: the worker knows a request's identity bytes only while it decides it.
 // When a synced request finds its entry untracked (avail == kNotSynced), the worker
-// sets avail to a credit of c0 = min(C, max(1, floor(C / N))) units and pushes
+// sets avail to a credit of c0 = max(1, min(new_bucket_credit, floor(C / N))) units
+// (default 1) and pushes
 // {slot, tag, rule, credit, identity} into its core's single-producer/single-consumer
 // ring (preallocated; a full ring or an identity longer than kSyncIdentityBytes is
 // counted and the request is decided by the share bucket below, the slot staying
@@ -74,7 +75,7 @@
 // Leased admissions are charged before they are used (zero over-admission against the
 // Redis ledger), as in the library; the r*H term is a unit charged at one round and
 // used up to H later. The credit c0 of a new slot is the only admission not charged
-// first: at most c0 <= max(1, C/N) per slot creation, and a slot lives until its bucket
+// first: at most c0 (default 1) per slot creation, and a slot lives until its bucket
 // was idle for idle_rounds_to_forget rounds. Under-admission is units leased but not
 // yet used (returned at the next round). While Redis is unreachable, the share buckets
 // admit at most max(C/N, 1) + (r/N) t per core over an outage of length t: up to
@@ -174,6 +175,7 @@ class CoreSync {
   bool Pop(SyncRegistration* out);
   void SetStoreDown(bool down) { store_down_.store(down, std::memory_order_release); }
   void SetParticipants(int32_t n) { participants_.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+  void SetNewBucketCredit(int32_t units) { new_bucket_credit_ = units < 1 ? 1 : units; }
   bool store_down() const { return store_down_.load(std::memory_order_acquire); }
   int core() const { return core_; }
 
@@ -200,6 +202,7 @@ class CoreSync {
   alignas(64) std::atomic<uint64_t> tail_{0};
   alignas(64) std::atomic<bool> store_down_{false};
   std::atomic<int32_t> participants_{1};
+  int32_t new_bucket_credit_ = 1;  // set before the workers start
   SyncRegistration* const ring_;
   const uint64_t mask_;
   const int core_;
@@ -226,6 +229,10 @@ struct ShardSyncOptions {
   std::chrono::milliseconds participant_ttl{3000};
   // Live participants assumed until the first announce reply (the share and credit).
   int32_t initial_participants = 1;
+  // The credit of a new slot: min(this, max(1, floor(C / N))) units, admitted before the
+  // control thread knows the bucket. Every unit of it is a possible over-admission (it
+  // is charged afterwards); 1 lets a new user in at once.
+  int32_t new_bucket_credit = 1;
   size_t ring_entries = 4096;           // per core, a power of two
   // Breaker: this many failed round trips in a row mark the store down; retried with
   // an exponential back-off between these bounds.
@@ -325,9 +332,8 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
     int64_t credit = 0;
     if (rule.mode != Mode::kStrict && !store_down()) {
       const int64_t c = rule.profile.spec().capacity;
-      credit = c / n;
+      credit = std::min<int64_t>(c / n, new_bucket_credit_);
       if (credit < 1) credit = 1;
-      if (credit > c) credit = c;
     }
     s.demand.store(1, std::memory_order_relaxed);
     const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
