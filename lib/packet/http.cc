@@ -3,6 +3,7 @@
 #include "http_internal.h"
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -265,65 +266,90 @@ struct ChunkMasks {
   uint64_t ctl = 0;  // bytes <= 0x20: controls, space, tab (CR and LF too)
 };
 
-inline ChunkMasks ScanChunk(const uint8_t* p) {
-  ChunkMasks m;
+// The chunk scanners: one per instruction set, their constants built once per head.
+struct ScanSse2 {
 #if defined(__SSE2__)
-  for (int b = 0; b < 4; ++b) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * b));
-    const auto bits = [&](__m128i eq) {
-      return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(eq))) << (16 * b);
-    };
-    m.lf |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')));
-    m.cr |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')));
-    m.nul |= bits(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
-    m.colon |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')));
-    // v <= 0x20 (unsigned) iff max(v, 0x20) == 0x20.
-    m.ctl |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x20)), _mm_set1_epi8(0x20)));
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i colon = _mm_set1_epi8(':');
+  const __m128i space = _mm_set1_epi8(0x20);
+  ChunkMasks operator()(const uint8_t* p) const {
+    ChunkMasks m;
+    for (int b = 0; b < 4; ++b) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * b));
+      const auto bits = [&](__m128i eq) {
+        return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(eq))) << (16 * b);
+      };
+      m.lf |= bits(_mm_cmpeq_epi8(v, lf));
+      m.cr |= bits(_mm_cmpeq_epi8(v, cr));
+      m.nul |= bits(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
+      m.colon |= bits(_mm_cmpeq_epi8(v, colon));
+      // v <= 0x20 (unsigned) iff max(v, 0x20) == 0x20.
+      m.ctl |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, space), space));
+    }
+    return m;
   }
 #else
-  for (int i = 0; i < 64; ++i) {
-    const uint64_t bit = uint64_t{1} << i;
-    if (p[i] == '\n') m.lf |= bit;
-    if (p[i] == '\r') m.cr |= bit;
-    if (p[i] == 0) m.nul |= bit;
-    if (p[i] == ':') m.colon |= bit;
-    if (p[i] <= 0x20) m.ctl |= bit;
+  ChunkMasks operator()(const uint8_t* p) const {
+    ChunkMasks m;
+    for (int i = 0; i < 64; ++i) {
+      const uint64_t bit = uint64_t{1} << i;
+      if (p[i] == '\n') m.lf |= bit;
+      if (p[i] == '\r') m.cr |= bit;
+      if (p[i] == 0) m.nul |= bit;
+      if (p[i] == ':') m.colon |= bit;
+      if (p[i] <= 0x20) m.ctl |= bit;
+    }
+    return m;
   }
 #endif
-  return m;
-}
+};
 
 #if defined(__x86_64__)
 // Wider variants for CPUs that have them, chosen once at start (as glibc's string
 // functions are): AVX-512BW compares a whole chunk into masks directly, AVX2 in halves.
-[[gnu::target("avx512f,avx512bw")]] inline ChunkMasks ScanChunkAvx512(const uint8_t* p) {
-  const __m512i v = _mm512_loadu_si512(p);
-  ChunkMasks m;
-  m.lf = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\n'));
-  m.cr = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\r'));
-  m.nul = _mm512_cmpeq_epi8_mask(v, _mm512_setzero_si512());
-  m.colon = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(':'));
-  m.ctl = _mm512_cmple_epu8_mask(v, _mm512_set1_epi8(0x20));
-  return m;
-}
-
-[[gnu::target("avx2")]] inline uint64_t Bits256(__m256i eq, int shift) {
-  return static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(eq))) << shift;
-}
-
-[[gnu::target("avx2")]] inline ChunkMasks ScanChunkAvx2(const uint8_t* p) {
-  ChunkMasks m;
-  for (int b = 0; b < 2; ++b) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * b));
-    const int sh = 32 * b;
-    m.lf |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\n')), sh);
-    m.cr |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\r')), sh);
-    m.nul |= Bits256(_mm256_cmpeq_epi8(v, _mm256_setzero_si256()), sh);
-    m.colon |= Bits256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(':')), sh);
-    m.ctl |= Bits256(_mm256_cmpeq_epi8(_mm256_max_epu8(v, _mm256_set1_epi8(0x20)), _mm256_set1_epi8(0x20)), sh);
+#define DLB_AVX512 gnu::target("avx512f,avx512bw,bmi,bmi2,popcnt")
+#define DLB_AVX2 gnu::target("avx2,bmi,bmi2,popcnt")
+struct ScanAvx512 {
+  __m512i lf, cr, colon, space;
+  [[DLB_AVX512]] ScanAvx512()
+      : lf(_mm512_set1_epi8('\n')), cr(_mm512_set1_epi8('\r')), colon(_mm512_set1_epi8(':')),
+        space(_mm512_set1_epi8(0x20)) {}
+  [[DLB_AVX512]] ChunkMasks operator()(const uint8_t* p) const {
+    const __m512i v = _mm512_loadu_si512(p);
+    ChunkMasks m;
+    m.lf = _mm512_cmpeq_epi8_mask(v, lf);
+    m.cr = _mm512_cmpeq_epi8_mask(v, cr);
+    m.nul = _mm512_testn_epi8_mask(v, v);
+    m.colon = _mm512_cmpeq_epi8_mask(v, colon);
+    m.ctl = _mm512_cmple_epu8_mask(v, space);
+    return m;
   }
-  return m;
-}
+};
+
+struct ScanAvx2 {
+  __m256i lf, cr, colon, space;
+  [[DLB_AVX2]] ScanAvx2()
+      : lf(_mm256_set1_epi8('\n')), cr(_mm256_set1_epi8('\r')), colon(_mm256_set1_epi8(':')),
+        space(_mm256_set1_epi8(0x20)) {}
+  [[DLB_AVX2]] static uint64_t Bits(__m256i lo, __m256i hi) {
+    return static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(lo))) |
+           static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hi))) << 32;
+  }
+  [[DLB_AVX2]] ChunkMasks operator()(const uint8_t* p) const {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+    const __m256i zero = _mm256_setzero_si256();
+    ChunkMasks m;
+    m.lf = Bits(_mm256_cmpeq_epi8(a, lf), _mm256_cmpeq_epi8(b, lf));
+    m.cr = Bits(_mm256_cmpeq_epi8(a, cr), _mm256_cmpeq_epi8(b, cr));
+    m.nul = Bits(_mm256_cmpeq_epi8(a, zero), _mm256_cmpeq_epi8(b, zero));
+    m.colon = Bits(_mm256_cmpeq_epi8(a, colon), _mm256_cmpeq_epi8(b, colon));
+    m.ctl = Bits(_mm256_cmpeq_epi8(_mm256_max_epu8(a, space), space),
+                 _mm256_cmpeq_epi8(_mm256_max_epu8(b, space), space));
+    return m;
+  }
+};
 #endif
 
 // Pass 1 of ParseRequestHead (see there), for one chunk scanner.
@@ -335,102 +361,273 @@ struct HeadMasks {
   uint64_t ctl[kMaxChunks];
   uint64_t start[kMaxChunks];        // first byte of each header line
   uint64_t first_colon[kMaxChunks];  // each header line's first ':'
+  // The first ':' of each header line whose name is 4, 14 or 17 bytes long or (when
+  // below 64) as long as the identity header's name: the lines we may look at.
+  uint64_t wanted[kMaxChunks];
 };
 
 struct Classified {
   size_t end_lf = SIZE_MAX;  // the LF of the empty line that ends the head
-  size_t bad = SIZE_MAX;     // the first NUL or bare CR in the head
+  bool bad = false;          // a NUL or a bare CR in the head
   size_t header_lines = 0;
   // Some header line may be malformed (a name with whitespace or controls, no colon,
   // an empty name, a folded line): walk the lines one by one to say which.
   bool suspect = false;
 };
 
-template <ChunkMasks (*kScan)(const uint8_t*)>
-[[gnu::always_inline]] inline Classified Classify(const uint8_t* data, size_t limit, HeadMasks& hm) {
-  Classified out;
-  uint64_t carry_lf = 0;    // the previous chunk's last byte was LF (bit 0)
-  uint64_t carry_cr = 0;    // ... CR
-  uint64_t carry_lf2 = 0;   // its last two bytes' LF bits, at bits 0 and 1
-  uint64_t carry_name = 0;  // a name that runs on into this chunk
-  for (size_t base = 0; base < limit; base += 64) {
-    const size_t n = limit - base < 64 ? limit - base : 64;
-    ChunkMasks m;
-    uint64_t valid = ~uint64_t{0};
-    if (n == 64) {
-      m = kScan(data + base);
-    } else {
-      uint8_t tail[64];
-      std::memset(tail, 0xff, sizeof tail);  // 0xff: in no class
-      std::memcpy(tail, data + base, n);
-      m = kScan(tail);
-      valid = (uint64_t{1} << n) - 1;
-    }
-    const size_t c = base >> 6;
+// Bits of a line start d bytes before (0 < d < 64), from this chunk's starts and the
+// previous chunk's: one double-width shift.
+template <unsigned kD>
+inline uint64_t StartsBack(uint64_t starts, uint64_t prev_starts) {
+#if defined(__SIZEOF_INT128__)
+  const unsigned __int128 both = static_cast<unsigned __int128>(starts) << 64 | prev_starts;
+  return static_cast<uint64_t>((both << kD) >> 64);
+#else
+  return starts << kD | prev_starts >> (64 - kD);
+#endif
+}
+
+// a + b + carry_in, and the carry out (one add-with-carry where there is one).
+inline uint64_t AddCarry(uint64_t a, uint64_t b, uint64_t& carry) {
+#if defined(__x86_64__)
+  unsigned long long sum;
+  carry = _addcarry_u64(static_cast<unsigned char>(carry), a, b, &sum);
+  return sum;
+#else
+  uint64_t sum;
+  const bool c1 = __builtin_add_overflow(a, b, &sum);
+  const bool c2 = __builtin_add_overflow(sum, carry, &sum);
+  carry = (c1 || c2) ? 1 : 0;
+  return sum;
+#endif
+}
+
+template <class Scan>
+[[gnu::always_inline]] inline Classified Classify(const uint8_t* data, size_t limit, size_t id_bytes,
+                                                  HeadMasks& hm) {
+  const Scan scan;
+  // Locals, not `Classified` fields, through the loop: the mask stores could alias them.
+  uint64_t header_lines = 0;
+  uint64_t suspect_bits = 0;
+  uint64_t bad_bits = 0;
+  uint64_t last_lf = 0;       // the previous chunk's LF mask (its top bits carry)
+  uint64_t last_cr = 0;       // ... CR mask
+  uint64_t carry_name = 0;    // a name that runs on into this chunk
+  uint64_t prev_starts = 0;   // the previous chunk's line starts
+  const unsigned id_shift = id_bytes > 0 && id_bytes < 64 ? static_cast<unsigned>(id_bytes) : 0;
+
+  // One chunk's masks into the head's: `in_head` limits them to the head (all ones
+  // but in the last chunk), `starts` are its line starts.
+  const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
     hm.lf[c] = m.lf;
     hm.colon[c] = m.colon;
     hm.ctl[c] = m.ctl;
-    // An empty line: LF preceded by LF, or by CR preceded by LF. (An LF at 0, or
-    // "\r\n" at 0, ends no head: the carries start at zero.)
-    const uint64_t prev_lf = m.lf << 1 | carry_lf;
-    const uint64_t prev_cr = m.cr << 1 | carry_cr;
-    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | carry_lf2))) & valid;
-    uint64_t in_head = valid;
-    uint64_t starts = prev_lf & valid;  // bytes that follow an LF: line starts
-    if (ends != 0) {
-      const int e = __builtin_ctzll(ends);
-      out.end_lf = base + static_cast<size_t>(e);
-      in_head = e == 63 ? ~uint64_t{0} : (uint64_t{2} << e) - 1;
-      // The empty line is no header line: its start is the LF itself or the CR before.
-      uint64_t empty_line = uint64_t{1} << e;
-      if (e > 0 && (m.cr >> (e - 1) & 1)) empty_line |= uint64_t{1} << (e - 1);
-      starts &= in_head & ~empty_line;
-    }
-    const uint64_t bad_bits = ((prev_cr & ~m.lf) | m.nul) & in_head;
-    if (bad_bits != 0 && out.bad == SIZE_MAX) out.bad = base + static_cast<size_t>(__builtin_ctzll(bad_bits));
+    // A NUL, or a CR that no LF follows (both end a line for some servers, which would
+    // see a header we did not); where exactly is found again if there is one.
+    bad_bits |= ((prev_cr & ~m.lf) | m.nul) & in_head;
     // Names: from each line start to the line's first ':'. Adding the start bits to the
     // non-colon mask carries each start up to the next colon, so (~colon + starts) ^
     // ~colon marks every name with its colon, all lines at once.
     const uint64_t not_colon = ~m.colon;
-    uint64_t sum;
-    const bool c1 = __builtin_add_overflow(not_colon, starts, &sum);
-    const bool c2 = __builtin_add_overflow(sum, carry_name, &sum);
-    const uint64_t names = (sum ^ not_colon) & in_head;
+    const uint64_t names = (AddCarry(not_colon, starts, carry_name) ^ not_colon) & in_head;
+    const uint64_t first_colon = names & m.colon;
     hm.start[c] = starts;
-    hm.first_colon[c] = names & m.colon;
-    out.header_lines += static_cast<size_t>(__builtin_popcountll(starts));
+    hm.first_colon[c] = first_colon;
+    // A first colon whose line started 4, 14, 17 or identity-length bytes before. (A
+    // start further back than the line's own may sit at such a distance too: the
+    // lines visited check their name's length again.)
+    uint64_t back = StartsBack<4>(starts, prev_starts) | StartsBack<14>(starts, prev_starts) |
+                    StartsBack<17>(starts, prev_starts);
+    if (id_shift != 0) back |= starts << id_shift | prev_starts >> (64 - id_shift);
+    hm.wanted[c] = first_colon & back;
+    header_lines += static_cast<uint64_t>(__builtin_popcountll(starts));
     // A name byte that is a control or white space (a line with no colon runs its
     // "name" into its LF, which is one), or a line that starts with ':'.
-    if (((names & ~m.colon & m.ctl) | (starts & m.colon)) != 0) out.suspect = true;
-    if (out.end_lf != SIZE_MAX) {
-      if (ends & 1 && carry_cr && c > 0) out.suspect = true;  // the empty line began in the last chunk
-      break;
-    }
-    carry_lf = m.lf >> 63;
-    carry_cr = m.cr >> 63;
-    carry_lf2 = m.lf >> 62;
-    carry_name = (c1 || c2) ? 1 : 0;
+    suspect_bits |= (names & ~m.colon & m.ctl) | (starts & m.colon);
+    prev_starts = starts;
+  };
+  // The chunk that holds the end of the head.
+  const auto finish = [&](size_t base, const ChunkMasks& m, uint64_t prev_lf, uint64_t prev_cr, uint64_t ends) {
+    const int e = __builtin_ctzll(ends);
+    const uint64_t in_head = e == 63 ? ~uint64_t{0} : (uint64_t{2} << e) - 1;
+    // The empty line is no header line: its start is the LF itself or the CR before.
+    uint64_t empty_line = uint64_t{1} << e;
+    if (e > 0 && (m.cr >> (e - 1) & 1)) empty_line |= uint64_t{1} << (e - 1);
+    if (ends & 1 && last_cr >> 63 && base > 0) suspect_bits = 1;  // the empty line began in the last chunk
+    add(base >> 6, m, prev_cr, in_head, prev_lf & in_head & ~empty_line);
+    Classified out;
+    out.end_lf = base + static_cast<size_t>(e);
+    out.bad = bad_bits != 0;
+    out.header_lines = header_lines;
+    out.suspect = suspect_bits != 0;
+    return out;
+  };
+
+  size_t base = 0;
+  for (; limit - base >= 64; base += 64) {
+    const ChunkMasks m = scan(data + base);
+    // An empty line: LF preceded by LF, or by CR preceded by LF. (An LF at 0, or
+    // "\r\n" at 0, ends no head: the carries start at zero.)
+    const uint64_t prev_lf = m.lf << 1 | last_lf >> 63;
+    const uint64_t prev_cr = m.cr << 1 | last_cr >> 63;
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62)));
+    if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
+    add(base >> 6, m, prev_cr, ~uint64_t{0}, prev_lf);  // starts: bytes that follow an LF
+    last_lf = m.lf;
+    last_cr = m.cr;
   }
+  if (base < limit) {
+    // The last, partial chunk.
+    const size_t n = limit - base;
+    ChunkMasks m;
+    if (limit >= 64) {
+      // Scan the 64 bytes that end at the limit (overlapping the previous chunk) and
+      // shift its bytes out. Copying the tail to a buffer instead costs a
+      // store-forwarding stall per head.
+      m = scan(data + limit - 64);
+      const int drop = static_cast<int>(64 - n);
+      m.lf >>= drop;
+      m.cr >>= drop;
+      m.nul >>= drop;
+      m.colon >>= drop;
+      m.ctl >>= drop;
+    } else {
+      uint8_t tail[64];
+      std::memset(tail, 0xff, sizeof tail);  // 0xff: in no class
+      std::memcpy(tail, data + base, n);
+      m = scan(tail);
+    }
+    const uint64_t valid = (uint64_t{1} << n) - 1;
+    const uint64_t prev_lf = m.lf << 1 | last_lf >> 63;
+    const uint64_t prev_cr = m.cr << 1 | last_cr >> 63;
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62))) & valid;
+    if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
+  }
+  Classified out;
+  out.bad = bad_bits != 0;
   return out;
 }
 
-using ClassifyFn = Classified (*)(const uint8_t*, size_t, HeadMasks&);
+// The same pass for the usual head, with less to keep per chunk: only whether any
+// chunk holds a NUL, a bare CR or a malformed name (then Classify runs to say where),
+// and no first-colon masks. For identity names of 1 to 63 bytes.
+template <class Scan>
+[[gnu::always_inline]] inline Classified ClassifyLean(const uint8_t* data, size_t limit, size_t id_bytes,
+                                                      HeadMasks& hm) {
+  const Scan scan;
+  uint64_t header_lines = 0;
+  uint64_t trouble = 0;
+  uint64_t last_lf = 0;
+  uint64_t last_cr = 0;
+  uint64_t carry_name = 0;
+  uint64_t prev_starts = 0;
+  const unsigned id_shift = static_cast<unsigned>(id_bytes);
+  const unsigned id_back = 64 - id_shift;
+  const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
+    hm.lf[c] = m.lf;
+    hm.colon[c] = m.colon;  // the line walk of a head with too many lines reads these
+    hm.ctl[c] = m.ctl;
+    hm.start[c] = starts;
+    const uint64_t not_colon = ~m.colon;
+    const uint64_t names = (AddCarry(not_colon, starts, carry_name) ^ not_colon) & in_head;
+    // As in Classify; a colon is no control, so names & ctl are the bad name bytes.
+    trouble |= (((prev_cr & ~m.lf) | m.nul) & in_head) | (names & m.ctl) | (starts & m.colon);
+    const uint64_t back = StartsBack<4>(starts, prev_starts) | StartsBack<14>(starts, prev_starts) |
+                          StartsBack<17>(starts, prev_starts) | starts << id_shift | prev_starts >> id_back;
+    hm.wanted[c] = names & m.colon & back;
+    header_lines += static_cast<uint64_t>(__builtin_popcountll(starts));
+    prev_starts = starts;
+  };
+  const auto finish = [&](size_t base, const ChunkMasks& m, uint64_t prev_lf, uint64_t prev_cr, uint64_t ends) {
+    const int e = __builtin_ctzll(ends);
+    const uint64_t in_head = e == 63 ? ~uint64_t{0} : (uint64_t{2} << e) - 1;
+    uint64_t empty_line = uint64_t{1} << e;
+    if (e > 0 && (m.cr >> (e - 1) & 1)) empty_line |= uint64_t{1} << (e - 1);
+    if (ends & 1 && last_cr >> 63 && base > 0) trouble = 1;
+    add(base >> 6, m, prev_cr, in_head, prev_lf & in_head & ~empty_line);
+    Classified out;
+    out.end_lf = base + static_cast<size_t>(e);
+    out.header_lines = header_lines;
+    out.suspect = trouble != 0;  // the caller runs Classify for the details
+    return out;
+  };
+  size_t base = 0;
+  for (; limit - base >= 64; base += 64) {
+    const ChunkMasks m = scan(data + base);
+    const uint64_t prev_lf = m.lf << 1 | last_lf >> 63;
+    const uint64_t prev_cr = m.cr << 1 | last_cr >> 63;
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62)));
+    if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
+    add(base >> 6, m, prev_cr, ~uint64_t{0}, prev_lf);
+    last_lf = m.lf;
+    last_cr = m.cr;
+  }
+  if (base < limit && limit >= 64) {
+    const size_t n = limit - base;
+    ChunkMasks m = scan(data + limit - 64);
+    const int drop = static_cast<int>(64 - n);
+    m.lf >>= drop;
+    m.cr >>= drop;
+    m.nul >>= drop;
+    m.colon >>= drop;
+    m.ctl >>= drop;
+    const uint64_t valid = (uint64_t{1} << n) - 1;
+    const uint64_t prev_lf = m.lf << 1 | last_lf >> 63;
+    const uint64_t prev_cr = m.cr << 1 | last_cr >> 63;
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62))) & valid;
+    if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
+  }
+  // No end (or a head under 64 bytes): Classify decides.
+  Classified out;
+  out.suspect = true;
+  return out;
+}
 
-Classified ClassifySse2(const uint8_t* d, size_t n, HeadMasks& hm) { return Classify<ScanChunk>(d, n, hm); }
+using ClassifyFn = Classified (*)(const uint8_t*, size_t, size_t, HeadMasks&);
+
+// Pass 1 for one chunk scanner: the lean pass, then, if it saw anything unusual (or
+// the identity name is 64 bytes or more), the full one.
+template <class Scan>
+[[gnu::always_inline]] inline Classified ClassifyHead(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
+  if (id > 0 && id < 64) {
+    const Classified lean = ClassifyLean<Scan>(d, n, id, hm);
+    if (!lean.suspect) return lean;
+  }
+  return Classify<Scan>(d, n, id, hm);
+}
+
+Classified ClassifySse2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) { return ClassifyHead<ScanSse2>(d, n, id, hm); }
 #if defined(__x86_64__)
-[[gnu::target("avx2")]] Classified ClassifyAvx2(const uint8_t* d, size_t n, HeadMasks& hm) {
-  return Classify<ScanChunkAvx2>(d, n, hm);
+[[DLB_AVX2]] Classified ClassifyAvx2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
+  return ClassifyHead<ScanAvx2>(d, n, id, hm);
 }
-[[gnu::target("avx512f,avx512bw")]] Classified ClassifyAvx512(const uint8_t* d, size_t n, HeadMasks& hm) {
-  return Classify<ScanChunkAvx512>(d, n, hm);
+[[DLB_AVX512]] Classified ClassifyAvx512(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
+  return ClassifyHead<ScanAvx512>(d, n, id, hm);
 }
+#endif
+
+// The first NUL or bare CR in data[0, end] (data[end] is an LF).
+size_t FirstBad(const uint8_t* data, size_t end) {
+  for (size_t i = 0; i < end; ++i) {
+    if (data[i] == 0 || (data[i] == '\r' && data[i + 1] != '\n')) return i;
+  }
+  return end;
+}
+
+#if defined(__x86_64__)
+// The wide scanners also use BMI1/2 and POPCNT, which every CPU with AVX2 has.
+bool HasAvx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("popcnt");
+}
+bool HasAvx512() { return HasAvx2() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f"); }
 #endif
 
 ClassifyFn PickClassify() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bw")) return ClassifyAvx512;
-  if (__builtin_cpu_supports("avx2")) return ClassifyAvx2;
+  if (HasAvx512()) return ClassifyAvx512;
+  if (HasAvx2()) return ClassifyAvx2;
 #endif
   return ClassifySse2;
 }
@@ -452,16 +649,18 @@ inline size_t NextBit(const uint64_t* masks, size_t from, size_t to) {
   }
 }
 
-// Parses a request line (without its line end).
-HeadResult ParseRequestLine(std::string_view line, RequestHead& head, bool& authority_host) {
-  const size_t sp1 = line.find(' ');
+// Parses a request line (without its line end). `sp1` and `sp2`, when not npos, are
+// where its first two spaces are (known from the masks); otherwise they are looked for.
+HeadResult ParseRequestLine(std::string_view line, RequestHead& head, bool& authority_host,
+                            size_t sp1 = std::string_view::npos, size_t sp2 = std::string_view::npos) {
+  if (sp1 == std::string_view::npos) sp1 = line.find(' ');
   if (sp1 == std::string_view::npos || sp1 == 0 || sp1 > kMaxMethodBytes) return HeadResult::kNotHttp;
   for (size_t i = 0; i < sp1; ++i) {
     if (!IsTchar(static_cast<uint8_t>(line[i]))) return HeadResult::kNotHttp;
   }
   head.method_token = line.substr(0, sp1);
   head.method = MethodFromToken(head.method_token);
-  const size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) sp2 = line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos) return HeadResult::kBadRequestLine;
   head.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = line.substr(sp2 + 1);
@@ -478,6 +677,88 @@ HeadResult ParseRequestLine(std::string_view line, RequestHead& head, bool& auth
   return ParseTarget(head.target, head.method, head, authority_host);
 }
 
+// The first 64 bytes' '?' and DEL bytes as bit masks (SSE2 is in every x86-64).
+inline void QueryAndDelMasks(const uint8_t* p, uint64_t& query, uint64_t& del) {
+  query = 0;
+  del = 0;
+#if defined(__SSE2__)
+  for (int b = 0; b < 4; ++b) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * b));
+    query |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('?')))))
+             << (16 * b);
+    del |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)))))
+           << (16 * b);
+  }
+#else
+  for (int i = 0; i < 64; ++i) {
+    query |= static_cast<uint64_t>(p[i] == '?') << i;
+    del |= static_cast<uint64_t>(p[i] == 0x7f) << i;
+  }
+#endif
+}
+
+// A method token of at most eight bytes as the word Load64 reads (bytes past it zero).
+constexpr uint64_t TokenWord(std::string_view t) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < t.size() && i < 8; ++i) {
+    const uint64_t b = static_cast<uint8_t>(t[i]);
+    w |= std::endian::native == std::endian::little ? b << (8 * i) : b << (8 * (7 - i));
+  }
+  return w;
+}
+
+// The known method whose token is the sp1 bytes at p (sp1 in 1..8), without a branch
+// per method; kOther if none.
+inline Method MethodFromWord(const uint8_t* p, size_t sp1) {
+  static constexpr struct {
+    uint64_t word;
+    Method method;
+  } kMethods[] = {{TokenWord("GET"), Method::kGet},         {TokenWord("HEAD"), Method::kHead},
+                  {TokenWord("POST"), Method::kPost},       {TokenWord("PUT"), Method::kPut},
+                  {TokenWord("DELETE"), Method::kDelete},   {TokenWord("PATCH"), Method::kPatch},
+                  {TokenWord("OPTIONS"), Method::kOptions}, {TokenWord("CONNECT"), Method::kConnect},
+                  {TokenWord("TRACE"), Method::kTrace}};
+  const uint64_t keep = sp1 >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * sp1)) - 1;
+  const uint64_t w = Load64(reinterpret_cast<const char*>(p)) &
+                     (std::endian::native == std::endian::little ? keep : ~(~uint64_t{0} >> (8 * sp1)));
+  Method m = Method::kOther;
+  for (const auto& k : kMethods) m = w == k.word ? k.method : m;
+  return m;
+}
+
+// The usual request line, "METHOD SP /path[?query] SP HTTP/1.x" of a known method in
+// the first 64 bytes, from the masks: sp1 and sp2 are its only bytes <= 0x20 and the
+// caller has 64 bytes. Sets `result` and returns true, or returns false for any other
+// line (ParseRequestLine then decides), giving what ParseRequestLine would.
+inline bool ParseUsualRequestLine(const uint8_t* data, size_t sp1, size_t sp2, size_t line_end, RequestHead& head,
+                                  HeadResult& result) {
+  static constexpr uint64_t kHttp11 = TokenWord("HTTP/1.1");
+  static constexpr uint64_t kHttp10 = TokenWord("HTTP/1.0");
+  if (sp1 == 0 || sp1 > 8 || line_end > 64 || line_end - sp2 != 9 || data[sp1 + 1] != '/') return false;
+  const uint64_t version = Load64(reinterpret_cast<const char*>(data) + sp2 + 1);
+  if (version != kHttp11 && version != kHttp10) return false;
+  const Method method = MethodFromWord(data, sp1);
+  if (method == Method::kOther) return false;
+  const char* const text = reinterpret_cast<const char*>(data);
+  head.method = method;
+  head.method_token = std::string_view(text, sp1);
+  head.target = std::string_view(text + sp1 + 1, sp2 - sp1 - 1);
+  head.http10 = version == kHttp10;
+  uint64_t query;
+  uint64_t del;
+  QueryAndDelMasks(data, query, del);
+  const uint64_t in_target = ((uint64_t{1} << sp2) - 1) & ~((uint64_t{2} << sp1) - 1);
+  if (del & in_target) {
+    result = HeadResult::kBadRequestLine;
+    return true;
+  }
+  query &= in_target;
+  const size_t path_end = query != 0 ? static_cast<size_t>(__builtin_ctzll(query)) : sp2;
+  head.path = std::string_view(text + sp1 + 1, path_end - sp1 - 1);
+  result = HeadResult::kOk;
+  return true;
+}
+
 struct HeaderState {
   bool authority_host = false;
   bool seen_host = false;
@@ -485,7 +766,7 @@ struct HeaderState {
 };
 
 // A header whose name is known to be one we look at; `name` and `value` as sent.
-HeadResult OnHeader(std::string_view name, std::string_view raw_value, const HeadOptions& options,
+[[gnu::always_inline]] inline HeadResult OnHeader(std::string_view name, std::string_view raw_value, const HeadOptions& options,
                     HeaderState& st, RequestHead& head) {
   if (name.size() == options.identity_header.size() && EqualsIgnoreCase(name, options.identity_header)) {
     const std::string_view value = TrimOws(raw_value);
@@ -528,23 +809,42 @@ HeadResult OnHeader(std::string_view name, std::string_view raw_value, const Hea
   return HeadResult::kOk;
 }
 
-// Walks the set bits of a mask array in order.
-class BitCursor {
- public:
-  explicit BitCursor(const uint64_t* masks) : masks_(masks), word_(masks[0]) {}
-  // The next set bit; the caller knows there is one.
-  size_t Next() {
-    while (word_ == 0) word_ = masks_[++chunk_];
-    const size_t pos = (chunk_ << 6) + static_cast<size_t>(__builtin_ctzll(word_));
-    word_ &= word_ - 1;
-    return pos;
-  }
+// Bit p of the result (p in chunk c) is bit p - d of `masks`: the mask array shifted
+// up by d bits, one 64-bit word of it.
+inline uint64_t StartsBefore(const uint64_t* masks, size_t c, size_t d) {
+  const size_t words = d >> 6;
+  const unsigned bits = static_cast<unsigned>(d & 63);
+  if (c < words) return 0;
+  const uint64_t hi = masks[c - words];
+  if (bits == 0) return hi;
+  const uint64_t lo = c > words ? masks[c - words - 1] : 0;
+  return hi << bits | lo >> (64 - bits);
+}
 
- private:
-  const uint64_t* masks_;
-  size_t chunk_ = 0;
-  uint64_t word_;
-};
+// The last set bit at a position below `pos`; the caller knows there is one.
+inline size_t PrevBit(const uint64_t* masks, size_t pos) {
+  size_t c = pos >> 6;
+  uint64_t w = masks[c] & ((uint64_t{1} << (pos & 63)) - 1);
+  while (w == 0) w = masks[--c];
+  return (c << 6) + 63 - static_cast<size_t>(__builtin_clzll(w));
+}
+
+// As head = RequestHead(), field by field: a temporary and its copy cost more than
+// the parse of a short head.
+inline void ResetHead(RequestHead& head) {
+  head.method = Method::kOther;
+  head.method_token = {};
+  head.target = {};
+  head.path = {};
+  head.host = {};
+  head.identity = {};
+  head.has_identity = false;
+  head.http10 = false;
+  head.chunked = false;
+  head.has_content_length = false;
+  head.content_length = 0;
+  head.head_bytes = 0;
+}
 
 HeadResult FinishHead(const HeaderState& st, const RequestHead& head) {
   if (st.seen_te) {
@@ -569,7 +869,7 @@ bool ForceHeadScanner(HeadScanner scanner) {
       return true;
     case HeadScanner::kAvx2:
 #if defined(__x86_64__)
-      if (!__builtin_cpu_supports("avx2")) return false;
+      if (!HasAvx2()) return false;
       g_classify = ClassifyAvx2;
       return true;
 #else
@@ -577,7 +877,7 @@ bool ForceHeadScanner(HeadScanner scanner) {
 #endif
     case HeadScanner::kAvx512:
 #if defined(__x86_64__)
-      if (!__builtin_cpu_supports("avx512bw")) return false;
+      if (!HasAvx512()) return false;
       g_classify = ClassifyAvx512;
       return true;
 #else
@@ -591,7 +891,7 @@ bool ForceHeadScanner(HeadScanner scanner) {
 
 HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& options,
                             RequestHead& head) {
-  // Two passes over at most max_head_bytes.
+  // One pass over the bytes (at most max_head_bytes), then work per line of interest.
   //
   // 1. Classify 64-byte chunks with SIMD compares into bit masks (LF, CR, NUL, ':',
   //    bytes <= 0x20) until the empty line that ends the head. The checks that apply
@@ -602,18 +902,25 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
   //    without visiting the line (RFC 9112, 5.1: servers that disagree about "Name :"
   //    are how requests get smuggled). Other delimiter bytes in a name only make a
   //    header nobody recognises.
-  // 2. Visit the header lines whose name length is one we use; compare only those
-  //    names and look only at their values. If pass 1 saw a malformed line, walk the
-  //    lines one by one instead, to name the first fault.
-  head = RequestHead();
+  //    Pass 1 also marks the lines whose name length is one we use (4, 14, 17 or the
+  //    identity name's), by shifting the line starts to where such a name's colon
+  //    would be. A lean variant runs first and keeps only what a well-formed head
+  //    needs; anything unusual in it (NUL, bare CR, a malformed name, no end) runs the
+  //    full one, which says where.
+  // 2. The request line: the usual one (a known method, an origin-form target, two
+  //    spaces where the masks say, HTTP/1.x) is read without searching; any other is
+  //    parsed generally.
+  // 3. Visit only the marked header lines, in order; compare only those names and look
+  //    only at their values. If pass 1 saw a malformed line, walk the lines one by
+  //    one instead, to name the first fault.
+  ResetHead(head);
   const size_t limit = len < options.max_head_bytes ? len : options.max_head_bytes;
-  HeadMasks hm;  // 40 KiB of stack at most; only the chunks of this head are written
-  const Classified cls = g_classify(data, limit, hm);
+  HeadMasks hm;  // 48 KiB of stack at most; only the chunks of this head are written
+  const Classified cls = g_classify(data, limit, options.identity_header.size(), hm);
   const uint64_t* const lf_masks = hm.lf;
   const uint64_t* const colon_masks = hm.colon;
   const uint64_t* const ctl_masks = hm.ctl;
   const size_t end_lf = cls.end_lf;
-  const size_t bad = cls.bad;
   if (end_lf == SIZE_MAX) {
     return len >= options.max_head_bytes ? HeadResult::kTooLarge : HeadResult::kIncomplete;
   }
@@ -622,39 +929,56 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
 
   // The request line.
   const size_t first_lf = NextBit(lf_masks, 0, end_lf + 1);
+  const size_t bad = cls.bad ? FirstBad(data, end_lf) : SIZE_MAX;
   if (bad < first_lf) return HeadResult::kBadRequestLine;
   size_t line_end = first_lf > 0 && data[first_lf - 1] == '\r' ? first_lf - 1 : first_lf;
-  HeaderState st;
-  if (HeadResult r = ParseRequestLine(std::string_view(text, line_end), head, st.authority_host);
-      r != HeadResult::kOk) {
-    return r;
+  // The usual request line holds no byte <= 0x20 but its two spaces: then they are
+  // where the masks say, and need no search.
+  size_t sp1 = std::string_view::npos;
+  size_t sp2 = std::string_view::npos;
+  if (const size_t q = NextBit(ctl_masks, 0, line_end); q < line_end && data[q] == ' ') {
+    if (const size_t r = NextBit(ctl_masks, q + 1, line_end);
+        r < line_end && data[r] == ' ' && NextBit(ctl_masks, r + 1, line_end) == line_end) {
+      sp1 = q;
+      sp2 = r;
+    }
   }
+  HeaderState st;
+  HeadResult line_result;
+  if (sp1 == std::string_view::npos || limit < 64 ||
+      !ParseUsualRequestLine(data, sp1, sp2, line_end, head, line_result)) {
+    line_result = ParseRequestLine(std::string_view(text, line_end), head, st.authority_host, sp1, sp2);
+  }
+  if (line_result != HeadResult::kOk) return line_result;
   if (bad != SIZE_MAX) return HeadResult::kBadHeader;
 
-  if (!cls.suspect) {
-    // Every header line is well formed (pass 1 says so): visit only the lines whose
-    // name has the length of one we use, in order, as the line walk below would.
-    BitCursor starts(hm.start);
-    BitCursor colons(hm.first_colon);
-    const size_t walk = cls.header_lines < options.max_header_lines ? cls.header_lines
-                                                                    : options.max_header_lines;
-    for (size_t k = 0; k < walk; ++k) {
-      const size_t s = starts.Next();
-      const size_t colon = colons.Next();
-      const size_t name_bytes = colon - s;
-      if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 &&
-          name_bytes != options.identity_header.size()) {
-        continue;
-      }
-      const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
-      line_end = data[lf - 1] == '\r' ? lf - 1 : lf;
-      if (HeadResult r = OnHeader(std::string_view(text + s, name_bytes),
-                                  std::string_view(text + colon + 1, line_end - colon - 1), options, st, head);
-          r != HeadResult::kOk) {
-        return r;
+  if (!cls.suspect && cls.header_lines <= options.max_header_lines) {
+    // Every header line is well formed (pass 1 says so). Pass 1 marked the first
+    // colons that lie 4, 14, 17 or identity-length bytes after a line start: only the
+    // lines whose name may be one we use are visited, in order (so the first fault is
+    // the one the line walk below would name), without a branch per line.
+    const size_t last = end_lf >> 6;
+    const size_t id_bytes = options.identity_header.size();
+    for (size_t c = 0; c <= last; ++c) {
+      uint64_t sel = hm.wanted[c];
+      // An identity name of 64 bytes or more: its lines are found here.
+      if (id_bytes >= 64) sel |= StartsBefore(hm.start, c, id_bytes) & hm.first_colon[c];
+      while (sel != 0) {
+        const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
+        sel &= sel - 1;
+        // The line's own start is the nearest one before its colon (a start further
+        // back may sit at one of those distances too).
+        const size_t name_bytes = colon - PrevBit(hm.start, colon);
+        if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 && name_bytes != id_bytes) continue;
+        const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
+        line_end = data[lf - 1] == '\r' ? lf - 1 : lf;
+        if (HeadResult r = OnHeader(std::string_view(text + colon - name_bytes, name_bytes),
+                                    std::string_view(text + colon + 1, line_end - colon - 1), options, st, head);
+            r != HeadResult::kOk) {
+          return r;
+        }
       }
     }
-    if (cls.header_lines > options.max_header_lines) return HeadResult::kTooManyHeaders;
     return FinishHead(st, head);
   }
 

@@ -1,13 +1,28 @@
 // libFuzzer target: the HTTP request head parser and the chunked body decoder.
 // FindHeadEnd fed the input one growing prefix at a time must agree with one call on
-// the whole input; the chunked decoder fed random-size pieces must agree with one call.
+// the whole input; every chunk scanner the CPU has (SSE2, AVX2, AVX-512BW) must give
+// the same head; the chunked decoder fed random-size pieces must agree with one call.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "dlb/packet/http.h"
+#include "packet/http_internal.h"
 
 using namespace dlb::packet;
+
+namespace {
+
+bool SameHead(HeadResult ra, const RequestHead& a, HeadResult rb, const RequestHead& b) {
+  if (ra != rb) return false;
+  if (ra != HeadResult::kOk) return true;
+  return a.method == b.method && a.method_token == b.method_token && a.target == b.target && a.path == b.path &&
+         a.host == b.host && a.identity == b.identity && a.has_identity == b.has_identity &&
+         a.http10 == b.http10 && a.chunked == b.chunked && a.has_content_length == b.has_content_length &&
+         a.content_length == b.content_length && a.head_bytes == b.head_bytes;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
@@ -46,6 +61,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (h.identity.size() > o.max_identity_bytes) __builtin_trap();
     }
+  }
+  {
+    // The same head from every scanner this CPU has.
+    RequestHead base;
+    internal::ForceHeadScanner(internal::HeadScanner::kSse2);
+    const HeadResult rb = ParseRequestHead(buf.data(), buf.size(), o, base);
+    for (auto s : {internal::HeadScanner::kAvx2, internal::HeadScanner::kAvx512}) {
+      if (!internal::ForceHeadScanner(s)) continue;
+      RequestHead h;
+      const HeadResult r = ParseRequestHead(buf.data(), buf.size(), o, h);
+      if (!SameHead(rb, base, r, h)) __builtin_trap();
+    }
+    internal::ForceHeadScanner(internal::HeadScanner::kAuto);
   }
   (void)CheckRequestStart(buf.data(), buf.size());
 

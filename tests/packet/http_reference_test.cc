@@ -183,6 +183,153 @@ TEST_P(HeadReferenceTest, AgreesWithTheReferenceOnRandomHeads) {
   EXPECT_GT(ok, 1000) << "too few valid heads to be a useful comparison";
 }
 
+// The request line, written from RFC 9112 section 3 as the parser applies it.
+struct RefLine {
+  HeadResult result = HeadResult::kOk;
+  std::string method_token, target, path, host;
+  bool http10 = false;
+};
+
+bool RefTchar(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+std::string RefStripPort(std::string_view h) {
+  if (!h.empty() && h[0] == '[') {
+    const size_t close = h.find(']');
+    return std::string(close == std::string_view::npos ? h : h.substr(0, close + 1));
+  }
+  return std::string(h.substr(0, h.find(':')));
+}
+
+RefLine ReferenceLine(const std::string& line, const std::string& host_header) {
+  RefLine ref;
+  const auto err = [](HeadResult r) {
+    RefLine e;
+    e.result = r;
+    return e;
+  };
+  for (char c : line) {
+    if (c == '\0' || c == '\r') return err(HeadResult::kBadRequestLine);
+  }
+  const size_t sp1 = line.find(' ');
+  if (sp1 == std::string::npos || sp1 == 0 || sp1 > 24) return err(HeadResult::kNotHttp);
+  for (size_t i = 0; i < sp1; ++i) {
+    if (!RefTchar(line[i])) return err(HeadResult::kNotHttp);
+  }
+  ref.method_token = line.substr(0, sp1);
+  const size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string::npos) return err(HeadResult::kBadRequestLine);
+  ref.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string version = line.substr(sp2 + 1);
+  if (version == "HTTP/1.1" || version == "HTTP/1.0") {
+    ref.http10 = version == "HTTP/1.0";
+  } else {
+    return err(version.rfind("HTTP/", 0) == 0 ? HeadResult::kBadVersion : HeadResult::kBadRequestLine);
+  }
+  for (char c : ref.target) {
+    if (static_cast<uint8_t>(c) <= 0x20 || c == 0x7f) return err(HeadResult::kBadRequestLine);
+  }
+  ref.host = host_header;
+  const std::string& t = ref.target;
+  if (t.empty()) return err(HeadResult::kBadRequestLine);
+  if (t[0] == '/') {
+    ref.path = t.substr(0, t.find('?'));
+  } else if (t == "*") {
+    ref.path = "*";
+  } else if (const size_t scheme = t.find("://"); scheme != std::string::npos && scheme > 0) {
+    const std::string rest = t.substr(scheme + 3);
+    const size_t path_start = rest.find_first_of("/?");
+    ref.host = RefStripPort(std::string_view(rest).substr(0, path_start));
+    if (path_start == std::string::npos || rest[path_start] == '?') {
+      ref.path = "/";
+    } else {
+      const std::string p = rest.substr(path_start);
+      ref.path = p.substr(0, p.find('?'));
+    }
+  } else if (ref.method_token == "CONNECT") {
+    ref.host = RefStripPort(t);
+    ref.path = "";
+  } else {
+    return err(HeadResult::kBadRequestLine);
+  }
+  return ref;
+}
+
+// Request lines of every form, known and unknown methods, targets with '?', DEL and
+// controls, versions right and wrong, lines that end within the first 64 bytes of a
+// head and lines that run past them, in heads shorter and longer than 64 bytes.
+TEST_P(HeadReferenceTest, RequestLinesAgreeWithTheReference) {
+  std::mt19937 rng(99);
+  const char* methods[] = {"GET",  "HEAD", "POST", "PUT",      "DELETE", "PATCH", "OPTIONS", "CONNECT",
+                           "TRACE", "get", "PURGE", "M-SEARCH", "GETS",   "GE",    "ABCDEFGHI",
+                           "ABCDEFGHIJKLMNOPQRSTUVWXY", "GE(T", "G\x7f", "", "G\tET", "POST\x01"};
+  const char* targets[] = {"/", "/a?b", "/v1/search?q=shoes", "/x/y/z", "*", "http://h.example:8080/p?q",
+                           "https://[::1]:443", "http://a.example?x", "h.example:443", "/p\x7f", "/p\x01q",
+                           "", "/?", "?x", "/a\tb", "/q?\x7f", "x://", "/0123456789abcdefghijklmnopqrstuvwxyz"
+                           "0123456789abcdefghijklmnopqrstuvwxyz", "\x7f/", "/\r", "/\0x"};
+  const char* versions[] = {"HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", "http/1.1", "HTTP/1.10", "", "HTTP/1"};
+  const char* seps[] = {" ", " ", " ", "  ", "\t"};
+  int ok = 0;
+  for (int trial = 0; trial < 40000; ++trial) {
+    // Mostly the pieces of a valid line, so that both outcomes are common.
+    const auto pick = [&](size_t valid, size_t all) { return rng() % 4 != 0 ? rng() % valid : rng() % all; };
+    std::string line = methods[pick(9, std::size(methods))];
+    line += seps[rng() % std::size(seps)];
+    const size_t ti = rng() % std::size(targets);
+    line += ti == std::size(targets) - 1 ? std::string("/\0x", 3) : std::string(targets[ti]);
+    if (rng() % 4 == 0) line += std::string(rng() % 50, 'p');
+    line += seps[rng() % std::size(seps)];
+    line += versions[pick(2, std::size(versions))];
+    std::string head = line + (rng() % 2 ? "\r\n" : "\n") + "Host: h.example:80\r\n";
+    if (rng() % 2) head += "Accept: " + std::string(rng() % 100, 'a') + "\r\n";
+    head += "\r\n";
+    // A NUL or CR in the line is the line's fault only when no LF came first.
+    const RefLine want = ReferenceLine(line, "h.example");
+    RequestHead got;
+    const HeadResult r = ParseRequestHead(reinterpret_cast<const uint8_t*>(head.data()), head.size(), HeadOptions(), got);
+    ASSERT_EQ(HeadResultName(r), std::string(HeadResultName(want.result))) << ::testing::PrintToString(head);
+    if (r != HeadResult::kOk) continue;
+    ++ok;
+    EXPECT_EQ(got.method_token, want.method_token) << ::testing::PrintToString(head);
+    EXPECT_EQ(got.method, MethodFromToken(want.method_token));
+    EXPECT_EQ(got.target, want.target) << ::testing::PrintToString(head);
+    EXPECT_EQ(got.path, want.path) << ::testing::PrintToString(head);
+    EXPECT_EQ(got.host, want.host) << ::testing::PrintToString(head);
+    EXPECT_EQ(got.http10, want.http10);
+  }
+  EXPECT_GT(ok, 2000) << "too few valid lines to be a useful comparison";
+}
+
+// Identity names of 64 bytes and more are found by another route than shorter ones.
+TEST_P(HeadReferenceTest, LongIdentityNames) {
+  std::mt19937 rng(7);
+  for (size_t n : {63u, 64u, 65u, 100u, 130u}) {
+    std::string name;
+    for (size_t i = 0; i < n; ++i) name += static_cast<char>('a' + i % 26);
+    HeadOptions o;
+    o.identity_header = name;
+    for (int trial = 0; trial < 200; ++trial) {
+      std::string head = "GET / HTTP/1.1\r\n";
+      const int before = static_cast<int>(rng() % 5);
+      for (int i = 0; i < before; ++i) head += "H" + std::to_string(i) + ": " + std::string(rng() % 70, 'v') + "\r\n";
+      std::string sent = name;
+      if (rng() % 2) sent[rng() % n] ^= 0x20;  // another case of a letter
+      const bool other = rng() % 4 == 0;
+      if (other) sent[rng() % n] = '-';         // another name of the same length
+      head += sent + ": id" + std::to_string(trial) + "\r\n";
+      if (rng() % 2) head += "Accept: " + std::string(rng() % 90, 'a') + "\r\n";
+      head += "\r\n";
+      RequestHead got;
+      ASSERT_EQ(ParseRequestHead(reinterpret_cast<const uint8_t*>(head.data()), head.size(), o, got),
+                HeadResult::kOk);
+      EXPECT_EQ(got.has_identity, !other) << n << " " << head;
+      EXPECT_EQ(std::string(got.identity), other ? "" : "id" + std::to_string(trial)) << n << " " << head;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Scanners, HeadReferenceTest,
                          ::testing::Values(internal::HeadScanner::kSse2, internal::HeadScanner::kAvx2,
                                            internal::HeadScanner::kAvx512));

@@ -284,6 +284,26 @@ TEST(HttpTest, OnePassEqualsFindThenParse) {
   }
 }
 
+// Too many header lines in a head of several 64-byte chunks whose lines are all well
+// formed: a fault in the lines within the bound is still named first.
+TEST(HttpTest, TooManyHeaderLinesInALongHead) {
+  HeadOptions o;
+  o.max_header_lines = 5;
+  const auto head = [](int lines, int duplicate_host_at) {
+    std::string s = "GET /a/long/enough/path HTTP/1.1\r\n";
+    for (int i = 0; i < lines; ++i) {
+      s += i == 0 || i == duplicate_host_at ? "Host: h.example\r\n" : "X-Header-" + std::to_string(i) + ": some value\r\n";
+    }
+    return s + "\r\n";
+  };
+  RequestHead h;
+  EXPECT_EQ(ParseWhole(head(5, -1), h, o), HeadResult::kOk);
+  EXPECT_EQ(ParseWhole(head(6, -1), h, o), HeadResult::kTooManyHeaders);
+  EXPECT_EQ(ParseWhole(head(12, -1), h, o), HeadResult::kTooManyHeaders);
+  EXPECT_EQ(ParseWhole(head(12, 3), h, o), HeadResult::kDuplicateHost);
+  EXPECT_EQ(ParseWhole(head(12, 7), h, o), HeadResult::kTooManyHeaders);
+}
+
 TEST(HttpTest, ChunkedTransferEncodingIsRecognised) {
   RequestHead h;
   const std::string s = "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
