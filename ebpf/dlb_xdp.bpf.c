@@ -1,0 +1,1161 @@
+// SPDX-License-Identifier: Apache-2.0 OR GPL-2.0
+/* The XDP fallback's data path (DESIGN.md, "XDP fallback"): the packet engine's parse
+ * and decision semantics (lib/dlb/packet/) for request heads that are complete in one
+ * packet, on an ordinary Linux gateway host.
+ *
+ *   1. L2-L4: Ethernet with up to two VLAN tags, IPv4 with options (fragments passed
+ *      or dropped, counted), IPv6 with a bounded chain of extension headers, TCP to a
+ *      configured service port.
+ *   2. A request head at the start of the payload: method, target, Host and the
+ *      identity header (name configurable, case-insensitive, OWS trimmed, length
+ *      bounded). The head is copied into a per-CPU scratch buffer and scanned with
+ *      bpf_loop, so the verifier checks the loop body once whatever the head's length.
+ *      Heads that do not end inside the packet go to the slow path: passed, counted.
+ *   3. Rules (first match wins, default last) and the user's bucket: a lease of the
+ *      global bucket written by the agent, the hold-off the agent sets when Redis is
+ *      full, and a local GCRA bucket (lib/dlb/bucket.h semantics, whole ns).
+ *   4. Limited heads: 429 + FIN to the client built in place (XDP_TX); the local server
+ *      never sees the head, and the client's next segment of that flow becomes a RST to
+ *      the server at the sequence number the server expects, so it frees the
+ *      connection. drop and shadow as in the engine.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "dlb_xdp.h"
+
+#define DLB_MAX_CPUS 256
+#define DLB_SCAN_MASK (DLB_XDP_SCAN_BYTES - 1)
+#define DLB_OUT_PAYLOAD 1024
+#define DLB_NS_PER_S 1000000000ULL
+#define DLB_NEVER 0x7fffffffffffffffULL
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dlb_xdp_config);
+} dlb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DLB_XDP_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct dlb_xdp_rule);
+} dlb_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);          /* resized by the agent before load */
+	__type(key, struct dlb_xdp_user_key);
+	__type(value, struct dlb_xdp_user);
+} dlb_users SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dlb_xdp_flow_key);
+	__type(value, struct dlb_xdp_flow);
+} dlb_rejected SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dlb_xdp_counters);
+} dlb_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dlb_xdp_last);
+} dlb_last SEC(".maps");
+
+struct dlb_scan {
+	__u32 cpu;
+	__u32 n;
+	__u32 line_start;
+	__u32 line_no;
+	__u32 colon;                   /* 1 + position of the line's first ':'; 0: none */
+	__u32 vstart, vend;            /* 1 + first / last non-OWS byte of the value */
+	__u32 sp1, sp2, q;             /* 1 + positions on the request line; 0: none */
+	__u32 head_end;
+	__u32 host_off, host_len;
+	__u32 id_off, id_len;
+	__u32 id_name_len;
+	__u32 max_id;
+	__u32 max_lines;
+	__u32 zero;                    /* opaque 0 (see dlb_scratch.opaque_zero) */
+	__u8 have_host, have_id, result;
+	__u8 pad[5];
+};
+
+/* Per-CPU scratch: the head copied out of the packet, the user key, and the segment
+ * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
+ * map lookup per byte. */
+struct dlb_scratch {
+	__u8 head[DLB_XDP_SCAN_BYTES];
+	__u8 payload[2 * DLB_OUT_PAYLOAD];  /* masks with 2 * DLB_OUT_PAYLOAD - 1 stay inside */
+	__u8 hdr[64];                  /* IP header (20 or 40) then TCP header (20) */
+	__u64 id_name[4];              /* the config's, as words for the scan loop */
+	__u64 id_fold[4];
+	__u64 id_mask[4];
+	/* Always 0, but unknown to the verifier: loop-carried counters start from it so
+	 * that the bpf_loop callback's states converge instead of being explored once per
+	 * constant value. */
+	__u32 opaque_zero;
+	__u32 pad;
+	/* The scan's state lives here, not on the stack: the verifier tracks no values in
+	 * map memory, so the bpf_loop callback is checked once instead of once per
+	 * combination of known field values. */
+	struct dlb_scan scan;
+	struct dlb_xdp_user_key key;
+};
+static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
+
+static __always_inline void count(struct dlb_xdp_counters *c, int idx)
+{
+	if (c && idx >= 0 && idx < DLB_XDP_COUNTER_COUNT)
+		c->c[idx]++;
+}
+
+/* ---- L2-L4 ---------------------------------------------------------------------- */
+
+struct dlb_view {
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 payload_off;
+	__u32 payload_len;
+	__u32 seq;
+	__u32 ack;
+	__u16 sport;
+	__u16 dport;
+	__u8 ipv;
+	__u8 flags;
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+enum dlb_parse {
+	DLB_P_TCP, DLB_P_NOT_IP, DLB_P_NOT_TCP, DLB_P_FRAGMENT, DLB_P_MALFORMED,
+};
+
+static __always_inline int parse_frame(struct xdp_md *ctx, const struct dlb_xdp_config *cfg,
+				       struct dlb_view *v)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+	__u8 l4proto;
+	__u32 ip_end;
+
+	if ((void *)(eth + 1) > end)
+		return DLB_P_MALFORMED;
+	proto = eth->h_proto;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+			__u16 *tag = data + off;
+			if ((void *)(tag + 2) > end)
+				return DLB_P_MALFORMED;
+			proto = tag[1];
+			off += 4;
+		}
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return DLB_P_MALFORMED;  /* more than two tags */
+	v->l3_off = off;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		__u32 ihl, tot;
+		if ((void *)(ip + 1) > end)
+			return DLB_P_MALFORMED;
+		if (ip->version != 4)
+			return DLB_P_MALFORMED;
+		ihl = ip->ihl * 4;
+		if (ihl < 20 || data + off + ihl > end)
+			return DLB_P_MALFORMED;
+		tot = bpf_ntohs(ip->tot_len);
+		if (tot < ihl || data + off + tot > end)
+			return DLB_P_MALFORMED;
+		if (ip->frag_off & bpf_htons(0x3fff))
+			return DLB_P_FRAGMENT;
+		v->ipv = 4;
+		__builtin_memcpy(v->src, &ip->saddr, 4);
+		__builtin_memcpy(v->dst, &ip->daddr, 4);
+		l4proto = ip->protocol;
+		ip_end = off + tot;
+		off += ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		__u8 next;
+		if ((void *)(ip6 + 1) > end)
+			return DLB_P_MALFORMED;
+		if (ip6->version != 6)
+			return DLB_P_MALFORMED;
+		ip_end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if (data + ip_end > end)
+			return DLB_P_MALFORMED;
+		v->ipv = 6;
+		__builtin_memcpy(v->src, &ip6->saddr, 16);
+		__builtin_memcpy(v->dst, &ip6->daddr, 16);
+		next = ip6->nexthdr;
+		off += sizeof(*ip6);
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			__u8 *eh;
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+			    next != IPPROTO_DSTOPTS && next != IPPROTO_AH && next != IPPROTO_FRAGMENT)
+				break;
+			if (i >= cfg->max_ipv6_ext)
+				return DLB_P_MALFORMED;
+			eh = data + off;
+			if ((void *)(eh + 2) > end)
+				return DLB_P_MALFORMED;
+			if (next == IPPROTO_FRAGMENT)
+				return DLB_P_FRAGMENT;
+			/* AH counts 4-byte units minus 2; the others 8-byte units minus 1 */
+			off += next == IPPROTO_AH ? ((__u32)eh[1] + 2) * 4 : ((__u32)eh[1] + 1) * 8;
+			next = eh[0];
+		}
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+		    next == IPPROTO_AH || next == IPPROTO_FRAGMENT)
+			return DLB_P_MALFORMED;  /* chain too long */
+		if (off > ip_end)
+			return DLB_P_MALFORMED;
+		l4proto = next;
+	} else {
+		return DLB_P_NOT_IP;
+	}
+	if (l4proto != IPPROTO_TCP)
+		return DLB_P_NOT_TCP;
+	v->l4_off = off;
+	{
+		struct tcphdr *tcp = data + off;
+		__u32 doff;
+		if ((void *)(tcp + 1) > end || off + sizeof(*tcp) > ip_end)
+			return DLB_P_MALFORMED;
+		doff = tcp->doff * 4;
+		if (doff < 20 || off + doff > ip_end)
+			return DLB_P_MALFORMED;
+		v->sport = bpf_ntohs(tcp->source);
+		v->dport = bpf_ntohs(tcp->dest);
+		v->seq = bpf_ntohl(tcp->seq);
+		v->ack = bpf_ntohl(tcp->ack_seq);
+		v->flags = ((__u8 *)tcp)[13];
+		v->payload_off = off + doff;
+		v->payload_len = ip_end - (off + doff);
+	}
+	return DLB_P_TCP;
+}
+
+/* ---- HTTP request head ---------------------------------------------------------- */
+
+enum dlb_head {
+	DLB_H_MORE = 0, DLB_H_OK, DLB_H_NOT_HTTP, DLB_H_MALFORMED, DLB_H_SLOW,
+};
+
+
+static __always_inline __u8 head_byte(__u32 cpu, __u32 i)
+{
+	return dlb_scratch[cpu & (DLB_MAX_CPUS - 1)].head[i & DLB_SCAN_MASK];
+}
+
+static __always_inline int is_tchar(__u8 c)
+{
+	/* RFC 9110 tchar as two 64-bit maps: ! # $ % & ' * + - . 0-9, then A-Z ^ _ ` a-z | ~ */
+	if (c < 64)
+		return (0x03ff6cfa00000000ULL >> c) & 1;
+	if (c < 128)
+		return (0x57ffffffc7fffffeULL >> (c - 64)) & 1;
+	return 0;
+}
+
+static __always_inline int is_ows(__u8 c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static __always_inline long next_line(struct dlb_scan *s, __u32 i)
+{
+	s->line_no++;
+	s->line_start = i + 1;
+	s->colon = s->zero;
+	s->vstart = s->zero;
+	s->vend = s->zero;
+	if (s->line_no > s->max_lines) {
+		s->result = DLB_H_MALFORMED;  /* too many header lines */
+		return 1;
+	}
+	return 0;
+}
+
+/* The end of the request line at i (its LF): the version must be HTTP/1.x. */
+static __always_inline long end_request_line(struct dlb_scan *s, __u32 i)
+{
+	__u32 cpu = s->cpu;
+	__u32 le = i;
+	__u32 vo = s->sp2;
+
+	if (le > 0 && head_byte(cpu, le - 1) == '\r')
+		le--;
+	if (!vo || le != vo + 8 || vo == s->sp1 + 1 ||
+	    head_byte(cpu, vo) != 'H' || head_byte(cpu, vo + 1) != 'T' ||
+	    head_byte(cpu, vo + 2) != 'T' || head_byte(cpu, vo + 3) != 'P' ||
+	    head_byte(cpu, vo + 4) != '/' || head_byte(cpu, vo + 5) != '1' ||
+	    head_byte(cpu, vo + 6) != '.' ||
+	    (head_byte(cpu, vo + 7) != '1' && head_byte(cpu, vo + 7) != '0')) {
+		s->result = DLB_H_MALFORMED;
+		return 1;
+	}
+	return next_line(s, i);
+}
+
+/* The end of a header line at i (its LF). */
+static __always_inline long end_header_line(struct dlb_scan *s, __u32 i)
+{
+	__u32 ls = s->line_start;
+	__u32 name_len, vs, ve;
+	int host_m, id_m;
+
+	if (!s->colon) {
+		if (i == ls || (i == ls + 1 && head_byte(s->cpu, ls) == '\r')) {
+			s->head_end = i + 1;      /* the empty line */
+			s->result = DLB_H_OK;
+			return 1;
+		}
+		s->result = DLB_H_MALFORMED;   /* no ':' */
+		return 1;
+	}
+	name_len = s->colon - 1 - ls;
+	vs = s->vstart ? s->vstart - 1 : i;
+	ve = s->vstart ? s->vend : i;
+	{
+		/* Names compared a word at a time, folded to lower case where the name has
+		 * letters; the head buffer is followed by more scratch, so reading 32 bytes
+		 * from any line start stays inside the map value. */
+		const struct dlb_scratch *sc = &dlb_scratch[s->cpu & (DLB_MAX_CPUS - 1)];
+		const __u8 *p = sc->head + (ls & DLB_SCAN_MASK);
+		__u64 w[4];
+		__builtin_memcpy(w, p, 32);
+		host_m = ((w[0] | 0x20202020ULL) & 0xffffffffULL) == 0x74736f68ULL;  /* "host" */
+		id_m = ((w[0] | sc->id_fold[0]) & sc->id_mask[0]) == sc->id_name[0] &&
+		       ((w[1] | sc->id_fold[1]) & sc->id_mask[1]) == sc->id_name[1] &&
+		       ((w[2] | sc->id_fold[2]) & sc->id_mask[2]) == sc->id_name[2] &&
+		       ((w[3] | sc->id_fold[3]) & sc->id_mask[3]) == sc->id_name[3];
+	}
+	if (host_m && name_len == 4) {
+		if (s->have_host) {
+			s->result = DLB_H_MALFORMED;  /* duplicate Host */
+			return 1;
+		}
+		s->have_host = 1;
+		s->host_off = vs;
+		s->host_len = ve - vs;
+	}
+	if (id_m && name_len == s->id_name_len) {
+		if (s->have_id) {
+			s->result = DLB_H_MALFORMED;  /* duplicate identity */
+			return 1;
+		}
+		if (ve - vs > s->max_id) {
+			s->result = DLB_H_MALFORMED;  /* identity too long */
+			return 1;
+		}
+		s->have_id = 1;
+		s->id_off = vs;
+		s->id_len = ve - vs;
+	}
+	return next_line(s, i);
+}
+
+/* One byte of the head: a streaming parser, so the loop body has no inner loops. */
+static long scan_byte(__u32 i, __u32 *cpu_arg)
+{
+	__u32 cpu = *cpu_arg & (DLB_MAX_CPUS - 1);
+	struct dlb_scan *s = &dlb_scratch[cpu].scan;
+	__u8 c;
+
+	if (i >= s->n)
+		return 1;
+	c = head_byte(cpu, i);
+	if (s->line_no == 0) {
+		if (!s->sp1) {
+			if (c == ' ' && i > 0) {
+				s->sp1 = i + 1;
+			} else if (!is_tchar(c) || i >= DLB_XDP_MAX_METHOD) {
+				s->result = DLB_H_NOT_HTTP;
+				return 1;
+			}
+			return 0;
+		}
+		if (!s->sp2) {
+			if (c == ' ') {
+				s->sp2 = i + 1;
+			} else if (c == '?') {
+				if (!s->q)
+					s->q = i + 1;
+			} else if (c <= 0x20 || c == 0x7f) {
+				s->result = DLB_H_MALFORMED;
+				return 1;
+			}
+			return 0;
+		}
+		if (c == '\n')
+			return end_request_line(s, i);
+		return 0;
+	}
+	if (c == '\n')
+		return end_header_line(s, i);
+	if (s->colon) {
+		if (!is_ows(c) && c != '\r') {
+			if (!s->vstart)
+				s->vstart = i + 1;
+			s->vend = i + 1;
+		}
+		return 0;
+	}
+	if (c == ':') {
+		if (i == s->line_start) {
+			s->result = DLB_H_MALFORMED;  /* empty name */
+			return 1;
+		}
+		s->colon = i + 1;
+		return 0;
+	}
+	if (c == '\r')
+		return 0;
+	if (!is_tchar(c)) {
+		/* obs-fold (a line starting with OWS) or a bad name character */
+		s->result = DLB_H_MALFORMED;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- Rules ------------------------------------------------------------------------ */
+
+struct dlb_match {
+	__u32 cpu;
+	__u32 method_off, method_len;
+	__u32 path_off, path_len;
+	__u32 host_off, host_len;      /* port removed */
+	__u32 count;
+	__u32 found;
+};
+
+static long match_rule(__u32 idx, struct dlb_match *m)
+{
+	const struct dlb_xdp_rule *r;
+	__u32 cpu = m->cpu;
+	__u32 key = idx;
+
+	if (idx >= m->count)
+		return 1;
+	r = bpf_map_lookup_elem(&dlb_rules, &key);
+	if (!r)
+		return 1;
+	if (idx + 1 == m->count) {     /* the default rule */
+		m->found = idx;
+		return 1;
+	}
+	if (r->method_len) {
+		if (r->method_len != m->method_len)
+			return 0;
+		for (int k = 0; k < DLB_XDP_MAX_METHOD; k++) {
+			if (k >= r->method_len)
+				break;
+			if (head_byte(cpu, m->method_off + k) != r->method[k])
+				return 0;
+		}
+	}
+	if (r->path_len) {
+		if (r->path_len > m->path_len)
+			return 0;
+		for (int k = 0; k < DLB_XDP_MAX_PREFIX; k++) {
+			if (k >= r->path_len)
+				break;
+			if (head_byte(cpu, m->path_off + k) != r->path_prefix[k])
+				return 0;
+		}
+	}
+	if (r->host_len) {
+		if (r->host_len != m->host_len)
+			return 0;
+		for (int k = 0; k < DLB_XDP_MAX_HOST; k++) {
+			__u8 c;
+			if (k >= r->host_len)
+				break;
+			c = head_byte(cpu, m->host_off + k);
+			if (c >= 'A' && c <= 'Z')
+				c |= 0x20;
+			if (c != r->host[k])
+				return 0;
+		}
+	}
+	m->found = idx;
+	return 1;
+}
+
+/* The host without its port: "[v6]:port", "name:port". */
+static __always_inline __u32 host_without_port(__u32 cpu, __u32 off, __u32 len)
+{
+	__u32 n = len;
+	for (int k = 0; k < 6; k++) {     /* ":" and up to 5 digits */
+		__u8 c;
+		if (n == 0)
+			break;
+		c = head_byte(cpu, off + n - 1);
+		if (c == ':')
+			return n - 1;
+		if (c < '0' || c > '9')
+			break;
+		n--;
+	}
+	return len;
+}
+
+/* ---- Buckets ------------------------------------------------------------------------ */
+
+struct dlb_decision {
+	__u32 allowed;
+	__u64 retry_ns;
+	__s64 remaining;
+};
+
+/* GCRA in whole nanoseconds (lib/dlb/bucket.h): admit iff max(TAT, now) + n*T - now <=
+ * C*T. interval_ns == 0: a bucket that never leaks; TAT counts admitted units. */
+static __always_inline void local_decide(struct dlb_xdp_user *u, __u64 cap, __u64 t_ns,
+					 __u64 cost, __u64 now, struct dlb_decision *d)
+{
+	__u64 tat, base, next, limit;
+
+	bpf_spin_lock(&u->lock);
+	tat = u->tat_ns;
+	if (t_ns == 0) {
+		if (tat + cost <= cap) {
+			u->tat_ns = tat + cost;
+			d->allowed = 1;
+			d->remaining = cap - tat - cost;
+		} else {
+			d->allowed = 0;
+			d->retry_ns = DLB_NEVER;
+			d->remaining = tat < cap ? cap - tat : 0;
+		}
+		bpf_spin_unlock(&u->lock);
+		return;
+	}
+	base = tat > now ? tat : now;
+	next = base + cost * t_ns;
+	limit = cap * t_ns;
+	if (next - now <= limit) {
+		u->tat_ns = next;
+		d->allowed = 1;
+		d->remaining = (limit - (next - now)) / t_ns;
+	} else {
+		d->allowed = 0;
+		d->retry_ns = next - now - limit;
+		d->remaining = (limit - (base - now)) / t_ns;
+	}
+	bpf_spin_unlock(&u->lock);
+}
+
+static __always_inline int take_lease(struct dlb_xdp_user *u, __s64 cost)
+{
+#pragma unroll
+	for (int k = 0; k < 4; k++) {
+		__s64 old = u->lease;
+		if (old < cost)
+			return 0;
+		if (__sync_val_compare_and_swap(&u->lease, old, old - cost) == old)
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- Frames we send ------------------------------------------------------------------ */
+
+static __always_inline __u16 csum_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+struct dlb_pseudo {
+	__u32 len;
+	__u8 zero[3];
+	__u8 proto;
+};
+
+/* Rewrites the frame into one TCP segment (fresh IP header without options, 20-byte TCP
+ * header, sc->payload[0, payload_len)) toward the client (MACs swapped) or the server.
+ * L2 and VLAN tags are kept. */
+static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *sc,
+					const struct dlb_view *v, int to_client, __u32 seq,
+					__u32 ack, __u8 flags, __u32 payload_len)
+{
+	__u32 ip_len = v->ipv == 4 ? 20 : 40;
+	__u32 l4_len, total, padded;
+	__u8 *hdr = sc->hdr;
+	__u8 *tcp;
+	const __u8 *src = to_client ? v->dst : v->src;
+	const __u8 *dst = to_client ? v->src : v->dst;
+	__s64 sum;
+	struct dlb_pseudo ph = {};
+	void *data, *end;
+	__u32 l3 = v->l3_off;
+	int delta;
+
+	if (payload_len > DLB_OUT_PAYLOAD)
+		return -1;
+	l4_len = 20 + payload_len;
+	__builtin_memset(hdr, 0, 64);
+	if (v->ipv == 4) {
+		struct iphdr *ip = (struct iphdr *)hdr;
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tot_len = bpf_htons(20 + l4_len);
+		ip->frag_off = bpf_htons(0x4000);
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_TCP;
+		__builtin_memcpy(&ip->saddr, src, 4);
+		__builtin_memcpy(&ip->daddr, dst, 4);
+		ip->check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)hdr, 20, 0));
+		tcp = hdr + 20;
+	} else {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)hdr;
+		ip6->version = 6;
+		ip6->payload_len = bpf_htons(l4_len);
+		ip6->nexthdr = IPPROTO_TCP;
+		ip6->hop_limit = 64;
+		__builtin_memcpy(&ip6->saddr, src, 16);
+		__builtin_memcpy(&ip6->daddr, dst, 16);
+		tcp = hdr + 40;
+	}
+	{
+		struct tcphdr *th = (struct tcphdr *)tcp;
+		th->source = bpf_htons(to_client ? v->dport : v->sport);
+		th->dest = bpf_htons(to_client ? v->sport : v->dport);
+		th->seq = bpf_htonl(seq);
+		th->ack_seq = bpf_htonl(ack);
+		th->doff = 5;
+		((__u8 *)th)[13] = flags;
+		th->window = (flags & 0x04) ? 0 : bpf_htons(8192);
+	}
+	/* TCP checksum: pseudo-header, header, payload padded with zeros to 4 bytes. */
+	padded = (payload_len + 3) & ~3U;
+#pragma unroll
+	for (int k = 0; k < 3; k++)
+		sc->payload[(payload_len + k) & (2 * DLB_OUT_PAYLOAD - 1)] = 0;
+	ph.len = bpf_htonl(l4_len);
+	ph.proto = IPPROTO_TCP;
+	sum = bpf_csum_diff(0, 0, (__be32 *)(v->ipv == 4 ? hdr + 12 : hdr + 8),
+			    v->ipv == 4 ? 8 : 32, 0);
+	if (sum < 0)
+		return -1;
+	/* pseudo-header: protocol and length in one 32-bit word */
+	{
+		__u32 w = bpf_htonl((IPPROTO_TCP << 16) | l4_len);
+		sum = bpf_csum_diff(0, 0, &w, 4, sum);
+	}
+	sum = bpf_csum_diff(0, 0, (__be32 *)tcp, 20, sum);
+	if (padded > 0) {
+		__u32 c0 = padded > 512 ? 512 : padded;
+		__u32 c1 = padded - c0;
+		c0 &= 0x3fc;
+		if (c0 > 512)
+			return -1;
+		sum = bpf_csum_diff(0, 0, (__be32 *)sc->payload, c0, sum);
+		if (c1) {
+			c1 &= 0x3fc;
+			if (c1 > 512)
+				return -1;
+			sum = bpf_csum_diff(0, 0, (__be32 *)(sc->payload + 512), c1, sum);
+		}
+	}
+	if (sum < 0)
+		return -1;
+	((struct tcphdr *)tcp)->check = csum_fold(sum);
+
+	/* Resize and write. */
+	total = l3 + ip_len + l4_len;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	delta = (int)total - (int)(end - data);
+	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (to_client) {
+		__u8 mac[6];
+		__u8 *eth = data;
+		if ((void *)(eth + 12) > end)
+			return -1;
+		__builtin_memcpy(mac, eth, 6);
+		__builtin_memcpy(eth, eth + 6, 6);
+		__builtin_memcpy(eth + 6, mac, 6);
+	}
+	if (l3 > 22)
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, l3, hdr, v->ipv == 4 ? 40 : 60))
+		return -1;
+	if (payload_len) {
+		__u32 n = payload_len & (DLB_OUT_PAYLOAD * 2 - 1);
+		if (n == 0 || n > DLB_OUT_PAYLOAD)
+			return -1;
+		if (bpf_xdp_store_bytes(ctx, l3 + ip_len + 20, sc->payload, n))
+			return -1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 put_piece(struct dlb_scratch *sc, __u32 off,
+				       const struct dlb_xdp_rule *r, int piece)
+{
+	__u32 po = r->tmpl_off[piece & 7] & (DLB_XDP_TMPL_BYTES - 1);
+	__u32 pl = r->tmpl_len[piece & 7] & (DLB_XDP_TMPL_BYTES - 1);
+	__u32 o = off & (DLB_OUT_PAYLOAD / 2 - 1);
+
+	if (off >= DLB_OUT_PAYLOAD / 2 || pl == 0)
+		return off;
+	if (po + pl > DLB_XDP_TMPL_BYTES)
+		return off;
+	bpf_probe_read_kernel(sc->payload + o, pl, r->tmpl + po);
+	return o + pl;
+}
+
+static __always_inline __u32 digits_of(__u64 v)
+{
+	__u32 d = 1;
+#pragma unroll
+	for (int k = 0; k < 19; k++) {
+		if (v >= 10) {
+			v /= 10;
+			d++;
+		}
+	}
+	return d;
+}
+
+static __always_inline __u32 put_number(struct dlb_scratch *sc, __u32 off, __u64 v)
+{
+	__u32 d = digits_of(v);
+#pragma unroll
+	for (int k = 0; k < 20; k++) {
+		if (k < d) {
+			sc->payload[(off + d - 1 - k) & (DLB_OUT_PAYLOAD - 1)] = '0' + v % 10;
+			v /= 10;
+		}
+	}
+	return off + d;
+}
+
+static __always_inline void flow_key_of(const struct dlb_view *v, struct dlb_xdp_flow_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->src, v->src, 16);
+	__builtin_memcpy(k->dst, v->dst, 16);
+	k->sport = v->sport;
+	k->dport = v->dport;
+	k->family = v->ipv;
+}
+
+static __always_inline __u32 segment_end(const struct dlb_view *v)
+{
+	__u32 e = v->seq + v->payload_len;
+	if (v->flags & 0x02)
+		e++;
+	if (v->flags & 0x01)
+		e++;
+	return e;
+}
+
+/* 429 + FIN to the client (XDP_TX); the flow is remembered so that the server gets
+ * its RST from the client's next segment. */
+static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
+				  const struct dlb_view *v, const struct dlb_xdp_rule *r,
+				  const struct dlb_decision *d, struct dlb_xdp_counters *c)
+{
+	__u64 retry_s;
+	__u64 remaining = d->remaining > 0 ? d->remaining : 0;
+	__u32 off = 0;
+	struct dlb_xdp_flow_key fk;
+	struct dlb_xdp_flow fv = {};
+
+	if (d->retry_ns >= DLB_NEVER - 1)
+		retry_s = DLB_XDP_RETRY_MAX_S;
+	else if (d->retry_ns == 0)
+		retry_s = 1;
+	else
+		retry_s = (d->retry_ns + DLB_NS_PER_S - 1) / DLB_NS_PER_S;
+	if (retry_s > DLB_XDP_RETRY_MAX_S)
+		retry_s = DLB_XDP_RETRY_MAX_S;
+
+	off = put_piece(sc, off, r, 0);
+	off = put_number(sc, off, r->body_static_len + digits_of(retry_s));
+	off = put_piece(sc, off, r, 1);
+	off = put_number(sc, off, retry_s);
+	off = put_piece(sc, off, r, 2);
+	off = put_number(sc, off, remaining);
+	off = put_piece(sc, off, r, 3);
+	off = put_number(sc, off, retry_s);
+	off = put_piece(sc, off, r, 4);
+	off = put_number(sc, off, retry_s);
+	off = put_piece(sc, off, r, 5);
+
+	flow_key_of(v, &fk);
+	fv.server_next_seq = v->seq;
+	if (emit_segment(ctx, sc, v, 1, v->ack, segment_end(v), 0x19 /* FIN PSH ACK */, off)) {
+		count(c, DLB_XDP_C_reject_failed);
+		return XDP_DROP;
+	}
+	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+	count(c, DLB_XDP_C_rejected);
+	return XDP_TX;
+}
+
+/* A segment of a flow we answered with a 429 (or reset): the first becomes a RST to the
+ * server at the byte it expects; after that the client gets a RST. */
+static __always_inline int rejected_flow(struct xdp_md *ctx, struct dlb_scratch *sc,
+					 const struct dlb_view *v, struct dlb_xdp_flow *f,
+					 const struct dlb_xdp_flow_key *fk, struct dlb_xdp_counters *c)
+{
+	if (!f->server_reset) {
+		f->server_reset = 1;
+		if (emit_segment(ctx, sc, v, 0, f->server_next_seq, 0, 0x04 /* RST */, 0))
+			return XDP_DROP;
+		count(c, DLB_XDP_C_server_resets);
+		return XDP_PASS;
+	}
+	if (v->flags & 0x04) {
+		bpf_map_delete_elem(&dlb_rejected, fk);
+		count(c, DLB_XDP_C_rejected_flow_dropped);
+		return XDP_DROP;
+	}
+	bpf_map_delete_elem(&dlb_rejected, fk);
+	if (emit_segment(ctx, sc, v, 1, v->ack, segment_end(v), 0x14 /* RST ACK */, 0))
+		return XDP_DROP;
+	count(c, DLB_XDP_C_client_resets);
+	return XDP_TX;
+}
+
+/* The reset head policy: the head becomes a RST to the server (it expects this very
+ * sequence number); the client's retransmission then gets a RST. */
+static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc,
+				      const struct dlb_view *v, struct dlb_xdp_counters *c)
+{
+	struct dlb_xdp_flow_key fk;
+	struct dlb_xdp_flow fv = {.server_next_seq = v->seq, .server_reset = 1};
+
+	flow_key_of(v, &fk);
+	if (emit_segment(ctx, sc, v, 0, v->seq, 0, 0x04, 0))
+		return XDP_DROP;
+	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+	count(c, DLB_XDP_C_server_resets);
+	return XDP_PASS;
+}
+
+static __always_inline int head_policy(struct xdp_md *ctx, struct dlb_scratch *sc,
+				       const struct dlb_view *v, __u8 policy,
+				       struct dlb_xdp_counters *c)
+{
+	if (policy == DLB_XDP_HEAD_DROP)
+		return XDP_DROP;
+	if (policy == DLB_XDP_HEAD_RESET)
+		return reset_head(ctx, sc, v, c);
+	return XDP_PASS;
+}
+
+static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
+{
+	__u32 zero = 0;
+	struct dlb_xdp_last *l = bpf_map_lookup_elem(&dlb_last, &zero);
+	if (!l)
+		return;
+	l->rule = rule;
+	l->allowed = d->allowed;
+	l->retry_after_ns = d->allowed ? 0 : d->retry_ns;
+	l->remaining = d->remaining;
+	l->seq++;
+}
+
+/* ---- The program ----------------------------------------------------------------- */
+
+SEC("xdp")
+int dlb_xdp(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	const struct dlb_xdp_config *cfg = bpf_map_lookup_elem(&dlb_config, &zero);
+	struct dlb_xdp_counters *c = bpf_map_lookup_elem(&dlb_counters, &zero);
+	struct dlb_view v = {};
+	struct dlb_scratch *sc;
+	struct dlb_match m = {};
+	struct dlb_xdp_flow_key fk;
+	struct dlb_xdp_flow *f;
+	const struct dlb_xdp_rule *r;
+	struct dlb_xdp_user_key *key;
+	struct dlb_xdp_user *u;
+	struct dlb_decision d = {};
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 n, tstart, tend, rule;
+	__u64 now;
+	int p;
+
+	if (!cfg || !c || !cfg->enabled)
+		return XDP_PASS;
+	if (cpu >= DLB_MAX_CPUS)
+		return XDP_PASS;
+	sc = &dlb_scratch[cpu];
+	count(c, DLB_XDP_C_frames);
+
+	p = parse_frame(ctx, cfg, &v);
+	if (p != DLB_P_TCP) {
+		if (p == DLB_P_NOT_IP)
+			count(c, DLB_XDP_C_not_ip);
+		else if (p == DLB_P_NOT_TCP)
+			count(c, DLB_XDP_C_not_tcp);
+		else if (p == DLB_P_FRAGMENT) {
+			count(c, DLB_XDP_C_fragments);
+			return cfg->on_fragment == DLB_XDP_FRAME_DROP ? XDP_DROP : XDP_PASS;
+		} else {
+			count(c, DLB_XDP_C_malformed_frames);
+			return cfg->on_malformed_frame == DLB_XDP_FRAME_DROP ? XDP_DROP : XDP_PASS;
+		}
+		return XDP_PASS;
+	}
+	if (!((cfg->port_bits[(v.dport >> 6) & 1023] >> (v.dport & 63)) & 1)) {
+		count(c, DLB_XDP_C_other_port);
+		return XDP_PASS;
+	}
+	flow_key_of(&v, &fk);
+	f = bpf_map_lookup_elem(&dlb_rejected, &fk);
+	if (f)
+		return rejected_flow(ctx, sc, &v, f, &fk, c);
+	if (v.payload_len == 0) {
+		count(c, DLB_XDP_C_no_payload);
+		return XDP_PASS;
+	}
+
+	n = v.payload_len;
+	if (n > DLB_XDP_SCAN_BYTES)
+		n = DLB_XDP_SCAN_BYTES;
+	if (n < 1 || bpf_xdp_load_bytes(ctx, v.payload_off, sc->head, n))
+		return XDP_PASS;
+
+	struct dlb_scan *sp = &sc->scan;
+	__builtin_memset(sp, 0, sizeof(*sp));
+	sp->cpu = cpu;
+	sp->n = n;
+	sp->id_name_len = cfg->id_name_len;
+	sp->max_id = cfg->max_identity_bytes;
+	sp->max_lines = 128;
+	__builtin_memcpy(sc->id_name, cfg->id_name, DLB_XDP_MAX_ID_NAME);
+	__builtin_memcpy(sc->id_fold, cfg->id_fold, DLB_XDP_MAX_ID_NAME);
+	__builtin_memcpy(sc->id_mask, cfg->id_mask, DLB_XDP_MAX_ID_NAME);
+	bpf_loop(DLB_XDP_SCAN_BYTES, scan_byte, &cpu, 0);
+	struct dlb_scan s = *sp;
+	if (s.result == DLB_H_MORE) {
+		/* no end of head in this packet */
+		if (v.payload_len >= cfg->max_head_bytes) {
+			count(c, DLB_XDP_C_oversize_heads);
+			return head_policy(ctx, sc, &v, cfg->on_oversize_head, c);
+		}
+		count(c, DLB_XDP_C_slow_path_split);
+		return XDP_PASS;
+	}
+	if (s.result == DLB_H_NOT_HTTP) {
+		/* mid-stream bytes (a body, a continuation) look like this too */
+		count(c, DLB_XDP_C_non_head);
+		return XDP_PASS;
+	}
+	if (s.result == DLB_H_SLOW) {
+		count(c, DLB_XDP_C_slow_path_split);
+		return XDP_PASS;
+	}
+	if (s.result == DLB_H_MALFORMED) {
+		count(c, DLB_XDP_C_malformed_heads);
+		return head_policy(ctx, sc, &v, cfg->on_malformed_head, c);
+	}
+	if (s.head_end > cfg->max_head_bytes) {
+		count(c, DLB_XDP_C_oversize_heads);
+		return head_policy(ctx, sc, &v, cfg->on_oversize_head, c);
+	}
+	tstart = s.sp1;                         /* 1 + SP = first target byte */
+	tend = s.q ? s.q - 1 : s.sp2 - 1;
+	if (head_byte(cpu, tstart) != '/' && head_byte(cpu, tstart) != '*') {
+		count(c, DLB_XDP_C_slow_path_absolute_form);
+		return XDP_PASS;
+	}
+	count(c, DLB_XDP_C_heads);
+
+	m.cpu = cpu;
+	m.method_off = 0;
+	m.method_len = s.sp1 - 1;
+	m.path_off = tstart;
+	m.path_len = tend - tstart;
+	m.host_off = s.host_off;
+	m.host_len = s.have_host ? host_without_port(cpu, s.host_off, s.host_len) : 0;
+	m.count = cfg->rule_count;
+	m.found = 0;
+	if (m.count == 0 || m.count > DLB_XDP_MAX_RULES)
+		return XDP_PASS;
+	bpf_loop(DLB_XDP_MAX_RULES, match_rule, &m, 0);
+	rule = m.found;
+	r = bpf_map_lookup_elem(&dlb_rules, &rule);
+	if (!r)
+		return XDP_PASS;
+
+	key = &sc->key;
+	__builtin_memset(key, 0, sizeof(*key));
+	key->rule = rule;
+	if (s.have_id && s.id_len > 0) {
+		__u32 len = s.id_len;
+		if (len > DLB_XDP_MAX_ID)
+			return XDP_PASS;
+		key->kind = DLB_XDP_KEY_IDENTITY;
+		key->id_len = len;
+		bpf_probe_read_kernel(key->id, len, sc->head + (s.id_off & DLB_SCAN_MASK));
+	} else {
+		count(c, DLB_XDP_C_identity_missing);
+		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {
+			count(c, DLB_XDP_C_identity_missing_passed);
+			return XDP_PASS;
+		}
+		if (cfg->on_missing_identity == DLB_XDP_MISSING_LIMIT) {
+			count(c, DLB_XDP_C_identity_missing_limited);
+			d.allowed = 0;
+			d.retry_ns = DLB_NS_PER_S;
+			goto decided;
+		}
+		count(c, DLB_XDP_C_identity_source_ip);
+		key->kind = v.ipv == 4 ? DLB_XDP_KEY_IPV4 : DLB_XDP_KEY_IPV6;
+		key->id_len = v.ipv == 4 ? 4 : 16;
+		__builtin_memcpy(key->id, v.src, 16);
+		if (v.ipv == 4)
+			__builtin_memset(key->id + 4, 0, 12);
+	}
+
+	now = bpf_ktime_get_ns();
+	u = bpf_map_lookup_elem(&dlb_users, key);
+	if (!u) {
+		struct dlb_xdp_user fresh = {};
+		bpf_map_update_elem(&dlb_users, key, &fresh, BPF_NOEXIST);
+		u = bpf_map_lookup_elem(&dlb_users, key);
+		if (!u) {
+			count(c, DLB_XDP_C_table_full);
+			d.allowed = r->on_table_full == DLB_XDP_OVERFLOW_ALLOW;
+			d.retry_ns = DLB_NS_PER_S;
+			goto decided;
+		}
+	}
+	u->last_seen_ns = now;
+	if (r->mode == DLB_XDP_MODE_LOCAL) {
+		count(c, DLB_XDP_C_local_decisions);
+		local_decide(u, r->capacity, r->interval_ns, r->cost, now, &d);
+		goto decided;
+	}
+	/* synced (strict is decided as synced: a packet path never waits on Redis) */
+	__sync_fetch_and_add(&u->demand, 1);
+	if (cfg->store_down) {
+		if (r->on_store_failure == DLB_XDP_FAIL_OPEN) {
+			count(c, DLB_XDP_C_store_down_open);
+			d.allowed = 1;
+			goto decided;
+		}
+		if (r->on_store_failure == DLB_XDP_FAIL_CLOSED) {
+			count(c, DLB_XDP_C_store_down_closed);
+			d.allowed = 0;
+			d.retry_ns = DLB_NS_PER_S;
+			goto decided;
+		}
+	} else if (take_lease(u, r->cost)) {
+		count(c, DLB_XDP_C_leased);
+		d.allowed = 1;
+		goto decided;
+	} else if (now < u->hold_until_ns) {
+		count(c, DLB_XDP_C_held);
+		d.allowed = 0;
+		d.retry_ns = u->hold_until_ns - now;
+		d.remaining = 0;
+		goto decided;
+	}
+	count(c, DLB_XDP_C_local_decisions);
+	local_decide(u, r->local_capacity, r->local_interval_ns, r->cost, now, &d);
+	if (d.allowed)
+		__sync_fetch_and_add(&u->debt, r->cost);
+
+decided:
+	note_last(rule, &d);
+	if (d.allowed) {
+		count(c, DLB_XDP_C_allowed);
+		c->rule_allowed[rule & (DLB_XDP_MAX_RULES - 1)]++;
+		return XDP_PASS;
+	}
+	count(c, DLB_XDP_C_limited);
+	c->rule_limited[rule & (DLB_XDP_MAX_RULES - 1)]++;
+	if (r->action == DLB_XDP_ACTION_SHADOW) {
+		count(c, DLB_XDP_C_shadow_limited);
+		return XDP_PASS;
+	}
+	if (r->action == DLB_XDP_ACTION_DROP) {
+		count(c, DLB_XDP_C_dropped);
+		return XDP_DROP;
+	}
+	return reject(ctx, sc, &v, r, &d, c);
+}
+
+/* The agent's atomic operations on user buckets: run with bpf_prog_test_run over an
+ * array of struct dlb_xdp_ctl (never attached). */
+SEC("xdp")
+int dlb_xdp_control(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+#pragma unroll
+	for (int i = 0; i < DLB_XDP_CTL_BATCH; i++) {
+		struct dlb_xdp_ctl *cmd = data + i * sizeof(struct dlb_xdp_ctl);
+		struct dlb_xdp_user *u;
+
+		if ((void *)(cmd + 1) > end)
+			break;
+		if (cmd->op == DLB_XDP_CTL_NONE)
+			continue;
+		u = bpf_map_lookup_elem(&dlb_users, &cmd->key);
+		if (!u) {
+			cmd->found = 0;
+			continue;
+		}
+		cmd->found = 1;
+		if (cmd->op == DLB_XDP_CTL_COLLECT) {
+			cmd->out_lease = __sync_lock_test_and_set(&u->lease, 0);
+			cmd->out_demand = __sync_lock_test_and_set(&u->demand, 0);
+			cmd->out_debt = __sync_lock_test_and_set(&u->debt, 0);
+			cmd->out_last_seen_ns = u->last_seen_ns;
+		} else if (cmd->op == DLB_XDP_CTL_GRANT) {
+			if (cmd->in_lease > 0)
+				__sync_fetch_and_add(&u->lease, cmd->in_lease);
+			if (cmd->in_debt)
+				__sync_fetch_and_add(&u->debt, cmd->in_debt);
+			u->hold_until_ns = cmd->in_hold_until_ns;
+		}
+	}
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

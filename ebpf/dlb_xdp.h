@@ -1,0 +1,238 @@
+/* Structs and constants shared by the XDP program (dlb_xdp.bpf.c) and its agent
+ * (app/dlb-xdp, lib via ebpf/). One definition for both sides; sizes are checked with
+ * _Static_assert / static_assert so that the two compilers agree on every layout.
+ *
+ * Maps (all created by the program's object, filled by the agent):
+ *   dlb_config    array[1] of struct dlb_xdp_config: ports, identity header, policies
+ *   dlb_rules     array[DLB_XDP_MAX_RULES] of struct dlb_xdp_rule, the default rule last
+ *   dlb_users     hash: struct dlb_xdp_user_key -> struct dlb_xdp_user (leases, local
+ *                 bucket); the kernel's hash map is seeded per map, so crafted IDs do
+ *                 not pile into one bucket
+ *   dlb_rejected  LRU hash: flows answered with a 429, until the server was reset
+ *   dlb_counters  per-CPU array[1] of struct dlb_xdp_counters, summed by the agent
+ */
+#ifndef DLB_EBPF_DLB_XDP_H_
+#define DLB_EBPF_DLB_XDP_H_
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+
+#ifdef __cplusplus
+#define DLB_XDP_STATIC_ASSERT static_assert
+#else
+#define DLB_XDP_STATIC_ASSERT _Static_assert
+#endif
+
+/* Bytes of a request head examined in one packet. A head that does not end within
+ * them (or within the packet) goes to the slow path: passed and counted. Power of two:
+ * indexes into the scratch buffer are masked with it. */
+#define DLB_XDP_SCAN_BYTES 2048
+#define DLB_XDP_MAX_RULES 64
+#define DLB_XDP_MAX_ID 256          /* identity bytes kept in a user key */
+#define DLB_XDP_MAX_ID_NAME 32      /* identity header name, ':' included */
+#define DLB_XDP_MAX_METHOD 24
+#define DLB_XDP_MAX_PREFIX 64
+#define DLB_XDP_MAX_HOST 64
+#define DLB_XDP_MAX_RULE_NAME 64
+/* Leading and trailing optional whitespace trimmed from a header value; more is
+ * treated as a malformed head. */
+#define DLB_XDP_MAX_OWS 16
+/* The rule's part of the 429 response: the static pieces between the numbers. */
+#define DLB_XDP_TMPL_BYTES 512
+#define DLB_XDP_TMPL_PIECES 6
+/* Control commands per test-run call of the control program (fits one page). */
+#define DLB_XDP_CTL_BATCH 8
+#define DLB_XDP_RETRY_MAX_S (365ULL * 24 * 3600)
+
+enum dlb_xdp_mode { DLB_XDP_MODE_STRICT = 0, DLB_XDP_MODE_LOCAL = 1, DLB_XDP_MODE_SYNCED = 2 };
+enum dlb_xdp_action { DLB_XDP_ACTION_REJECT = 0, DLB_XDP_ACTION_DROP = 1, DLB_XDP_ACTION_SHADOW = 2 };
+enum dlb_xdp_failure { DLB_XDP_FAIL_LOCAL = 0, DLB_XDP_FAIL_OPEN = 1, DLB_XDP_FAIL_CLOSED = 2 };
+enum dlb_xdp_missing_id { DLB_XDP_MISSING_SOURCE_IP = 0, DLB_XDP_MISSING_LIMIT = 1, DLB_XDP_MISSING_PASS = 2 };
+enum dlb_xdp_head_policy { DLB_XDP_HEAD_FORWARD = 0, DLB_XDP_HEAD_DROP = 1, DLB_XDP_HEAD_RESET = 2 };
+enum dlb_xdp_frame_policy { DLB_XDP_FRAME_FORWARD = 0, DLB_XDP_FRAME_DROP = 1 };
+enum dlb_xdp_overflow { DLB_XDP_OVERFLOW_ALLOW = 0, DLB_XDP_OVERFLOW_LIMIT = 1 };
+
+/* Kinds of user key: an identity header value, or the client's address when the
+ * identity is missing and the policy is source_ip. */
+enum dlb_xdp_key_kind { DLB_XDP_KEY_IDENTITY = 0, DLB_XDP_KEY_IPV4 = 1, DLB_XDP_KEY_IPV6 = 2 };
+
+struct dlb_xdp_config {
+	__u64 port_bits[1024];          /* TCP destination ports of the services: bit p */
+	__u8 id_name[DLB_XDP_MAX_ID_NAME]; /* identity header name, lower case, then ':' */
+	__u8 id_fold[DLB_XDP_MAX_ID_NAME]; /* 0x20 where id_name has a letter (case fold) */
+	__u8 id_mask[DLB_XDP_MAX_ID_NAME]; /* 0xff over the name's bytes */
+	__u32 id_name_len;              /* without the ':' */
+	__u32 max_identity_bytes;       /* <= DLB_XDP_MAX_ID */
+	__u32 max_head_bytes;
+	__u16 rule_count;               /* the default rule included (it is last) */
+	__u8 on_missing_identity;       /* enum dlb_xdp_missing_id */
+	__u8 on_not_http;               /* enum dlb_xdp_head_policy */
+	__u8 on_malformed_head;         /* enum dlb_xdp_head_policy */
+	__u8 on_oversize_head;          /* enum dlb_xdp_head_policy */
+	__u8 on_fragment;               /* enum dlb_xdp_frame_policy */
+	__u8 on_malformed_frame;        /* enum dlb_xdp_frame_policy */
+	__u8 max_ipv6_ext;              /* extension headers followed, <= 8 */
+	__u8 store_down;                /* set by the agent while its breaker is open */
+	__u8 enabled;                   /* 0 until the agent pushed a config: pass all */
+	__u8 pad0[9];
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_config) == 8192 + 3 * DLB_XDP_MAX_ID_NAME + 32,
+		      "dlb_xdp_config layout");
+
+/* A compiled rule. Bucket parameters are whole nanoseconds: interval_ns = T rounded up
+ * (never admits more than the library's fixed-point T), 0 for a bucket that never
+ * leaks (its TAT is then a count of admitted units). local_* is the bucket used when a
+ * synced rule has no lease and when the store is down: the participant's share of the
+ * rule (capacity and rate times 1/N, N the live participants), set by the agent. */
+struct dlb_xdp_rule {
+	__u8 method[DLB_XDP_MAX_METHOD];
+	__u8 path_prefix[DLB_XDP_MAX_PREFIX];
+	__u8 host[DLB_XDP_MAX_HOST];    /* lower case, no port */
+	__u8 method_len;                /* 0: any method */
+	__u8 path_len;                  /* 0: any path */
+	__u8 host_len;                  /* 0: any host */
+	__u8 mode;                      /* enum dlb_xdp_mode */
+	__u8 action;                    /* enum dlb_xdp_action */
+	__u8 on_store_failure;          /* enum dlb_xdp_failure */
+	__u8 on_table_full;             /* enum dlb_xdp_overflow */
+	__u8 pad0;
+	__u64 capacity;
+	__u64 interval_ns;
+	__u64 cost;
+	__u64 local_capacity;
+	__u64 local_interval_ns;
+	/* The 429 response is tmpl piece 0, Content-Length, piece 1, Retry-After, piece 2,
+	 * remaining, piece 3, Retry-After, piece 4, Retry-After, piece 5. */
+	__u16 tmpl_off[DLB_XDP_TMPL_PIECES];
+	__u16 tmpl_len[DLB_XDP_TMPL_PIECES];
+	__u16 body_static_len;          /* bytes of the JSON body without its number */
+	__u16 pad1[3];
+	__u8 tmpl[DLB_XDP_TMPL_BYTES];
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_rule) == 152 + 8 + 40 + 32 + 512, "dlb_xdp_rule layout");
+
+struct dlb_xdp_user_key {
+	__u16 rule;
+	__u16 id_len;
+	__u8 kind;                      /* enum dlb_xdp_key_kind */
+	__u8 pad[3];
+	__u8 id[DLB_XDP_MAX_ID];        /* zero past id_len */
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user_key) == 8 + DLB_XDP_MAX_ID, "user key layout");
+
+/* One user's bucket on this host. The program and the agent change lease, demand and
+ * debt with atomic instructions only (the agent through the control program), so no
+ * admission is lost between a read and a write; the local bucket's TAT is read and
+ * written under the spin lock. */
+struct dlb_xdp_user {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__s64 lease;                    /* units charged in Redis and not yet admitted */
+	__u64 demand;                   /* heads seen since the agent's last round */
+	__u64 debt;                     /* units admitted without a lease, to charge */
+	__u64 tat_ns;                   /* local bucket (local mode, no lease, store down) */
+	__u64 hold_until_ns;            /* Redis full: reject until then (monotonic ns) */
+	__u64 last_seen_ns;
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user) == 56, "user value layout");
+
+/* Flows answered with a 429: the client's next segment becomes a RST to the local
+ * server at the sequence number it expects (it never saw the head), later ones a RST to
+ * the client. */
+struct dlb_xdp_flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 family;
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_flow_key) == 40, "flow key layout");
+struct dlb_xdp_flow {
+	__u32 server_next_seq;          /* the first byte of the rejected head */
+	__u32 server_reset;             /* 1 once the server got its RST */
+};
+
+/* The agent's operations on a user bucket, run atomically by the control program
+ * (bpf_prog_test_run of dlb_xdp_control over an array of commands). */
+enum dlb_xdp_ctl_op {
+	DLB_XDP_CTL_NONE = 0,
+	DLB_XDP_CTL_COLLECT = 1,        /* out: lease, demand and debt swapped with 0 */
+	DLB_XDP_CTL_GRANT = 2,          /* lease += in_lease; debt += in_debt;
+	                                 * hold_until_ns = in_hold_until_ns */
+};
+struct dlb_xdp_ctl {
+	struct dlb_xdp_user_key key;
+	__u32 op;
+	__u32 found;                    /* out: 1 if the key exists */
+	__s64 in_lease;
+	__u64 in_debt;
+	__u64 in_hold_until_ns;
+	__s64 out_lease;
+	__u64 out_demand;
+	__u64 out_debt;
+	__u64 out_last_seen_ns;
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 64,
+		      "ctl layout");
+
+/* Parse and decision outcomes, counted per CPU. The list is declared once; the agent
+ * generates metric names from it (dlb_xdp_<name>_total). */
+#define DLB_XDP_COUNTERS(X)                                                            \
+	X(frames, "frames", "Frames seen by the program.")                             \
+	X(not_ip, "not_ip", "Frames that are not IPv4 or IPv6 (passed).")              \
+	X(not_tcp, "not_tcp", "IP packets that are not TCP (passed).")                 \
+	X(fragments, "fragments", "IP fragments (passed or dropped per on_fragment).") \
+	X(malformed_frames, "malformed_frames", "Truncated or inconsistent L2-L4 headers.") \
+	X(other_port, "other_port", "TCP segments to other ports (passed).")          \
+	X(no_payload, "no_payload", "TCP segments without payload (passed).")         \
+	X(non_head, "non_head", "Segments whose payload does not start a request head (passed).") \
+	X(slow_path_split, "slow_path_split", "Heads not complete in one packet or past the scan bound (passed).") \
+	X(slow_path_absolute_form, "slow_path_absolute_form", "Heads with an absolute-form target (passed).") \
+	X(not_http, "not_http", "Payloads at a head position that are not HTTP.")     \
+	X(malformed_heads, "malformed_heads", "Malformed request heads.")             \
+	X(oversize_heads, "oversize_heads", "Heads longer than max_head_bytes.")      \
+	X(heads, "heads", "Request heads decided.")                                   \
+	X(allowed, "allowed", "Heads admitted.")                                      \
+	X(limited, "limited", "Heads over their limit.")                              \
+	X(rejected, "rejected", "Limited heads answered with 429.")                   \
+	X(dropped, "dropped", "Limited heads dropped (action drop).")                 \
+	X(shadow_limited, "shadow_limited", "Limited heads passed (action shadow).")  \
+	X(reject_failed, "reject_failed", "429 frames that could not be built (head dropped).") \
+	X(identity_missing, "identity_missing", "Heads without the identity header.") \
+	X(identity_source_ip, "identity_source_ip", "Heads keyed by the client address.") \
+	X(identity_missing_passed, "identity_missing_passed", "Heads without identity passed undecided.") \
+	X(identity_missing_limited, "identity_missing_limited", "Heads without identity limited.") \
+	X(leased, "leased", "Heads admitted against a lease.")                        \
+	X(held, "held", "Heads limited because Redis reported the bucket full.")      \
+	X(local_decisions, "local_decisions", "Heads decided by the local bucket.")   \
+	X(store_down_open, "store_down_open", "Heads admitted while the store is down (open).") \
+	X(store_down_closed, "store_down_closed", "Heads limited while the store is down (closed).") \
+	X(table_full, "table_full", "New users that found the user table full.")      \
+	X(server_resets, "server_resets", "RSTs passed to the local server after a 429.") \
+	X(client_resets, "client_resets", "RSTs sent to clients (reset policy, late segments).") \
+	X(rejected_flow_dropped, "rejected_flow_dropped", "Segments of a rejected flow dropped.")
+
+enum dlb_xdp_counter_index {
+#define DLB_XDP_X(field, name, help) DLB_XDP_C_##field,
+	DLB_XDP_COUNTERS(DLB_XDP_X)
+#undef DLB_XDP_X
+	DLB_XDP_COUNTER_COUNT
+};
+
+struct dlb_xdp_counters {
+	__u64 c[DLB_XDP_COUNTER_COUNT];
+	__u64 rule_allowed[DLB_XDP_MAX_RULES];
+	__u64 rule_limited[DLB_XDP_MAX_RULES];
+};
+
+/* What the program returned for a test-run frame is not enough to compare decisions
+ * with the C++ engine; tests read this per-CPU record of the last head decided. */
+struct dlb_xdp_last {
+	__u32 rule;
+	__u32 allowed;
+	__u64 retry_after_ns;
+	__s64 remaining;
+	__u64 seq;                      /* bumped per decided head */
+};
+
+#endif /* DLB_EBPF_DLB_XDP_H_ */

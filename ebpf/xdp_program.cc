@@ -1,0 +1,258 @@
+#include "xdp_program.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <unistd.h>
+#include <xdp/libxdp.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "dlb_xdp.skel.h"
+
+namespace dlb::xdp {
+namespace {
+
+Status Errno(const std::string& what, int err) {
+  if (err < 0) err = -err;
+  return Status::Internal(what + ": " + std::strerror(err));
+}
+
+StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
+  dlb_xdp_bpf* skel = dlb_xdp_bpf__open();
+  if (skel == nullptr) return Errno("opening the XDP program", errno);
+  if (int err = bpf_map__set_max_entries(skel->maps.dlb_users, options.max_users); err) {
+    dlb_xdp_bpf__destroy(skel);
+    return Errno("sizing the user map", err);
+  }
+  return skel;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::Load(const ProgramOptions& options) {
+  auto skel = OpenSkeleton(options);
+  if (!skel.ok()) return skel.status();
+  std::unique_ptr<XdpProgram> p(new XdpProgram());
+  p->skel_ = *skel;
+  if (int err = dlb_xdp_bpf__load(p->skel_); err) return Errno("loading the XDP program", err);
+  return p;
+}
+
+StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOptions& options,
+                                                                const std::string& iface,
+                                                                AttachMode* mode_used,
+                                                                std::string* native_error) {
+  const unsigned ifindex = if_nametoindex(iface.c_str());
+  if (ifindex == 0) return Status::InvalidArgument("interface '" + iface + "': no such interface");
+  auto skel = OpenSkeleton(options);
+  if (!skel.ok()) return skel.status();
+  std::unique_ptr<XdpProgram> p(new XdpProgram());
+  p->skel_ = *skel;
+  p->ifindex_ = static_cast<int>(ifindex);
+  p->xdp_prog_ = xdp_program__from_bpf_obj(p->skel_->obj, "xdp");
+  if (libxdp_get_error(p->xdp_prog_)) {
+    const long err = libxdp_get_error(p->xdp_prog_);
+    p->xdp_prog_ = nullptr;
+    return Errno("libxdp: opening the program", static_cast<int>(err));
+  }
+  int err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_NATIVE, 0);
+  p->mode_ = AttachMode::kNative;
+  if (err) {
+    if (native_error) *native_error = std::strerror(-err);
+    err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_SKB, 0);
+    p->mode_ = AttachMode::kSkb;
+  }
+  if (err) {
+    p->ifindex_ = 0;
+    return Errno("attaching to " + iface, err);
+  }
+  if (mode_used) *mode_used = p->mode_;
+  return p;
+}
+
+StatusOr<int> XdpProgram::DetachAll(const std::string& iface) {
+  const unsigned ifindex = if_nametoindex(iface.c_str());
+  if (ifindex == 0) return Status::InvalidArgument("interface '" + iface + "': no such interface");
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(static_cast<int>(ifindex));
+  if (libxdp_get_error(mp)) return 0;   // nothing attached
+  const enum xdp_attach_mode mode = xdp_multiprog__attach_mode(mp);
+  std::vector<xdp_program*> ours;
+  for (xdp_program* prog = xdp_multiprog__next_prog(nullptr, mp); prog != nullptr;
+       prog = xdp_multiprog__next_prog(prog, mp)) {
+    if (std::strcmp(xdp_program__name(prog), "dlb_xdp") == 0) ours.push_back(prog);
+  }
+  if (ours.empty()) {
+    xdp_program* main = xdp_multiprog__main_prog(mp);
+    if (main != nullptr && !xdp_multiprog__is_legacy(mp)) {
+      // dispatcher without our program
+    } else if (main != nullptr && std::strcmp(xdp_program__name(main), "dlb_xdp") == 0) {
+      ours.push_back(main);
+    }
+  }
+  int removed = 0;
+  for (xdp_program* prog : ours) {
+    if (int err = xdp_program__detach(prog, static_cast<int>(ifindex), mode, 0); err) {
+      xdp_multiprog__close(mp);
+      return Errno("detaching from " + iface, err);
+    }
+    ++removed;
+  }
+  xdp_multiprog__close(mp);
+  return removed;
+}
+
+XdpProgram::~XdpProgram() {
+  (void)Detach();
+  if (xdp_prog_ != nullptr) xdp_program__close(xdp_prog_);
+  if (skel_ != nullptr) dlb_xdp_bpf__destroy(skel_);
+}
+
+Status XdpProgram::Detach() {
+  if (xdp_prog_ == nullptr || ifindex_ == 0) return Status::Ok();
+  const int err = xdp_program__detach(xdp_prog_, ifindex_,
+                                      mode_ == AttachMode::kNative ? XDP_MODE_NATIVE : XDP_MODE_SKB, 0);
+  ifindex_ = 0;
+  if (err) return Errno("detaching", err);
+  return Status::Ok();
+}
+
+int XdpProgram::prog_fd() const { return bpf_program__fd(skel_->progs.dlb_xdp); }
+
+Status XdpProgram::Push(const XdpTables& tables) {
+  const int rules_fd = bpf_map__fd(skel_->maps.dlb_rules);
+  for (uint32_t i = 0; i < tables.rules.size(); ++i) {
+    if (bpf_map_update_elem(rules_fd, &i, &tables.rules[i], BPF_ANY)) {
+      return Errno("writing rule " + std::to_string(i), errno);
+    }
+  }
+  dlb_xdp_config c = tables.config;
+  c.store_down = have_pushed_ ? pushed_.store_down : 0;
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.dlb_config), &zero, &c, BPF_ANY)) {
+    return Errno("writing the config", errno);
+  }
+  pushed_ = c;
+  have_pushed_ = true;
+  return Status::Ok();
+}
+
+Status XdpProgram::SetStoreDown(bool down) {
+  if (!have_pushed_) return Status::Internal("no config pushed");
+  pushed_.store_down = down ? 1 : 0;
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.dlb_config), &zero, &pushed_, BPF_ANY)) {
+    return Errno("writing the config", errno);
+  }
+  return Status::Ok();
+}
+
+StatusOr<XdpCounters> XdpProgram::ReadCounters() const {
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return Errno("counting CPUs", ncpu);
+  std::vector<dlb_xdp_counters> per(static_cast<size_t>(ncpu));
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.dlb_counters), &zero, per.data())) {
+    return Errno("reading counters", errno);
+  }
+  XdpCounters sum;
+  for (const dlb_xdp_counters& c : per) {
+    for (int i = 0; i < DLB_XDP_COUNTER_COUNT; ++i) sum.c[i] += c.c[i];
+    for (int i = 0; i < DLB_XDP_MAX_RULES; ++i) {
+      sum.rule_allowed[i] += c.rule_allowed[i];
+      sum.rule_limited[i] += c.rule_limited[i];
+    }
+  }
+  return sum;
+}
+
+StatusOr<dlb_xdp_last> XdpProgram::ReadLast(int cpu) const {
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0 || cpu < 0 || cpu >= ncpu) return Status::InvalidArgument("cpu out of range");
+  std::vector<dlb_xdp_last> per(static_cast<size_t>(ncpu));
+  const uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.dlb_last), &zero, per.data())) {
+    return Errno("reading the last decision", errno);
+  }
+  return per[static_cast<size_t>(cpu)];
+}
+
+Status XdpProgram::Control(std::span<dlb_xdp_ctl> cmds) {
+  const int fd = bpf_program__fd(skel_->progs.dlb_xdp_control);
+  for (size_t i = 0; i < cmds.size(); i += DLB_XDP_CTL_BATCH) {
+    const size_t n = std::min<size_t>(DLB_XDP_CTL_BATCH, cmds.size() - i);
+    const size_t bytes = n * sizeof(dlb_xdp_ctl);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &cmds[i], .data_out = &cmds[i],
+                .data_size_in = static_cast<__u32>(bytes), .data_size_out = static_cast<__u32>(bytes),
+                .repeat = 1);
+    if (int err = bpf_prog_test_run_opts(fd, &opts); err) return Errno("control program", err);
+  }
+  return Status::Ok();
+}
+
+Status XdpProgram::ForEachUser(const std::function<void(const dlb_xdp_user_key&)>& f) const {
+  const int fd = bpf_map__fd(skel_->maps.dlb_users);
+  std::vector<dlb_xdp_user_key> keys;
+  dlb_xdp_user_key key{};
+  dlb_xdp_user_key next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const dlb_xdp_user_key& k : keys) f(k);
+  return Status::Ok();
+}
+
+Status XdpProgram::DeleteUser(const dlb_xdp_user_key& key) {
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.dlb_users), &key) && errno != ENOENT) {
+    return Errno("deleting a user", errno);
+  }
+  return Status::Ok();
+}
+
+StatusOr<dlb_xdp_user> XdpProgram::LookupUser(const dlb_xdp_user_key& key) const {
+  dlb_xdp_user u{};
+  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.dlb_users), &key, &u, BPF_F_LOCK)) {
+    return Status::Internal("no such user");
+  }
+  return u;
+}
+
+Status XdpProgram::ClearState() {
+  std::vector<dlb_xdp_user_key> users;
+  (void)ForEachUser([&](const dlb_xdp_user_key& k) { users.push_back(k); });
+  for (const auto& k : users) (void)DeleteUser(k);
+  const int flows_fd = bpf_map__fd(skel_->maps.dlb_rejected);
+  dlb_xdp_flow_key fk{}, next{};
+  while (bpf_map_get_next_key(flows_fd, nullptr, &next) == 0) {
+    fk = next;
+    if (bpf_map_delete_elem(flows_fd, &fk)) break;
+  }
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return Errno("counting CPUs", ncpu);
+  const uint32_t zero = 0;
+  std::vector<dlb_xdp_counters> c(static_cast<size_t>(ncpu));
+  std::vector<dlb_xdp_last> l(static_cast<size_t>(ncpu));
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.dlb_counters), &zero, c.data(), BPF_ANY) ||
+      bpf_map_update_elem(bpf_map__fd(skel_->maps.dlb_last), &zero, l.data(), BPF_ANY)) {
+    return Errno("zeroing counters", errno);
+  }
+  if (have_pushed_) (void)SetStoreDown(false);
+  return Status::Ok();
+}
+
+std::string UserIdOf(const dlb_xdp_user_key& key) {
+  if (key.kind == DLB_XDP_KEY_IPV4 || key.kind == DLB_XDP_KEY_IPV6) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    inet_ntop(key.kind == DLB_XDP_KEY_IPV4 ? AF_INET : AF_INET6, key.id, buf, sizeof buf);
+    return buf;
+  }
+  const size_t n = key.id_len > DLB_XDP_MAX_ID ? DLB_XDP_MAX_ID : key.id_len;
+  return std::string(reinterpret_cast<const char*>(key.id), n);
+}
+
+}  // namespace dlb::xdp

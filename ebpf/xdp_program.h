@@ -1,0 +1,91 @@
+// The XDP program's handle in the agent: the libbpf skeleton (one cleanup path),
+// attachment through libxdp's dispatcher (so other XDP programs on the interface stay),
+// the maps written from a compiled config, the control program that changes user
+// buckets atomically, and the per-CPU counters summed on read.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dlb/status.h"
+#include "dlb_xdp.h"
+#include "xdp_config.h"
+
+struct dlb_xdp_bpf;
+struct xdp_program;
+
+namespace dlb::xdp {
+
+enum class AttachMode { kNative, kSkb };
+
+struct ProgramOptions {
+  uint32_t max_users = 65536;   // entries of the user map
+};
+
+// Counters summed over CPUs.
+struct XdpCounters {
+  std::array<uint64_t, DLB_XDP_COUNTER_COUNT> c{};
+  std::array<uint64_t, DLB_XDP_MAX_RULES> rule_allowed{};
+  std::array<uint64_t, DLB_XDP_MAX_RULES> rule_limited{};
+  uint64_t operator[](int i) const { return c[static_cast<size_t>(i)]; }
+};
+
+class XdpProgram {
+ public:
+  // Opens and loads the program (not attached): enough for bpf_prog_test_run.
+  static StatusOr<std::unique_ptr<XdpProgram>> Load(const ProgramOptions& options);
+  // Opens, then loads and attaches through libxdp on `iface`: native mode, falling back
+  // to generic (skb) mode; `mode_used` tells which.
+  static StatusOr<std::unique_ptr<XdpProgram>> LoadAndAttach(const ProgramOptions& options,
+                                                             const std::string& iface,
+                                                             AttachMode* mode_used,
+                                                             std::string* native_error);
+  // Removes every dlb_xdp program from `iface` (after a crash of the agent). Returns how
+  // many were removed.
+  static StatusOr<int> DetachAll(const std::string& iface);
+  ~XdpProgram();
+  XdpProgram(const XdpProgram&) = delete;
+  XdpProgram& operator=(const XdpProgram&) = delete;
+
+  Status Detach();
+
+  // Writes rules first, then the config (whose rule_count makes them live).
+  Status Push(const XdpTables& tables);
+  Status SetStoreDown(bool down);
+  StatusOr<XdpCounters> ReadCounters() const;
+  StatusOr<dlb_xdp_last> ReadLast(int cpu) const;
+
+  // Runs the control program over `cmds` (in place).
+  Status Control(std::span<dlb_xdp_ctl> cmds);
+  // Calls f(key) for every user in the map (a snapshot of the keys).
+  Status ForEachUser(const std::function<void(const dlb_xdp_user_key&)>& f) const;
+  Status DeleteUser(const dlb_xdp_user_key& key);
+  StatusOr<dlb_xdp_user> LookupUser(const dlb_xdp_user_key& key) const;
+  // Empties the user and flow maps and zeroes the counters (tests reuse one load).
+  Status ClearState();
+
+  int prog_fd() const;
+  int ifindex() const { return ifindex_; }
+  AttachMode mode() const { return mode_; }
+
+ private:
+  XdpProgram() = default;
+  dlb_xdp_bpf* skel_ = nullptr;
+  xdp_program* xdp_prog_ = nullptr;
+  int ifindex_ = 0;
+  AttachMode mode_ = AttachMode::kNative;
+  dlb_xdp_config pushed_{};
+  bool have_pushed_ = false;
+};
+
+// The user ID whose bucket a key names (the identity header's bytes, or the client's
+// address as text for source-IP keys): dlb::RedisKey(UserIdOf(key), rule name) is then
+// the same key as every other form's.
+std::string UserIdOf(const dlb_xdp_user_key& key);
+
+}  // namespace dlb::xdp

@@ -1,0 +1,385 @@
+// The XDP program in the kernel on packet fixtures (bpf_prog_test_run_opts): heads
+// allowed then limited, the 429 frame read back by the packet engine's parser with
+// checksums, sequence numbers and the response checked byte for byte, VLAN, IPv6,
+// non-heads, malformed frames and heads, the rejected flow's RSTs, actions, identity
+// matching; and a parity run against the C++ PacketEngine.
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../packet/frames.h"
+#include "dlb/packet/engine.h"
+#include "dlb/packet/parse.h"
+#include "dlb/packet/reject.h"
+#include "dlb/packet/rules.h"
+#include "xdp_config.h"
+#include "xdp_program.h"
+#include "xdp_test_util.h"
+
+namespace dlb::xdp {
+namespace {
+
+using packet::testing::BuildSegment;
+using packet::testing::Fold;
+using packet::testing::Head;
+using packet::testing::SegmentSpec;
+using packet::testing::SumBytes;
+using packet::testing::V6;
+using xdptest::RunResult;
+using xdptest::RunXdp;
+
+packet::RuleConfig Rule(std::string name, std::string path_prefix, int64_t capacity,
+                        double rate, Mode mode = Mode::kLocal,
+                        packet::Action action = packet::Action::kReject) {
+  packet::RuleConfig r;
+  r.name = std::move(name);
+  r.path_prefix = std::move(path_prefix);
+  r.bucket = {.capacity = capacity, .leak_rate_per_s = rate};
+  r.mode = mode;
+  r.action = action;
+  return r;
+}
+
+packet::PacketConfig BaseConfig() {
+  packet::PacketConfig c;
+  c.service_ports = {80};
+  c.rules = {Rule("pay", "/pay", 3, 0.001)};
+  c.default_rule = Rule("default", "", 1000, 1000);
+  c.default_rule.name = "default";
+  return c;
+}
+
+class XdpProgTest : public ::testing::Test {
+ protected:
+  // Verifying the program takes seconds: one load for the suite, state cleared per test.
+  static void SetUpTestSuite() {
+    auto p = XdpProgram::Load({.max_users = 1024});
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    shared_ = std::move(*p).release();
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_EQ(xdptest::PinToCpu0(), 0);
+    ASSERT_NE(shared_, nullptr);
+    prog_ = shared_;
+    ASSERT_TRUE(prog_->ClearState().ok());
+    Configure(BaseConfig());
+  }
+  void Configure(const packet::PacketConfig& c) {
+    auto t = CompileXdpTables(c, 1.0);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    tables_ = *t;
+    ASSERT_TRUE(prog_->Push(tables_).ok());
+  }
+  RunResult RunHead(const std::string& head, uint16_t sport = 40000, int ipv = 4,
+                    std::vector<uint16_t> vlans = {}) {
+    SegmentSpec s;
+    s.ip_version = ipv;
+    if (ipv == 6) {
+      s.src.addr = V6(1);
+      s.dst.addr = V6(2);
+    }
+    s.src.port = sport;
+    s.vlans = vlans;
+    s.payload = head;
+    return RunXdp(prog_->prog_fd(), BuildSegment(s));
+  }
+  uint64_t Counter(int idx) {
+    auto c = prog_->ReadCounters();
+    EXPECT_TRUE(c.ok());
+    return c.ok() ? (*c)[idx] : 0;
+  }
+  static inline XdpProgram* shared_ = nullptr;
+  XdpProgram* prog_ = nullptr;
+  XdpTables tables_;
+};
+
+
+TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) {
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40000 + i).action, XDP_PASS) << i;
+  }
+  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40010).action, XDP_TX);
+  // Another user and another rule are not affected.
+  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "bob"), 40011).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/other", "alice"), 40012).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 6u);
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 5u);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+}
+
+TEST_F(XdpProgTest, RejectFrameReadsBackAs429WithFinAndCorrectNumbers) {
+  const std::string head = Head("POST", "/pay", "carol");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(RunHead(head, 41000 + i).action, XDP_PASS);
+  SegmentSpec s;
+  s.src.port = 41100;
+  s.seq = 777;
+  s.ack = 9999;
+  s.payload = head;
+  const RunResult r = RunXdp(prog_->prog_fd(), BuildSegment(s));
+  ASSERT_EQ(r.action, XDP_TX);
+
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  // MACs swapped, addresses and ports swapped.
+  EXPECT_EQ(r.frame[0], 0x02);
+  EXPECT_EQ(r.frame[5], 0x01);
+  EXPECT_EQ(r.frame[11], 0x02);
+  EXPECT_EQ(v.src_addr[3], 2);
+  EXPECT_EQ(v.dst_addr[3], 1);
+  EXPECT_EQ(v.src_port, 80);
+  EXPECT_EQ(v.dst_port, 41100);
+  EXPECT_EQ(v.seq, 9999u);
+  EXPECT_EQ(v.ack, 777u + head.size());
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kFin | packet::tcp_flags::kPsh | packet::tcp_flags::kAck);
+  // Checksums: IPv4 header and TCP over the pseudo-header.
+  const uint8_t* ip = r.frame.data() + v.l3_offset;
+  EXPECT_EQ(Fold(SumBytes(ip, 20)), 0);
+  const size_t l4 = r.frame.size() - v.l4_offset;
+  EXPECT_EQ(Fold(SumBytes(ip + 12, 8) + 6 + l4 + SumBytes(r.frame.data() + v.l4_offset, l4)), 0);
+  // The response is the engine's, for the decision the program made.
+  const std::string body(reinterpret_cast<const char*>(r.frame.data() + v.payload_offset), v.payload_bytes);
+  auto last = prog_->ReadLast(0);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->allowed, 0u);
+  auto rules = packet::RuleSet::Compile(BaseConfig().rules, BaseConfig().default_rule);
+  ASSERT_TRUE(rules.ok());
+  dlb::Decision d;
+  d.retry_after_ns = static_cast<int64_t>(last->retry_after_ns);
+  d.remaining = last->remaining;
+  char expect[1024];
+  const size_t n = packet::FormatRejectResponse(rules->rule(0), d, expect, sizeof expect);
+  ASSERT_GT(n, 0u);
+  EXPECT_EQ(body, std::string(expect, n));
+  EXPECT_EQ(body.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
+  EXPECT_NE(body.find("\r\nRetry-After: 1000\r\n"), std::string::npos) << body;  // 1/r, rounded up
+  EXPECT_NE(body.find("\r\nConnection: close\r\n"), std::string::npos);
+  EXPECT_NE(body.find("\r\nRateLimit-Policy: "), std::string::npos);
+}
+
+TEST_F(XdpProgTest, RejectedFlowResetsTheServerThenTheClient) {
+  const std::string head = Head("POST", "/pay", "dave");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(RunHead(head, 42000 + i).action, XDP_PASS);
+  SegmentSpec s;
+  s.src.port = 42100;
+  s.seq = 5000;
+  s.payload = head;
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), BuildSegment(s)).action, XDP_TX);
+  // The client's FIN after the 429: the server gets a RST at the head's first byte.
+  SegmentSpec fin = s;
+  fin.payload.clear();
+  fin.seq = 5000 + static_cast<uint32_t>(head.size());
+  fin.flags = 0x11;
+  RunResult r = RunXdp(prog_->prog_fd(), BuildSegment(fin));
+  ASSERT_EQ(r.action, XDP_PASS);
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
+  EXPECT_EQ(v.seq, 5000u);
+  EXPECT_EQ(v.dst_port, 80);
+  EXPECT_EQ(v.payload_bytes, 0u);
+  const uint8_t* ip = r.frame.data() + v.l3_offset;
+  EXPECT_EQ(Fold(SumBytes(ip + 12, 8) + 6 + 20 + SumBytes(r.frame.data() + v.l4_offset, 20)), 0);
+  // A retransmitted FIN: the client gets a RST.
+  r = RunXdp(prog_->prog_fd(), BuildSegment(fin));
+  ASSERT_EQ(r.action, XDP_TX);
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst | packet::tcp_flags::kAck);
+  EXPECT_EQ(v.dst_port, 42100);
+  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_client_resets), 1u);
+}
+
+TEST_F(XdpProgTest, QinQAndIpv6HeadsAreDecided) {
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(RunHead(Head("POST", "/pay", "erin"), 43000 + i, 4, {100, 200}).action, XDP_PASS);
+  }
+  EXPECT_EQ(RunHead(Head("POST", "/pay", "erin"), 43010, 4, {100, 200}).action, XDP_TX);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(RunHead(Head("POST", "/pay", "frank"), 43100 + i, 6, {7}).action, XDP_PASS);
+  }
+  const RunResult r = RunHead(Head("POST", "/pay", "frank"), 43110, 6, {7});
+  ASSERT_EQ(r.action, XDP_TX);
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.ip_version, 6);
+  EXPECT_EQ(v.vlan_count, 1);
+  const size_t l4 = r.frame.size() - v.l4_offset;
+  EXPECT_EQ(Fold(SumBytes(r.frame.data() + v.l3_offset + 8, 32) + 6 + l4 +
+                 SumBytes(r.frame.data() + v.l4_offset, l4)),
+            0);
+}
+
+TEST_F(XdpProgTest, NonHeadsAndOtherTrafficPass) {
+  SegmentSpec s;
+  s.payload = "{\"amount\": 10}";               // a body segment
+  EXPECT_EQ(RunXdp(prog_->prog_fd(), BuildSegment(s)).action, XDP_PASS);
+  s.payload.clear();                            // a bare ACK
+  EXPECT_EQ(RunXdp(prog_->prog_fd(), BuildSegment(s)).action, XDP_PASS);
+  s.payload = Head("POST", "/pay", "gina");
+  s.dst.port = 8080;                            // not a service port
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(RunXdp(prog_->prog_fd(), BuildSegment(s)).action, XDP_PASS);
+  std::vector<uint8_t> arp(60, 0);
+  arp[12] = 0x08;
+  arp[13] = 0x06;
+  EXPECT_EQ(RunXdp(prog_->prog_fd(), arp).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_non_head), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_no_payload), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_other_port), 5u);
+  EXPECT_EQ(Counter(DLB_XDP_C_not_ip), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+}
+
+TEST_F(XdpProgTest, SplitHeadsGoToTheSlowPath) {
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nHost: a\r\nX-User-ID: hank\r\n", 44000 + i).action, XDP_PASS);
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_split), 5u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+}
+
+TEST_F(XdpProgTest, MalformedFramesAndHeads) {
+  std::vector<uint8_t> f = BuildSegment(SegmentSpec{.payload = Head("GET", "/", "x")});
+  f.resize(14 + 10);                             // truncated IPv4 header
+  EXPECT_EQ(RunXdp(prog_->prog_fd(), f).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_malformed_frames), 1u);
+  // A duplicate Host: malformed; the default policy resets (a RST to the server).
+  const RunResult r = RunHead("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 45000);
+  EXPECT_EQ(r.action, XDP_PASS);
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 1u);
+  EXPECT_EQ(RunHead("GET / HTTP/2.0\r\n\r\n", 45001).action, XDP_PASS);   // bad version
+  EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 2u);
+  EXPECT_EQ(RunHead("GET / HTTP/1.1\r\nX-User-ID: a\r\n folded\r\n\r\n", 45002).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 3u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+}
+
+TEST_F(XdpProgTest, IdentityHeaderIsCaseInsensitiveAndTrimmed) {
+  EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nx-user-id:ivy\r\n\r\n", 46000).action, XDP_PASS);
+  EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nX-USER-ID: \t ivy \t\r\n\r\n", 46001).action, XDP_PASS);
+  EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nX-User-Id: ivy\n\n", 46002).action, XDP_PASS);
+  EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nX-User-ID: ivy\r\n\r\n", 46003).action, XDP_TX);
+  // A name that only shares a prefix is another header.
+  EXPECT_EQ(RunHead("POST /pay HTTP/1.1\r\nX-User-IDs: ivy\r\nX-User-ID: jim\r\n\r\n", 46004).action,
+            XDP_PASS);
+}
+
+TEST_F(XdpProgTest, MissingIdentityIsKeyedBySourceAddress) {
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(RunHead(Head("POST", "/pay", ""), 47000 + i).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("POST", "/pay", ""), 47010).action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_identity_source_ip), 4u);
+  bool found = false;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    if (k.kind == DLB_XDP_KEY_IPV4) found = UserIdOf(k) == "10.0.0.1";
+  }).ok());
+  EXPECT_TRUE(found);
+}
+
+TEST_F(XdpProgTest, DropAndShadowActions) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("drop", "/d", 1, 0.001, Mode::kLocal, packet::Action::kDrop),
+             Rule("shadow", "/s", 1, 0.001, Mode::kLocal, packet::Action::kShadow)};
+  Configure(c);
+  EXPECT_EQ(RunHead(Head("GET", "/d", "kim"), 48000).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/d", "kim"), 48001).action, XDP_DROP);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "kim"), 48002).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "kim"), 48003).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_dropped), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_shadow_limited), 1u);
+}
+
+TEST_F(XdpProgTest, SyncedRuleAdmitsAgainstTheLeaseAndHolds) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("sync", "/s", 100, 0.001, Mode::kSynced)};
+  Configure(c);
+  // First contact: no lease yet, the local bucket decides and the admission is debt.
+  ASSERT_EQ(RunHead(Head("GET", "/s", "lee"), 49000).action, XDP_PASS);
+  dlb_xdp_user_key key{};
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) { key = k; }).ok());
+  std::vector<dlb_xdp_ctl> cmd(1);
+  cmd[0].key = key;
+  cmd[0].op = DLB_XDP_CTL_COLLECT;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  EXPECT_EQ(cmd[0].found, 1u);
+  EXPECT_EQ(cmd[0].out_debt, 1u);
+  EXPECT_EQ(cmd[0].out_demand, 1u);
+  // A lease of 2, then a hold far in the future: two admitted, the third held.
+  cmd[0].op = DLB_XDP_CTL_GRANT;
+  cmd[0].in_lease = 2;
+  cmd[0].in_hold_until_ns = ~0ULL >> 2;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  EXPECT_EQ(RunHead(Head("GET", "/s", "lee"), 49001).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "lee"), 49002).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "lee"), 49003).action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_leased), 2u);
+  EXPECT_EQ(Counter(DLB_XDP_C_held), 1u);
+  // The store down with on_store_failure closed: limited.
+  c.rules[0].on_store_failure = FailurePolicy::kClosed;
+  Configure(c);
+  ASSERT_TRUE(prog_->SetStoreDown(true).ok());
+  EXPECT_EQ(RunHead(Head("GET", "/s", "max"), 49010).action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_store_down_closed), 1u);
+}
+
+// The same stream through the C++ PacketEngine and the program: the same decisions.
+TEST_F(XdpProgTest, ParityWithThePacketEngine) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("quota", "/q", 4, 0.0), Rule("slow", "/s", 3, 0.001),
+             Rule("get", "/", 2, 0.001)};
+  c.rules[2].method = "GET";
+  c.rules[2].host = "API.example.com";
+  c.default_rule = Rule("default", "", 5, 0.001);
+  Configure(c);
+  auto rules = packet::RuleSet::Compile(c.rules, c.default_rule);
+  ASSERT_TRUE(rules.ok());
+  auto engine = packet::PacketEngine::Create(c, *rules, packet::HeapAllocator::Instance(),
+                                             SipKey{1, 2}, 1'000'000'000);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  std::mt19937 rng(7);
+  const char* users[] = {"u1", "u2", "u3", ""};
+  const char* methods[] = {"GET", "POST", "PUT"};
+  const char* paths[] = {"/q/a", "/s", "/x", "/q", "/"};
+  int compared = 0, limited = 0;
+  for (int i = 0; i < 300; ++i) {
+    SegmentSpec syn;
+    syn.src.port = static_cast<uint16_t>(20000 + i);
+    syn.seq = 100;
+    syn.flags = 0x02;
+    SegmentSpec s = syn;
+    s.seq = 101;
+    s.flags = 0x18;
+    s.payload = Head(methods[rng() % 3], paths[rng() % 5], users[rng() % 4]);
+    const std::vector<uint8_t> f0 = BuildSegment(syn), f1 = BuildSegment(s);
+    packet::Frame frames[2] = {{f0.data(), static_cast<uint32_t>(f0.size())},
+                               {f1.data(), static_cast<uint32_t>(f1.size())}};
+    packet::FrameResult res[2];
+    (*engine)->ProcessBurst(frames, 2, 2'000'000'000 + i, res);
+    ASSERT_EQ(res[1].heads, 1) << s.payload;
+    const bool engine_limited = res[1].verdict == packet::Verdict::kReject;
+    ASSERT_EQ(RunXdp(prog_->prog_fd(), f0).action, XDP_PASS);
+    const RunResult r = RunXdp(prog_->prog_fd(), f1);
+    const bool xdp_limited = r.action == XDP_TX;
+    ASSERT_EQ(engine_limited, xdp_limited) << "request " << i << ": " << s.payload;
+    auto last = prog_->ReadLast(0);
+    ASSERT_TRUE(last.ok());
+    if (engine_limited) {
+      EXPECT_EQ(last->rule, res[1].rule) << s.payload;
+      ++limited;
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, 300);
+  EXPECT_GT(limited, 50);   // the stream exercises both outcomes
+}
+
+}  // namespace
+}  // namespace dlb::xdp
