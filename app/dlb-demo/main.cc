@@ -2,8 +2,13 @@
 // each at its own steady rate, through dlb::AllowRequest (the library's one-line API,
 // configured from the environment like any gateway), and prints what it saw.
 //
-//   dlb-demo --name gw1 --seconds 5 [--start-at UNIX_NS]
+//   dlb-demo --name gw1 --seconds 5 [--start-at UNIX_NS] [--metrics-listen HOST:PORT]
 //            --user NAME:OFFERED_PER_S:CAPACITY:LEAK_RATE_PER_S ...
+//
+// Its Limiter's counters are served as Prometheus metrics (dlb_limiter_*) on the
+// `metrics: listen:` address of DLB_CONFIG, DLB_METRICS_LISTEN or --metrics-listen
+// (default 127.0.0.1:9464; "" = none; port 0 = any free port, reported as
+// "metrics_port" in the JSON line and in the start-up log line on stderr).
 //
 // stdout: one JSON line at the end. stderr: one JSON progress line every 250 ms.
 // Several processes started with the same --start-at begin their first request at the
@@ -23,7 +28,9 @@
 #include <vector>
 
 #include "dlb/limiter.h"
+#include "dlb/metrics.h"
 #include "json.h"
+#include "metrics/config.h"
 
 namespace {
 
@@ -105,14 +112,19 @@ int Run(int argc, char** argv) {
   double seconds = 5;
   int64_t start_at_ns = 0;
   std::vector<User> users;
+  auto metrics_config = dlb::metrics::MetricsConfigFromEnvironment();
+  if (!metrics_config.ok()) throw std::invalid_argument(metrics_config.status().message());
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: dlb-demo [--name NAME] [--seconds S] [--start-at UNIX_NS]\n"
+          "                [--metrics-listen HOST:PORT]\n"
           "                --user NAME:OFFERED_PER_S:CAPACITY:LEAK_RATE_PER_S ...\n"
           "Offers requests through dlb::AllowRequest (configured by DLB_REDIS_URL, DLB_MODE,\n"
-          "DLB_CONFIG ...) and prints the counts as one JSON line.\n");
+          "DLB_CONFIG ...) and prints the counts as one JSON line. Serves the limiter's\n"
+          "counters on /metrics at --metrics-listen, DLB_METRICS_LISTEN or the config's\n"
+          "metrics.listen (default 127.0.0.1:9464, \"\" = none).\n");
       return 0;
     }
     if (i + 1 >= argc) throw std::invalid_argument(std::string(a) + ": missing value");
@@ -123,6 +135,8 @@ int Run(int argc, char** argv) {
       seconds = ParseNumber("--seconds", v);
     } else if (a == "--start-at") {
       start_at_ns = static_cast<int64_t>(ParseNumber("--start-at", v));
+    } else if (a == "--metrics-listen") {
+      metrics_config->listen = std::string(v);
     } else if (a == "--user") {
       users.push_back(ParseUser(v));
     } else {
@@ -132,6 +146,13 @@ int Run(int argc, char** argv) {
   if (users.empty()) throw std::invalid_argument("at least one --user is required");
 
   dlb::DefaultLimiter();  // connect and load the script before the clock starts
+  std::unique_ptr<dlb::metrics::Exporter> exporter;
+  if (!metrics_config->listen.empty()) {
+    auto started = dlb::metrics::Exporter::Start(metrics_config->listen);
+    if (!started.ok()) throw std::runtime_error(started.status().message());
+    exporter = std::move(*started);
+    exporter->AddCollector(dlb::metrics::LimiterCollector(dlb::DefaultLimiter()));
+  }
   if (start_at_ns > 0) SleepUntilRealtime(start_at_ns);
   const int64_t t0 = RealtimeNs();
   const int64_t end = t0 + static_cast<int64_t>(seconds * 1e9);
@@ -193,6 +214,7 @@ int Run(int argc, char** argv) {
                  .Int("store_decisions", static_cast<int64_t>(stats.store_decisions))
                  .Int("fallback_decisions", static_cast<int64_t>(stats.fallback_decisions))
                  .Int("store_errors", static_cast<int64_t>(stats.store_errors))
+                 .Int("metrics_port", exporter ? exporter->port() : 0)
                  .Raw("users", list)
                  .Finish()
                  .c_str(),

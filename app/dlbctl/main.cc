@@ -30,6 +30,7 @@
 #include "json.h"
 #include "redis/url.h"
 #include "dlb/packet/config_yaml.h"
+#include "metrics/config.h"
 
 namespace {
 
@@ -337,7 +338,7 @@ int ConfigCheck(int argc, char** argv) {
   static const char kUsage[] =
       "usage: dlbctl config check FILE\n"
       "  Validates a config file without starting anything: the library's redis: and\n"
-      "  limiter: sections and the packet engine's settings and rules. Prints one line\n"
+      "  limiter: sections, metrics: and the packet engine's settings and rules. Prints one line\n"
       "  of JSON and exits 0 when valid; the first error (file:line: field: why) goes to\n"
       "  stderr with exit 2.\n";
   if (argc == 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
@@ -359,6 +360,11 @@ int ConfigCheck(int argc, char** argv) {
     std::fprintf(stderr, "dlbctl config check: %s\n", packet.status().message().c_str());
     return kExitError;
   }
+  auto metrics = dlb::metrics::LoadMetricsConfig(path);
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "dlbctl config check: %s\n", metrics.status().message().c_str());
+    return kExitError;
+  }
   std::fputs(dlbctl::JsonLine()
                  .Bool("valid", true)
                  .Str("file", path)
@@ -367,6 +373,7 @@ int ConfigCheck(int argc, char** argv) {
                  .Int("deadline_us", lib->deadline.count())
                  .Int("rules", static_cast<int64_t>(packet->rules.size()))
                  .Int("service_ports", static_cast<int64_t>(packet->service_ports.size()))
+                 .Str("metrics_listen", metrics->listen)
                  .Finish()
                  .c_str(),
              stdout);

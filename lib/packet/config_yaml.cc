@@ -144,8 +144,9 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
     const std::string key = r.Scalar(kv.first, "(top level)");
     const YAML::Node& v = kv.second;
     // One file configures every form: the library's sections are read and checked by
-    // dlb::LoadLimiterConfig (lib/limiter/options.cc).
-    if (key == "redis" || key == "limiter") continue;
+    // dlb::LoadLimiterConfig (lib/limiter/options.cc), `metrics:` by
+    // dlb::metrics::LoadMetricsConfig (lib/metrics/config.cc).
+    if (key == "redis" || key == "limiter" || key == "metrics") continue;
     if (key == "service_ports") {
       if (!v.IsSequence() || v.size() == 0) r.Fail(v, key, "must be a non-empty list of ports");
       c.service_ports.clear();
