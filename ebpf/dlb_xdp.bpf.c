@@ -944,8 +944,13 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 	flow_key_of(&v, &fk);
 	f = bpf_map_lookup_elem(&dlb_rejected, &fk);
-	if (f)
-		return rejected_flow(ctx, sc, &v, f, &fk, c);
+	if (f) {
+		/* a SYN reuses the 4-tuple for a new connection: the old flow is over */
+		if ((v.flags & 0x12) == 0x02)
+			bpf_map_delete_elem(&dlb_rejected, &fk);
+		else
+			return rejected_flow(ctx, sc, &v, f, &fk, c);
+	}
 	if (v.payload_len == 0) {
 		count(c, DLB_XDP_C_no_payload);
 		return XDP_PASS;

@@ -1,0 +1,221 @@
+// dlb-xdp end to end: a client namespace and a server namespace joined by a veth pair,
+// the agent attached (native XDP) on the server's veth with a redis-server in the server
+// namespace, nginx serving there, curl in the client namespace.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+std::string Sh(const std::string& cmd, int* rc = nullptr) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  if (rc) *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+template <typename F>
+bool WaitFor(F&& cond, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> a;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execvp(a[0], a.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+void Stop(pid_t& pid, int sig = SIGTERM) {
+  if (pid <= 0) return;
+  kill(pid, sig);
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, nullptr, WNOHANG) == pid) {
+      pid = 0;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  pid = 0;
+}
+
+// Namespaces named dlbx<c|s><pid>: leftovers of dead test processes are removed.
+void RemoveStale() {
+  const std::string list = Sh("ip netns list");
+  size_t pos = 0;
+  while ((pos = list.find("dlbx", pos)) != std::string::npos) {
+    size_t end = list.find_first_of(" \n", pos);
+    const std::string name = list.substr(pos, end - pos);
+    pos = end;
+    if (name.size() < 6) continue;
+    const int owner = std::atoi(name.c_str() + 5);
+    if (owner > 0 && kill(owner, 0) != 0) Sh("ip netns del " + name);
+  }
+}
+
+class XdpE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    RemoveStale();
+    const std::string id = std::to_string(getpid());
+    cns_ = "dlbxc" + id;
+    sns_ = "dlbxs" + id;
+    cif_ = "xc" + id;
+    sif_ = "xs" + id;
+    dir_ = "/tmp/dlbx" + id;
+    Sh("rm -rf " + dir_ + " && mkdir -p " + dir_);
+    int rc = 0;
+    Sh("ip netns add " + cns_ + " && ip netns add " + sns_ + " && ip link add " + cif_ +
+       " type veth peer name " + sif_ + " && ip link set " + cif_ + " netns " + cns_ +
+       " && ip link set " + sif_ + " netns " + sns_, &rc);
+    ASSERT_EQ(rc, 0);
+    for (const auto& [ns, ifc, addr] : {std::tuple{cns_, cif_, "10.77.0.1/24"}, std::tuple{sns_, sif_, "10.77.0.2/24"}}) {
+      Sh("ip netns exec " + ns + " ip link set lo up && ip netns exec " + ns + " ip addr add " + addr +
+         " dev " + ifc + " && ip netns exec " + ns + " ip link set " + ifc + " up", &rc);
+      ASSERT_EQ(rc, 0);
+      // Whole segments as sent; GRO on the client's veth lets the server's native XDP_TX reach it.
+      Sh("ip netns exec " + ns + " ethtool -K " + ifc + " tso off gso off tx off rx off");
+    }
+    Sh("ip netns exec " + cns_ + " ethtool -K " + cif_ + " gro on");
+
+    std::ofstream(dir_ + "/nginx.conf")
+        << "daemon off; pid " << dir_ << "/nginx.pid; error_log " << dir_ << "/error.log;\n"
+        << "events { worker_connections 256; }\n"
+        << "http { access_log off; client_body_temp_path " << dir_ << "; proxy_temp_path " << dir_
+        << "; fastcgi_temp_path " << dir_ << "; uwsgi_temp_path " << dir_ << "; scgi_temp_path " << dir_
+        << ";\n server { listen 10.77.0.2:80; listen 10.77.0.2:8080; keepalive_timeout 60s;\n"
+        << "  location / { return 200 \"ok\\n\"; } } }\n";
+    nginx_ = Spawn({"ip", "netns", "exec", sns_, "nginx", "-c", dir_ + "/nginx.conf", "-p", dir_}, dir_ + "/nginx.out");
+    redis_ = Spawn({"ip", "netns", "exec", sns_, "redis-server", "--port", "6390", "--save", "",
+                    "--appendonly", "no", "--bind", "127.0.0.1"}, dir_ + "/redis.out");
+    ASSERT_TRUE(WaitFor([&] { return Sh("ip netns exec " + sns_ + " redis-cli -p 6390 ping").find("PONG") != std::string::npos; }));
+    ASSERT_TRUE(WaitFor([&] { return Curl("/", "", 8080) == "200"; }));
+
+    std::ofstream(dir_ + "/xdp.yaml")
+        << "service_ports: [80]\nidentity_header: X-User-ID\nrules:\n"
+        << "  - {name: local, path_prefix: /local, capacity: 3, leak_rate_per_s: 0.001, mode: local}\n"
+        << "  - {name: pay, path_prefix: /pay, capacity: 5, leak_rate_per_s: 0.001, mode: synced}\n"
+        << "default_rule: {name: default, capacity: 1000, leak_rate_per_s: 1000, mode: local}\n";
+    // `ip netns exec` gives each command a fresh /sys: bpffs is mounted there so that
+    // libxdp can use its dispatcher.
+    agent_ = Spawn({"ip", "netns", "exec", sns_, "sh", "-c",
+                    "mount -t bpf bpf /sys/fs/bpf; exec " DLB_XDP_BINARY " --iface " + sif_ +
+                        " --config " + dir_ + "/xdp.yaml --redis redis://127.0.0.1:6390"},
+                   dir_ + "/agent.out");
+    ASSERT_TRUE(WaitFor([&] { return Sh("cat " + dir_ + "/agent.out").find("attached to") != std::string::npos; }))
+        << Sh("cat " + dir_ + "/agent.out");
+  }
+
+  void TearDown() override {
+    Stop(agent_, SIGTERM);
+    Stop(nginx_, SIGQUIT);
+    Stop(redis_);
+    if (!sns_.empty()) Sh("ip netns del " + sns_ + "; ip netns del " + cns_);
+    if (!dir_.empty() && !HasFailure()) Sh("rm -rf " + dir_);
+  }
+
+  // The status code curl got ("000" when none).
+  std::string Curl(const std::string& path, const std::string& user, int port = 80,
+                   std::string* headers = nullptr) {
+    std::string cmd = "ip netns exec " + cns_ + " curl -s -m 5 -o /dev/null -D " + dir_ + "/h -w '%{http_code}' ";
+    if (!user.empty()) cmd += "-H 'X-User-ID: " + user + "' ";
+    cmd += "http://10.77.0.2:" + std::to_string(port) + path;
+    std::string out = Sh(cmd);
+    if (headers) *headers = Sh("cat " + dir_ + "/h");
+    return out;
+  }
+
+  std::string cns_, sns_, cif_, sif_, dir_;
+  pid_t nginx_ = 0, redis_ = 0, agent_ = 0;
+};
+
+TEST_F(XdpE2eTest, OverLimitGets429OthersPass) {
+  // Local rule: exactly capacity admitted, then 429 with Retry-After.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "alice"), "200") << i;
+  std::string headers;
+  EXPECT_EQ(Curl("/local", "alice", 80, &headers), "429");
+  EXPECT_NE(headers.find("\r\nRetry-After: "), std::string::npos) << headers;   // ~1000 s
+  EXPECT_NE(headers.find("RateLimit-Policy: "), std::string::npos) << headers;
+  EXPECT_NE(headers.find("Connection: close"), std::string::npos) << headers;
+  // Other users, other ports, other traffic pass.
+  EXPECT_EQ(Curl("/local", "bob"), "200");
+  EXPECT_EQ(Curl("/local", "alice", 8080), "200");
+  int rc = 1;
+  Sh("ip netns exec " + cns_ + " ping -c 1 -W 2 10.77.0.2", &rc);
+  EXPECT_EQ(rc, 0);
+  // nginx never saw the rejected heads and holds no connection for them.
+  EXPECT_TRUE(WaitFor([&] {
+    return Sh("ip netns exec " + sns_ + " ss -Htn state established '( sport = :80 )'").empty();
+  })) << Sh("ip netns exec " + sns_ + " ss -tn");
+}
+
+TEST_F(XdpE2eTest, SyncedRuleIsChargedInRedis) {
+  int ok = 0, limited = 0;
+  std::string codes;
+  for (int i = 0; i < 10; ++i) {
+    const std::string code = Curl("/pay", "carol");
+    codes += code + " ";
+    ok += code == "200";
+    limited += code == "429";
+  }
+  // Capacity 5: leases and the local bucket admit 5; a request decided locally within
+  // the same sync interval as the last leased one may add one (the documented bound).
+  EXPECT_GE(ok, 5);
+  EXPECT_LE(ok, 6);
+  EXPECT_GE(limited, 2) << codes << Sh("cat " + dir_ + "/agent.out");
+  // The user's bucket lives in Redis under the library's key.
+  EXPECT_TRUE(WaitFor([&] {
+    return Sh("ip netns exec " + sns_ + " redis-cli -p 6390 --scan --pattern 'dlb:*:pay'").find("dlb:{") != std::string::npos;
+  }));
+  EXPECT_NE(Sh("ip netns exec " + sns_ + " redis-cli -p 6390 zcard dlb:participants"), "0\n");
+}
+
+TEST_F(XdpE2eTest, DetachOnSigtermAndAfterACrash) {
+  Stop(agent_, SIGKILL);   // a crash: the program stays attached
+  EXPECT_NE(Sh("ip netns exec " + sns_ + " ip link show " + sif_).find("xdp"), std::string::npos);
+  int rc = 1;
+  const std::string out = Sh("ip netns exec " + sns_ + " sh -c 'mount -t bpf bpf /sys/fs/bpf; " DLB_XDP_BINARY " --iface " + sif_ + " --detach'", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(Sh("ip netns exec " + sns_ + " ip link show " + sif_).find("xdp"), std::string::npos);
+  // Bad arguments: a clear error and a non-zero exit.
+  Sh(std::string(DLB_XDP_BINARY) + " --iface nosuchif0 --config " + dir_ + "/xdp.yaml", &rc);
+  EXPECT_NE(rc, 0);
+  std::ofstream(dir_ + "/bad.yaml") << "rules: [{name: x, capacity: -1}]\n";
+  const std::string err = Sh("ip netns exec " + sns_ + " " DLB_XDP_BINARY " --iface " + sif_ + " --config " + dir_ + "/bad.yaml", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("capacity"), std::string::npos) << err;
+}
+
+}  // namespace
