@@ -147,12 +147,16 @@ struct ShardSync::Impl {
     BucketSpec spec;
     uint32_t gen = 0;          // bumped when the entry is freed: stale replies are ignored
     uint32_t last_demand = 0;
-    int32_t credit = 0;        // first round: the credit the worker started with
+    // What avail held when the control thread last set it: `lease` units charged in
+    // Redis and `credit` units not charged (a new slot's, or the room share published
+    // after a round). The worker consumes whatever is there; units are taken as used
+    // lease first, so that the debit is the least the consumption implies.
+    int64_t lease = 0;
+    int64_t credit = 0;
     int32_t since_seen = 0;    // rounds since the last request
     uint16_t rule = 0;
     uint16_t core = 0;
     bool live = false;
-    bool first = true;
     bool strict = false;
   };
   // One bucket in a round trip.
@@ -235,12 +239,12 @@ struct ShardSync::Impl {
     t.slot = &slot;
     t.spec = rule->profile.spec();
     t.last_demand = 0;
+    t.lease = 0;
     t.credit = r.credit;
     t.since_seen = 0;
     t.rule = r.rule;
     t.core = core;
     t.live = true;
-    t.first = true;
     t.strict = rule->mode == Mode::kStrict;
     ++live_tracked;
     ++stats.tracked_total;
@@ -276,40 +280,24 @@ struct ShardSync::Impl {
                            rules->rule(t.rule).mode == Mode::kLocal;
     const bool release = release_all || rule_gone || (n == 0 && t.since_seen >= opts.idle_rounds_to_forget);
     int64_t ret = 0, debit = 0, keep = 0;
-    if (release) {
-      const int32_t x = t.slot->avail.exchange(kNotSynced, std::memory_order_acq_rel);
-      if (t.first) {
-        debit = int64_t{t.credit} - x;
-      } else if (x >= 0) {
-        ret = x;
-      } else {
-        debit = -int64_t{x};
-      }
-      target = 0;
-    } else if (t.first) {
-      // The credit is not charged yet: what the worker used of it is a debit.
-      const int32_t x = t.slot->avail.exchange(0, std::memory_order_acq_rel);
-      debit = int64_t{t.credit} - x;
-    } else {
-      int32_t a = t.slot->avail.load(std::memory_order_acquire);
-      for (;;) {
-        const int32_t next = a >= 0 ? static_cast<int32_t>(std::min<int64_t>(a, target)) : 0;
-        if (t.slot->avail.compare_exchange_weak(a, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
-          keep = next;
-          if (a >= 0) {
-            ret = a - next;
-          } else {
-            debit = -int64_t{a};
-          }
-          break;
-        }
+    // Take avail: keep part of the unused lease (release: nothing), drop the credit.
+    int32_t a = t.slot->avail.load(std::memory_order_acquire);
+    for (;;) {
+      const int64_t used = t.lease + t.credit - a;          // since the last set
+      const int64_t lease_left = std::max<int64_t>(0, t.lease - std::max<int64_t>(0, used));
+      keep = release ? 0 : std::min(lease_left, target);
+      debit = std::max<int64_t>(0, used - t.lease);
+      ret = lease_left - keep;
+      // Nothing to settle: avail (and the credit in it) stays as it is.
+      if (!release && ret == 0 && debit == 0 && target <= keep) return false;
+      const int32_t next = release ? kNotSynced : static_cast<int32_t>(keep);
+      if (t.slot->avail.compare_exchange_weak(a, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        break;
       }
     }
-    t.first = false;
-    if (debit < 0) {  // the credit was not used (cannot be negative otherwise)
-      ret += -debit;
-      debit = 0;
-    }
+    t.lease = keep;
+    t.credit = 0;
+    if (release) target = 0;
     const int64_t want = std::max<int64_t>(0, target - keep);
     *item = {idx, t.gen, static_cast<int32_t>(keep), release};
     *si = {.key = t.key, .spec = t.spec, .return_units = ret, .debit_units = debit, .want_units = want};
@@ -370,11 +358,24 @@ struct ShardSync::Impl {
         // Only released buckets lose their tracking, and they ask for nothing.
         continue;
       }
-      if (g > 0) t.slot->avail.fetch_add(static_cast<int32_t>(g), std::memory_order_acq_rel);
+      // Credit: this core's share of the room Redis reported (none for strict rules),
+      // admitted before it is charged. N shares of the room fit in it.
+      int64_t credit = 0;
+      if (!t.strict) {
+        const double room = std::floor(static_cast<double>(t.spec.capacity) - grants[item - 1].level + 1e-9);
+        const int64_t n = std::max<int64_t>(1, stats.live_participants);
+        if (room >= static_cast<double>(n)) {
+          credit = std::min<int64_t>(static_cast<int64_t>(room) / n, opts.max_credit);
+        }
+      }
+      t.lease += g;
+      t.credit = credit;
+      if (g + credit > 0) t.slot->avail.fetch_add(static_cast<int32_t>(g + credit), std::memory_order_acq_rel);
       if (opts.record_peaks) {
         auto& v = peaks[t.key];
-        if (v.size() < cores.size()) v.resize(cores.size(), 0);
+        if (v.size() < 2 * cores.size()) v.resize(2 * cores.size(), 0);
         v[t.core] = std::max<int64_t>(v[t.core], it.keep + g);
+        v[cores.size() + t.core] = std::max<int64_t>(v[cores.size() + t.core], credit);
       }
     }
     return Status::Ok();
@@ -550,7 +551,15 @@ int64_t ShardSync::PeakLease(std::string_view redis_key) const {
   auto it = impl_->peaks.find(std::string(redis_key));
   if (it == impl_->peaks.end()) return 0;
   int64_t sum = 0;
-  for (int64_t v : it->second) sum += v;
+  for (size_t i = 0; i < impl_->cores.size() && i < it->second.size(); ++i) sum += it->second[i];
+  return sum;
+}
+
+int64_t ShardSync::PeakCredit(std::string_view redis_key) const {
+  auto it = impl_->peaks.find(std::string(redis_key));
+  if (it == impl_->peaks.end()) return 0;
+  int64_t sum = 0;
+  for (size_t i = impl_->cores.size(); i < it->second.size(); ++i) sum += it->second[i];
   return sum;
 }
 

@@ -150,7 +150,9 @@ dlb::testing::RedisServer* ShardSyncTest::server_ = nullptr;
 TEST_F(ShardSyncTest, LeasesAreGrantedAndUsed) {
   // Never leaks: Redis's level is an exact count of what was charged.
   const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
-  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ShardSyncOptions o;
+  o.max_credit = 0;  // leases only (the room's credit: CreditIsAShareOfTheRoom)
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   EXPECT_EQ(a.Request(0, "alice"), Verdict::kForward);  // the new bucket's credit
   ASSERT_TRUE(a.Round().ok());
   EXPECT_EQ(a.sync().Stats().tracked, 1u);
@@ -165,6 +167,46 @@ TEST_F(ShardSyncTest, LeasesAreGrantedAndUsed) {
   EXPECT_EQ(a.Request(0, "alice"), Verdict::kReject);
   ASSERT_TRUE(a.Round().ok());
   EXPECT_GE(a.Admitted(0, "alice", 4), 4);
+}
+
+// After a round each core may admit its share of the room Redis reported,
+// floor(floor(C - level) / N), before it is charged: a user far from its limit is
+// never limited for want of a lease, and the shares of all N participants fit.
+TEST_F(ShardSyncTest, CreditIsAShareOfTheRoom) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ASSERT_TRUE(a.Round().ok());  // announced: 1 participant
+  EXPECT_EQ(a.Request(0, "kim"), Verdict::kForward);   // the new slot's credit
+  ASSERT_TRUE(a.Round().ok());  // debit 1, lease 3: level 4, room 96
+  EXPECT_DOUBLE_EQ(Level("kim", "syn", spec), 4);
+  EXPECT_EQ(a.Admitted(0, "kim", 99), 99);             // 3 leased + 96 credit
+  EXPECT_EQ(a.Request(0, "kim"), Verdict::kReject);
+  ASSERT_TRUE(a.Round().ok());  // debit 96: full, nothing over
+  EXPECT_DOUBLE_EQ(Level("kim", "syn", spec), 100);
+  EXPECT_EQ(a.Request(0, "kim"), Verdict::kReject);
+  EXPECT_EQ(a.sync().Stats().debited_units, 1u + 96u);
+}
+
+// A strict rule is charged before it is admitted: a new slot has no credit, a lease is
+// the demand seen, no headroom and no credit.
+TEST_F(ShardSyncTest, StrictRulesAreLeasedOneRequestAtATime) {
+  const BucketSpec spec{.capacity = 5, .leak_rate_per_s = 0};
+  RuleConfig strict = SyncedRule(spec.capacity, spec.leak_rate_per_s);
+  strict.mode = Mode::kStrict;
+  Appliance a(server_->Url(), 1, {strict});
+  EXPECT_EQ(a.Request(0, "lou"), Verdict::kReject);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("lou", "syn", spec), 1);      // a lease of the 1 request seen
+  EXPECT_EQ(a.Request(0, "lou"), Verdict::kForward);
+  EXPECT_EQ(a.Request(0, "lou"), Verdict::kReject);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(a.Round().ok());
+    a.Admitted(0, "lou", 3);
+  }
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.sync().Stats().lease_admitted, 5u);
+  EXPECT_EQ(a.sync().Stats().credit_admitted, 0u);
+  EXPECT_DOUBLE_EQ(Level("lou", "syn", spec), 5);
 }
 
 // Unused leased units go back at the next round; a bucket with demand keeps what the
@@ -371,7 +413,9 @@ TEST_F(ShardSyncTest, TwoAppliancesShareOneLimit) {
 // bucket: the same Redis key.
 TEST_F(ShardSyncTest, SharesTheBucketWithTheLibrarysStrictMode) {
   const BucketSpec spec{.capacity = 10, .leak_rate_per_s = 0};
-  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ShardSyncOptions o;
+  o.max_credit = 0;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   LimiterOptions lo;
   lo.mode = Mode::kStrict;
   lo.redis_url = server_->Url();

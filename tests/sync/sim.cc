@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -12,6 +13,9 @@
 #include "dlb/bucket.h"
 #include "dlb/clock.h"
 #include "dlb/key.h"
+#include "dlb/packet/engine.h"
+#include "dlb/packet/shard_sync.h"
+#include "frames.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/script.h"
@@ -162,6 +166,97 @@ class Core {
   sync::SyncEngine engine_;
 };
 
+// One appliance of packet engines: a pool, the rule set, one engine per core and the
+// ShardSync its control thread drives.
+class PacketAppliance {
+ public:
+  PacketAppliance(const redis::Endpoint& ep, const SimOptions& o, const BucketSpec& spec, uint64_t users,
+                  int index) {
+    packet::RuleConfig rule;
+    rule.name = std::string(kRule);
+    rule.bucket = spec;
+    rule.mode = Mode::kSynced;
+    rule.action = packet::Action::kShadow;   // limited heads leave the connection open
+    rule.on_store_failure = FailurePolicy::kClosed;
+    config_.rules = {rule};
+    config_.default_rule = rule;
+    config_.default_rule.name = "dflt";
+    config_.max_flows = 16;
+    config_.reassembly_buffers = 4;
+    config_.shard_users = users + users / 4 + 64;
+    auto rs = packet::RuleSet::Compile(config_.rules, config_.default_rule);
+    if (!rs.ok()) throw std::runtime_error(rs.status().ToString());
+    rules_ = std::make_unique<packet::RuleSet>(std::move(rs).value());
+    std::vector<packet::PacketEngine*> raw;
+    for (int c = 0; c < o.cores_per_appliance; ++c) {
+      auto e = packet::PacketEngine::Create(config_, *rules_, packet::HeapAllocator::Instance(),
+                                            SipKey{0x1234, static_cast<uint64_t>(index)}, NowNs());
+      if (!e.ok()) throw std::runtime_error(e.status().ToString());
+      engines_.push_back(std::move(e).value());
+      raw.push_back(engines_.back().get());
+    }
+    pool_ = std::make_unique<redis::Pool>(ep, 2, std::vector<std::string_view>{redis::SettleScript(),
+                                                                               redis::kAnnounceScript});
+    packet::ShardSyncOptions so;
+    so.interval = o.sync_interval;
+    so.deadline = kDeadline;
+    so.idle_rounds_to_forget = 1 << 30;   // keep the peaks' slots for the bound
+    so.record_peaks = true;
+    so.participant_prefix = "sim-appliance-" + std::to_string(index) + "-" + std::to_string(NowNs());
+    auto s = packet::ShardSync::Create(so, pool_.get(), rules_.get(), raw, packet::HeapAllocator::Instance());
+    if (!s.ok()) throw std::runtime_error(s.status().ToString());
+    sync_ = std::move(s).value();
+    // One keep-alive connection per core: a SYN, then one head per segment.
+    seq_.assign(engines_.size(), 1001);
+    for (size_t c = 0; c < engines_.size(); ++c) {
+      packet::testing::SegmentSpec syn = Spec(c);
+      syn.seq = 1000;
+      syn.flags = 0x02;
+      Process(c, syn);
+    }
+  }
+
+  packet::testing::SegmentSpec Spec(size_t core) const {
+    packet::testing::SegmentSpec s;
+    s.src.port = static_cast<uint16_t>(20000 + core);
+    return s;
+  }
+
+  // One request head of `user` on `core` (the core's worker thread only): admitted?
+  // *no_lease: limited for want of a lease; *lease: admitted against a lease.
+  bool Request(size_t core, const std::string& user, bool* no_lease, bool* lease) {
+    packet::testing::SegmentSpec s = Spec(core);
+    s.seq = seq_[core];
+    s.payload = packet::testing::Head("GET", "/", user);
+    seq_[core] += static_cast<uint32_t>(s.payload.size());
+    const auto& w = sync_->core(core).counters();
+    const uint64_t nl = w.no_lease_limited.load(std::memory_order_relaxed);
+    const uint64_t la = w.lease_admitted.load(std::memory_order_relaxed);
+    const uint64_t before = engines_[core]->counters().allowed;
+    Process(core, s);
+    *no_lease = w.no_lease_limited.load(std::memory_order_relaxed) != nl;
+    *lease = w.lease_admitted.load(std::memory_order_relaxed) != la;
+    return engines_[core]->counters().allowed != before;
+  }
+
+  packet::ShardSync& sync() { return *sync_; }
+
+ private:
+  void Process(size_t core, const packet::testing::SegmentSpec& s) {
+    const std::vector<uint8_t> f = packet::testing::BuildSegment(s);
+    const packet::Frame frame{f.data(), static_cast<uint32_t>(f.size())};
+    packet::FrameResult r;
+    engines_[core]->ProcessBurst(&frame, 1, NowNs(), &r);
+  }
+
+  packet::PacketConfig config_;
+  std::unique_ptr<packet::RuleSet> rules_;
+  std::vector<std::unique_ptr<packet::PacketEngine>> engines_;
+  std::unique_ptr<redis::Pool> pool_;
+  std::unique_ptr<packet::ShardSync> sync_;
+  std::vector<uint32_t> seq_;
+};
+
 }  // namespace
 
 const char* PatternName(Pattern p) {
@@ -202,7 +297,16 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
   // Appliances: a pool and a control thread each, driving their cores' sync engines.
   std::vector<std::unique_ptr<redis::Pool>> pools;
   std::vector<std::unique_ptr<Core>> cores;
-  for (int c = 0; c < n_cores; ++c) {
+  const bool packet_cores = o.packet_cores && o.mode == Mode::kSynced;
+  std::vector<std::unique_ptr<PacketAppliance>> appliances;
+  if (packet_cores) {
+    for (int a = 0; a < o.appliances; ++a) {
+      appliances.push_back(std::make_unique<PacketAppliance>(*ep, o, load.spec, load.users, a));
+    }
+    // The appliance's first round before traffic: the cores are announced.
+    for (auto& a : appliances) (void)a->sync().Round(NowNs());
+  }
+  for (int c = 0; c < n_cores && !packet_cores; ++c) {
     if (c % o.cores_per_appliance == 0) {
       pools.push_back(std::make_unique<redis::Pool>(
           *ep, o.cores_per_appliance + 2,
@@ -236,8 +340,12 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
             std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(next - now, 200'000)));
             continue;
           }
-          for (int c = 0; c < o.cores_per_appliance; ++c) {
-            (void)cores[a * o.cores_per_appliance + c]->engine().Sync();
+          if (packet_cores) {
+            (void)appliances[a]->sync().Round(NowNs());
+          } else {
+            for (int c = 0; c < o.cores_per_appliance; ++c) {
+              (void)cores[a * o.cores_per_appliance + c]->engine().Sync();
+            }
           }
           next = std::max(next + interval_ns, NowNs());
         }
@@ -248,6 +356,11 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
   std::vector<std::vector<Event>> events(n_participants);
   std::vector<int64_t> max_decision_ns(n_participants, 0);
   std::vector<uint64_t> lease_dec(n_participants, 0), store_dec(n_participants, 0), failed(n_participants, 0);
+  // Packet cores: per core and user, whether the slot was seen and leased yet; per user,
+  // the slots created and the requests limited for want of a lease before a slot's
+  // first lease.
+  std::vector<std::vector<uint8_t>> slot_state(packet_cores ? n_cores : 0, std::vector<uint8_t>(load.users, 0));
+  std::vector<std::atomic<uint32_t>> slots_created(load.users), first_round_limited(load.users);
   const int64_t start = NowNs();
   const int64_t end = start + static_cast<int64_t>(o.duration_s * 1e9);
   std::vector<std::thread> workers;
@@ -276,7 +389,23 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           bool admitted = false;
           bool failed_now = false;
           int64_t redis_now_us = 0;
-          if (p < n_cores) {
+          if (packet_cores && p < n_cores) {
+            bool no_lease = false, leased = false;
+            const int a = p / o.cores_per_appliance;
+            const size_t core = static_cast<size_t>(p % o.cores_per_appliance);
+            admitted = appliances[a]->Request(core, ids[u], &no_lease, &leased);
+            uint8_t& st = slot_state[p][u];
+            if (st == 0) {
+              st = 1;
+              slots_created[u].fetch_add(1, std::memory_order_relaxed);
+            }
+            if (leased && st != 2 && u == 0 && std::getenv("DLB_SIM_DEBUG")) {
+              std::fprintf(stderr, "core %d user 0: first lease after %.2f ms\n", p, (NowNs() - start) / 1e6);
+            }
+            if (leased) st = 2;
+            if (no_lease && st == 1) first_round_limited[u].fetch_add(1, std::memory_order_relaxed);
+            (leased ? lease_dec[p] : store_dec[p]) += 1;
+          } else if (p < n_cores) {
             bool local = false, fail = false;
             admitted = cores[p]->Decide(u + 1, keys[u], load.spec, &local, &fail, &redis_now_us);
             (local ? lease_dec[p] : store_dec[p]) += 1;
@@ -325,19 +454,40 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     r.lease_redis_calls += s.redis_calls;
     r.lease_bucket_ops += s.bucket_ops;
   }
+  for (auto& a : appliances) {
+    const packet::ShardSyncStats s = a->sync().Stats();
+    gap = std::max(gap, s.max_gap_ns);
+    r.lease_redis_calls += s.redis_calls;
+    r.lease_bucket_ops += s.bucket_ops;
+    r.registrations += s.registrations;
+    r.credit_admitted += s.credit_admitted;
+    r.no_lease_limited += s.no_lease_limited;
+    if (std::getenv("DLB_SIM_DEBUG")) {
+      std::fprintf(stderr, "appliance: rounds %llu failures %llu resent %llu calls %llu ops %llu granted %llu returned %llu debited %llu tracked %zu gap %.1f ms last round %.2f ms\n",
+                   (unsigned long long)s.rounds, (unsigned long long)s.round_failures, (unsigned long long)s.resent_calls,
+                   (unsigned long long)s.redis_calls, (unsigned long long)s.bucket_ops, (unsigned long long)s.granted_units,
+                   (unsigned long long)s.returned_units, (unsigned long long)s.debited_units, s.tracked, s.max_gap_ns / 1e6,
+                   s.last_round_ns / 1e6);
+    }
+  }
   for (auto& l : libs) gap = std::max(gap, l->Stats().sync_max_gap_us * 1000);
   if (o.mode == Mode::kSynced) gap = std::max(gap, std::chrono::nanoseconds(o.sync_interval).count());
   r.h_ns = redis_clock ? 0 : h + gap;
 
   // Per-user lease peaks of the appliance cores; library processes count as C each.
-  std::vector<uint64_t> lease_peaks(load.users, 0);
+  std::vector<uint64_t> lease_peaks(load.users, 0), credit_peaks(load.users, 0);
   if (o.mode == Mode::kSynced) {
     for (uint32_t u = 0; u < load.users; ++u) {
       for (auto& c : cores) lease_peaks[u] += static_cast<uint64_t>(c->engine().PeakLease(u + 1));
+      for (auto& a : appliances) {
+        lease_peaks[u] += static_cast<uint64_t>(a->sync().PeakLease(keys[u]));
+        credit_peaks[u] += static_cast<uint64_t>(a->sync().PeakCredit(keys[u]));
+      }
       lease_peaks[u] += static_cast<uint64_t>(n_libs) * static_cast<uint64_t>(load.spec.capacity);
     }
   }
   for (auto& c : cores) (void)c->engine().ReturnAll();
+  for (auto& a : appliances) (void)a->sync().ReturnAll(NowNs());
   libs.clear();   // returns the library processes' leases
 
   // The oracle: every decision in stamp order against one exact bucket per user.
@@ -365,10 +515,16 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     if (rejects_in_segment[u]) ++episodes[u];
     const uint64_t over = adm[u] > oracle[u] ? adm[u] - oracle[u] : 0;
     const uint64_t under = oracle[u] > adm[u] ? oracle[u] - adm[u] : 0;
-    const uint64_t over_bound = episodes[u] * jitter;
+    // Packet cores: each slot's credit (1 unit) and the room's credit published after a
+    // round are admitted before they are charged; a slot's first requests are limited
+    // until its first lease (shard_sync.h).
+    const uint64_t credits = slots_created[u].load(std::memory_order_relaxed);
+    const uint64_t ramp = first_round_limited[u].load(std::memory_order_relaxed);
+    r.first_round_limited += ramp;
+    const uint64_t over_bound = episodes[u] * (jitter + credit_peaks[u]) + credits;
     // A request the store failed to decide is the failure policy's (closed here), not
     // the protocol's: each may be one more under-admission.
-    const uint64_t under_bound = episodes[u] * (lease_peaks[u] + jitter) + store_failures[u];
+    const uint64_t under_bound = episodes[u] * (lease_peaks[u] + jitter) + store_failures[u] + ramp;
     r.requests += 0;
     r.admitted += adm[u];
     r.oracle_admitted += oracle[u];
@@ -388,11 +544,12 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
 }
 
 std::string Describe(const SimResult& r) {
-  char buf[512];
+  char buf[768];
   std::snprintf(buf, sizeof buf,
                 "%-10s requests %8llu  oracle %8llu  admitted %8llu  over %6llu (%.3f%%)  under %6llu "
                 "(%.3f%%)  bound over/under %llu/%llu  users over bound %llu  lease %.1f%%  strict "
-                "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms",
+                "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms  no-lease %llu "
+                "(first round %llu)",
                 r.pattern.c_str(), (unsigned long long)r.requests, (unsigned long long)r.oracle_admitted,
                 (unsigned long long)r.admitted, (unsigned long long)r.over, r.over_pct(),
                 (unsigned long long)r.under, r.under_pct(), (unsigned long long)r.over_bound,
@@ -400,7 +557,8 @@ std::string Describe(const SimResult& r) {
                 r.requests ? 100.0 * double(r.lease_decisions) / double(r.requests) : 0.0,
                 (unsigned long long)r.store_decisions, (unsigned long long)r.failed_decisions,
                 double(r.lease_redis_calls) / r.seconds, double(r.lease_bucket_ops) / r.seconds,
-                double(r.h_ns) / 1e6);
+                double(r.h_ns) / 1e6, (unsigned long long)r.no_lease_limited,
+                (unsigned long long)r.first_round_limited);
   return buf;
 }
 

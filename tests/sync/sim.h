@@ -17,6 +17,17 @@
 // which a bucket never sees. Per user: over = max(0, admitted - oracle_admitted),
 // under = max(0, oracle_admitted - admitted), summed over users.
 //
+// With `packet_cores` the appliance cores are packet engines instead (mode synced
+// only): each core a dlb::packet::PacketEngine fed one request head per frame on a
+// keep-alive connection (rule action shadow, so a limited head leaves the connection
+// open; the engine's counters tell the decision), the cores of one appliance driven by
+// one dlb::packet::ShardSync whose Round() the appliance's control thread calls every
+// interval. Their bound (lib/dlb/packet/shard_sync.h) adds, per user, the credit of
+// each core slot created (new_bucket_credit, 1) and per episode the cores' peak room
+// credits (measured, ShardSync::PeakCredit) to the over side, and to the under side
+// the requests a core limited for want of a lease in the first round of a slot (a
+// lease is sized after the demand is seen).
+//
 // The bound checked per user (lib/sync/sync_engine.h), per saturation episode:
 //   over  <= ceil(r * H) + 1
 //   under <= sum_p lease_peak_p + ceil(r * H) + 1   (+ 1 per store failure)
@@ -52,6 +63,8 @@ struct SimOptions {
   double duration_s = 2.0;
   double load_scale = 1.0;              // multiplies every offered rate and leak rate
   uint64_t seed = 1;
+  // Appliance cores as packet engines driven by ShardSync (mode synced).
+  bool packet_cores = false;
 };
 
 struct SimResult {
@@ -70,6 +83,10 @@ struct SimResult {
   uint64_t lease_redis_calls = 0;       // EVALSHAs of the lease script
   uint64_t lease_bucket_ops = 0;
   int64_t h_ns = 0;
+  uint64_t registrations = 0;           // packet cores: new slots handed to ShardSync
+  uint64_t credit_admitted = 0;
+  uint64_t no_lease_limited = 0;
+  uint64_t first_round_limited = 0;     // of which in a slot's first round
   double seconds = 0;
   double over_pct() const { return oracle_admitted ? 100.0 * double(over) / double(oracle_admitted) : 0; }
   double under_pct() const { return oracle_admitted ? 100.0 * double(under) / double(oracle_admitted) : 0; }

@@ -1,7 +1,10 @@
 // dlb-sim: the synced mode's accuracy against an exact oracle, per traffic pattern.
 //
 //   build/tests/sync/dlb_sim [--duration S] [--scale X] [--interval-us N]
-//                            [--redis-url URL] [--strict] [--pattern NAME]
+//                            [--redis-url URL] [--strict] [--pattern NAME] [--packet]
+//
+// --packet: the appliance cores are packet engines driven by ShardSync
+// (lib/dlb/packet/shard_sync.h) instead of library sync engines.
 //
 // Starts its own redis-server on a free loopback port unless --redis-url is given.
 // Prints over- and under-admission as a share of the oracle's admissions, against the
@@ -34,9 +37,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--redis-url")) o.redis_url = next();
     else if (!std::strcmp(argv[i], "--strict")) strict_too = true;
     else if (!std::strcmp(argv[i], "--pattern")) only = next();
+    else if (!std::strcmp(argv[i], "--packet")) o.packet_cores = true;
     else {
       std::fprintf(stderr, "usage: dlb_sim [--duration S] [--scale X] [--interval-us N] [--redis-url URL] "
-                           "[--strict] [--pattern NAME]\n");
+                           "[--strict] [--pattern NAME] [--packet]\n");
       return 2;
     }
   }
@@ -45,9 +49,10 @@ int main(int argc, char** argv) {
     server = std::make_unique<dlb::testing::RedisServer>();
     o.redis_url = server->Url();
   }
-  std::printf("participants: %d appliances x %d cores + %d library processes; sync interval %lld us; "
+  std::printf("participants: %d appliances x %d %s + %d library processes; sync interval %lld us; "
               "%.1f s per pattern; load scale %.2f\n",
-              o.appliances, o.cores_per_appliance, o.library_processes,
+              o.appliances, o.cores_per_appliance, o.packet_cores ? "packet cores (ShardSync)" : "cores",
+              o.library_processes,
               static_cast<long long>(o.sync_interval.count()), o.duration_s, o.load_scale);
   bool ok = true;
   for (dlb::Mode mode : {dlb::Mode::kSynced, dlb::Mode::kStrict}) {

@@ -233,6 +233,10 @@ struct ShardSyncOptions {
   // control thread knows the bucket. Every unit of it is a possible over-admission (it
   // is charged afterwards); 1 lets a new user in at once.
   int32_t new_bucket_credit = 1;
+  // The credit published after a round: floor(floor(C - level) / N) units per core,
+  // at most this many (level as Redis reported it after the round; N live
+  // participants). 0 disables it.
+  int64_t max_credit = int64_t{1} << 20;
   size_t ring_entries = 4096;           // per core, a power of two
   // Breaker: this many failed round trips in a row mark the store down; retried with
   // an exponential back-off between these bounds.
@@ -296,6 +300,8 @@ class ShardSync {
   // The largest lease the cores held for this Redis key, summed over cores
   // (options.record_peaks).
   int64_t PeakLease(std::string_view redis_key) const;
+  // The largest credit the cores held for this key, summed over cores (record_peaks).
+  int64_t PeakCredit(std::string_view redis_key) const;
   CoreSync& core(size_t i);
   size_t cores() const;
 
