@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -18,6 +19,9 @@
 #include <vector>
 
 #include "appliance.h"
+#ifdef DLB_HAVE_METRICS
+#include "metrics/config.h"
+#endif
 #include "log/log.h"
 #include "stats.h"
 
@@ -38,7 +42,7 @@ void Usage(FILE* out) {
   std::fprintf(out,
                "usage: dlb-appliance [EAL args] -- --config FILE [--metrics HOST:PORT]\n"
                "  --config FILE      YAML: appliance:, packet settings and rules (config/appliance.yaml)\n"
-               "  --metrics ADDR     Prometheus listen address (overrides appliance.metrics; '' = off)\n"
+               "  --metrics ADDR     Prometheus listen address (over metrics.listen and DLB_METRICS_LISTEN; '' = off)\n"
                "Signals: SIGHUP reloads the rules; SIGINT/SIGTERM stop.\n");
 }
 
@@ -106,7 +110,20 @@ int main(int argc, char** argv) {
       return Fail(created.status().message());
     }
     std::unique_ptr<dlb::appliance::Appliance> appliance = std::move(created).value();
-    if (!metrics_given) metrics_listen = appliance->settings().metrics;
+#ifdef DLB_HAVE_METRICS
+    if (!metrics_given) {
+      // The file's `metrics:` section, DLB_METRICS_LISTEN over it; --metrics over both.
+      auto mc = dlb::metrics::LoadMetricsConfig(config_path);
+      if (mc.ok()) {
+        const char* env = std::getenv("DLB_METRICS_LISTEN");
+        metrics_listen = env != nullptr ? std::string(env) : mc->listen;
+      } else {
+        appliance.reset();
+        rte_eal_cleanup();
+        return Fail(mc.status().message());
+      }
+    }
+#endif
 
     std::vector<dlb::metrics::CollectFn> collectors = {dlb::appliance::ApplianceCollector(*appliance)};
     dlb::appliance::RegisterTelemetry(&collectors);

@@ -79,8 +79,6 @@ StatusOr<Settings> ParseSettings(const std::string& yaml_text, const std::string
         s.mbufs = static_cast<uint32_t>(ReadUint(file_name, v, key, 0, 1u << 24));
       } else if (key == "idle_backoff_us") {
         s.idle_backoff_us = static_cast<uint32_t>(ReadUint(file_name, v, key, 0, 100'000));
-      } else if (key == "metrics") {
-        s.metrics = ReadString(file_name, v, key);
       } else if (key == "sync_interval_ms") {
         s.sync_interval_ms = static_cast<uint32_t>(ReadUint(file_name, v, key, 1, 60'000));
       } else if (key == "sync_standing_ms") {

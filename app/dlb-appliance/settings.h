@@ -1,6 +1,6 @@
 // The appliance's own settings: the `appliance:` section of the one YAML file that also
 // holds the packet engine's settings and rules (dlb/packet/config_yaml.h) and the
-// library's `redis:` / `limiter:` sections.
+// library's `redis:` / `limiter:` sections and the `metrics:` section (listen address).
 //
 //   appliance:
 //     client_port: net_af_packet0,iface=veth1   # PCI address, vdev spec, or an EAL port name
@@ -10,7 +10,6 @@
 //     tx_descriptors: 1024
 //     mbufs: 0                 # mbuf pool size (0: sized from queues and descriptors)
 //     idle_backoff_us: 0       # sleep after an empty poll of both ports (0: busy poll)
-//     metrics: 127.0.0.1:9464  # Prometheus listen address ("" : off); --metrics overrides
 //     sync_interval_ms: 5      # lease sync rounds of synced and strict rules (Redis from
 //                              # the `redis:` section)
 //     sync_standing_ms: 1000   # a synced bucket that saw a request this recently keeps
@@ -33,7 +32,6 @@ struct Settings {
   uint16_t tx_descriptors = 1024;
   uint32_t mbufs = 0;
   uint32_t idle_backoff_us = 0;
-  std::string metrics;
   uint32_t sync_interval_ms = 5;
   uint32_t sync_standing_ms = 1000;
 };
