@@ -1,0 +1,452 @@
+// The operations files checked against what exists: the Grafana dashboard queries only
+// documented metrics that the programs export; the README's metric list matches the
+// exporters; Prometheus, Redis, systemd and Docker files name only files, programs and
+// settings that exist (no Docker engine runs here: the files are parsed).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "child.h"
+#include "demo_process.h"
+#include "exposition.h"
+#include "http_get.h"
+
+namespace dlb::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Root() { return ProgramFromEnv("DLB_SOURCE_ROOT"); }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool IsNameChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+// Every dlb_* identifier in `text` (PromQL, source).
+std::set<std::string> DlbNames(const std::string& text) {
+  std::set<std::string> out;
+  for (size_t i = text.find("dlb_"); i != std::string::npos; i = text.find("dlb_", i + 1)) {
+    if (i > 0 && IsNameChar(text[i - 1])) continue;
+    size_t j = i;
+    while (j < text.size() && IsNameChar(text[j])) ++j;
+    out.insert(text.substr(i, j - i));
+    i = j - 1;
+  }
+  return out;
+}
+
+// The JSON string values of every "expr" key (Grafana targets).
+std::vector<std::string> DashboardExprs(const std::string& json) {
+  std::vector<std::string> exprs;
+  for (size_t i = json.find("\"expr\""); i != std::string::npos; i = json.find("\"expr\"", i + 1)) {
+    size_t q = json.find('"', json.find(':', i) + 1);
+    std::string v;
+    for (size_t k = q + 1; k < json.size() && json[k] != '"'; ++k) {
+      if (json[k] == '\\' && k + 1 < json.size()) {
+        ++k;
+        v += json[k] == 'n' ? ' ' : json[k];
+      } else {
+        v += json[k];
+      }
+    }
+    exprs.push_back(v);
+  }
+  return exprs;
+}
+
+// The names X(field, "name", ...) of an X-macro list `macro` in `header`.
+std::vector<std::string> XMacroNames(const std::string& header, const std::string& macro) {
+  std::vector<std::string> names;
+  size_t at = header.find("#define " + macro);
+  if (at == std::string::npos) return names;
+  // The list ends at the first line that does not continue with a backslash.
+  size_t end = at;
+  for (;;) {
+    const size_t eol = header.find('\n', end);
+    if (eol == std::string::npos || eol == 0 || header[eol - 1] != '\\') {
+      end = eol;
+      break;
+    }
+    end = eol + 1;
+  }
+  const std::string body = header.substr(at, end - at);
+  for (size_t x = body.find("X("); x != std::string::npos; x = body.find("X(", x + 1)) {
+    const size_t q1 = body.find('"', x);
+    const size_t q2 = body.find('"', q1 + 1);
+    if (q1 == std::string::npos || q2 == std::string::npos) break;
+    names.push_back(body.substr(q1 + 1, q2 - q1 - 1));
+  }
+  return names;
+}
+
+std::vector<std::string> EngineCounterNames() {
+  return XMacroNames(Slurp(Root() + "/lib/dlb/packet/engine.h"), "DLB_ENGINE_COUNTERS(X)");
+}
+std::vector<std::string> XdpCounterNames() {
+  const std::string path = Root() + "/ebpf/dlb_xdp.h";
+  if (!fs::exists(path)) return {};
+  return XMacroNames(Slurp(path), "DLB_XDP_COUNTERS(X)");
+}
+
+// `a_{x,y}_b` -> a_x_b, a_y_b (repeatedly); `<counter>` patterns expanded from the
+// counter lists.
+std::vector<std::string> Expand(const std::string& token) {
+  const size_t open = token.find('{');
+  if (open != std::string::npos) {
+    const size_t close = token.find('}', open);
+    std::vector<std::string> out;
+    std::stringstream alts(token.substr(open + 1, close - open - 1));
+    std::string alt;
+    while (std::getline(alts, alt, ',')) {
+      for (auto& e : Expand(token.substr(0, open) + alt + token.substr(close + 1))) out.push_back(e);
+    }
+    return out;
+  }
+  if (token == "dlb_packet_<counter>_total") {
+    std::vector<std::string> out;
+    for (const auto& n : EngineCounterNames()) out.push_back("dlb_packet_" + n + "_total");
+    return out;
+  }
+  if (token == "dlb_xdp_<counter>_total") {
+    std::vector<std::string> out;
+    for (const auto& n : XdpCounterNames()) out.push_back("dlb_xdp_" + n + "_total");
+    return out;
+  }
+  return {token};
+}
+
+struct Documented {
+  std::map<std::string, std::string> type;  // name -> counter, gauge, histogram
+};
+
+// README "## Metrics": rows `| \`name\`[, \`name\`] | type | labels | meaning |`.
+Documented ReadmeMetrics() {
+  const std::string readme = Slurp(Root() + "/README.md");
+  const size_t start = readme.find("\n## Metrics");
+  EXPECT_NE(start, std::string::npos) << "README has no Metrics section";
+  size_t end = readme.find("\n## ", start + 1);
+  if (end == std::string::npos) end = readme.size();
+  std::istringstream in(readme.substr(start, end - start));
+  Documented d;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("| `dlb_", 0) != 0) continue;
+    const size_t c1 = line.find('|', 1);
+    const size_t c2 = line.find('|', c1 + 1);
+    const std::string names = line.substr(1, c1 - 1);
+    std::string type = line.substr(c1 + 1, c2 - c1 - 1);
+    type.erase(0, type.find_first_not_of(' '));
+    type.erase(type.find_last_not_of(' ') + 1);
+    for (size_t b = names.find('`'); b != std::string::npos; b = names.find('`', b + 1)) {
+      const size_t e = names.find('`', b + 1);
+      for (const auto& n : Expand(names.substr(b + 1, e - b - 1))) d.type[n] = type;
+      b = e;
+    }
+  }
+  return d;
+}
+
+// A dashboard name as a family: histogram series names lose their suffix.
+std::string FamilyOf(const std::string& name, const Documented& d) {
+  for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+    const std::string s(suffix);
+    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
+      const std::string base = name.substr(0, name.size() - s.size());
+      auto it = d.type.find(base);
+      if (it != d.type.end() && it->second == "histogram") return base;
+    }
+  }
+  return name;
+}
+
+// Metric names the appliance and the XDP agent write: string literals in their sources
+// and the names their X-macro loops generate.
+std::set<std::string> SourceMetricNames() {
+  std::set<std::string> out;
+  for (const char* dir : {"/app/dlb-appliance", "/app/dlb-xdp"}) {
+    if (!fs::exists(Root() + dir)) continue;
+    for (const auto& f : fs::directory_iterator(Root() + dir)) {
+      if (f.path().extension() != ".cc") continue;
+      const std::string text = Slurp(f.path());
+      for (size_t q = text.find("\"dlb_"); q != std::string::npos; q = text.find("\"dlb_", q + 1)) {
+        const size_t e = text.find('"', q + 1);
+        const std::string name = text.substr(q + 1, e - q - 1);
+        if (!name.empty() && name.back() != '_') out.insert(name);
+      }
+    }
+  }
+  for (const auto& n : EngineCounterNames()) out.insert("dlb_packet_" + n + "_total");
+  for (const auto& n : XdpCounterNames()) out.insert("dlb_xdp_" + n + "_total");
+  return out;
+}
+
+int RunToEnd(const std::vector<std::string>& argv, const std::string& log, std::string* out,
+             std::string* err) {
+  Child c(argv, {}, log);
+  EXPECT_TRUE(WaitFor([&] { return !c.Running(); }, 120000)) << argv[0] << " did not finish";
+  const int status = c.Stop();
+  if (out != nullptr) *out = c.Stdout();
+  if (err != nullptr) *err = c.Stderr();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(DashboardTest, IsValidJsonWithPanelsAndQueries) {
+  TempDir dir("dlb-dashboard-");
+  std::string err;
+  const std::string path = Root() + "/config/grafana/dashboard.json";
+  EXPECT_EQ(RunToEnd({"/usr/bin/python3", "-c",
+                      "import json,sys; d=json.load(open(sys.argv[1])); "
+                      "assert d['panels'] and d['uid']",
+                      path},
+                     dir.path() + "/py", nullptr, &err),
+            0)
+      << err;
+  EXPECT_GE(DashboardExprs(Slurp(path)).size(), 20u);
+}
+
+TEST(DashboardTest, EveryQueriedMetricIsDocumentedInReadme) {
+  const Documented d = ReadmeMetrics();
+  ASSERT_FALSE(d.type.empty());
+  std::set<std::string> queried;
+  for (const auto& e : DashboardExprs(Slurp(Root() + "/config/grafana/dashboard.json"))) {
+    for (const auto& n : DlbNames(e)) queried.insert(FamilyOf(n, d));
+  }
+  ASSERT_FALSE(queried.empty());
+  for (const auto& n : queried) EXPECT_EQ(d.type.count(n), 1u) << n << " is not in README Metrics";
+}
+
+TEST(DashboardTest, EveryQueriedMetricIsExported) {
+  const Documented d = ReadmeMetrics();
+  // The library's families as dlb-demo really serves them; the appliance's and the XDP
+  // agent's from their sources (they need a NIC or root to run).
+  TempDir dir("dlb-dashboard-scrape-");
+  DemoProcess demo(dir.path(), "alice:20:5:1");
+  const auto r = HttpGet("127.0.0.1", demo.metrics_port(), "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  const Exposition x = ParseExposition(r.body);
+  const std::set<std::string> source = SourceMetricNames();
+  for (const auto& e : DashboardExprs(Slurp(Root() + "/config/grafana/dashboard.json"))) {
+    for (const auto& raw : DlbNames(e)) {
+      const std::string n = FamilyOf(raw, d);
+      if (n.rfind("dlb_limiter_", 0) == 0) {
+        EXPECT_EQ(x.type.count(n), 1u) << n << " is queried but dlb-demo does not export it";
+      } else {
+        EXPECT_EQ(source.count(n), 1u) << n << " is queried but no exporter writes it";
+      }
+    }
+  }
+}
+
+TEST(ReadmeMetricsTest, LibraryListMatchesWhatDlbDemoExports) {
+  const Documented d = ReadmeMetrics();
+  TempDir dir("dlb-readme-scrape-");
+  DemoProcess demo(dir.path(), "bob:20:5:1");
+  const auto r = HttpGet("127.0.0.1", demo.metrics_port(), "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  const Exposition x = ParseExposition(r.body);
+  std::map<std::string, std::string> exported, documented;
+  for (const auto& [n, t] : x.type) {
+    if (n.rfind("dlb_", 0) == 0) exported[n] = t;
+  }
+  for (const auto& [n, t] : d.type) {
+    if (n.rfind("dlb_limiter_", 0) == 0) documented[n] = t;
+  }
+  EXPECT_EQ(documented, exported);
+}
+
+TEST(ReadmeMetricsTest, ApplianceAndXdpListsNameMetricsTheirSourcesWrite) {
+  const Documented d = ReadmeMetrics();
+  const std::set<std::string> source = SourceMetricNames();
+  int checked = 0;
+  for (const auto& [n, t] : d.type) {
+    if (n.rfind("dlb_limiter_", 0) == 0) continue;
+    if (n.rfind("dlb_xdp_", 0) == 0 && !fs::exists(Root() + "/app/dlb-xdp")) continue;
+    EXPECT_EQ(source.count(n), 1u) << n << " is documented but no exporter writes it";
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(PrometheusConfigTest, PromtoolAcceptsItAndItScrapesApplianceAndXdp) {
+  const std::string path = Root() + "/config/prometheus.yml";
+  TempDir dir("dlb-promtool-");
+  std::string out, err;
+  EXPECT_EQ(RunToEnd({"/usr/bin/promtool", "check", "config", path}, dir.path() + "/pt", &out, &err), 0)
+      << out << err;
+  const YAML::Node y = YAML::LoadFile(path);
+  std::set<std::string> targets;
+  for (const auto& job : y["scrape_configs"]) {
+    for (const auto& sc : job["static_configs"]) {
+      for (const auto& t : sc["targets"]) targets.insert(t.as<std::string>());
+    }
+  }
+  EXPECT_EQ(targets.count("127.0.0.1:9464"), 1u);
+  EXPECT_EQ(targets.count("127.0.0.1:9465"), 1u);
+}
+
+TEST(RedisConfigTest, RedisServerRunsItWithAofAndNoEviction) {
+  TempDir dir("dlb-redis-conf-");
+  const int port = FreeLoopbackPort();
+  const char* env = std::getenv("REDIS_SERVER");
+  const std::string server = env != nullptr && *env ? env : "/usr/bin/redis-server";
+  Child redis({server, Root() + "/config/redis.conf", "--port", std::to_string(port), "--dir",
+               dir.path(), "--bind", "127.0.0.1", "--daemonize", "no"},
+              {}, dir.path() + "/redis");
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/redis-cli", "-p", std::to_string(port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    RunToEnd(argv, dir.path() + "/cli", &out, nullptr);
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return !redis.Running() || cli({"ping"}) == "PONG\n"; }, 60000));
+  ASSERT_TRUE(redis.Running()) << "redis-server refused config/redis.conf: " << redis.Stdout()
+                               << redis.Stderr();
+  EXPECT_EQ(cli({"config", "get", "maxmemory-policy"}), "maxmemory-policy\nnoeviction\n");
+  EXPECT_EQ(cli({"config", "get", "appendonly"}), "appendonly\nyes\n");
+  EXPECT_EQ(cli({"config", "get", "appendfsync"}), "appendfsync\neverysec\n");
+}
+
+// The executables `meson install` puts into bin/ in this build.
+std::set<std::string> InstalledPrograms() {
+  TempDir dir("dlb-introspect-");
+  std::string out, err;
+  const char* meson = std::getenv("MESON");
+  EXPECT_EQ(RunToEnd({meson != nullptr && *meson ? meson : "/usr/bin/meson", "introspect",
+                      ProgramFromEnv("DLB_BUILD_ROOT"), "--installed"},
+                     dir.path() + "/mi", &out, &err),
+            0)
+      << err;
+  std::set<std::string> bins;
+  for (size_t p = out.find("/bin/"); p != std::string::npos; p = out.find("/bin/", p + 1)) {
+    const size_t e = out.find('"', p);
+    bins.insert(out.substr(p + 5, e - p - 5));
+  }
+  return bins;
+}
+
+// Every /usr/local/bin/NAME in `text` is a program this build installs.
+void ExpectInstalledPrograms(const std::string& text, const std::string& what,
+                             const std::set<std::string>& installed, int* seen) {
+  for (size_t p = text.find("/usr/local/bin/"); p != std::string::npos;
+       p = text.find("/usr/local/bin/", p + 1)) {
+    size_t e = p + 15;
+    while (e < text.size() && (IsNameChar(text[e]) || text[e] == '-')) ++e;
+    const std::string name = text.substr(p + 15, e - p - 15);
+    EXPECT_EQ(installed.count(name), 1u) << what << " runs " << name << ", not installed by meson";
+    ++*seen;
+  }
+}
+
+TEST(DeploymentFilesTest, DockerfileCopiesExistingPathsAndRunsInstalledPrograms) {
+  const std::string text = Slurp(Root() + "/docker/Dockerfile");
+  std::istringstream in(text);
+  std::string line;
+  int copies = 0;
+  bool runs_setup = false, runs_install = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("RUN ", 0) == 0 && line.find("scripts/setup") != std::string::npos) runs_setup = true;
+    if (line.find("meson install") != std::string::npos) runs_install = true;
+    if (line.rfind("COPY ", 0) != 0 || line.find("--from=") != std::string::npos) continue;
+    std::istringstream words(line.substr(5));
+    std::vector<std::string> w;
+    for (std::string s; words >> s;) w.push_back(s);
+    ASSERT_GE(w.size(), 2u) << line;
+    for (size_t i = 0; i + 1 < w.size(); ++i) {
+      EXPECT_TRUE(fs::exists(Root() + "/" + w[i])) << "COPY source missing: " << w[i];
+      ++copies;
+    }
+  }
+  EXPECT_GT(copies, 3);
+  EXPECT_TRUE(runs_setup);
+  EXPECT_TRUE(runs_install);
+  EXPECT_TRUE(fs::exists(Root() + "/scripts/setup"));
+  const std::set<std::string> installed = InstalledPrograms();
+  int seen = 0;
+  ExpectInstalledPrograms(text, "Dockerfile", installed, &seen);
+  EXPECT_GT(seen, 0);
+  // The runtime image's programs.
+  for (const char* p : {"dlbctl", "dlb-appliance", "dlb-xdp"}) {
+    EXPECT_EQ(installed.count(p), 1u) << p << " is not installed by meson install";
+  }
+}
+
+TEST(DeploymentFilesTest, ComposeMountsExistingFilesAndRunsInstalledPrograms) {
+  const std::string dir = Root() + "/docker";
+  const YAML::Node y = YAML::LoadFile(dir + "/compose.yaml");
+  const std::set<std::string> installed = InstalledPrograms();
+  std::set<std::string> services;
+  int mounts = 0;
+  for (const auto& kv : y["services"]) {
+    const std::string name = kv.first.as<std::string>();
+    const YAML::Node s = kv.second;
+    services.insert(name);
+    if (s["build"]) {
+      const std::string ctx = dir + "/" + s["build"]["context"].as<std::string>();
+      EXPECT_TRUE(fs::is_directory(ctx)) << name << ": build context " << ctx;
+      EXPECT_TRUE(fs::exists(ctx + "/" + s["build"]["dockerfile"].as<std::string>())) << name;
+    }
+    for (const auto& v : s["volumes"]) {
+      const std::string spec = v.as<std::string>();
+      const std::string src = spec.substr(0, spec.find(':'));
+      if (src.rfind(".", 0) == 0) {
+        EXPECT_TRUE(fs::exists(dir + "/" + src)) << name << " mounts a missing " << src;
+        ++mounts;
+      } else if (src.rfind("/", 0) != 0) {
+        EXPECT_TRUE(y["volumes"][src]) << name << ": named volume " << src << " not declared";
+      }
+    }
+    if (s["command"] && s["command"].IsSequence()) {
+      int seen = 0;
+      ExpectInstalledPrograms(s["command"][0].as<std::string>(), name, installed, &seen);
+    }
+  }
+  EXPECT_GE(mounts, 5);
+  for (const char* s : {"redis", "dlb-xdp", "prometheus", "grafana"}) {
+    EXPECT_EQ(services.count(s), 1u) << s;
+  }
+  // The XDP agent: the host's interfaces and bpffs, and the capabilities it needs.
+  const YAML::Node xdp = y["services"]["dlb-xdp"];
+  EXPECT_EQ(xdp["network_mode"].as<std::string>(), "host");
+  std::set<std::string> caps;
+  for (const auto& c : xdp["cap_add"]) caps.insert(c.as<std::string>());
+  for (const char* c : {"BPF", "NET_ADMIN"}) EXPECT_EQ(caps.count(c), 1u) << c;
+  bool bpffs = false;
+  for (const auto& v : xdp["volumes"]) bpffs |= v.as<std::string>().rfind("/sys/fs/bpf:", 0) == 0;
+  EXPECT_TRUE(bpffs);
+}
+
+TEST(DeploymentFilesTest, SystemdUnitsRunInstalledProgramsAndDetachXdp) {
+  const std::set<std::string> installed = InstalledPrograms();
+  int units = 0, seen = 0;
+  for (const auto& f : fs::directory_iterator(Root() + "/config/systemd")) {
+    if (f.path().extension() != ".service") continue;
+    const std::string text = Slurp(f.path());
+    ExpectInstalledPrograms(text, f.path().filename().string(), installed, &seen);
+    EXPECT_NE(text.find("Restart=on-failure"), std::string::npos) << f.path();
+    ++units;
+  }
+  EXPECT_EQ(units, 2);
+  EXPECT_GT(seen, 3);
+  const std::string xdp = Slurp(Root() + "/config/systemd/dlb-xdp@.service");
+  EXPECT_NE(xdp.find("ExecStopPost=/usr/local/bin/dlb-xdp --iface %i --detach"), std::string::npos);
+  EXPECT_NE(Slurp(Root() + "/config/systemd/dlb-appliance.service").find("nr_hugepages"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace dlb::testing
