@@ -33,6 +33,28 @@
 // meanwhile take the strict path.
 // Only amounts cross the wire, never a participant's timestamp.
 //
+// Per-bucket scheduling. A round syncs a bucket when it has no lease and wants one,
+// when its lease is short of one round's demand (or a request found it short), when
+// its lease saw no demand since its last sync (given back), and otherwise every
+// `stride` rounds. Hot buckets (a round's demand >= hot_demand, default 32) and
+// contended ones (level above C/2 at the last sync) have stride 1: every round, as
+// before. A colder bucket gets the largest power of two k <= max_stride (8) with
+// k x demand <= hot_demand, and its lease covers k rounds:
+//   want = ceil(headroom * demand_per_round * k) + 1, at most C.
+// So with many moderately active users a round carries about 1/k of them, and a unit
+// of a strided lease is held up to k rounds (H below is per bucket).
+//
+// Resets and outages. A round first reads the reset log (redis/script.h: a sorted set
+// of reset bucket keys scored by a sequence number) in a small round trip of its own,
+// and drops (neither uses nor returns) its lease of every bucket reset since its last
+// read, or of every bucket if it missed entries: a reset holds for every participant
+// from its next round on (within one round gap of the reset). That read is also the
+// circuit breaker's probe: it charges nothing, so a probe that times out on a stalled
+// server and runs when the server resumes is harmless. A round trip that fails or
+// misses its deadline has an unknown fate: its leases are dropped, never re-sent and
+// never returned again (a grant that did run leaks away in Redis: under-admission
+// only, never a unit returned or charged twice).
+//
 // Participants announce themselves (EVALSHA of the announce script: a sorted set
 // dlb:participants scored by expiry on the Redis clock) every ttl/3, so live
 // participants can be counted; the library's local failure policy enforces 1/N of
@@ -43,9 +65,13 @@
 // Notation: P participants; for user u: capacity C_u, leak rate r_u; I the sync
 // interval; l_{p,u} the lease participant p holds for u; H the longest time a unit
 // can sit between its charge in Redis and the moment a request is decided with it:
-//   H = (longest time between two sync rounds, >= I) + (longest decision latency)
-// (a unit is charged after one round's snapshot and used or given back by the next;
-// at the default 5 ms on an idle machine H is about I plus a Redis round trip).
+//   H_u = k_u x (longest time between two sync rounds, >= I) + (longest decision latency)
+// where k_u is u's stride (1 for hot and contended buckets, at most max_stride = 8
+// for buckets with a round's demand under hot_demand and level at most C/2): a unit
+// is charged after the snapshot of one round that syncs u and used or given back by
+// the next such round. SyncStats::max_gap_ns measures the first term directly (the
+// longest time between two snapshots that synced the same bucket). At the default 5 ms
+// on an idle machine H is about I plus a Redis round trip for hot buckets, 8 I for cold.
 //
 // Over-admission against the Redis ledger is zero: every admitted unit was charged in
 // Redis before it was admitted, by the same GCRA step as a strict take, and unused
@@ -64,10 +90,12 @@
 // use of room by less than H, so per user and per episode:
 //
 //   under_u <= sum_p max_t l_{p,u}(t) + ceil(r_u * H) + 1
-//   l_{p,u} <= min(C_u, ceil(1.5 * n_{p,u}) + 1)
+//   l_{p,u} <= min(C_u, ceil(1.5 * n_{p,u} * k_u) + 1),   n_{p,u} * k_u <= hot_demand if k_u > 1
 //
 // where n_{p,u} is the demand p saw for u in one round period (about rate_{p,u} * I),
-// and l = 0 when n < 2. So near the limit it is P x (1.5 x rate x I + 1) requests per
+// and l = 0 when n < 2. A strided lease is at most 1.5 x hot_demand + 1 (49) units and
+// only held while the bucket is at most half full, so near the limit the terms are the
+// stride-1 ones. So near the limit it is P x (1.5 x rate x I + 1) requests per
 // user at most, never more than one bucket per participant, and 0 for users whose
 // per-participant rate is under 2 / I (400/s at 5 ms): those are decided strictly.
 // The "+ 1" terms absorb one request in flight at an episode's edge.
@@ -78,7 +106,8 @@
 // these bounds per user with H and the lease peaks it measured.
 //
 // Cost: one bucket operation (a few microseconds of Redis CPU, in batched EVALSHAs)
-// per active bucket per round. With many active buckets a round takes longer than I:
+// per synced bucket per round (about active / k for cold buckets), plus the reset log
+// read (three small commands). With many active buckets a round takes longer than I:
 // rounds then stretch, leases grow with the demand of the longer period, and H grows
 // with them (the bound is stated in the measured H).
 #pragma once
@@ -190,7 +219,8 @@ class SyncEngine {
 
   // For a reset: while the returned lock is held no round runs, so the caller can
   // Forget() a bucket and delete it in Redis without a lease granted before the delete
-  // surviving it here. (Leases other participants hold on it are not recalled.)
+  // surviving it here. Other participants drop theirs at their next round (the reset
+  // log, redis/script.h), which the caller appends to after the delete.
   std::unique_lock<std::mutex> LockRounds() { return std::unique_lock<std::mutex>(sync_mu_); }
   // Drops a bucket's local state; its lease is forgotten, not returned.
   void Forget(uint64_t key);
