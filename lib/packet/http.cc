@@ -266,7 +266,20 @@ struct ChunkMasks {
   uint64_t ctl = 0;  // bytes <= 0x20: controls, space, tab (CR and LF too)
 };
 
+// A chunk inside the head (not the first), its neighbours compared too: `starts` are
+// the bytes that follow an LF, and `special` marks what the lean pass does not handle
+// itself: an empty line's LF (the end of the head), a NUL, a CR that no LF follows.
+struct LeanMasks {
+  uint64_t lf = 0;
+  uint64_t starts = 0;
+  uint64_t colon = 0;
+  uint64_t ctl = 0;
+  uint64_t special = 0;
+};
+
 // The chunk scanners: one per instruction set, their constants built once per head.
+// operator() classifies the 64 bytes at p; WithPrev those at p with the two bytes
+// before p, which the caller has.
 struct ScanSse2 {
 #if defined(__SSE2__)
   const __m128i lf = _mm_set1_epi8('\n');
@@ -289,6 +302,29 @@ struct ScanSse2 {
     }
     return m;
   }
+  LeanMasks WithPrev(const uint8_t* p) const {
+    LeanMasks m;
+    for (int b = 0; b < 4; ++b) {
+      const uint8_t* q = p + 16 * b;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+      const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q - 1));
+      const __m128i v2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q - 2));
+      const auto bits = [&](__m128i eq) {
+        return static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(eq))) << (16 * b);
+      };
+      const __m128i is_lf = _mm_cmpeq_epi8(v, lf);
+      const __m128i after_lf = _mm_cmpeq_epi8(v1, lf);
+      const __m128i after_cr = _mm_cmpeq_epi8(v1, cr);
+      const __m128i end = _mm_and_si128(is_lf, _mm_or_si128(after_lf, _mm_and_si128(after_cr, _mm_cmpeq_epi8(v2, lf))));
+      const __m128i bad = _mm_or_si128(_mm_andnot_si128(is_lf, after_cr), _mm_cmpeq_epi8(v, _mm_setzero_si128()));
+      m.lf |= bits(is_lf);
+      m.starts |= bits(after_lf);
+      m.colon |= bits(_mm_cmpeq_epi8(v, colon));
+      m.ctl |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, space), space));
+      m.special |= bits(_mm_or_si128(end, bad));
+    }
+    return m;
+  }
 #else
   ChunkMasks operator()(const uint8_t* p) const {
     ChunkMasks m;
@@ -299,6 +335,20 @@ struct ScanSse2 {
       if (p[i] == 0) m.nul |= bit;
       if (p[i] == ':') m.colon |= bit;
       if (p[i] <= 0x20) m.ctl |= bit;
+    }
+    return m;
+  }
+  LeanMasks WithPrev(const uint8_t* p) const {
+    LeanMasks m;
+    for (int i = 0; i < 64; ++i) {
+      const uint64_t bit = uint64_t{1} << i;
+      const bool is_lf = p[i] == '\n';
+      if (is_lf) m.lf |= bit;
+      if (p[i - 1] == '\n') m.starts |= bit;
+      if (p[i] == ':') m.colon |= bit;
+      if (p[i] <= 0x20) m.ctl |= bit;
+      const bool end = is_lf && (p[i - 1] == '\n' || (p[i - 1] == '\r' && p[i - 2] == '\n'));
+      if (end || (p[i - 1] == '\r' && !is_lf) || p[i] == 0) m.special |= bit;
     }
     return m;
   }
@@ -325,6 +375,22 @@ struct ScanAvx512 {
     m.ctl = _mm512_cmple_epu8_mask(v, space);
     return m;
   }
+  [[DLB_AVX512]] LeanMasks WithPrev(const uint8_t* p) const {
+    const __m512i v = _mm512_loadu_si512(p);
+    const __m512i v1 = _mm512_loadu_si512(p - 1);
+    const __m512i v2 = _mm512_loadu_si512(p - 2);
+    const __mmask64 is_lf = _mm512_cmpeq_epi8_mask(v, lf);
+    const __mmask64 after_lf = _mm512_cmpeq_epi8_mask(v1, lf);
+    const __mmask64 after_cr = _mm512_cmpeq_epi8_mask(v1, cr);
+    const __mmask64 end = is_lf & (after_lf | (after_cr & _mm512_cmpeq_epi8_mask(v2, lf)));
+    LeanMasks m;
+    m.lf = is_lf;
+    m.starts = after_lf;
+    m.colon = _mm512_cmpeq_epi8_mask(v, colon);
+    m.ctl = _mm512_cmple_epu8_mask(v, space);
+    m.special = end | (after_cr & ~is_lf) | _mm512_testn_epi8_mask(v, v);
+    return m;
+  }
 };
 
 struct ScanAvx2 {
@@ -347,6 +413,36 @@ struct ScanAvx2 {
     m.colon = Bits(_mm256_cmpeq_epi8(a, colon), _mm256_cmpeq_epi8(b, colon));
     m.ctl = Bits(_mm256_cmpeq_epi8(_mm256_max_epu8(a, space), space),
                  _mm256_cmpeq_epi8(_mm256_max_epu8(b, space), space));
+    return m;
+  }
+  struct Half {
+    __m256i lf, starts, colon, ctl, special;
+  };
+  [[DLB_AVX2]] Half HalfWithPrev(const uint8_t* q) const {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q - 1));
+    const __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q - 2));
+    Half h;
+    h.lf = _mm256_cmpeq_epi8(v, lf);
+    h.starts = _mm256_cmpeq_epi8(v1, lf);
+    const __m256i after_cr = _mm256_cmpeq_epi8(v1, cr);
+    const __m256i end =
+        _mm256_and_si256(h.lf, _mm256_or_si256(h.starts, _mm256_and_si256(after_cr, _mm256_cmpeq_epi8(v2, lf))));
+    h.special = _mm256_or_si256(_mm256_or_si256(end, _mm256_andnot_si256(h.lf, after_cr)),
+                                _mm256_cmpeq_epi8(v, _mm256_setzero_si256()));
+    h.colon = _mm256_cmpeq_epi8(v, colon);
+    h.ctl = _mm256_cmpeq_epi8(_mm256_max_epu8(v, space), space);
+    return h;
+  }
+  [[DLB_AVX2]] LeanMasks WithPrev(const uint8_t* p) const {
+    const Half a = HalfWithPrev(p);
+    const Half b = HalfWithPrev(p + 32);
+    LeanMasks m;
+    m.lf = Bits(a.lf, b.lf);
+    m.starts = Bits(a.starts, b.starts);
+    m.colon = Bits(a.colon, b.colon);
+    m.ctl = Bits(a.ctl, b.ctl);
+    m.special = Bits(a.special, b.special);
     return m;
   }
 };
@@ -551,18 +647,56 @@ template <class Scan>
     out.suspect = trouble != 0;  // the caller runs Classify for the details
     return out;
   };
-  size_t base = 0;
-  for (; limit - base >= 64; base += 64) {
-    const ChunkMasks m = scan(data + base);
+  // A chunk scanned the usual way, after the bytes before it: with carries from them.
+  const auto scalar_chunk = [&](size_t base, ChunkMasks m, uint64_t valid, Classified& out) {
+    if (base > 0) {
+      last_lf = uint64_t{data[base - 1] == '\n'} << 63 | uint64_t{data[base - 2] == '\n'} << 62;
+      last_cr = uint64_t{data[base - 1] == '\r'} << 63;
+    }
     const uint64_t prev_lf = m.lf << 1 | last_lf >> 63;
     const uint64_t prev_cr = m.cr << 1 | last_cr >> 63;
-    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62)));
-    if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
+    const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62))) & valid;
+    if (ends != 0) {
+      out = finish(base, m, prev_lf, prev_cr, ends);
+      return true;
+    }
     add(base >> 6, m, prev_cr, ~uint64_t{0}, prev_lf);
-    last_lf = m.lf;
-    last_cr = m.cr;
+    return false;
+  };
+  Classified out;
+  out.suspect = true;  // no end found (or a NUL or bare CR seen): Classify decides
+  size_t base = 0;
+  if (limit >= 64) {
+    if (scalar_chunk(0, scan(data), ~uint64_t{0}, out)) return out;
+    // The chunks inside the head: the end of the head, NULs and bare CRs come from
+    // comparing the bytes with their neighbours, not from carrying masks along.
+    for (base = 64; limit - base >= 64; base += 64) {
+      const LeanMasks m = scan.WithPrev(data + base);
+      if (m.special != 0) [[unlikely]] {
+        ChunkMasks full = scan(data + base);
+        if (scalar_chunk(base, full, ~uint64_t{0}, out)) return out;
+        return out;  // a NUL or a bare CR
+      }
+      const size_t c = base >> 6;
+      hm.lf[c] = m.lf;
+      hm.colon[c] = m.colon;
+      hm.ctl[c] = m.ctl;
+      hm.start[c] = m.starts;
+      const uint64_t not_colon = ~m.colon;
+      const uint64_t names = AddCarry(not_colon, m.starts, carry_name) ^ not_colon;
+      trouble |= (names & m.ctl) | (m.starts & m.colon);
+      const uint64_t back = StartsBack<4>(m.starts, prev_starts) | StartsBack<14>(m.starts, prev_starts) |
+                            StartsBack<17>(m.starts, prev_starts) | m.starts << id_shift | prev_starts >> id_back;
+      hm.wanted[c] = names & m.colon & back;
+      header_lines += static_cast<uint64_t>(__builtin_popcountll(m.starts));
+      prev_starts = m.starts;
+    }
   }
   if (base < limit && limit >= 64) {
+    if (base > 0) {
+      last_lf = uint64_t{data[base - 1] == '\n'} << 63 | uint64_t{data[base - 2] == '\n'} << 62;
+      last_cr = uint64_t{data[base - 1] == '\r'} << 63;
+    }
     const size_t n = limit - base;
     ChunkMasks m = scan(data + limit - 64);
     const int drop = static_cast<int>(64 - n);
@@ -577,9 +711,6 @@ template <class Scan>
     const uint64_t ends = m.lf & (prev_lf | (prev_cr & (m.lf << 2 | last_lf >> 62))) & valid;
     if (ends != 0) return finish(base, m, prev_lf, prev_cr, ends);
   }
-  // No end (or a head under 64 bytes): Classify decides.
-  Classified out;
-  out.suspect = true;
   return out;
 }
 
