@@ -213,7 +213,9 @@ TEST_F(ShardSyncTest, StrictRulesAreLeasedOneRequestAtATime) {
 // next interval needs (no rejection while the round is in flight).
 TEST_F(ShardSyncTest, RoundReclaimsAndReturnsUnusedUnits) {
   const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
-  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ShardSyncOptions o;
+  o.standing_rounds = 0;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   EXPECT_EQ(a.Request(0, "dave"), Verdict::kForward);
   ASSERT_TRUE(a.Round().ok());  // debit 1, lease 3
   EXPECT_DOUBLE_EQ(Level("dave", "syn", spec), 4);
@@ -227,6 +229,29 @@ TEST_F(ShardSyncTest, RoundReclaimsAndReturnsUnusedUnits) {
   EXPECT_DOUBLE_EQ(Level("dave", "syn", spec), 3);
   EXPECT_EQ(a.sync().Stats().returned_units, 4u);
   EXPECT_EQ(a.sync().Stats().tracked, 1u);
+}
+
+// A bucket seen recently keeps one leased unit between its requests (standing), and
+// gives it back after standing_rounds rounds without a request.
+TEST_F(ShardSyncTest, StandingUnitIsKeptThenReturned) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.standing_rounds = 3;
+  o.max_credit = 0;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  EXPECT_EQ(a.Request(0, "max"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());  // debit 1, lease 3
+  ASSERT_TRUE(a.Round().ok());  // no demand: keeps 1, returns 2
+  EXPECT_DOUBLE_EQ(Level("max", "syn", spec), 2);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("max", "syn", spec), 2);
+  EXPECT_EQ(a.Request(0, "max"), Verdict::kForward);  // the standing unit
+  EXPECT_EQ(a.Request(0, "max"), Verdict::kReject);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.Round().ok());
+  // Demand 2 leases 4, then the standing unit is kept for 3 rounds, then nothing: the
+  // two admitted requests stay charged, every unit not used is back.
+  EXPECT_DOUBLE_EQ(Level("max", "syn", spec), 2);
+  EXPECT_EQ(a.sync().Stats().lease_admitted, 1u);
 }
 
 // Every new synced bucket of every core reaches the control thread and is tracked
@@ -304,6 +329,7 @@ TEST_F(ShardSyncTest, FailurePolicyAndReconciliationAfterRestart) {
   cls.path_prefix = "/c";
   ShardSyncOptions o;
   o.participant_ttl = std::chrono::milliseconds(600000);
+  o.standing_rounds = 0;
   Appliance a(server_->Url(), 1, {loc, opn, cls}, o);
   ASSERT_TRUE(a.Round().ok());  // announced: 1 participant
   EXPECT_EQ(a.Request(0, "fay", "/l"), Verdict::kForward);
@@ -361,6 +387,7 @@ TEST_F(ShardSyncTest, LostReplyIsAppliedExactlyOnce) {
   const BucketSpec spec{.capacity = 1000, .leak_rate_per_s = 0};
   ShardSyncOptions o;
   o.new_bucket_credit = 1000;
+  o.standing_rounds = 0;
   Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(a.Request(0, "gus"), Verdict::kForward);  // credit
   server_->Stop();

@@ -202,6 +202,7 @@ class PacketAppliance {
     so.deadline = kDeadline;
     so.idle_rounds_to_forget = 1 << 30;   // keep the peaks' slots for the bound
     so.record_peaks = true;
+    if (o.standing_rounds >= 0) so.standing_rounds = o.standing_rounds;
     so.participant_prefix = "sim-appliance-" + std::to_string(index) + "-" + std::to_string(NowNs());
     auto s = packet::ShardSync::Create(so, pool_.get(), rules_.get(), raw, packet::HeapAllocator::Instance());
     if (!s.ok()) throw std::runtime_error(s.status().ToString());

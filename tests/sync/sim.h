@@ -65,6 +65,7 @@ struct SimOptions {
   uint64_t seed = 1;
   // Appliance cores as packet engines driven by ShardSync (mode synced).
   bool packet_cores = false;
+  int standing_rounds = -1;             // packet cores: ShardSyncOptions' (-1: its default)
 };
 
 struct SimResult {

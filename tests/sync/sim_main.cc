@@ -2,6 +2,7 @@
 //
 //   build/tests/sync/dlb_sim [--duration S] [--scale X] [--interval-us N]
 //                            [--redis-url URL] [--strict] [--pattern NAME] [--packet]
+//                            [--standing-rounds N]
 //
 // --packet: the appliance cores are packet engines driven by ShardSync
 // (lib/dlb/packet/shard_sync.h) instead of library sync engines.
@@ -38,9 +39,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--strict")) strict_too = true;
     else if (!std::strcmp(argv[i], "--pattern")) only = next();
     else if (!std::strcmp(argv[i], "--packet")) o.packet_cores = true;
+    else if (!std::strcmp(argv[i], "--standing-rounds")) o.standing_rounds = std::atoi(next());
     else {
       std::fprintf(stderr, "usage: dlb_sim [--duration S] [--scale X] [--interval-us N] [--redis-url URL] "
-                           "[--strict] [--pattern NAME] [--packet]\n");
+                           "[--strict] [--pattern NAME] [--packet] [--standing-rounds N]\n");
       return 2;
     }
   }

@@ -38,6 +38,20 @@ TEST_P(SimTest, SyncedStaysWithinTheBound) {
   EXPECT_LE(r.under, r.under_bound);
 }
 
+// The appliance cores as packet engines driven by ShardSync (lib/dlb/packet/shard_sync.h).
+TEST_P(SimTest, PacketShardsStayWithinTheBound) {
+  SimOptions o = Short(Mode::kSynced);
+  o.packet_cores = true;
+  const SimResult r = sim::Run(GetParam(), o);
+  SCOPED_TRACE(Describe(r));
+  EXPECT_GT(r.requests, 0u);
+  EXPECT_GT(r.oracle_admitted, 0u);
+  EXPECT_GT(r.registrations, 0u);
+  EXPECT_EQ(r.users_over_bound, 0u);
+  EXPECT_LE(r.over, r.over_bound);
+  EXPECT_LE(r.under, r.under_bound);
+}
+
 TEST_P(SimTest, StrictStaysWithinTheBound) {
   const SimResult r = sim::Run(GetParam(), Short(Mode::kStrict));
   SCOPED_TRACE(Describe(r));

@@ -10,97 +10,116 @@
 // ## State per synced bucket per core
 //
 // The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 8 bytes):
-//   avail   (atomic int32): units the worker may admit. >= 0: leased units, already
-//           charged in Redis; < 0: units admitted on credit, owed to Redis.
-//           kNotSynced: not tracked by the control thread.
+//   avail   (atomic int32): units the worker may admit: leased units (charged in Redis)
+//           plus credit units (not charged yet); < 0: units owed (admitted by the
+//           failure policy). kNotSynced: not tracked by the control thread.
 //   demand  (atomic uint32, written by the worker only): requests seen, wrapping.
 // The worker admits a request of cost n iff it can CAS avail from a >= n to a - n.
-// The control thread never writes a slot it does not track; it takes units back with a
-// CAS (keeping what the next interval needs), owed units with a CAS to 0, grants with
+// The control thread never writes a slot it does not track. It knows what it last put
+// into avail (lease L and credit K), so the worker's consumption since then is
+// L + K - avail; units count as lease first. It takes units back with one CAS (keeping
+// the part of the unused lease the next interval needs), adds grant + new credit with
 // fetch_add, and ends tracking with exchange(kNotSynced): from then on the worker owns
-// the entry again (it may reuse it for another key), so there is no ABA on a slot
-// index: a slot is never reused while tracked, and a slot is tracked from the moment
-// its registration is popped until that exchange.
+// the entry again (it may reuse it for another key). No ABA on a slot index: a slot is
+// never reused or moved while tracked (BucketShard checks avail), and it is tracked
+// from the moment its registration is popped until that exchange.
 //
 // New buckets: the worker knows a request's identity bytes only while it decides it.
 // When a synced request finds its entry untracked (avail == kNotSynced), the worker
 // sets avail to a credit of c0 = max(1, min(new_bucket_credit, floor(C / N))) units
-// (default 1) and pushes
-// {slot, tag, rule, credit, identity} into its core's single-producer/single-consumer
-// ring (preallocated; a full ring or an identity longer than kSyncIdentityBytes is
-// counted and the request is decided by the share bucket below, the slot staying
-// untracked: "stays local"). The control thread pops it, computes the Redis key
-// (dlb::RedisKey(identity, rule name): the key the library and dlbctl use, so all forms
-// share one bucket; an address identity is its text, "ip:192.0.2.1" / "ip:2001:db8::1")
-// and tracks the slot. Its first round charges the credit the worker used (debit).
+// (default 1) and pushes {slot, tag, rule, credit, identity} into its core's
+// single-producer/single-consumer ring (preallocated; a full ring or an identity longer
+// than kSyncIdentityBytes is counted and the request is decided by the share bucket
+// below, the slot staying untracked: "stays local"). The control thread pops it,
+// computes the Redis key (dlb::RedisKey(identity, rule name): the key the library and
+// dlbctl use, so all forms share one bucket; an address identity is its text,
+// "ip:192.0.2.1" / "ip:2001:db8::1") and tracks the slot.
 //
 // ## Round (control thread, every I)
 //
 // For each tracked bucket, with n = demand since the previous round:
 //   target = min(C, ceil(headroom * n) + 1) if n > 0, else 1 if the bucket saw a
-//            request in the last `standing_rounds` rounds, else 0;
-//   keep   = min(avail, target) units stay leased (no rejection while the round is in
-//            flight); return = avail - keep (avail > 0) or debit = -avail (avail < 0);
-//   want   = target - keep.
-// All buckets go to Redis in pipelined round trips of EVALSHAs of the settle script
+//            request in the last `standing_rounds` rounds (a standing unit: a user
+//            with less than one request per core per interval is admitted at once),
+//            else 0;
+//   used   = L + K - avail; debit = max(0, used - L) (credit used, owed units);
+//   keep   = min(unused lease, target) stays leased (no rejection while the round is
+//            in flight); return = unused lease - keep; want = target - keep.
+// Buckets with nothing to return, debit or ask for are not sent (their credit stays).
+// The others go to Redis in pipelined round trips of EVALSHAs of the settle script
 // (lib/redis/lease_script.h; `chunk` buckets per call): on Redis's clock, return
-// (never below empty), debit (saturating at full), then grant = min(want, room). The
-// grant is added to avail. A bucket untouched for `idle_rounds_to_forget` rounds is
-// settled a last time and untracked.
+// (never below empty), debit (saturating at full), then grant = min(want, room). After
+// the reply avail += grant + K', with the new credit
+//   K' = min(max_credit, floor(floor(C - level) / N))   (0 for strict rules),
+// this core's share of the room Redis reported (level after the step, N live
+// participants): the N shares of all participants fit in the room. A bucket untouched
+// for `idle_rounds_to_forget` rounds is settled a last time and untracked.
 //
-// ## A request that finds no lease
+// ## A request that finds no lease and no credit
 //
-// Tracked bucket, Redis reachable: the request is limited (retry after one emission
-// interval). Leases are sized to the demand, so this happens near the limit (where
-// Redis granted less than asked) and when demand jumps by more than the headroom in one
-// interval. New bucket: admitted on the credit c0 (charged at the next round). Redis
-// unreachable or bucket untracked (ring full): the rule's on_store_failure, with
-// `local` = the share bucket: the entry's own GCRA state with capacity max(C/N, 1) and
-// leak rate r/N (C, r with cost n*N; BucketShard::AdmitShare). Admissions by the share
-// bucket and by `open` of a tracked slot are owed (avail < 0) and charged once when
-// Redis is back.
+// Tracked bucket, Redis reachable: limited (Retry-After one emission interval). With
+// leases sized to the demand and credits sized to the room this happens near the limit
+// (where Redis has less room than N requests) and when the demand of a core jumps by
+// more than the headroom within one interval. Redis unreachable, or bucket untracked
+// (ring full): the rule's on_store_failure, with `local` = the share bucket: the entry's
+// own GCRA state with capacity max(C/N, 1) and leak rate r/N (C, r with cost n*N;
+// BucketShard::AdmitShare). Admissions by the share bucket and by `open` of a tracked
+// slot are owed (avail < 0) and charged once when Redis is back.
 //
 // ## Accuracy bound
 //
 // Notation as lib/sync/sync_engine.h: per user u, capacity C, leak rate r; H = the
 // longest time a unit is held between its charge and its use (the longest gap between
-// two rounds' snapshots of a slot, plus the decision latency); A the appliance cores;
-// l_{p,u} the lease core p holds (<= min(C, ceil(1.5 n) + 1), n its demand per round).
-// Per user and per saturation episode (between two instants at which the exact bucket
-// is empty, in which something was rejected), with Redis reachable:
+// two rounds' snapshots of a slot, a standing unit's hold of up to standing_rounds
+// intervals, plus the decision latency); l_{p,u} the lease core p holds
+// (<= min(C, ceil(1.5 n) + 1), n its demand per round); K_{p,u} its credit (<= room/N
+// at its last round); s_u the core slots created for u. Per user and per saturation
+// episode (between two instants at which the exact bucket is empty, in which something
+// was rejected), with Redis reachable:
 //
-//   over_u  <= ceil(r * H) + 1 + sum over the core slots created in the episode of c0
-//   under_u <= sum_p max_t l_{p,u}(t) + ceil(r * H) + 1
+//   over_u  <= ceil(r * H) + 1 + sum_p max_t K_{p,u}(t)     (+ c0 per slot created)
+//   under_u <= sum_p max_t l_{p,u}(t) + ceil(r * H) + 1      (+ J_u)
 //
-// Leased admissions are charged before they are used (zero over-admission against the
+// Leased admissions are charged before they are used (no over-admission against the
 // Redis ledger), as in the library; the r*H term is a unit charged at one round and
-// used up to H later. The credit c0 of a new slot is the only admission not charged
-// first: at most c0 (default 1) per slot creation, and a slot lives until its bucket
-// was idle for idle_rounds_to_forget rounds. Under-admission is units leased but not
-// yet used (returned at the next round). While Redis is unreachable, the share buckets
-// admit at most max(C/N, 1) + (r/N) t per core over an outage of length t: up to
-// A/N of the limit from this appliance's cores (the `local` policy's contract), owed
-// and charged once afterwards.
+// used up to H later. Credits are the only admissions charged after the fact: a core
+// holds at most floor(room/N) of them, granted when Redis had that room, so the credits
+// of all N participants together fit in the room of their rounds; they overshoot only
+// when others filled that room before the debits arrived (at most sum_p K per episode:
+// near the limit K is 0). Under-admission is units leased but not used yet (returned at
+// the next round), and J_u, the requests a core limits in the interval in which its
+// demand jumped past its lease and credit (a lease follows the demand one round later).
+// While Redis is unreachable the share buckets admit at most max(C/N, 1) + (r/N) t per
+// core over an outage of length t, owed and charged once afterwards.
+//
+// Measured (tests/sync/sim.h, `dlb_sim --packet`: 2 appliances x 4 packet cores + 2
+// library processes against one Redis and an exact oracle, I = 5 ms): see README.md,
+// "Appliance sync"; the gtest asserts the bound per user with the measured H, lease and
+// credit peaks, slots created and J.
 //
 // Exactly once: every settle call carries (round key, round id) and Redis keeps its
-// reply for a minute (lib/redis/lease_script.h). A round whose reply is lost is re-sent
-// verbatim before anything else, so its returns and debits are applied once and its
-// grants are learned. Requests admitted meanwhile on credit stay in avail (< 0) and go
-// into a later round.
+// reply for a minute (lib/redis/lease_script.h). A round trip whose reply is lost is
+// re-sent verbatim before anything else, so its returns and debits are applied once and
+// its grants are learned. Requests admitted meanwhile on credit or by the failure
+// policy stay in avail and go into a later round.
 //
 // Mode `strict` in the packet path: a worker cannot wait for Redis, so strict rules are
-// synced rules with single-request leases (target <= 1 + n: no headroom) and no
-// standing lease: every admission is still charged in Redis before it is used (or a
-// new slot's credit, which for strict rules is 0: the first request of a new slot is
-// limited and asks for a lease).
+// synced rules without headroom (target = n), without standing units and without
+// credit (a new slot's first request is limited and asks for a lease): every admission
+// is charged in Redis before it is used. Near-exact for steady traffic; a burst is
+// admitted one round late.
 //
 // Memory: 16 bytes of shard entry + 8 of SyncSlot per entry, at the shard's 0.8 load:
-// 30 bytes per user per core. The control thread keeps ~80 bytes per tracked bucket
-// (its Redis key and round state), off the data path.
+// 30 bytes per user per core. The control thread keeps ~100 bytes per tracked bucket
+// (its Redis key and round state), off the data path. The shard is always created with
+// sync slots (a reload may make any rule synced).
 //
 // Cost: one bucket operation in Redis per tracked bucket with something to settle per
 // round (a few microseconds of Redis CPU, batched); idle tracked buckets cost nothing
 // until they are forgotten.
+//
+// Use: create the engines, then ShardSync::Create (it attaches to them), call Round()
+// once before the workers start (the first announce tells N), then every interval.
 #pragma once
 
 #include <algorithm>
@@ -218,7 +237,7 @@ struct ShardSyncOptions {
   // A bucket that saw a request in this many recent rounds keeps one leased unit (0:
   // none), so that a user with less than one request per core per interval is admitted
   // at once instead of after a round.
-  int standing_rounds = 0;
+  int standing_rounds = 100;
   // A tracked bucket with nothing to settle for this many rounds is untracked.
   int idle_rounds_to_forget = 200;
   size_t chunk = 256;
