@@ -249,7 +249,9 @@ TEST(Sentinel, DecisionsGoOnThroughAFailoverWithTheReplicasLevels) {
   // Synced: bob's participant recovers and admits what is left of the quota, counted
   // from the replica's copy of the level. Had the level been lost, it would admit
   // about 1000 more.
-  EXPECT_EQ(bob_level(), bob_admitted_before);
+  // (At least: a lease granted by the old master after WAIT may have reached the
+  // replica too; such units count as used, never as a second quota.)
+  EXPECT_GE(bob_level(), bob_admitted_before) << "level " << bob_level();
   int bob_after = 0, bob_fallback = 0, rejected_in_a_row = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
