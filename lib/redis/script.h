@@ -66,7 +66,8 @@ void AppendDebitOnceCall(CommandWriter& w, std::string_view key, std::string_vie
                          const BucketSpec& spec, int64_t cost, int64_t marker_ttl_ms);
 
 // The reset log, so that a reset reaches the leases other participants hold:
-//   Limiter::Reset deletes the bucket and then appends its key (EVALSHA of
+//   Limiter::Reset deletes the bucket and then, if synced participants are live
+//   (kParticipantsKey exists), appends its key (EVALSHA of
 //   ResetLogScript(): ZADD with the next sequence number, the log trimmed to `keep`
 //   entries, the highest trimmed sequence kept as the score of the member "");
 //   each sync round first reads the entries after the last sequence it saw (plain

@@ -179,7 +179,12 @@ Status SyncEngine::ReadResets(int64_t deadline_ns) {
   counters_->redis_calls.fetch_add(cmds.size(), std::memory_order_relaxed);
   if (!s.ok()) return s;
   redis::ResetLogRead log;
-  if (Status ps = redis::ParseResetLogRead(replies.data(), &log); !ps.ok()) return ps;
+  if (Status ps = redis::ParseResetLogRead(replies.data(), &log); !ps.ok()) {
+    // The store answered (so the round and the breaker go on), but the log cannot be
+    // read, e.g. an ACL user without the sorted-set commands: resets are not followed.
+    DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: reset log not readable: {}", ps.message());
+    return Status::Ok();
+  }
   if (reset_seq_ >= 0) {
     // A log that went backwards (the store lost it) or lost entries this participant had
     // not read yet (trimmed), or a read that hit its limit: some reset may be unseen, so

@@ -8,6 +8,7 @@
 
 #include "dlb/key.h"
 #include "dlb/limiter.h"
+#include "redis/script.h"
 #include "redis_server.h"
 
 namespace dlb::testing {
@@ -96,16 +97,36 @@ TEST_F(SyncFaultsTest, ResetRecallsTheLeasesOfOtherParticipants) {
   EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", RedisKey("reset-user", "q")}).str, "1");
 }
 
-// The log is bounded: a participant that missed trimmed entries drops every lease.
-TEST_F(SyncFaultsTest, ResetLogIsTrimmedAndKeepsItsFloor) {
-  auto a = Make(Mode::kStrict);
+// Resets are logged while synced participants are live, numbered, and the same key
+// moves to the newest number.
+TEST_F(SyncFaultsTest, ResetsAreLoggedWhileSyncedParticipantsAreLive) {
+  auto admin = Make(Mode::kStrict);
   const BucketSpec quota{.capacity = 10, .leak_rate_per_s = 0};
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a->Reset("trim-user-" + std::to_string(i), quota, "q").ok());
-  EXPECT_EQ(server_.Command(std::vector<std::string>{"ZCARD", "dlb:resets"}).integer, 6);   // 5 entries + the floor
+  ASSERT_TRUE(admin->Reset("log-user-x", quota, "q").ok());
+  EXPECT_EQ(server_.Command(std::vector<std::string>{"EXISTS", "dlb:resets"}).integer, 0);   // nobody to tell
+  auto synced = Make();
+  ASSERT_TRUE(WaitFor([&] { return synced->Stats().live_participants >= 1; }, milliseconds(5000)));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(admin->Reset("log-user-" + std::to_string(i), quota, "q").ok());
+  EXPECT_EQ(server_.Command(std::vector<std::string>{"ZCARD", "dlb:resets"}).integer, 6);   // 5 + the floor
   EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", ""}).str, "0");
-  // The same key again moves to the newest sequence.
-  ASSERT_TRUE(a->Reset("trim-user-0", quota, "q").ok());
-  EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", RedisKey("trim-user-0", "q")}).str, "6");
+  ASSERT_TRUE(admin->Reset("log-user-0", quota, "q").ok());
+  EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", RedisKey("log-user-0", "q")}).str, "6");
+}
+
+// The log is bounded: past `keep` entries the oldest go and the floor records the
+// highest sequence gone, so a participant that had not read that far knows it missed
+// resets (and drops every lease).
+TEST_F(SyncFaultsTest, ResetLogIsTrimmedAndKeepsItsFloor) {
+  const std::string script(redis::ResetLogScript());
+  for (int i = 1; i <= 5; ++i) {
+    RedisValue v = server_.Command({"EVAL", script, "1", "dlb:resets", "k" + std::to_string(i), "3"});
+    ASSERT_EQ(v.integer, i) << v.Describe();
+  }
+  EXPECT_EQ(server_.Command(std::vector<std::string>{"ZCARD", "dlb:resets"}).integer, 4);   // 3 + the floor
+  EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", ""}).str, "2");
+  EXPECT_TRUE(server_.Command({"ZSCORE", "dlb:resets", "k2"}).is_nil());
+  EXPECT_EQ(server_.Command({"ZSCORE", "dlb:resets", "k3"}).str, "3");
+  EXPECT_TRUE(server_.Command({"EVAL", script, "1", "dlb:resets", "", "3"}).is_error());
 }
 
 // A participant holding a lease while Redis is stopped: rounds time out (one may run
