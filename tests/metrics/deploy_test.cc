@@ -4,6 +4,7 @@
 // settings that exist (no Docker engine runs here: the files are parsed).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -249,6 +250,99 @@ TEST(DashboardTest, EveryQueriedMetricIsExported) {
       }
     }
   }
+}
+
+// The XDP agent as it runs: on one end of a veth pair of its own, with a private
+// redis-server, its exporter on a free port. Needs root (BPF, XDP).
+class XdpAgentScrape : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("DLB_XDP");
+    if (bin == nullptr || *bin == '\0') GTEST_SKIP() << "dlb-xdp is not built (no libbpf/libxdp)";
+    if (geteuid() != 0) GTEST_SKIP() << "dlb-xdp needs root (BPF and XDP)";
+    dir_ = std::make_unique<TempDir>("dlb-xdp-scrape-");
+    RemoveStaleLinks();
+    link_ = "dlbm" + std::to_string(getpid());
+    ASSERT_EQ(Ip({"link", "add", link_ + "a", "type", "veth", "peer", "name", link_ + "b"}), 0);
+    ASSERT_EQ(Ip({"link", "set", link_ + "a", "up"}), 0);
+    ASSERT_EQ(Ip({"link", "set", link_ + "b", "up"}), 0);
+    const char* rs = std::getenv("REDIS_SERVER");
+    const int redis_port = FreeLoopbackPort();
+    redis_ = std::make_unique<Child>(
+        std::vector<std::string>{rs != nullptr && *rs ? rs : "/usr/bin/redis-server", "--port",
+                                 std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", dir_->path()},
+        std::map<std::string, std::string>{}, dir_->path() + "/redis");
+    agent_ = std::make_unique<Child>(
+        std::vector<std::string>{bin, "--iface", link_ + "a", "--config",
+                                 Root() + "/config/xdp.yaml", "--metrics", "127.0.0.1:0",
+                                 "--redis", "redis://127.0.0.1:" + std::to_string(redis_port)},
+        std::map<std::string, std::string>{{"DLB_LOG_LEVEL", "info"},
+                                           {"DLB_METRICS_LISTEN", "\x01unset"}},
+        dir_->path() + "/dlb-xdp");
+    static const std::string kServing = "serving /metrics on 127.0.0.1:";
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const std::string err = agent_->Stderr();
+          const size_t at = err.find(kServing);
+          if (at != std::string::npos) port_ = std::atoi(err.c_str() + at + kServing.size());
+          return port_ > 0 || !agent_->Running();
+        },
+        60000));
+    ASSERT_GT(port_, 0) << "dlb-xdp did not serve metrics: " << agent_->Stdout() << agent_->Stderr();
+  }
+
+  void TearDown() override {
+    agent_.reset();  // SIGTERM: the agent detaches its program
+    redis_.reset();
+    if (!link_.empty()) Ip({"link", "del", link_ + "a"});
+  }
+
+  int Ip(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/sbin/ip"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string err;
+    return RunToEnd(argv, dir_->path() + "/ip", nullptr, &err);
+  }
+
+  // Links "dlbm<pid>a" of test processes that no longer run.
+  void RemoveStaleLinks() {
+    for (const auto& e : fs::directory_iterator("/sys/class/net")) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("dlbm", 0) != 0 || n.back() != 'a') continue;
+      const std::string pid = n.substr(4, n.size() - 5);
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (!fs::exists("/proc/" + pid)) Ip({"link", "del", n});
+    }
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Child> redis_, agent_;
+  std::string link_;
+  int port_ = 0;
+};
+
+TEST_F(XdpAgentScrape, ExportsEveryXdpMetricTheDashboardAndReadmeName) {
+  const auto r = HttpGet("127.0.0.1", port_, "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  const Exposition x = ParseExposition(r.body);
+  EXPECT_TRUE(x.errors.empty());
+  const Documented d = ReadmeMetrics();
+  int checked = 0;
+  for (const auto& e : DashboardExprs(Slurp(Root() + "/config/grafana/dashboard.json"))) {
+    for (const auto& n : DlbNames(e)) {
+      if (n.rfind("dlb_xdp_", 0) != 0) continue;
+      EXPECT_EQ(x.type.count(n), 1u) << n << " is queried but dlb-xdp does not export it";
+      ++checked;
+    }
+  }
+  for (const auto& [n, t] : d.type) {
+    if (n.rfind("dlb_xdp_", 0) != 0) continue;
+    ASSERT_EQ(x.type.count(n), 1u) << n << " is documented but dlb-xdp does not export it";
+    EXPECT_EQ(x.type.at(n), t) << n;
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
 }
 
 TEST(ReadmeMetricsTest, LibraryListMatchesWhatDlbDemoExports) {
