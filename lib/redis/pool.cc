@@ -58,8 +58,7 @@ Pool::Pool(Endpoint ep, int max_connections, std::vector<std::string_view> scrip
       break;
     }
     case Topology::kSentinel:
-      watcher_ = std::make_unique<SentinelWatcher>(ep_, [this] { ForgetMaster(0); });
-      break;
+      break;   // the watcher starts with the first discovery: a pool never used stays quiet
     case Topology::kCluster:
       slot_tags_.assign(kClusterSlots, 0);
       break;
@@ -225,6 +224,17 @@ StatusOr<std::shared_ptr<Pool::Node>> Pool::Master(int64_t deadline_ns) {
   {
     std::shared_lock<std::shared_mutex> lock(nodes_mu_);
     if (master_tag_ != 0) return nodes_.at(master_tag_);
+  }
+  if (watcher_ == nullptr) {
+    watcher_ = std::make_unique<SentinelWatcher>(ep_, [this](const HostPort& new_master) {
+      // Already following the new master (a failed call found it first): keep it.
+      std::shared_ptr<Node> current;
+      {
+        std::shared_lock<std::shared_mutex> lock(nodes_mu_);
+        if (master_tag_ != 0) current = nodes_.at(master_tag_);
+      }
+      if (current == nullptr || !(current->addr == new_master)) ForgetMaster(0);
+    });
   }
   auto hp = AskSentinels(ep_, deadline_ns, &next_sentinel_);
   if (!hp.ok()) return hp.status();
@@ -398,9 +408,9 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
   Status unknown_fate;  // an I/O failure after sending: reported, never resent
   Status retry_cause;
   for (int round = 0; round < kMaxRounds; ++round) {
-    if (slots_stale_.load(std::memory_order_relaxed)) {
-      if (Status rs = RefreshSlots(deadline_ns); !rs.ok()) return rs;
-    }
+    // A failed refresh is not the call's failure while the old map still routes it
+    // (a slot it cannot route fails below).
+    if (slots_stale_.load(std::memory_order_relaxed)) (void)RefreshSlots(deadline_ns);
     std::vector<Group> groups;
     {
       std::unordered_map<uint64_t, size_t> by_tag;
@@ -416,7 +426,9 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
         const uint64_t tag = ask_tag[i] != 0 ? ask_tag[i] : slot[i] < 0 ? any : slot_tags_[static_cast<size_t>(slot[i])];
         auto node = nodes_.find(tag);
         if (tag == 0 || node == nodes_.end()) {
-          return Status::Unavailable("Redis Cluster slot " + std::to_string(slot[i]) + " is not served by any node");
+          slots_stale_.store(true);
+          return Status::Unavailable("Redis Cluster slot " + std::to_string(slot[i]) +
+                                     " is not served by any known node (slot map not loaded?)");
         }
         auto [it, fresh] = by_tag.emplace(tag, groups.size());
         if (fresh) groups.push_back(Group{.node = node->second, .idx = {}, .conn = nullptr, .st = {}, .sent = false, .got = {}});

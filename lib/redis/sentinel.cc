@@ -76,15 +76,31 @@ bool IsReadOnlyError(const redisReply* r) {
   return e.starts_with("READONLY") || e.find("-READONLY") != std::string_view::npos;
 }
 
-bool IsSwitchMasterFor(const redisReply* r, std::string_view master_name) {
+bool IsSwitchMasterFor(const redisReply* r, std::string_view master_name, HostPort* new_master) {
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return false;
   if (Str(r->element[0]) != "message" || Str(r->element[1]) != "+switch-master") return false;
-  const std::string_view body = Str(r->element[2]);
-  return body.starts_with(master_name) && body.size() > master_name.size() &&
-         body[master_name.size()] == ' ';
+  std::string_view body = Str(r->element[2]);
+  if (!body.starts_with(master_name) || body.size() <= master_name.size() || body[master_name.size()] != ' ') {
+    return false;
+  }
+  if (new_master != nullptr) {
+    std::vector<std::string_view> words;
+    while (!body.empty()) {
+      const size_t sp = body.find(' ');
+      words.push_back(body.substr(0, sp));
+      body = sp == std::string_view::npos ? std::string_view{} : body.substr(sp + 1);
+    }
+    *new_master = {};
+    if (words.size() >= 5) {
+      int port = 0;
+      auto [p, ec] = std::from_chars(words[4].data(), words[4].data() + words[4].size(), port);
+      if (ec == std::errc() && p == words[4].data() + words[4].size()) *new_master = {std::string(words[3]), port};
+    }
+  }
+  return true;
 }
 
-SentinelWatcher::SentinelWatcher(Endpoint ep, std::function<void()> on_switch)
+SentinelWatcher::SentinelWatcher(Endpoint ep, std::function<void(const HostPort&)> on_switch)
     : ep_(std::move(ep)), on_switch_(std::move(on_switch)) {
   thread_ = std::thread([this] { Run(); });
 }
@@ -117,11 +133,12 @@ void SentinelWatcher::Run() {
         if (msg.status().code() != StatusCode::kDeadlineExceeded || (*conn)->broken()) st = msg.status();
         continue;
       }
-      if (IsSwitchMasterFor(msg->get(), ep_.master_name)) {
+      HostPort new_master;
+      if (IsSwitchMasterFor(msg->get(), ep_.master_name, &new_master)) {
         switches_.fetch_add(1, std::memory_order_relaxed);
         DLB_LOG_INFO("dlb: sentinel {} reports a new master for '{}': {}", s.ToString(), ep_.master_name,
                      Str((*msg)->element[2]));
-        on_switch_();
+        on_switch_(new_master);
       }
     }
     if (!st.ok()) {

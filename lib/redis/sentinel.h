@@ -31,14 +31,17 @@ StatusOr<HostPort> AskSentinels(const Endpoint& ep, int64_t deadline_ns, size_t*
 bool IsMasterRole(const redisReply* r);
 // -READONLY: the node is (now) a replica; the command did not run.
 bool IsReadOnlyError(const redisReply* r);
-// A pub/sub message on +switch-master about `master_name`.
-bool IsSwitchMasterFor(const redisReply* r, std::string_view master_name);
+// A pub/sub message on +switch-master about `master_name`
+// ("<name> <old ip> <old port> <new ip> <new port>"); the new master into `*new_master`
+// when given.
+bool IsSwitchMasterFor(const redisReply* r, std::string_view master_name, HostPort* new_master = nullptr);
 
 // Subscribes to +switch-master on one sentinel at a time (the next one when a
-// connection fails) and calls `on_switch` for each failover of the endpoint's master.
+// connection fails) and calls `on_switch` with the new master's address for each
+// failover of the endpoint's master.
 class SentinelWatcher {
  public:
-  SentinelWatcher(Endpoint ep, std::function<void()> on_switch);
+  SentinelWatcher(Endpoint ep, std::function<void(const HostPort&)> on_switch);
   ~SentinelWatcher();
   SentinelWatcher(const SentinelWatcher&) = delete;
   SentinelWatcher& operator=(const SentinelWatcher&) = delete;
@@ -50,7 +53,7 @@ class SentinelWatcher {
   void Run();
 
   const Endpoint ep_;
-  const std::function<void()> on_switch_;
+  const std::function<void(const HostPort&)> on_switch_;
   std::atomic<uint64_t> switches_{0};
   std::mutex mu_;
   std::condition_variable cv_;

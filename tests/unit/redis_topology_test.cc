@@ -147,7 +147,9 @@ TEST(Sentinel, RepliesAndMessages) {
   EXPECT_TRUE(IsReadOnlyError(Parse("-READONLY You can't write against a read only replica.\r\n").get()));
   EXPECT_FALSE(IsReadOnlyError(Parse("-ERR READONLY\r\n").get()));
   auto msg = Parse("*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$35\r\nmymaster 127.0.0.1 1 127.0.0.1 2 xx\r\n");
-  EXPECT_TRUE(IsSwitchMasterFor(msg.get(), "mymaster"));
+  HostPort to;
+  EXPECT_TRUE(IsSwitchMasterFor(msg.get(), "mymaster", &to));
+  EXPECT_EQ(to, (HostPort{"127.0.0.1", 2}));
   EXPECT_FALSE(IsSwitchMasterFor(msg.get(), "mymast"));
   EXPECT_FALSE(IsSwitchMasterFor(msg.get(), "other"));
 }
