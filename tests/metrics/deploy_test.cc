@@ -345,6 +345,92 @@ TEST_F(XdpAgentScrape, ExportsEveryXdpMetricTheDashboardAndReadmeName) {
   EXPECT_GT(checked, 10);
 }
 
+// The appliance as it runs: DPDK without hugepages on two net_null ports (no NIC, no
+// traffic), a private redis-server, its exporter on a free port. Needs root (EAL).
+class ApplianceScrape : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("DLB_APPLIANCE");
+    if (bin == nullptr || *bin == '\0') GTEST_SKIP() << "dlb-appliance is not built (no DPDK)";
+    if (geteuid() != 0) GTEST_SKIP() << "dlb-appliance's EAL needs root";
+    dir_ = std::make_unique<TempDir>("dlb-appliance-scrape-");
+    const char* rs = std::getenv("REDIS_SERVER");
+    const int redis_port = FreeLoopbackPort();
+    redis_ = std::make_unique<Child>(
+        std::vector<std::string>{rs != nullptr && *rs ? rs : "/usr/bin/redis-server", "--port",
+                                 std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", dir_->path()},
+        std::map<std::string, std::string>{}, dir_->path() + "/redis");
+    const std::string config = dir_->path() + "/appliance.yaml";
+    {
+      std::ofstream f(config);
+      f << "appliance:\n  client_port: net_null0\n  server_port: net_null1\n"
+        << "  idle_backoff_us: 1000\n  rx_descriptors: 512\n  tx_descriptors: 512\n"
+        << "redis:\n  url: redis://127.0.0.1:" << redis_port << "\n"
+        << "service_ports: [80]\n"
+        << "rules:\n  - {name: pay, method: POST, path_prefix: /v1/payments, capacity: 10, "
+        << "leak_rate_per_s: 1, mode: synced}\n";
+    }
+    file_prefix_ = "dlbm" + std::to_string(getpid());
+    appliance_ = std::make_unique<Child>(
+        std::vector<std::string>{bin, "--no-huge", "-m", "256", "--no-pci", "--lcores", "0@0,1@1",
+                                 "--file-prefix", file_prefix_, "--log-level", "lib.eal:notice",
+                                 "--", "--config", config, "--metrics", "127.0.0.1:0"},
+        std::map<std::string, std::string>{{"DLB_LOG_LEVEL", "info"},
+                                           {"DLB_METRICS_LISTEN", "\x01unset"}},
+        dir_->path() + "/dlb-appliance");
+    static const std::string kServing = "serving /metrics on 127.0.0.1:";
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const std::string log = appliance_->Stdout() + appliance_->Stderr();
+          const size_t at = log.find(kServing);
+          if (at != std::string::npos) port_ = std::atoi(log.c_str() + at + kServing.size());
+          return port_ > 0 || !appliance_->Running();
+        },
+        60000));
+    ASSERT_GT(port_, 0) << "dlb-appliance did not serve metrics: " << appliance_->Stdout()
+                        << appliance_->Stderr();
+  }
+
+  void TearDown() override {
+    appliance_.reset();
+    redis_.reset();
+    std::error_code ec;
+    if (!file_prefix_.empty()) fs::remove_all("/var/run/dpdk/" + file_prefix_, ec);
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Child> redis_, appliance_;
+  std::string file_prefix_;
+  int port_ = 0;
+};
+
+TEST_F(ApplianceScrape, ExportsEveryApplianceMetricTheDashboardAndReadmeName) {
+  const auto r = HttpGet("127.0.0.1", port_, "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  const Exposition x = ParseExposition(r.body);
+  EXPECT_TRUE(x.errors.empty());
+  const Documented d = ReadmeMetrics();
+  auto ours = [](const std::string& n) {
+    return n.rfind("dlb_limiter_", 0) != 0 && n.rfind("dlb_xdp_", 0) != 0;
+  };
+  int checked = 0;
+  for (const auto& e : DashboardExprs(Slurp(Root() + "/config/grafana/dashboard.json"))) {
+    for (const auto& n : DlbNames(e)) {
+      if (!ours(n)) continue;
+      EXPECT_EQ(x.type.count(n), 1u) << n << " is queried but dlb-appliance does not export it";
+      ++checked;
+    }
+  }
+  for (const auto& [n, t] : d.type) {
+    if (!ours(n)) continue;
+    ASSERT_EQ(x.type.count(n), 1u) << n << " is documented but dlb-appliance does not export it";
+    EXPECT_EQ(x.type.at(n), t) << n;
+    ++checked;
+  }
+  EXPECT_GT(checked, 20);
+}
+
 TEST(ReadmeMetricsTest, LibraryListMatchesWhatDlbDemoExports) {
   const Documented d = ReadmeMetrics();
   TempDir dir("dlb-readme-scrape-");
