@@ -47,6 +47,7 @@ struct SyncEngine::Entry {
   int rounds_since_sync = 0;    // rounds that skipped it since
   int stride = 1;               // rounds between its syncs (1: every round)
   bool starved = false;         // a request found the lease short since the last sync
+  bool rejected = false;        // a strict call rejected since the last sync
 };
 
 struct alignas(64) SyncEngine::Stripe {
@@ -119,6 +120,7 @@ void SyncEngine::NoteRejected(uint64_t key, int64_t now_ns, int64_t retry_after_
     const int64_t interval_ns = std::chrono::nanoseconds(opts_.interval).count();
     hold_ns = std::max(hold_ns, std::min(interval_ns, static_cast<int64_t>(half_bucket_ns)));
   }
+  it->second.rejected = true;
   // kNever and huge waits stay representable.
   it->second.reject_until_ns = hold_ns > INT64_MAX - now_ns ? INT64_MAX : now_ns + hold_ns;
   it->second.level = level;
@@ -236,9 +238,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
 
   // Snapshot: take the unused units out of the local leases of the buckets this round
   // syncs (they are being given back, so they must not be used meanwhile) and size
-  // their next lease. A bucket is synced when it has no lease and wants one, when its
-  // lease runs short of one round's demand, when its lease sat unused, or every
-  // `stride` rounds; hot and contended buckets every round (see the header).
+  // their next lease. A bucket is synced when it has no lease, when its lease runs
+  // short of one round's demand, or every `stride` rounds; hot and contended buckets
+  // every round (see the header).
   std::vector<Item> items;
   uint64_t dropped = 0;
   int64_t max_gap = 0;
@@ -251,8 +253,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       const int rounds = e.rounds_since_sync + 1;
       // Demand per round since this bucket's last sync.
       const double rate = static_cast<double>(e.demand_units) / rounds;
+      // A strided lease that saw no demand goes back when its stride is over, with the rest.
       bool due = returning_all || permit == Breaker::Permit::kRefuse || held == 0 || e.starved ||
-                 rounds >= e.stride || e.demand_units == 0 || static_cast<double>(held) < rate;
+                 rounds >= e.stride || static_cast<double>(held) < rate;
       if (!due) {
         ++e.rounds_since_sync;
         ++it;
@@ -262,6 +265,8 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       e.lease_units = 0;
       e.rounds_since_sync = 0;
       e.starved = false;
+      const bool was_rejected = e.rejected;
+      e.rejected = false;
       e.last_sync_ns = now;
       int64_t want = 0;
       // The demand of the rounds that just ended predicts the next ones. Rounds are the
@@ -273,7 +278,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       // hot_demand or more is synced every round.
       if (!returning_all && e.demand_units >= opts_.min_demand_for_lease * rounds) {
         int stride = 1;
-        const bool contended = e.level * 2 > static_cast<double>(e.spec.capacity);
+        const bool contended = was_rejected || e.level * 2 > static_cast<double>(e.spec.capacity);
         while (!contended && stride * 2 <= opts_.max_stride && rate * stride * 2 <= opts_.hot_demand) stride *= 2;
         e.stride = stride;
         want = std::min<int64_t>(

@@ -34,10 +34,10 @@
 // Only amounts cross the wire, never a participant's timestamp.
 //
 // Per-bucket scheduling. A round syncs a bucket when it has no lease and wants one,
-// when its lease is short of one round's demand (or a request found it short), when
-// its lease saw no demand since its last sync (given back), and otherwise every
-// `stride` rounds. Hot buckets (a round's demand >= hot_demand, default 32) and
-// contended ones (level above C/2 at the last sync) have stride 1: every round, as
+// when its lease is short of one round's demand (or a request found it short), and
+// otherwise every `stride` rounds (a lease that saw no demand goes back then). Hot
+// buckets (a round's demand >= hot_demand, default 32) and contended ones (level above
+// C/2 at the last sync, or a strict rejection since) have stride 1: every round, as
 // before. A colder bucket gets the largest power of two k <= max_stride (8) with
 // k x demand <= hot_demand, and its lease covers k rounds:
 //   want = ceil(headroom * demand_per_round * k) + 1, at most C.
