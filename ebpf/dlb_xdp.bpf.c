@@ -101,6 +101,31 @@ struct dlb_scan {
 	__u8 pad[5];
 };
 
+struct dlb_view {
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 payload_off;
+	__u32 payload_len;
+	__u32 seq;
+	__u32 ack;
+	__u16 sport;
+	__u16 dport;
+	__u8 ipv;
+	__u8 flags;
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct dlb_emit {
+	struct dlb_view v;
+	__u32 to_client;
+	__u32 seq;
+	__u32 ack;
+	__u32 flags;
+	__u32 payload_len;
+	__u32 pad;
+};
+
 /* Per-CPU scratch: the head copied out of the packet, the user key, and the segment
  * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
  * map lookup per byte. */
@@ -108,6 +133,8 @@ struct dlb_scratch {
 	__u8 head[DLB_XDP_SCAN_BYTES];
 	__u8 payload[2 * DLB_OUT_PAYLOAD];  /* masks with 2 * DLB_OUT_PAYLOAD - 1 stay inside */
 	__u8 hdr[64];                  /* IP header (20 or 40) then TCP header (20) */
+	__u8 l2[24];                   /* Ethernet header and tags of the frame being rewritten */
+	struct dlb_emit emit;          /* arguments of dlb_emit_segment */
 	__u64 id_name[4];              /* the config's, as words for the scan loop */
 	__u64 id_fold[4];
 	__u64 id_mask[4];
@@ -132,20 +159,6 @@ static __always_inline void count(struct dlb_xdp_counters *c, int idx)
 
 /* ---- L2-L4 ---------------------------------------------------------------------- */
 
-struct dlb_view {
-	__u32 l3_off;
-	__u32 l4_off;
-	__u32 payload_off;
-	__u32 payload_len;
-	__u32 seq;
-	__u32 ack;
-	__u16 sport;
-	__u16 dport;
-	__u8 ipv;
-	__u8 flags;
-	__u8 src[16];
-	__u8 dst[16];
-};
 
 enum dlb_parse {
 	DLB_P_TCP, DLB_P_NOT_IP, DLB_P_NOT_TCP, DLB_P_FRAGMENT, DLB_P_MALFORMED,
@@ -605,10 +618,15 @@ struct dlb_pseudo {
 /* Rewrites the frame into one TCP segment (fresh IP header without options, 20-byte TCP
  * header, sc->payload[0, payload_len)) toward the client (MACs swapped) or the server.
  * L2 and VLAN tags are kept. */
-static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *sc,
-					const struct dlb_view *v, int to_client, __u32 seq,
-					__u32 ack, __u8 flags, __u32 payload_len)
+/* A global function: verified once, not at each of its call sites. */
+__noinline int dlb_emit_segment(struct xdp_md *ctx, struct dlb_scratch *sc)
 {
+	if (!ctx || !sc)
+		return -1;
+	const struct dlb_view *v = &sc->emit.v;
+	int to_client = sc->emit.to_client;
+	__u32 seq = sc->emit.seq, ack = sc->emit.ack, payload_len = sc->emit.payload_len;
+	__u8 flags = sc->emit.flags;
 	__u32 ip_len = v->ipv == 4 ? 20 : 40;
 	__u32 l4_len, total, padded;
 	__u8 *hdr = sc->hdr;
@@ -692,25 +710,31 @@ static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *
 		return -1;
 	((struct tcphdr *)tcp)->check = csum_fold(sum);
 
-	/* Resize and write. */
+	/* Resize and write. The L2 header (with its tags) is saved first: the frame may
+	 * grow at its tail or, where the driver left no tailroom (a linear skb on veth),
+	 * at its head, whose XDP_PACKET_HEADROOM every driver reserves. */
+	if (l3 > 22 || l3 < 14)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, 0, sc->l2, l3))
+		return -1;
+	if (to_client) {
+		__u8 mac[6];
+		__builtin_memcpy(mac, sc->l2, 6);
+		__builtin_memcpy(sc->l2, sc->l2 + 6, 6);
+		__builtin_memcpy(sc->l2 + 6, mac, 6);
+	}
 	total = l3 + ip_len + l4_len;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	delta = (int)total - (int)(end - data);
-	if (delta && bpf_xdp_adjust_tail(ctx, delta))
-		return -1;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	if (to_client) {
-		__u8 mac[6];
-		__u8 *eth = data;
-		if ((void *)(eth + 12) > end)
+	if (delta > 0) {
+		if (bpf_xdp_adjust_tail(ctx, delta) && bpf_xdp_adjust_head(ctx, -delta))
 			return -1;
-		__builtin_memcpy(mac, eth, 6);
-		__builtin_memcpy(eth, eth + 6, 6);
-		__builtin_memcpy(eth + 6, mac, 6);
+	} else if (delta < 0) {
+		if (bpf_xdp_adjust_tail(ctx, delta))
+			return -1;
 	}
-	if (l3 > 22)
+	if (bpf_xdp_store_bytes(ctx, 0, sc->l2, l3))
 		return -1;
 	if (bpf_xdp_store_bytes(ctx, l3, hdr, v->ipv == 4 ? 40 : 60))
 		return -1;
@@ -722,6 +746,19 @@ static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *
 			return -1;
 	}
 	return 0;
+}
+
+static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *sc,
+					const struct dlb_view *v, int to_client, __u32 seq,
+					__u32 ack, __u8 flags, __u32 payload_len)
+{
+	__builtin_memcpy(&sc->emit.v, v, sizeof(*v));
+	sc->emit.to_client = to_client;
+	sc->emit.seq = seq;
+	sc->emit.ack = ack;
+	sc->emit.flags = flags;
+	sc->emit.payload_len = payload_len;
+	return dlb_emit_segment(ctx, sc);
 }
 
 static __always_inline __u32 put_piece(struct dlb_scratch *sc, __u32 off,

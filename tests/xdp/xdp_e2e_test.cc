@@ -149,7 +149,7 @@ class XdpE2eTest : public ::testing::Test {
   // The status code curl got ("000" when none).
   std::string Curl(const std::string& path, const std::string& user, int port = 80,
                    std::string* headers = nullptr) {
-    std::string cmd = "ip netns exec " + cns_ + " curl -s -m 5 -o /dev/null -D " + dir_ + "/h -w '%{http_code}' ";
+    std::string cmd = "ip netns exec " + cns_ + " curl -sv --stderr " + dir_ + "/curl.err -m 5 -o /dev/null -D " + dir_ + "/h -w '%{http_code}' ";
     if (!user.empty()) cmd += "-H 'X-User-ID: " + user + "' ";
     cmd += "http://10.77.0.2:" + std::to_string(port) + path;
     std::string out = Sh(cmd);
@@ -187,13 +187,17 @@ TEST_F(XdpE2eTest, SyncedRuleIsChargedInRedis) {
   for (int i = 0; i < 10; ++i) {
     const std::string code = Curl("/pay", "carol");
     codes += code + " ";
+    if (code == "000") codes += "\n" + Sh("tail -n 12 " + dir_ + "/curl.err") + "\n";
     ok += code == "200";
     limited += code == "429";
   }
   // Capacity 5: leases and the local bucket admit 5; a request decided locally within
   // the same sync interval as the last leased one may add one (the documented bound).
-  EXPECT_GE(ok, 5);
-  EXPECT_LE(ok, 6);
+  // Some limited requests on this veth testbed get no 429 (the client times out: a
+  // known defect of the XDP_TX path under investigation), so the 429s are counted with
+  // a floor rather than as every remaining request.
+  EXPECT_GE(ok, 5) << codes;
+  EXPECT_LE(ok, 6) << codes;
   EXPECT_GE(limited, 2) << codes << Sh("cat " + dir_ + "/agent.out");
   // The user's bucket lives in Redis under the library's key.
   EXPECT_TRUE(WaitFor([&] {
