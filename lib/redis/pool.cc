@@ -61,11 +61,22 @@ Pool::Pool(Endpoint ep, int max_connections, std::vector<std::string_view> scrip
       break;   // the watcher starts with the first discovery: a pool never used stays quiet
     case Topology::kCluster:
       slot_tags_.assign(kClusterSlots, 0);
+      refresher_ = std::thread([this] { RefreshLoop(); });
       break;
   }
 }
 
-Pool::~Pool() { watcher_.reset(); }
+Pool::~Pool() {
+  watcher_.reset();
+  if (refresher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(refresh_mu_);
+      refresh_stop_ = true;
+    }
+    refresh_cv_.notify_all();
+    refresher_.join();
+  }
+}
 
 std::shared_ptr<Pool::Node> Pool::NodeAt(const HostPort& hp) {
   std::unique_lock<std::shared_mutex> lock(nodes_mu_);
@@ -131,7 +142,7 @@ StatusOr<std::unique_ptr<Connection>> Pool::Acquire(int64_t deadline_ns) {
       return last.ok() ? Status::DeadlineExceeded("Sentinel master not reached within the deadline") : last;
     }
     case Topology::kCluster: {
-      if (slots_stale_.load(std::memory_order_relaxed)) (void)RefreshSlots(deadline_ns);
+      if (!HaveSlotMap()) (void)RefreshSlots(deadline_ns, deadline_ns - NowMonoNs());
       uint64_t tag = 0;
       {
         std::shared_lock<std::shared_mutex> lock(nodes_mu_);
@@ -269,7 +280,44 @@ void Pool::ForgetMaster(uint64_t tag) {
 
 // ---- Cluster --------------------------------------------------------------------
 
-Status Pool::RefreshSlots(int64_t deadline_ns) {
+bool Pool::HaveSlotMap() const {
+  std::shared_lock<std::shared_mutex> lock(nodes_mu_);
+  for (uint64_t t : slot_tags_) {
+    if (t != 0) return true;
+  }
+  return false;
+}
+
+void Pool::RequestRefresh() {
+  slots_stale_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(refresh_mu_);
+    refresh_requested_ = true;
+  }
+  refresh_cv_.notify_one();
+}
+
+// Background refreshes: one node gets at most kRefreshPerNodeNs, a failed round is
+// retried after kRefreshRetry (the map in use keeps routing meanwhile).
+void Pool::RefreshLoop() {
+  constexpr int64_t kRefreshPerNodeNs = 500'000'000;
+  constexpr auto kRefreshRetry = std::chrono::milliseconds(100);
+  std::unique_lock<std::mutex> lock(refresh_mu_);
+  while (!refresh_stop_) {
+    refresh_cv_.wait(lock, [this] { return refresh_stop_ || refresh_requested_; });
+    if (refresh_stop_) break;
+    refresh_requested_ = false;
+    lock.unlock();
+    const Status s = RefreshSlots(NowMonoNs() + 4 * kRefreshPerNodeNs, kRefreshPerNodeNs);
+    lock.lock();
+    if (!s.ok() || slots_stale_.load()) {
+      refresh_cv_.wait_for(lock, kRefreshRetry, [this] { return refresh_stop_; });
+      refresh_requested_ = true;
+    }
+  }
+}
+
+Status Pool::RefreshSlots(int64_t deadline_ns, int64_t per_node_ns) {
   bool have_map = false;
   std::vector<HostPort> candidates;
   {
@@ -291,10 +339,11 @@ Status Pool::RefreshSlots(int64_t deadline_ns) {
   std::string errors;
   for (const HostPort& hp : candidates) {
     if (NowMonoNs() >= deadline_ns) break;
+    const int64_t node_deadline = std::min(deadline_ns, NowMonoNs() + per_node_ns);
     auto node = NodeAt(hp);
-    auto conn = AcquireFrom(*node, deadline_ns);
+    auto conn = AcquireFrom(*node, node_deadline);
     std::vector<Reply> replies;
-    Status st = conn.ok() ? (*conn)->Exchange(req, 1, deadline_ns, &replies) : conn.status();
+    Status st = conn.ok() ? (*conn)->Exchange(req, 1, node_deadline, &replies) : conn.status();
     if (conn.ok()) Release(std::move(*conn));
     StatusOr<std::vector<SlotRange>> ranges = st.ok() ? ParseClusterSlots(replies[0].get(), hp) : st;
     if (!ranges.ok() || ranges->empty()) {
@@ -408,9 +457,9 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
   Status unknown_fate;  // an I/O failure after sending: reported, never resent
   Status retry_cause;
   for (int round = 0; round < kMaxRounds; ++round) {
-    // A failed refresh is not the call's failure while the old map still routes it
-    // (a slot it cannot route fails below).
-    if (slots_stale_.load(std::memory_order_relaxed)) (void)RefreshSlots(deadline_ns);
+    // Without a map the caller loads one; with one, refreshes run in the background
+    // while the map in use routes (a slot it cannot route fails below).
+    if (!HaveSlotMap()) (void)RefreshSlots(deadline_ns, deadline_ns - NowMonoNs());
     std::vector<Group> groups;
     {
       std::unordered_map<uint64_t, size_t> by_tag;
@@ -426,7 +475,8 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
         const uint64_t tag = ask_tag[i] != 0 ? ask_tag[i] : slot[i] < 0 ? any : slot_tags_[static_cast<size_t>(slot[i])];
         auto node = nodes_.find(tag);
         if (tag == 0 || node == nodes_.end()) {
-          slots_stale_.store(true);
+          lock.unlock();
+          RequestRefresh();
           return Status::Unavailable("Redis Cluster slot " + std::to_string(slot[i]) +
                                      " is not served by any known node (slot map not loaded?)");
         }
@@ -460,7 +510,7 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
         g.st = g.conn->Receive(n_replies, deadline_ns, &g.got);
       }
       if (!g.st.ok()) {
-        slots_stale_.store(true);   // the node may be gone: ask the others for the map
+        RequestRefresh();   // the node may be gone: ask the others for the map
         if (g.sent) {
           unknown_fate = g.st;
         } else {
@@ -495,7 +545,7 @@ Status Pool::CallCluster(const std::vector<std::string>& cmds, int64_t deadline_
           again.push_back(i);
         } else if (IsRetryableClusterError(r.get())) {
           pause = true;
-          if (std::string_view(r->str, r->len).starts_with("CLUSTERDOWN")) slots_stale_.store(true);
+          if (std::string_view(r->str, r->len).starts_with("CLUSTERDOWN")) RequestRefresh();
           retry_cause = Status::Unavailable(DescribeReply(r.get()));
           again.push_back(i);
         }

@@ -33,6 +33,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -92,8 +93,14 @@ class Pool {
   // Sentinel.
   StatusOr<std::shared_ptr<Node>> Master(int64_t deadline_ns);
   void ForgetMaster(uint64_t tag);   // tag 0: whatever the master is
-  // Cluster.
-  Status RefreshSlots(int64_t deadline_ns);
+  // Cluster. Loads the slot map, asking one node after the other, each for at most
+  // `per_node_ns`. Callers load it themselves only when there is none yet; later
+  // refreshes run on the refresher thread, so a silent node never spends a caller's
+  // deadline on a map that still routes everything else.
+  Status RefreshSlots(int64_t deadline_ns, int64_t per_node_ns);
+  bool HaveSlotMap() const;
+  void RequestRefresh();
+  void RefreshLoop();
   Status CallCluster(const std::vector<std::string>& cmds, int64_t deadline_ns,
                      std::vector<Reply>* replies);
   Status CallSingle(const std::vector<std::string>& cmds, int64_t deadline_ns,
@@ -117,6 +124,12 @@ class Pool {
 
   mutable std::mutex stats_mu_;
   Stats stats_;
+
+  std::mutex refresh_mu_;
+  std::condition_variable refresh_cv_;
+  bool refresh_stop_ = false;
+  bool refresh_requested_ = false;
+  std::thread refresher_;
 
   std::unique_ptr<SentinelWatcher> watcher_;
 };

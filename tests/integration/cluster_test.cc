@@ -278,5 +278,52 @@ TEST(Cluster, StrictDecisionsStayExactWhileASlotIsResharded) {
   }
 }
 
+// A silent node (SIGSTOP) holds no call beyond its deadline and fails only the
+// decisions of its own slots; the other nodes' users are still decided by Redis.
+TEST(Cluster, SilentNodeFailsOnlyItsSlotsWithinTheDeadline) {
+  Cluster c;
+  LimiterOptions o;
+  o.redis_url = c.Url();
+  o.mode = Mode::kStrict;
+  o.deadline = milliseconds(20);
+  o.on_store_failure = FailurePolicy::kClosed;
+  o.breaker_threshold = 1'000'000;   // keep asking Redis: the breaker is one for all nodes
+  auto l = Limiter::Create(o);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  const BucketSpec spec{.capacity = 1000, .leak_rate_per_s = 1};
+  // One user per node, and the slot map loaded while all nodes answer.
+  std::vector<std::string> users(3);
+  for (int i = 0; std::any_of(users.begin(), users.end(), [](auto& u) { return u.empty(); }); ++i) {
+    const std::string u = "silent-" + std::to_string(i);
+    users[c.Owner(redis::KeySlot(RedisKey(u, RuleNameForSpec(1000, 1))))] = u;
+  }
+  for (const auto& u : users) {
+    auto d = (*l)->Decide(u, spec);
+    ASSERT_TRUE(d.ok() && d->source == DecisionSource::kStore) << (*l)->LastStoreError().ToString();
+  }
+  c.node(2).Stop();
+  int64_t slowest = 0;
+  for (int round = 0; round < 5; ++round) {
+    for (size_t n = 0; n < 3; ++n) {
+      const int64_t t0 = MonoNowNs();
+      auto d = (*l)->Decide(users[n], spec);
+      slowest = std::max(slowest, MonoNowNs() - t0);
+      ASSERT_TRUE(d.ok());
+      EXPECT_EQ(d->source, n == 2 ? DecisionSource::kFallbackClosed : DecisionSource::kStore)
+          << "node " << n << ": " << (*l)->LastStoreError().ToString();
+    }
+  }
+  c.node(2).Cont();
+  // 20 ms deadline; the margin covers scheduling on a loaded machine, not a client's
+  // default timeout of seconds.
+  EXPECT_LT(slowest, 20'000'000 + 200'000'000);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto d = (*l)->Decide(users[2], spec);
+        return d.ok() && d->source == DecisionSource::kStore;
+      },
+      kSetupBound, milliseconds(20)));
+}
+
 }  // namespace
 }  // namespace dlb::testing
