@@ -145,8 +145,9 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
     const YAML::Node& v = kv.second;
     // One file configures every form: the library's sections are read and checked by
     // dlb::LoadLimiterConfig (lib/limiter/options.cc), `metrics:` by
-    // dlb::metrics::LoadMetricsConfig (lib/metrics/config.cc).
-    if (key == "redis" || key == "limiter" || key == "metrics") continue;
+    // dlb::metrics::LoadMetricsConfig (lib/metrics/config.cc), `appliance:` by
+    // dlb-appliance (app/dlb-appliance/settings.h).
+    if (key == "redis" || key == "limiter" || key == "metrics" || key == "appliance") continue;
     if (key == "service_ports") {
       if (!v.IsSequence() || v.size() == 0) r.Fail(v, key, "must be a non-empty list of ports");
       c.service_ports.clear();

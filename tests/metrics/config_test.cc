@@ -89,6 +89,18 @@ TEST(MetricsConfigTest, TheOtherReadersAcceptTheMetricsSection) {
   EXPECT_TRUE(lib.ok()) << lib.status().ToString();
 }
 
+TEST(MetricsConfigTest, PacketReaderLeavesTheApplianceSectionToTheAppliance) {
+  const std::string yaml =
+      "appliance:\n  client_port: net_null0\n  server_port: net_null1\n"
+      "metrics:\n  listen: 127.0.0.1:9464\nservice_ports: [80]\n";
+  auto c = packet::LoadPacketConfigYaml(yaml, "appliance.yaml");
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  // Other unknown sections stay errors.
+  c = packet::LoadPacketConfigYaml("applaince: {}\n", "appliance.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("unknown key"), std::string::npos) << c.status().message();
+}
+
 // Every example config shipped in config/ is valid for every reader.
 TEST(MetricsConfigTest, ShippedConfigsPassDlbctlConfigCheck) {
   const std::string root = ::dlb::testing::ProgramFromEnv("DLB_SOURCE_ROOT");
