@@ -136,6 +136,7 @@ std::string UserId(const SyncRegistration& r) {
 struct ShardSync::Impl {
   struct Core {
     std::unique_ptr<CoreSync> sync;
+    PacketEngine* engine = nullptr;
     SyncRegistration* ring = nullptr;
     const BucketShard* shard = nullptr;
     std::string participant_id;
@@ -198,6 +199,8 @@ struct ShardSync::Impl {
 
   ~Impl() {
     for (Core& c : cores) {
+      // The engine decides its synced rules in its shard alone from now on.
+      if (c.engine != nullptr) c.engine->AttachSync(nullptr);
       if (c.ring != nullptr) allocator->Free(c.ring);
     }
   }
@@ -505,6 +508,7 @@ StatusOr<std::unique_ptr<ShardSync>> ShardSync::Create(ShardSyncOptions options,
     c.sync->SetParticipants(options.initial_participants);
     c.sync->SetNewBucketCredit(options.new_bucket_credit);
     c.shard = &engines[i]->shard();
+    c.engine = engines[i];
     c.participant_id = options.participant_prefix + ":" + std::to_string(i);
     impl->cores.push_back(std::move(c));
   }

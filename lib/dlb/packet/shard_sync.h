@@ -294,8 +294,8 @@ struct ShardSyncStats {
 
 class ShardSync {
  public:
-  // `engines` (one per worker core; they must outlive this) get their CoreSync
-  // attached. `pool` must load redis::SettleScript() and redis::kAnnounceScript; `rules`
+  // `engines` (one per worker core; they must outlive this, and be stopped when it is
+  // destroyed: it detaches from them) get their CoreSync attached. `pool` must load redis::SettleScript() and redis::kAnnounceScript; `rules`
   // is the rule set the engines decide with (SetRules on a reload). The rings come from
   // `allocator`. Nothing is owned but the rings and the tracking state.
   static StatusOr<std::unique_ptr<ShardSync>> Create(ShardSyncOptions options, redis::Pool* pool,

@@ -9,6 +9,16 @@
 //   shard is filled with all of them first. Parse + flow + head + rule + SipHash +
 //   shard decision per frame. Rules use action "shadow" so that limited users keep
 //   their connections (a reject would close them and make later frames cheap).
+// BM_HeadFramesSynced/<users>: the same with every rule synced, decided through
+//   ShardSync against a private redis-server (started by the benchmark): each bucket
+//   registered and settled first; the control thread's Round() runs untimed after
+//   every 8192 frames (about every 2 ms of worker time), as the control lcore would
+//   beside the worker. Counter lease_or_credit_frac: decisions made on a lease,
+//   a standing unit or a credit (the rest: limited for want of one).
+// BM_SyncRound/<active users>: Round() of one engine's ShardSync after every one of
+//   <active users> sent one request (a synced rule each): ns per Round and per active
+//   bucket, Redis EVALSHAs and bucket operations per round, and the bucket operations
+//   per second Redis would see at one round per 5 ms (ops_per_s_at_5ms).
 // BM_AckFrames: pure ACKs toward the server (no flow lookup by design).
 // BM_BodyFrames: 1400-byte body segments of long uploads (flow lookup, no head).
 //
@@ -29,7 +39,15 @@
 #include <string>
 #include <vector>
 
+#include "dlb/clock.h"
 #include "dlb/packet/engine.h"
+#include "dlb/packet/shard_sync.h"
+#ifdef DLB_BENCH_REDIS
+#include "redis/lease_script.h"
+#include "redis/pool.h"
+#include "redis/url.h"
+#include "redis_server.h"
+#endif
 
 namespace {
 std::atomic<uint64_t> g_allocations{0};
@@ -98,13 +116,25 @@ std::vector<uint8_t> BuildFrame(int flow, uint32_t seq, uint8_t flags, const std
 
 constexpr size_t kSeqOffset = 14 + 20 + 4;
 
+#ifdef DLB_BENCH_REDIS
+// One redis-server for the process, started on first use.
+dlb::testing::RedisServer& Server() {
+  static dlb::testing::RedisServer* server = new dlb::testing::RedisServer();
+  return *server;
+}
+#endif
+
 struct Bench {
   PacketConfig config;
   std::unique_ptr<RuleSet> rules;
   std::unique_ptr<PacketEngine> engine;
   int64_t now_ns = kStartNs;
+#ifdef DLB_BENCH_REDIS
+  std::unique_ptr<redis::Pool> pool;
+  std::unique_ptr<ShardSync> sync;
+#endif
 
-  explicit Bench(uint64_t users) {
+  explicit Bench(uint64_t users, Mode mode = Mode::kLocal) {
     config.max_flows = 4 * kFlows;
     config.reassembly_buffers = 256;
     // Three rules (payments, search, default) and a request mix that hits all three:
@@ -124,12 +154,38 @@ struct Bench {
     config.rules = {pay, search};
     config.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 10};
     config.default_rule.action = Action::kShadow;
+    for (RuleConfig& rc : config.rules) rc.mode = mode;
+    config.default_rule.mode = mode;
     auto r = RuleSet::Compile(config.rules, config.default_rule);
     if (!r.ok()) std::abort();
     rules = std::make_unique<RuleSet>(std::move(r).value());
     auto e = PacketEngine::Create(config, *rules, HeapAllocator::Instance(), SipKey{0x1234, 0x5678}, kStartNs);
     if (!e.ok()) std::abort();
     engine = std::move(e).value();
+#ifdef DLB_BENCH_REDIS
+    if (mode != Mode::kLocal) {
+      Server().Command("FLUSHALL");
+      auto ep = redis::ParseUrl(Server().Url());
+      if (!ep.ok()) std::abort();
+      pool = std::make_unique<redis::Pool>(*ep, 2, std::vector<std::string_view>{redis::SettleScript(),
+                                                                                 redis::kAnnounceScript});
+      ShardSyncOptions so;
+      so.ring_entries = 1 << 16;
+      so.deadline = std::chrono::seconds(10);   // rounds of many buckets, untimed
+      PacketEngine* engines[] = {engine.get()};
+      auto s = ShardSync::Create(so, pool.get(), rules.get(), engines, HeapAllocator::Instance());
+      if (!s.ok()) std::abort();
+      sync = std::move(s).value();
+      if (!sync->Round(MonotonicClock::Instance().NowNs()).ok()) std::abort();
+    }
+#endif
+  }
+
+  // The control thread's round (untimed by the callers).
+  void Round() {
+#ifdef DLB_BENCH_REDIS
+    if (sync) (void)sync->Round(MonotonicClock::Instance().NowNs());
+#endif
   }
 
   void Run(const std::vector<std::vector<uint8_t>>& ring, size_t begin, size_t count, FrameResult* out) {
@@ -241,10 +297,10 @@ void PrepareLap(HeadRing& ring, uint32_t lap, F&& next_user) {
   }
 }
 
-void BM_HeadFrames(benchmark::State& state) {
+void RunHeadFrames(benchmark::State& state, Mode mode) {
   const uint64_t users = static_cast<uint64_t>(state.range(0));
   std::mt19937_64 rng(42);
-  Bench bench(users);
+  Bench bench(users, mode);
   for (int f = 0; f < kFlows; ++f) bench.Open(f, 1000u * static_cast<uint32_t>(f));
   HeadRing ring = MakeHeadRing(rng);
   FrameResult out[kBurst];
@@ -254,14 +310,19 @@ void BM_HeadFrames(benchmark::State& state) {
   for (uint64_t u = 0; u < users * kRulesPerUser; lap++) {
     PrepareLap(ring, lap, [&](size_t) { return u < users * kRulesPerUser ? (u++) % users : rng() % users; });
     for (size_t i = 0; i < kRingFrames; i += kBurst) bench.Run(ring.frames, i, kBurst, out);
+    bench.Round();
   }
+  bench.Round();
+  bench.Round();
   const uint64_t heads_before = bench.engine->counters().heads;
+  const uint64_t allowed_before = bench.engine->counters().allowed;
   uint64_t frames = 0;
   uint64_t allocations = 0;
   size_t pos = kRingFrames;
   for (auto _ : state) {
     if (pos == kRingFrames) {
       state.PauseTiming();
+      bench.Round();
       PrepareLap(ring, lap++, [&](size_t) { return rng() % users; });
       pos = 0;
       state.ResumeTiming();
@@ -286,9 +347,71 @@ void BM_HeadFrames(benchmark::State& state) {
   state.counters["buckets_in_use"] = static_cast<double>(bench.engine->shard().CountUsed());
   state.counters["shard_full"] = static_cast<double>(c.shard_table_full);
   state.counters["limited_frac"] = static_cast<double>(c.limited) / static_cast<double>(c.heads);
+  if (mode != Mode::kLocal) {
+    state.counters["lease_or_credit_frac"] =
+        static_cast<double>(c.allowed - allowed_before) / static_cast<double>(frames);
+  }
 }
+
+void BM_HeadFrames(benchmark::State& state) { RunHeadFrames(state, Mode::kLocal); }
 BENCHMARK(BM_HeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kNanosecond)
     ->MinTime(2.0);
+
+#ifdef DLB_BENCH_REDIS
+void BM_HeadFramesSynced(benchmark::State& state) { RunHeadFrames(state, Mode::kSynced); }
+BENCHMARK(BM_HeadFramesSynced)->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kNanosecond)->MinTime(0.5);
+
+void BM_SyncRound(benchmark::State& state) {
+  const uint64_t active = static_cast<uint64_t>(state.range(0));
+  std::mt19937_64 rng(43);
+  Bench bench(active, Mode::kSynced);
+  for (int f = 0; f < kFlows; ++f) bench.Open(f, 1000u * static_cast<uint32_t>(f));
+  HeadRing ring = MakeHeadRing(rng);
+  FrameResult out[kBurst];
+  uint32_t lap = 0;
+  uint64_t next_user = 0;
+  // One request of every active user (one rule each: the ring's mix picks it), then the
+  // round; repeated so that every bucket is tracked and has demand in each round.
+  auto feed = [&] {
+    for (uint64_t sent = 0; sent < active;) {
+      PrepareLap(ring, lap++, [&](size_t) { return (next_user++) % active; });
+      for (size_t i = 0; i < kRingFrames && sent < active; i += kBurst, sent += kBurst) {
+        bench.Run(ring.frames, i, kBurst, out);
+      }
+    }
+  };
+  for (int i = 0; i < 3; ++i) {
+    feed();
+    bench.Round();
+  }
+  const ShardSyncStats before = bench.sync->Stats();
+  int64_t round_ns = 0;
+  uint64_t rounds = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    feed();
+    state.ResumeTiming();
+    const int64_t t0 = MonotonicClock::Instance().NowNs();
+    (void)bench.sync->Round(MonotonicClock::Instance().NowNs());
+    round_ns += MonotonicClock::Instance().NowNs() - t0;
+    ++rounds;
+  }
+  const ShardSyncStats after = bench.sync->Stats();
+  const double ops = static_cast<double>(after.bucket_ops - before.bucket_ops) / static_cast<double>(rounds);
+  state.counters["ns_per_round"] = static_cast<double>(round_ns) / static_cast<double>(rounds);
+  state.counters["ns_per_active_bucket"] = static_cast<double>(round_ns) / static_cast<double>(rounds) / ops;
+  state.counters["bucket_ops_per_round"] = ops;
+  state.counters["evalsha_per_round"] =
+      static_cast<double>(after.redis_calls - before.redis_calls) / static_cast<double>(rounds);
+  state.counters["tracked"] = static_cast<double>(after.tracked);
+  // At one round per 5 ms, if a round fits in 5 ms; otherwise rounds run back to back.
+  const double round_s = std::max(0.005, static_cast<double>(round_ns) / static_cast<double>(rounds) / 1e9);
+  state.counters["ops_per_s_at_5ms"] = ops / round_s;
+  state.counters["evalsha_per_s_at_5ms"] =
+      static_cast<double>(after.redis_calls - before.redis_calls) / static_cast<double>(rounds) / round_s;
+}
+BENCHMARK(BM_SyncRound)->Arg(1'000)->Arg(100'000)->Unit(benchmark::kMillisecond)->Iterations(20);
+#endif
 
 // The head parser alone, over the ring's heads (in L2/L3 like the frames above).
 void BM_ParseRequestHead(benchmark::State& state) {
