@@ -1,8 +1,8 @@
 // Worker throughput of dlb-appliance in-process: prepared frames go through two
 // net_ring ports (rte_eth_from_rings) and one appliance Worker (app/dlb-appliance), so
 // that a poll is the real rx burst -> ProcessBurst -> verdicts -> tx burst. Only the
-// poll is timed (thread CPU time); refilling the client port's rx ring and draining the server port's tx
-// ring happen outside the clock.
+// poll is timed (thread CPU time); refilling the client port's rx ring and draining
+// the server port's tx ring happen outside the clock.
 //
 //   build-app-rel/tests/bench/appliance/bench_appliance [EAL args]
 //   (default EAL args: --no-huge -m 1024 --no-pci --lcores 0@0 --file-prefix dlbbench<pid>)
