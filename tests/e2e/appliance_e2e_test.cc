@@ -307,7 +307,9 @@ TEST_F(ApplianceE2E, ReloadUnderTrafficChangesALimitWithoutLosingAPacket) {
   std::thread load([&] {
     bed_->InClient("wrk -t1 -c4 -d6s -H 'X-User-ID: load' http://" + bed_->server_ip() + "/", &wrk_out);
   });
-  std::this_thread::sleep_for(2s);  // traffic flowing before the reload (not a timing assertion)
+  // The reload lands while wrk's requests flow through the worker.
+  const double rx_before = app_->Metric("dlb_appliance_worker_rx_packets_total");
+  ASSERT_TRUE(WaitFor([&] { return app_->Metric("dlb_appliance_worker_rx_packets_total") > rx_before + 200; }, 20s));
   app_->WriteConfig(Rules(7));
   app_->Reload();
   ASSERT_TRUE(WaitFor([&] { return app_->Metric("dlb_appliance_reloads_total", {"result=\"ok\""}) >= 1; }, 20s))
