@@ -219,7 +219,11 @@ struct PacketEngine::Impl {
     ++state[current].pending_events;
     if (kind == EventKind::kDecide) {
       e.probe = shard.Probe(key_hash, rule);
-      shard.Prefetch(e.probe);
+      if (sync != nullptr && rules->rule(rule).mode != Mode::kLocal) {
+        shard.PrefetchSynced(e.probe);
+      } else {
+        shard.Prefetch(e.probe);
+      }
     }
   }
 

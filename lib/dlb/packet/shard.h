@@ -107,6 +107,14 @@ class BucketShard {
     __builtin_prefetch(&lines_[probe.line_a], 1, 3);
     __builtin_prefetch(&lines_[probe.line_b], 1, 3);
   }
+  // Also the sync slots of both lines (a synced rule's decision reads them).
+  void PrefetchSynced(const ShardProbe& probe) const {
+    Prefetch(probe);
+    if (sync_ != nullptr) {
+      __builtin_prefetch(&sync_[size_t{probe.line_a} * kEntriesPerLine], 1, 3);
+      __builtin_prefetch(&sync_[size_t{probe.line_b} * kEntriesPerLine], 1, 3);
+    }
+  }
   // Decides one request; false (and nothing decided) when a new key finds no entry.
   bool Decide(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
               int64_t cost, dlb::Decision& decision);
