@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -314,5 +315,9 @@ int main(int argc, char** argv) {
               double(rig.shard_bytes) / (1 << 20), 4 * kFlows, double(rig.engine_memory) / (1 << 20));
   rig.worker.reset();
   rte_eal_cleanup();
+  if (argc <= 1) {
+    std::error_code ec;
+    std::filesystem::remove_all("/var/run/dpdk/" + prefix, ec);  // EAL leaves its runtime dir
+  }
   return 0;
 }
