@@ -359,7 +359,7 @@ BENCHMARK(BM_HeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(ben
 
 #ifdef DLB_BENCH_REDIS
 void BM_HeadFramesSynced(benchmark::State& state) { RunHeadFrames(state, Mode::kSynced); }
-BENCHMARK(BM_HeadFramesSynced)->Arg(10'000)->Arg(1'000'000)->Unit(benchmark::kNanosecond)->MinTime(0.5);
+BENCHMARK(BM_HeadFramesSynced)->Arg(10'000)->Arg(100'000)->Arg(1'000'000)->Unit(benchmark::kNanosecond)->MinTime(0.5);
 
 void BM_SyncRound(benchmark::State& state) {
   const uint64_t active = static_cast<uint64_t>(state.range(0));
