@@ -14,6 +14,7 @@
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/script.h"
+#include "redis/slot.h"
 
 namespace dlb::sync {
 namespace {
@@ -312,6 +313,20 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   const int64_t ttl_ms = opts_.participant_ttl.count();
   const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ms * 1'000'000 / 3);
 
+  // A lease call is atomic over its keys; Redis Cluster runs it only when they share a
+  // slot (CROSSSLOT otherwise). On Cluster the items go by slot, and a call never
+  // crosses a slot boundary: one user's rules share a slot (the key's hash tag), so
+  // that costs calls, not atomicity. The pool pipelines the calls per node.
+  std::vector<uint16_t> slots;
+  const bool cluster = pool_->endpoint().topology == redis::Topology::kCluster;
+  if (cluster) {
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+      return redis::KeySlot(a.entry->redis_key) < redis::KeySlot(b.entry->redis_key);
+    });
+    slots.reserve(items.size());
+    for (const Item& it : items) slots.push_back(redis::KeySlot(it.entry->redis_key));
+  }
+
   bool any_success = false;
   size_t pos = 0;
   std::vector<redis::LeaseItem> lease_items;
@@ -321,7 +336,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
     std::vector<std::string> cmds;
     std::vector<std::pair<size_t, size_t>> ranges;   // [begin, end) of items per command
     while (pos < items.size() && cmds.size() < opts_.calls_per_round_trip) {
-      const size_t end = std::min(items.size(), pos + opts_.chunk);
+      size_t end = std::min(items.size(), pos + opts_.chunk);
+      if (cluster) end = static_cast<size_t>(std::find_if(slots.begin() + static_cast<std::ptrdiff_t>(pos), slots.begin() + static_cast<std::ptrdiff_t>(end),
+                                                          [&](uint16_t x) { return x != slots[pos]; }) - slots.begin());
       lease_items.clear();
       for (size_t i = pos; i < end; ++i) {
         lease_items.push_back({.key = items[i].entry->redis_key,

@@ -278,6 +278,55 @@ TEST(Cluster, StrictDecisionsStayExactWhileASlotIsResharded) {
   }
 }
 
+// Synced mode on Cluster: a round's lease calls are split so that none crosses a slot;
+// leases are granted on every node, and once the limiter has given its leases back each
+// bucket's count in Redis equals what its users were admitted.
+TEST(Cluster, SyncedLeasesAreSplitPerSlotAndSettleExactly) {
+  Cluster c;
+  LimiterOptions o;
+  o.redis_url = c.Url();
+  o.mode = Mode::kSynced;
+  o.deadline = milliseconds(2000);
+  o.on_store_failure = FailurePolicy::kClosed;
+  const BucketSpec spec{.capacity = 1'000'000, .leak_rate_per_s = 0};
+  constexpr int kUsers = 24;
+  std::vector<std::string> users;
+  std::set<size_t> owners;
+  for (int i = 0; i < kUsers; ++i) {
+    users.push_back("synced-" + std::to_string(i));
+    owners.insert(c.Owner(redis::KeySlot(RedisKey(users.back(), RuleNameForSpec(1'000'000, 0)))));
+  }
+  ASSERT_EQ(owners.size(), 3u) << "the users' buckets are spread over all nodes";
+  std::vector<int64_t> admitted(kUsers, 0);
+  LimiterStats stats;
+  {
+    auto l = Limiter::Create(o);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    Limiter& limiter = **l;
+    // Enough rounds that every user is leased (demand of at least two per interval).
+    const auto until = std::chrono::steady_clock::now() + milliseconds(600);
+    while (std::chrono::steady_clock::now() < until) {
+      for (int u = 0; u < kUsers; ++u) {
+        for (int k = 0; k < 4; ++k) {
+          auto d = limiter.Decide(users[u], spec);
+          ASSERT_TRUE(d.ok()) << d.status().ToString();
+          admitted[u] += d->allowed ? 1 : 0;
+        }
+      }
+    }
+    stats = limiter.Stats();
+    EXPECT_TRUE(limiter.LastStoreError().ok()) << limiter.LastStoreError().ToString();
+  }  // destroyed: every lease goes back
+  EXPECT_GT(stats.lease_decisions, 0u);
+  EXPECT_EQ(stats.fallback_decisions, 0u);
+  EXPECT_EQ(stats.store_errors, 0u);
+  for (int u = 0; u < kUsers; ++u) {
+    const std::string key = RedisKey(users[u], RuleNameForSpec(1'000'000, 0));
+    const size_t owner = c.Owner(redis::KeySlot(key));
+    EXPECT_EQ(c.node(owner).Command({"GET", key}).str, std::to_string(admitted[u])) << users[u];
+  }
+}
+
 // A silent node (SIGSTOP) holds no call beyond its deadline and fails only the
 // decisions of its own slots; the other nodes' users are still decided by Redis.
 TEST(Cluster, SilentNodeFailsOnlyItsSlotsWithinTheDeadline) {
