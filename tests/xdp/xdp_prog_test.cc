@@ -245,7 +245,9 @@ TEST_F(XdpProgTest, SplitHeadsGoToTheSlowPath) {
 }
 
 TEST_F(XdpProgTest, MalformedFramesAndHeads) {
-  std::vector<uint8_t> f = BuildSegment(SegmentSpec{.payload = Head("GET", "/", "x")});
+  SegmentSpec spec;
+  spec.payload = Head("GET", "/", "x");
+  std::vector<uint8_t> f = BuildSegment(spec);
   f.resize(14 + 10);                             // truncated IPv4 header
   EXPECT_EQ(RunXdp(prog_->prog_fd(), f).action, XDP_PASS);
   EXPECT_EQ(Counter(DLB_XDP_C_malformed_frames), 1u);

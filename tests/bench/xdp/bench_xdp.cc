@@ -27,7 +27,7 @@ double NsPerPacket(int fd, const std::vector<uint8_t>& frame, unsigned repeat, i
   std::vector<uint8_t> out(4096);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
               .data_size_in = static_cast<__u32>(frame.size()),
-              .data_size_out = static_cast<__u32>(out.size()), .repeat = repeat);
+              .data_size_out = static_cast<__u32>(out.size()), .repeat = static_cast<int>(repeat));
   if (bpf_prog_test_run_opts(fd, &opts) != 0) return -1;
   *action = static_cast<int>(opts.retval);
   return static_cast<double>(opts.duration);   // average ns per run
