@@ -135,7 +135,7 @@ class XdpE2eTest : public ::testing::Test {
     // libxdp can use its dispatcher.
     agent_ = Spawn({"ip", "netns", "exec", sns_, "sh", "-c",
                     "mount -t bpf bpf /sys/fs/bpf; exec " DLB_XDP_BINARY " --iface " + sif_ +
-                        " --config " + dir_ + "/xdp.yaml --redis redis://127.0.0.1:6390"},
+                        " --config " + dir_ + "/xdp.yaml --redis redis://127.0.0.1:6390 --metrics 127.0.0.1:9465"},
                    dir_ + "/agent.out");
     ASSERT_TRUE(WaitFor([&] { return Sh("cat " + dir_ + "/agent.out").find("attached to") != std::string::npos; }))
         << Sh("cat " + dir_ + "/agent.out");
@@ -221,6 +221,32 @@ TEST_F(XdpE2eTest, DetachOnSigtermAndAfterACrash) {
   const std::string err = Sh("ip netns exec " + sns_ + " " DLB_XDP_BINARY " --iface " + sif_ + " --config " + dir_ + "/bad.yaml", &rc);
   EXPECT_NE(rc, 0);
   EXPECT_NE(err.find("capacity"), std::string::npos) << err;
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(XdpE2eTest, SighupReloadsRules) {
+  std::ofstream(dir_ + "/xdp.yaml")
+      << "service_ports: [80]\nidentity_header: X-User-ID\nrules:\n"
+      << "  - {name: local, path_prefix: /local, capacity: 1, leak_rate_per_s: 0.001, mode: local}\n"
+      << "default_rule: {name: default, capacity: 1000, leak_rate_per_s: 1000, mode: local}\n";
+  ASSERT_EQ(kill(agent_, SIGHUP), 0);
+  ASSERT_TRUE(WaitFor([&] { return Sh("cat " + dir_ + "/agent.out").find("reloaded") != std::string::npos; }))
+      << Sh("cat " + dir_ + "/agent.out");
+  EXPECT_EQ(Curl("/local", "zed"), "200");
+  EXPECT_EQ(Curl("/local", "zed"), "429");
+  // The per-CPU counters, summed at scrape time.
+  const std::string metrics = Sh("ip netns exec " + sns_ + " curl -s http://127.0.0.1:9465/metrics");
+  EXPECT_NE(metrics.find("dlb_xdp_heads_total"), std::string::npos) << metrics.substr(0, 400);
+  EXPECT_NE(metrics.find("dlb_xdp_rule_decisions_total{"), std::string::npos);
+  // A config that does not load leaves the rules in place.
+  std::ofstream(dir_ + "/xdp.yaml") << "rules: [{name: bad name, capacity: 1}]\n";
+  ASSERT_EQ(kill(agent_, SIGHUP), 0);
+  ASSERT_TRUE(WaitFor([&] { return Sh("cat " + dir_ + "/agent.out").find("refused") != std::string::npos; }));
+  EXPECT_EQ(Curl("/local", "yan"), "200");
+  EXPECT_EQ(Curl("/local", "yan"), "429");
 }
 
 }  // namespace
