@@ -586,6 +586,23 @@ static __always_inline void local_decide(struct dlb_xdp_user *u, __u64 cap, __u6
 	bpf_spin_unlock(&u->lock);
 }
 
+/* A leased admission also fills the local share bucket (one global unit is about T of
+ * its TAT whatever the share): the agent sets that bucket to the global level without
+ * this host's unused lease, so the local bucket then tracks the global level and never
+ * admits, once the lease is spent, what the global bucket has no room for. */
+static __always_inline void charge_local(struct dlb_xdp_user *u, const struct dlb_xdp_rule *r,
+					 __u64 now)
+{
+	bpf_spin_lock(&u->lock);
+	if (r->local_interval_ns == 0) {
+		u->tat_ns += r->cost;
+	} else {
+		__u64 base = u->tat_ns > now ? u->tat_ns : now;
+		u->tat_ns = base + r->cost * r->interval_ns;
+	}
+	bpf_spin_unlock(&u->lock);
+}
+
 static __always_inline int take_lease(struct dlb_xdp_user *u, __s64 cost)
 {
 #pragma unroll
@@ -1128,6 +1145,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	} else if (take_lease(u, r->cost)) {
 		count(c, DLB_XDP_C_leased);
 		d.allowed = 1;
+		charge_local(u, r, now);
 		goto decided;
 	} else if (now < u->hold_until_ns) {
 		count(c, DLB_XDP_C_held);
@@ -1195,6 +1213,15 @@ int dlb_xdp_control(struct xdp_md *ctx)
 			if (cmd->in_debt)
 				__sync_fetch_and_add(&u->debt, cmd->in_debt);
 			u->hold_until_ns = cmd->in_hold_until_ns;
+			if (cmd->in_tat_ns) {
+				bpf_spin_lock(&u->lock);
+				if (u->tat_ns < cmd->in_tat_ns)
+					u->tat_ns = cmd->in_tat_ns;
+				bpf_spin_unlock(&u->lock);
+			}
+		} else if (cmd->op == DLB_XDP_CTL_ADD_DEBT) {
+			if (cmd->in_debt)
+				__sync_fetch_and_add(&u->debt, cmd->in_debt);
 		}
 	}
 	return XDP_PASS;

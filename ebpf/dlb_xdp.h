@@ -158,7 +158,10 @@ enum dlb_xdp_ctl_op {
 	DLB_XDP_CTL_NONE = 0,
 	DLB_XDP_CTL_COLLECT = 1,        /* out: lease, demand and debt swapped with 0 */
 	DLB_XDP_CTL_GRANT = 2,          /* lease += in_lease; debt += in_debt;
-	                                 * hold_until_ns = in_hold_until_ns */
+	                                 * hold_until_ns = in_hold_until_ns;
+	                                 * tat_ns = max(tat_ns, in_tat_ns) */
+	DLB_XDP_CTL_ADD_DEBT = 3,       /* debt += in_debt (a round that failed gives
+	                                 * its collected debt back; the hold stays) */
 };
 struct dlb_xdp_ctl {
 	struct dlb_xdp_user_key key;
@@ -167,12 +170,16 @@ struct dlb_xdp_ctl {
 	__s64 in_lease;
 	__u64 in_debt;
 	__u64 in_hold_until_ns;
+	/* The local share bucket's TAT at least this: the global level Redis reported
+	 * (plus debt it had no room for) scaled to this host's share, so the local bucket
+	 * never has room the global bucket lacks. 0: unchanged. */
+	__u64 in_tat_ns;
 	__s64 out_lease;
 	__u64 out_demand;
 	__u64 out_debt;
 	__u64 out_last_seen_ns;
 };
-DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 64,
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 72,
 		      "ctl layout");
 
 /* Parse and decision outcomes, counted per CPU. The list is declared once; the agent

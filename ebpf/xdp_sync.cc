@@ -26,6 +26,18 @@ std::string RandomId() {
   return buf;
 }
 
+// The local share bucket's TAT for a global `level` (units in a bucket of `capacity`):
+// the same fill scaled to the local bucket (local_capacity, local_interval_ns), from
+// `now`. 0 (unchanged) for an empty bucket.
+uint64_t LocalTat(const dlb_xdp_rule& r, int64_t capacity, double level, int64_t now) {
+  if (level <= 0 || capacity <= 0) return 0;
+  const double units = level * static_cast<double>(r.local_capacity) / static_cast<double>(capacity);
+  if (r.local_interval_ns == 0) return static_cast<uint64_t>(std::ceil(units));   // a count
+  const double ns = std::ceil(units * static_cast<double>(r.local_interval_ns));
+  constexpr double kMaxNs = 4e18;   // far in the future, no overflow past now
+  return static_cast<uint64_t>(now) + static_cast<uint64_t>(std::min(ns, kMaxNs - static_cast<double>(now)));
+}
+
 }  // namespace
 
 XdpSync::XdpSync(SyncOptions options, redis::Pool* pool, XdpProgram* program, XdpTables* tables)
@@ -144,14 +156,14 @@ Status XdpSync::RunRound(bool returning_all) {
     }
     // The debt was not charged: give it back to the program so that the next round
     // that reaches Redis charges it (reconciled once).
+    // ADD_DEBT leaves the hold as it was (a round that failed learned nothing new).
     std::vector<dlb_xdp_ctl> back;
     for (const Item& it : items) {
       if (it.debt == 0) continue;
       dlb_xdp_ctl c{};
       c.key = cmds[it.cmd].key;
-      c.op = DLB_XDP_CTL_GRANT;
-      c.in_lease = 0;
-      c.in_debt = it.debt;
+      c.op = DLB_XDP_CTL_ADD_DEBT;
+      c.in_debt = static_cast<uint64_t>(it.debt);
       back.push_back(c);
     }
     if (!back.empty()) (void)program_->Control(back);
@@ -170,7 +182,13 @@ Status XdpSync::RunRound(bool returning_all) {
     DLB_LOG_INFO("store reachable again: leases resume, local admissions reconciled");
   }
 
-  // 3. Grants: the debt first, the rest is the new lease; no room = hold.
+  // 3. Grants: the debt first, the rest is the new lease; no room = hold. Debt Redis
+  //    had no room for is not forgiven: it stays debt, charged first by the next rounds
+  //    as the bucket leaks. The local share bucket is raised to the global level (plus
+  //    that debt, less the new lease, which the program adds as it spends it) scaled to
+  //    this host's share: it admits only what the global bucket has room for, so what
+  //    it admits fits when charged.
+  const int64_t granted_at = MonoNs();
   std::vector<dlb_xdp_ctl> out;
   out.reserve(items.size());
   for (size_t i = 0; i < items.size() && i < grants.size(); ++i) {
@@ -183,25 +201,32 @@ Status XdpSync::RunRound(bool returning_all) {
     stats_.granted_units += static_cast<uint64_t>(g.granted_units);
     stats_.debt_units += static_cast<uint64_t>(it.debt);
     const int64_t covered = std::min(g.granted_units, it.debt);
-    if (covered < it.debt) stats_.over_admitted_units += static_cast<uint64_t>(it.debt - covered);
+    const int64_t uncovered = it.debt - covered;
+    if (uncovered > 0) stats_.over_admitted_units += static_cast<uint64_t>(uncovered);
     const int64_t lease = g.granted_units - covered;
     if (returning_all) continue;
+    // The global level with the debt not yet charged; for the local bucket without
+    // this host's new lease (the program fills the local bucket as it spends the lease).
+    const double level = g.level + static_cast<double>(uncovered);
     dlb_xdp_ctl o{};
     o.key = c.key;
     o.op = DLB_XDP_CTL_GRANT;
     o.in_lease = lease;
+    o.in_debt = static_cast<uint64_t>(uncovered);
     o.in_hold_until_ns = 0;
+    o.in_tat_ns = LocalTat(tables_->rules[c.key.rule], info.spec.capacity, level - static_cast<double>(lease),
+                           granted_at);
     if (lease < info.cost && g.granted_units < it.debt + it.want_lease) {
       // Redis had no room for this request: hold until the first request fits.
       const double c_units = static_cast<double>(info.spec.capacity);
-      const double excess = g.level + static_cast<double>(info.cost) - c_units;
+      const double excess = level + static_cast<double>(info.cost) - c_units;
       int64_t wait_ns;
       if (info.spec.leak_rate_per_s <= 0) {
         wait_ns = int64_t{365} * 24 * 3600 * 1'000'000'000;
       } else {
         wait_ns = excess > 0 ? static_cast<int64_t>(std::ceil(excess / info.spec.leak_rate_per_s * 1e9)) : 0;
       }
-      if (wait_ns > 0) o.in_hold_until_ns = static_cast<uint64_t>(now + wait_ns);
+      if (wait_ns > 0) o.in_hold_until_ns = static_cast<uint64_t>(granted_at + wait_ns);
     }
     out.push_back(o);
   }

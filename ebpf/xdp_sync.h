@@ -8,8 +8,12 @@
 //   3. grants the program what exceeds the debt and, when Redis had no room, holds
 //      the bucket (reject locally) until the first unit can fit.
 // Units admitted from the local bucket are charged at the next round (reconciled once);
-// when Redis could not cover them they are counted as over-admitted. Participants
-// announce themselves; the program's local bucket is 1/N of each limit.
+// what Redis has no room for stays debt and is charged first by the following rounds
+// (never forgiven), and holds the user meanwhile. Participants announce themselves; the
+// program's local bucket is 1/N of each limit, and every grant raises it to the global
+// level Redis reported scaled to that share, so it never admits what the global bucket
+// has no room for (a local bucket refilling on its own would add up to 1/N of the rate
+// on top of the leases).
 //
 // Three consecutive failed rounds mark the store down (the program applies each rule's
 // on_store_failure); the next successful round clears it and charges the debt.
@@ -44,7 +48,8 @@ struct SyncStats {
   uint64_t granted_units = 0;
   uint64_t returned_units = 0;
   uint64_t debt_units = 0;
-  uint64_t over_admitted_units = 0;   // debt Redis had no room for
+  uint64_t over_admitted_units = 0;   // debt Redis had no room for at a round (carried to
+                                      // the next; counted at each round it is carried)
   uint64_t dropped_units = 0;         // leases collected by a round that failed
   uint64_t forgotten_users = 0;
   int64_t live_participants = 0;
