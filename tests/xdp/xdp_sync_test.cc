@@ -62,9 +62,10 @@ struct FloodResult {
 // rounds every 5 ms, as dlb-xdp does: heads also arrive while a round's lease calls are
 // in flight (between the collect and the grant). The run's length is measured from the
 // first head to the last.
-FloodResult Flood(XdpProgram* prog, XdpSync* sync, double seconds, int64_t gap_us) {
+FloodResult Flood(XdpProgram* prog, XdpSync* sync, double seconds, int64_t gap_us,
+                  const std::string& user = "abuser") {
   SegmentSpec s;
-  s.payload = Head("POST", "/pay", "abuser");
+  s.payload = Head("POST", "/pay", user);
   FloodResult out;
   std::atomic<bool> stop{false};
   std::thread agent([&] {
@@ -151,6 +152,24 @@ TEST_F(XdpSyncTest, FloodingUserStaysWithinTheGlobalBucket) {
   EXPECT_GT(r.sent, 1000);
   EXPECT_GE(r.admitted, 10);   // the burst at least: the rule is not simply closed
   EXPECT_LE(static_cast<double>(r.admitted), bound);
+}
+
+// The demo's rate (200/s) against the same rule, and a user under the limit (4/s
+// against 5/s after the burst): every one of its heads admitted, so the local share
+// bucket following the global level does not limit users that stay within it.
+TEST_F(XdpSyncTest, DemoRateWithinBoundAndUserUnderTheLimitAlwaysAdmitted) {
+  Configure(10, 5);
+  const FloodResult f = Flood(prog_.get(), sync_.get(), 3.0, 5000);
+  const double bound = 10 + 5 * f.seconds + 3;
+  std::printf("200/s: sent %lld admitted %lld in %.2f s (bound %.1f)\n", static_cast<long long>(f.sent),
+              static_cast<long long>(f.admitted), f.seconds, bound);
+  EXPECT_GE(f.admitted, 10);
+  EXPECT_LE(static_cast<double>(f.admitted), bound);
+  const FloodResult n = Flood(prog_.get(), sync_.get(), 3.0, 250'000, "normal");
+  std::printf("4/s: sent %lld admitted %lld in %.2f s\n", static_cast<long long>(n.sent),
+              static_cast<long long>(n.admitted), n.seconds);
+  EXPECT_GE(n.sent, 10);
+  EXPECT_EQ(n.admitted, n.sent);
 }
 
 }  // namespace
