@@ -1210,15 +1210,16 @@ int dlb_xdp_control(struct xdp_md *ctx)
 		} else if (cmd->op == DLB_XDP_CTL_GRANT) {
 			if (cmd->in_lease > 0)
 				__sync_fetch_and_add(&u->lease, cmd->in_lease);
-			if (cmd->in_debt)
-				__sync_fetch_and_add(&u->debt, cmd->in_debt);
 			u->hold_until_ns = cmd->in_hold_until_ns;
-			if (cmd->in_tat_ns) {
+			if (cmd->in_tat_unit_ns) {
+				/* Local admissions since the collect are debt not in Redis'
+				 * level yet: they stay in the local bucket. */
 				bpf_spin_lock(&u->lock);
-				if (u->tat_ns < cmd->in_tat_ns)
-					u->tat_ns = cmd->in_tat_ns;
+				u->tat_ns = cmd->in_tat_ns + u->debt * cmd->in_tat_unit_ns;
 				bpf_spin_unlock(&u->lock);
 			}
+			if (cmd->in_debt)
+				__sync_fetch_and_add(&u->debt, cmd->in_debt);
 		} else if (cmd->op == DLB_XDP_CTL_ADD_DEBT) {
 			if (cmd->in_debt)
 				__sync_fetch_and_add(&u->debt, cmd->in_debt);

@@ -159,7 +159,8 @@ enum dlb_xdp_ctl_op {
 	DLB_XDP_CTL_COLLECT = 1,        /* out: lease, demand and debt swapped with 0 */
 	DLB_XDP_CTL_GRANT = 2,          /* lease += in_lease; debt += in_debt;
 	                                 * hold_until_ns = in_hold_until_ns;
-	                                 * tat_ns = max(tat_ns, in_tat_ns) */
+	                                 * if in_tat_unit_ns: tat_ns = in_tat_ns +
+	                                 * (debt before this op) * in_tat_unit_ns */
 	DLB_XDP_CTL_ADD_DEBT = 3,       /* debt += in_debt (a round that failed gives
 	                                 * its collected debt back; the hold stays) */
 };
@@ -170,16 +171,20 @@ struct dlb_xdp_ctl {
 	__s64 in_lease;
 	__u64 in_debt;
 	__u64 in_hold_until_ns;
-	/* The local share bucket's TAT at least this: the global level Redis reported
-	 * (plus debt it had no room for) scaled to this host's share, so the local bucket
-	 * never has room the global bucket lacks. 0: unchanged. */
+	/* The local share bucket's TAT: the global level Redis reported (plus debt it had
+	 * no room for, less the new lease) scaled to this host's share, plus what the local
+	 * bucket admitted while the round was in flight (the debt since the collect, which
+	 * that level does not hold yet), so the local bucket has the room the global bucket
+	 * has, no more. in_tat_unit_ns: TAT per unit of debt (the local interval, 1 for a
+	 * bucket that never leaks); 0: TAT unchanged. */
 	__u64 in_tat_ns;
+	__u64 in_tat_unit_ns;
 	__s64 out_lease;
 	__u64 out_demand;
 	__u64 out_debt;
 	__u64 out_last_seen_ns;
 };
-DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 72,
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 80,
 		      "ctl layout");
 
 /* Parse and decision outcomes, counted per CPU. The list is declared once; the agent

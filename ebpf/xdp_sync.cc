@@ -28,10 +28,10 @@ std::string RandomId() {
 
 // The local share bucket's TAT for a global `level` (units in a bucket of `capacity`):
 // the same fill scaled to the local bucket (local_capacity, local_interval_ns), from
-// `now`. 0 (unchanged) for an empty bucket.
+// `now` (a count for a bucket that never leaks).
 uint64_t LocalTat(const dlb_xdp_rule& r, int64_t capacity, double level, int64_t now) {
-  if (level <= 0 || capacity <= 0) return 0;
-  const double units = level * static_cast<double>(r.local_capacity) / static_cast<double>(capacity);
+  if (level < 0) level = 0;
+  const double units = capacity > 0 ? level * static_cast<double>(r.local_capacity) / static_cast<double>(capacity) : 0;
   if (r.local_interval_ns == 0) return static_cast<uint64_t>(std::ceil(units));   // a count
   const double ns = std::ceil(units * static_cast<double>(r.local_interval_ns));
   constexpr double kMaxNs = 4e18;   // far in the future, no overflow past now
@@ -184,10 +184,10 @@ Status XdpSync::RunRound(bool returning_all) {
 
   // 3. Grants: the debt first, the rest is the new lease; no room = hold. Debt Redis
   //    had no room for is not forgiven: it stays debt, charged first by the next rounds
-  //    as the bucket leaks. The local share bucket is raised to the global level (plus
+  //    as the bucket leaks. The local share bucket is set to the global level (plus
   //    that debt, less the new lease, which the program adds as it spends it) scaled to
   //    this host's share: it admits only what the global bucket has room for, so what
-  //    it admits fits when charged.
+  //    it admits fits when charged, and no less (leases returned by others free it).
   const int64_t granted_at = MonoNs();
   std::vector<dlb_xdp_ctl> out;
   out.reserve(items.size());
@@ -214,8 +214,9 @@ Status XdpSync::RunRound(bool returning_all) {
     o.in_lease = lease;
     o.in_debt = static_cast<uint64_t>(uncovered);
     o.in_hold_until_ns = 0;
-    o.in_tat_ns = LocalTat(tables_->rules[c.key.rule], info.spec.capacity, level - static_cast<double>(lease),
-                           granted_at);
+    const dlb_xdp_rule& rule = tables_->rules[c.key.rule];
+    o.in_tat_ns = LocalTat(rule, info.spec.capacity, level - static_cast<double>(lease), granted_at);
+    o.in_tat_unit_ns = rule.local_interval_ns == 0 ? 1 : rule.local_interval_ns;
     if (lease < info.cost && g.granted_units < it.debt + it.want_lease) {
       // Redis had no room for this request: hold until the first request fits.
       const double c_units = static_cast<double>(info.spec.capacity);

@@ -10,7 +10,7 @@
 // Units admitted from the local bucket are charged at the next round (reconciled once);
 // what Redis has no room for stays debt and is charged first by the following rounds
 // (never forgiven), and holds the user meanwhile. Participants announce themselves; the
-// program's local bucket is 1/N of each limit, and every grant raises it to the global
+// program's local bucket is 1/N of each limit, and every grant sets it to the global
 // level Redis reported scaled to that share, so it never admits what the global bucket
 // has no room for (a local bucket refilling on its own would add up to 1/N of the rate
 // on top of the leases).
