@@ -15,6 +15,7 @@
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
+#include "redis/slot.h"
 
 namespace dlb::packet {
 
@@ -416,6 +417,21 @@ struct ShardSync::Impl {
         trip->items_per_call.push_back(0);
       }
     }
+    // A settle call is atomic over its keys; Redis Cluster runs it only when they share
+    // a slot. On Cluster the buckets go by slot and a call never crosses a slot (one
+    // user's rules share one: the key's hash tag), which costs calls, not atomicity.
+    const bool cluster = pool->endpoint().topology == redis::Topology::kCluster;
+    std::vector<uint32_t> order;
+    std::vector<uint16_t> slot_of;
+    if (cluster) {
+      slot_of.resize(tracked.size());
+      for (uint32_t i = 0; i < tracked.size(); ++i) {
+        if (!tracked[i].live) continue;
+        slot_of[i] = redis::KeySlot(tracked[i].key);
+        order.push_back(i);
+      }
+      std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return slot_of[a] < slot_of[b]; });
+    }
     const uint64_t round_id = round_base + ++round_seq;
     size_t call_index = 0;
     std::vector<redis::SettleItem> chunk;
@@ -426,7 +442,15 @@ struct ShardSync::Impl {
       if (chunk.empty()) return;
       std::string cmd;
       redis::CommandWriter w(cmd);
-      const std::string round_key = "dlb:round:" + cores[0].participant_id + ":" + std::to_string(call_index++);
+      // On Cluster a call's keys must share a slot: the round key takes the hash tag
+      // of the call's buckets (all in one slot, see below).
+      std::string tag;
+      if (cluster) {
+        const std::string_view k = chunk.front().key;
+        const size_t open = k.find('{'), close = k.find('}', open + 1);
+        if (open != std::string_view::npos && close != std::string_view::npos) tag = std::string(k.substr(open, close - open + 1)) + ":";
+      }
+      const std::string round_key = "dlb:" + tag + "round:" + cores[0].participant_id + ":" + std::to_string(call_index++);
       redis::AppendSettleCall(w, round_key, static_cast<int64_t>(round_id),
                               std::chrono::milliseconds(opts.round_reply_ttl).count(), chunk);
       trip->cmds.push_back(std::move(cmd));
@@ -453,12 +477,19 @@ struct ShardSync::Impl {
       return true;
     };
     // Snapshots are taken trip by trip: a failed trip leaves later buckets untouched.
-    const size_t n = tracked.size();
-    for (uint32_t i = 0; i < n; ++i) {
+    const size_t n = cluster ? order.size() : tracked.size();
+    uint16_t chunk_slot = 0;
+    for (uint32_t o = 0; o < n; ++o) {
+      const uint32_t i = cluster ? order[o] : o;
       if (!tracked[i].live) continue;
       redis::SettleItem si;
       Item it;
       if (!Snapshot(i, release_all, &si, &it)) continue;
+      if (cluster && !chunk.empty() && slot_of[i] != chunk_slot) {
+        flush_chunk();
+        if (trip->cmds.size() >= opts.calls_per_round_trip && !send_trip()) return result;
+      }
+      chunk_slot = cluster ? slot_of[i] : 0;
       chunk.push_back(si);
       chunk_items.push_back(it);
       if (chunk.size() == opts.chunk) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,9 @@
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/script.h"
+#include "redis/slot.h"
 #include "redis/url.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 
 namespace dlb::packet {
@@ -434,6 +437,48 @@ TEST_F(ShardSyncTest, TwoAppliancesShareOneLimit) {
   EXPECT_GE(admitted, 20);
   EXPECT_LE(admitted, 20 + 4);
   EXPECT_DOUBLE_EQ(Level("hal", "syn", spec), 20);
+}
+
+// On Redis Cluster a round's settle calls never cross a slot (the round key takes the
+// calls' hash tag): users on every node are leased, and once the leases are given back
+// each bucket in Redis holds exactly what its user was admitted.
+TEST(ShardSyncClusterTest, SettleCallsAreSplitPerSlot) {
+  dlb::testing::Cluster c;
+  const BucketSpec spec{.capacity = 6, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.participant_ttl = std::chrono::milliseconds(300);
+  Appliance a(c.Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  std::vector<std::string> users;
+  std::set<size_t> owners;
+  for (int i = 0; i < 12; ++i) {
+    users.push_back("cl-" + std::to_string(i));
+    owners.insert(c.Owner(redis::KeySlot(RedisKey(users.back(), "syn"))));
+  }
+  ASSERT_EQ(owners.size(), 3u) << "the users' buckets are spread over all nodes";
+  ASSERT_TRUE(dlb::testing::WaitFor(
+      [&] {
+        (void)a.Round();
+        return a.sync().Stats().live_participants == 2;
+      },
+      std::chrono::seconds(20)));
+  std::vector<int> admitted(users.size(), 0);
+  for (int round = 0; round < 6; ++round) {
+    for (size_t u = 0; u < users.size(); ++u) {
+      for (int core = 0; core < 2; ++core) admitted[u] += a.Admitted(core, users[u], 2);
+    }
+    const Status s = a.Round();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  ASSERT_TRUE(a.sync().ReturnAll(Now()).ok());
+  for (size_t u = 0; u < users.size(); ++u) {
+    // C, plus at most the two cores' new-slot credits of one unit.
+    EXPECT_GE(admitted[u], spec.capacity) << users[u];
+    EXPECT_LE(admitted[u], spec.capacity + 2) << users[u];
+    const std::string key = RedisKey(users[u], "syn");
+    EXPECT_EQ(c.node(c.Owner(redis::KeySlot(key))).Command({"GET", key}).str,
+              std::to_string(admitted[u]))
+        << users[u];
+  }
 }
 
 // The library's strict mode and the appliance's synced rule of the same name decide one
