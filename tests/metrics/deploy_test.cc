@@ -19,6 +19,7 @@
 #include "demo_process.h"
 #include "exposition.h"
 #include "http_get.h"
+#include "prometheus_server.h"
 
 namespace dlb::testing {
 namespace {
@@ -254,13 +255,18 @@ TEST(DashboardTest, EveryQueriedMetricIsExported) {
 
 // The XDP agent as it runs: on one end of a veth pair of its own, with a private
 // redis-server, its exporter on a free port. Needs root (BPF, XDP).
-class XdpAgentScrape : public ::testing::Test {
- protected:
-  void SetUp() override {
+class XdpAgentProcess {
+ public:
+  // Why it cannot run here, or nullptr.
+  static const char* SkipReason() {
     const char* bin = std::getenv("DLB_XDP");
-    if (bin == nullptr || *bin == '\0') GTEST_SKIP() << "dlb-xdp is not built (no libbpf/libxdp)";
-    if (geteuid() != 0) GTEST_SKIP() << "dlb-xdp needs root (BPF and XDP)";
-    dir_ = std::make_unique<TempDir>("dlb-xdp-scrape-");
+    if (bin == nullptr || *bin == '\0') return "dlb-xdp is not built (no libbpf/libxdp)";
+    if (geteuid() != 0) return "dlb-xdp needs root (BPF and XDP)";
+    return nullptr;
+  }
+
+  void Start(const std::string& dir) {
+    dir_ = dir;
     RemoveStaleLinks();
     link_ = "dlbm" + std::to_string(getpid());
     ASSERT_EQ(Ip({"link", "add", link_ + "a", "type", "veth", "peer", "name", link_ + "b"}), 0);
@@ -271,15 +277,15 @@ class XdpAgentScrape : public ::testing::Test {
     redis_ = std::make_unique<Child>(
         std::vector<std::string>{rs != nullptr && *rs ? rs : "/usr/bin/redis-server", "--port",
                                  std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", dir_->path()},
-        std::map<std::string, std::string>{}, dir_->path() + "/redis");
+                                 "--appendonly", "no", "--dir", dir_},
+        std::map<std::string, std::string>{}, dir_ + "/xdp-redis");
     agent_ = std::make_unique<Child>(
-        std::vector<std::string>{bin, "--iface", link_ + "a", "--config",
+        std::vector<std::string>{std::getenv("DLB_XDP"), "--iface", link_ + "a", "--config",
                                  Root() + "/config/xdp.yaml", "--metrics", "127.0.0.1:0",
                                  "--redis", "redis://127.0.0.1:" + std::to_string(redis_port)},
         std::map<std::string, std::string>{{"DLB_LOG_LEVEL", "info"},
                                            {"DLB_METRICS_LISTEN", "\x01unset"}},
-        dir_->path() + "/dlb-xdp");
+        dir_ + "/dlb-xdp");
     static const std::string kServing = "serving /metrics on 127.0.0.1:";
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -292,17 +298,20 @@ class XdpAgentScrape : public ::testing::Test {
     ASSERT_GT(port_, 0) << "dlb-xdp did not serve metrics: " << agent_->Stdout() << agent_->Stderr();
   }
 
-  void TearDown() override {
+  ~XdpAgentProcess() {
     agent_.reset();  // SIGTERM: the agent detaches its program
     redis_.reset();
     if (!link_.empty()) Ip({"link", "del", link_ + "a"});
   }
 
+  int port() const { return port_; }
+
+ private:
   int Ip(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {"/sbin/ip"};
     argv.insert(argv.end(), args.begin(), args.end());
     std::string err;
-    return RunToEnd(argv, dir_->path() + "/ip", nullptr, &err);
+    return RunToEnd(argv, dir_ + "/ip", nullptr, &err);
   }
 
   // Links "dlbm<pid>a" of test processes that no longer run.
@@ -316,9 +325,28 @@ class XdpAgentScrape : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<TempDir> dir_;
+  std::string dir_;
   std::unique_ptr<Child> redis_, agent_;
   std::string link_;
+  int port_ = 0;
+};
+
+class XdpAgentScrape : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const char* why = XdpAgentProcess::SkipReason()) GTEST_SKIP() << why;
+    dir_ = std::make_unique<TempDir>("dlb-xdp-scrape-");
+    agent_ = std::make_unique<XdpAgentProcess>();
+    ASSERT_NO_FATAL_FAILURE(agent_->Start(dir_->path()));
+    port_ = agent_->port();
+  }
+  void TearDown() override {
+    agent_.reset();
+    dir_.reset();
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<XdpAgentProcess> agent_;
   int port_ = 0;
 };
 
@@ -347,21 +375,24 @@ TEST_F(XdpAgentScrape, ExportsEveryXdpMetricTheDashboardAndReadmeName) {
 
 // The appliance as it runs: DPDK without hugepages on two net_null ports (no NIC, no
 // traffic), a private redis-server, its exporter on a free port. Needs root (EAL).
-class ApplianceScrape : public ::testing::Test {
- protected:
-  void SetUp() override {
+class ApplianceProcess {
+ public:
+  static const char* SkipReason() {
     const char* bin = std::getenv("DLB_APPLIANCE");
-    if (bin == nullptr || *bin == '\0') GTEST_SKIP() << "dlb-appliance is not built (no DPDK)";
-    if (geteuid() != 0) GTEST_SKIP() << "dlb-appliance's EAL needs root";
-    dir_ = std::make_unique<TempDir>("dlb-appliance-scrape-");
+    if (bin == nullptr || *bin == '\0') return "dlb-appliance is not built (no DPDK)";
+    if (geteuid() != 0) return "dlb-appliance's EAL needs root";
+    return nullptr;
+  }
+
+  void Start(const std::string& dir) {
     const char* rs = std::getenv("REDIS_SERVER");
     const int redis_port = FreeLoopbackPort();
     redis_ = std::make_unique<Child>(
         std::vector<std::string>{rs != nullptr && *rs ? rs : "/usr/bin/redis-server", "--port",
                                  std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", dir_->path()},
-        std::map<std::string, std::string>{}, dir_->path() + "/redis");
-    const std::string config = dir_->path() + "/appliance.yaml";
+                                 "--appendonly", "no", "--dir", dir},
+        std::map<std::string, std::string>{}, dir + "/appliance-redis");
+    const std::string config = dir + "/appliance.yaml";
     {
       std::ofstream f(config);
       f << "appliance:\n  client_port: net_null0\n  server_port: net_null1\n"
@@ -373,12 +404,13 @@ class ApplianceScrape : public ::testing::Test {
     }
     file_prefix_ = "dlbm" + std::to_string(getpid());
     appliance_ = std::make_unique<Child>(
-        std::vector<std::string>{bin, "--no-huge", "-m", "256", "--no-pci", "--lcores", "0@0,1@1",
-                                 "--file-prefix", file_prefix_, "--log-level", "lib.eal:notice",
-                                 "--", "--config", config, "--metrics", "127.0.0.1:0"},
+        std::vector<std::string>{std::getenv("DLB_APPLIANCE"), "--no-huge", "-m", "256", "--no-pci",
+                                 "--lcores", "0@0,1@1", "--file-prefix", file_prefix_,
+                                 "--log-level", "lib.eal:notice", "--", "--config", config,
+                                 "--metrics", "127.0.0.1:0"},
         std::map<std::string, std::string>{{"DLB_LOG_LEVEL", "info"},
                                            {"DLB_METRICS_LISTEN", "\x01unset"}},
-        dir_->path() + "/dlb-appliance");
+        dir + "/dlb-appliance");
     static const std::string kServing = "serving /metrics on 127.0.0.1:";
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -392,16 +424,37 @@ class ApplianceScrape : public ::testing::Test {
                         << appliance_->Stderr();
   }
 
-  void TearDown() override {
+  ~ApplianceProcess() {
     appliance_.reset();
     redis_.reset();
     std::error_code ec;
     if (!file_prefix_.empty()) fs::remove_all("/var/run/dpdk/" + file_prefix_, ec);
   }
 
-  std::unique_ptr<TempDir> dir_;
+  int port() const { return port_; }
+
+ private:
   std::unique_ptr<Child> redis_, appliance_;
   std::string file_prefix_;
+  int port_ = 0;
+};
+
+class ApplianceScrape : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const char* why = ApplianceProcess::SkipReason()) GTEST_SKIP() << why;
+    dir_ = std::make_unique<TempDir>("dlb-appliance-scrape-");
+    appliance_ = std::make_unique<ApplianceProcess>();
+    ASSERT_NO_FATAL_FAILURE(appliance_->Start(dir_->path()));
+    port_ = appliance_->port();
+  }
+  void TearDown() override {
+    appliance_.reset();
+    dir_.reset();
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<ApplianceProcess> appliance_;
   int port_ = 0;
 };
 
@@ -429,6 +482,42 @@ TEST_F(ApplianceScrape, ExportsEveryApplianceMetricTheDashboardAndReadmeName) {
     ++checked;
   }
   EXPECT_GT(checked, 20);
+}
+
+// A real Prometheus server scrapes the running appliance and XDP agent (the jobs of
+// config/prometheus.yml) and answers queries of the dashboard's shape about both.
+TEST(PrometheusScrape, ScrapesTheApplianceAndTheXdpAgent) {
+  if (const char* why = ApplianceProcess::SkipReason()) GTEST_SKIP() << why;
+  if (const char* why = XdpAgentProcess::SkipReason()) GTEST_SKIP() << why;
+  ASSERT_EQ(access(PrometheusPath().c_str(), X_OK), 0) << PrometheusPath() << " is missing";
+  TempDir dir("dlb-prometheus-scrape-");
+  {
+    ApplianceProcess appliance;
+    ASSERT_NO_FATAL_FAILURE(appliance.Start(dir.path()));
+    XdpAgentProcess agent;
+    ASSERT_NO_FATAL_FAILURE(agent.Start(dir.path()));
+    PrometheusServer prometheus(
+        dir.path(), {{"dlb-appliance", "127.0.0.1:" + std::to_string(appliance.port())},
+                     {"dlb-xdp", "127.0.0.1:" + std::to_string(agent.port())}});
+    std::string body;
+    for (const std::string job : {"dlb-appliance", "dlb-xdp"}) {
+      EXPECT_TRUE(WaitFor(
+          [&] {
+            body = prometheus.Query("up{job=\"" + job + "\"}");
+            return FirstValue(body) == 1;
+          },
+          120000))
+          << job << ": " << body << "\nprometheus: " << prometheus.Stderr();
+      // Every scraped family of the job is a dlb_ or exporter family, and there are many.
+      body = prometheus.Query("count({job=\"" + job + "\", __name__=~\"dlb_.+\"})");
+      EXPECT_GT(FirstValue(body), 10) << job << ": " << body;
+    }
+    // Queries the dashboard makes, answered from the scraped series.
+    body = prometheus.Query("min by (instance) (dlb_sync_store_up{job=\"dlb-appliance\"})");
+    EXPECT_GE(FirstValue(body), 0) << body;
+    body = prometheus.Query("sum(dlb_xdp_malformed_frames_total{job=\"dlb-xdp\"})");
+    EXPECT_GE(FirstValue(body), 0) << body;
+  }
 }
 
 TEST(ReadmeMetricsTest, LibraryListMatchesWhatDlbDemoExports) {

@@ -5,20 +5,15 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "child.h"
 #include "demo_process.h"
 #include "http_get.h"
+#include "prometheus_server.h"
 
 namespace dlb::testing {
 namespace {
-
-std::string PrometheusPath() {
-  const char* p = std::getenv("PROMETHEUS");
-  return p != nullptr && *p != '\0' ? p : "/usr/bin/prometheus";
-}
 
 class PrometheusTest : public ::testing::Test {
  protected:
@@ -27,34 +22,10 @@ class PrometheusTest : public ::testing::Test {
         << PrometheusPath() << " is missing: scripts/setup installs the 'prometheus' package";
     dir_ = std::make_unique<TempDir>("dlb-prometheus-test-");
     demo_ = std::make_unique<DemoProcess>(dir_->path(), "alice:50:5:1");
-    const std::string config = dir_->path() + "/prometheus.yml";
-    {
-      std::ofstream f(config);
-      f << "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-        << "scrape_configs:\n  - job_name: dlb-demo\n    static_configs:\n"
-        << "      - targets: ['127.0.0.1:" << demo_->metrics_port() << "']\n";
-    }
-    // A free port can be taken between probing and binding: retry a few times.
-    for (int attempt = 0; attempt < 5 && prometheus_ == nullptr; ++attempt) {
-      port_ = FreeLoopbackPort();
-      auto p = std::make_unique<Child>(
-          std::vector<std::string>{PrometheusPath(), "--config.file=" + config,
-                                   "--storage.tsdb.path=" + dir_->path() + "/tsdb",
-                                   "--web.listen-address=127.0.0.1:" + std::to_string(port_),
-                                   "--log.level=warn"},
-          std::map<std::string, std::string>{}, dir_->path() + "/prometheus");
-      const bool ready = WaitFor(
-          [&] {
-            return !p->Running() || HttpGet("127.0.0.1", port_, "/-/ready", 2000).status == 200;
-          },
-          120000);
-      if (ready && p->Running()) {
-        prometheus_ = std::move(p);
-      } else {
-        last_error_ = p->Stderr();
-      }
-    }
-    ASSERT_NE(prometheus_, nullptr) << "prometheus did not become ready: " << last_error_;
+    prometheus_ = std::make_unique<PrometheusServer>(
+        dir_->path(), std::vector<std::pair<std::string, std::string>>{
+                          {"dlb-demo", "127.0.0.1:" + std::to_string(demo_->metrics_port())}});
+    port_ = prometheus_->port();
   }
 
   void TearDown() override {
@@ -63,28 +34,17 @@ class PrometheusTest : public ::testing::Test {
     dir_.reset();
   }
 
-  // GET /api/v1/query?query=Q; the JSON body.
   std::string Query(const std::string& q) {
-    const auto r = HttpGet("127.0.0.1", port_, "/api/v1/query?query=" + UrlEncode(q));
-    EXPECT_EQ(r.status, 200) << r.error << r.body;
-    return r.body;
+    const std::string body = prometheus_->Query(q);
+    EXPECT_NE(body.find(R"("status":"success")"), std::string::npos) << q << ": " << body;
+    return body;
   }
 
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<DemoProcess> demo_;
-  std::unique_ptr<Child> prometheus_;
-  std::string last_error_;
+  std::unique_ptr<PrometheusServer> prometheus_;
   int port_ = 0;
 };
-
-// The value of the first sample of a vector result: "value":[<ts>,"<v>"].
-double FirstValue(const std::string& body) {
-  const size_t at = body.find("\"value\":[");
-  if (at == std::string::npos) return -1;
-  const size_t comma = body.find(",\"", at);
-  if (comma == std::string::npos) return -1;
-  return std::strtod(body.c_str() + comma + 2, nullptr);
-}
 
 TEST_F(PrometheusTest, ScrapesTheLimiterCountersAndAnswersQueries) {
   // Wait until a scrape stored samples with admissions and rejections (alice offers
