@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "dlb/key.h"
 #include "redis_server.h"
 #include "testbed.h"
 
@@ -390,9 +391,23 @@ TEST(ApplianceSync, TwoAppliancesShareOneUsersLimitAndKeepServingWhenRedisDies) 
   for (int i = 0; i < 7; ++i) codes.push_back(bed.Curl("/shared/y", "oscar", 0));
   EXPECT_EQ(codes, (std::vector<std::string>{"200", "200", "200", "200", "200", "429", "429"}));
   EXPECT_EQ(bed.Curl("/other", "oscar", 0), "200");  // the default rule: local, unaffected
-  // A clean stop with Redis gone still exits 0 (the leases cannot be returned: logged).
+
+  // Redis comes back empty: the five admissions of the outage are charged into it once
+  // (not twice, not lost) at the next rounds, and the appliances decide on Redis again.
+  redis.Restart();
+  ASSERT_TRUE(WaitFor([&] { return a.Metric("dlb_sync_store_up") == 1 && b.Metric("dlb_sync_store_up") == 1; },
+                      30s))
+      << a.Scrape();
+  // Once the debits went in, stop both (their leases go back) and read the level off the
+  // stored TAT: (TAT - now) / T with T = 1 / 0.001 s.
+  ASSERT_TRUE(WaitFor([&] { return a.Metric("dlb_sync_units_total", {"kind=\"debited\""}) >= 5; }, 30s))
+      << a.Scrape();
   EXPECT_EQ(a.Stop(), 0) << a.Log();
   EXPECT_EQ(b.Stop(), 0) << b.Log();
+  const std::string tat = redis.Command({"GET", dlb::RedisKey("oscar", "shared")}).str;
+  ASSERT_FALSE(tat.empty()) << "oscar's outage admissions were not charged";
+  const double level = (std::stod(tat) - static_cast<double>(redis.TimeUs()) * 1000.0) / 1e12;
+  EXPECT_NEAR(level, 5.0, 0.01) << tat;
 }
 
 // --- start-up errors ----------------------------------------------------------------
