@@ -193,6 +193,21 @@ void Worker::Handle(int in_side, rte_mbuf** mbufs, uint16_t count, int64_t now_n
   uint16_t n_back = 0;
   rte_mbuf* on[kBurst];
   uint16_t n_on = 0;
+  // A crafted frame (429, RST) in a fresh mbuf, queued on `out`; a frame that cannot be
+  // built or has no mbuf is counted, never sent half-made.
+  auto emit = [&](rte_mbuf** out, uint16_t& n, auto& sent, auto&& build) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    const size_t len = m != nullptr ? build(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_tailroom(m)) : 0;
+    if (len == 0) {
+      if (m != nullptr) rte_pktmbuf_free(m);
+      ++counters_.build_failed;
+      return;
+    }
+    m->data_len = static_cast<uint16_t>(len);
+    m->pkt_len = static_cast<uint32_t>(len);
+    out[n++] = m;
+    ++sent;
+  };
   for (uint16_t i = 0; i < count; ++i) {
     const FrameResult& r = results[i];
     switch (r.verdict) {
@@ -220,72 +235,25 @@ void Worker::Handle(int in_side, rte_mbuf** mbufs, uint16_t count, int64_t now_n
         if (r.heads > 0 && r.rule < packet::kMaxRules) ++counters_.dropped_by_rule[r.rule];
         rte_pktmbuf_free(mbufs[i]);
         continue;
-      case Verdict::kReject: {
+      case Verdict::kReject:
         ++counters_.rejected_by_rule[r.rule < packet::kMaxRules ? r.rule : 0];
-        if (rte_mbuf* m = rte_pktmbuf_alloc(pool_)) {
-          const size_t len = packet::BuildClientReject(frames[i].data, r.view, rules_->rule(r.rule),
-                                                       r.decision, rte_pktmbuf_mtod(m, uint8_t*),
-                                                       rte_pktmbuf_tailroom(m));
-          if (len > 0) {
-            m->data_len = m->pkt_len = static_cast<uint32_t>(len);
-            back[n_back++] = m;
-            ++counters_.rejects_sent;
-          } else {
-            rte_pktmbuf_free(m);
-            ++counters_.build_failed;
-          }
-        } else {
-          ++counters_.build_failed;
-        }
-        if (rte_mbuf* m = rte_pktmbuf_alloc(pool_)) {
-          const size_t len = packet::BuildServerReset(frames[i].data, r.view, r.reset_seq,
-                                                      rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_tailroom(m));
-          if (len > 0) {
-            m->data_len = m->pkt_len = static_cast<uint32_t>(len);
-            on[n_on++] = m;
-            ++counters_.resets_sent;
-          } else {
-            rte_pktmbuf_free(m);
-            ++counters_.build_failed;
-          }
-        } else {
-          ++counters_.build_failed;
-        }
+        emit(back, n_back, counters_.rejects_sent, [&](uint8_t* out, size_t room) {
+          return packet::BuildClientReject(frames[i].data, r.view, rules_->rule(r.rule), r.decision, out, room);
+        });
+        emit(on, n_on, counters_.resets_sent, [&](uint8_t* out, size_t room) {
+          return packet::BuildServerReset(frames[i].data, r.view, r.reset_seq, out, room);
+        });
         rte_pktmbuf_free(mbufs[i]);
         continue;
-      }
-      case Verdict::kReset: {
-        if (rte_mbuf* m = rte_pktmbuf_alloc(pool_)) {
-          const size_t len = packet::BuildClientReset(frames[i].data, r.view, rte_pktmbuf_mtod(m, uint8_t*),
-                                                      rte_pktmbuf_tailroom(m));
-          if (len > 0) {
-            m->data_len = m->pkt_len = static_cast<uint32_t>(len);
-            back[n_back++] = m;
-            ++counters_.resets_sent;
-          } else {
-            rte_pktmbuf_free(m);
-            ++counters_.build_failed;
-          }
-        } else {
-          ++counters_.build_failed;
-        }
-        if (rte_mbuf* m = rte_pktmbuf_alloc(pool_)) {
-          const size_t len = packet::BuildServerReset(frames[i].data, r.view, r.reset_seq,
-                                                      rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_tailroom(m));
-          if (len > 0) {
-            m->data_len = m->pkt_len = static_cast<uint32_t>(len);
-            on[n_on++] = m;
-            ++counters_.resets_sent;
-          } else {
-            rte_pktmbuf_free(m);
-            ++counters_.build_failed;
-          }
-        } else {
-          ++counters_.build_failed;
-        }
+      case Verdict::kReset:
+        emit(back, n_back, counters_.resets_sent, [&](uint8_t* out, size_t room) {
+          return packet::BuildClientReset(frames[i].data, r.view, out, room);
+        });
+        emit(on, n_on, counters_.resets_sent, [&](uint8_t* out, size_t room) {
+          return packet::BuildServerReset(frames[i].data, r.view, r.reset_seq, out, room);
+        });
         rte_pktmbuf_free(mbufs[i]);
         continue;
-      }
     }
     // A verdict this loop does not know is forwarded: never silently lost.
     forward[n_forward++] = mbufs[i];
