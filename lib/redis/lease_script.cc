@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "redis/script.h"
 
@@ -9,22 +10,14 @@ namespace dlb::redis {
 
 namespace {
 
-// After the strict script's prelude (script.cc): both read and write a TAT through the
-// same text. lease_script_test checks that a bucket charged by one is read back
-// exactly by the other.
-constexpr std::string_view kLeaseBody = R"lua(
-local nk = #KEYS
-if nk < 1 or #ARGV ~= 4 * nk then
-  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. (capacity interval_ns return want)..')
-end
-local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
-for i = 1, nk do
-  local c, tn = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
-  local ret, want = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
-  if not c or not tn or not ret or not want or c < 1 or tn < 0 or ret < 0 or want < 0 then
-    return redis.error_reply('ERR dlb: bad lease arguments')
-  end
-  local v = redis.call('GET', KEYS[i])
+// One bucket's step, shared by both scripts below (after the strict script's prelude,
+// script.cc, so that they read and write a TAT through the same text; lease_script_test
+// checks that a bucket charged by one is read back exactly by the other): give back
+// `ret` unused units, charge `debit` units admitted on credit (`debit` is nil for the
+// lease script), then grant what fits of `want`. Returns grant, level.
+constexpr std::string_view kStepFunction = R"lua(
+local function step(key, c, tn, ret, debit, want)
+  local v = redis.call('GET', key)
   local u, d = tn, 0
   if tn == 0 then
     u = 1
@@ -38,6 +31,11 @@ for i = 1, nk do
   -- were held is gone (a returned lease never makes room that was not there).
   d = d - ret * u
   if d < 0 then d = 0 end
+  if debit then
+    -- Admitted on credit: charged unconditionally, saturating at a full bucket.
+    d = d + debit * u
+    if d > c * u then d = c * u end
+  end
   -- All that fits, with the strict script's slack, so a lease and C strict takes
   -- agree on a full bucket.
   local room = math.floor(c + 1e-9 + c * 4e-15 - d / u)
@@ -46,16 +44,33 @@ for i = 1, nk do
   d = d + grant * u
   if d ~= before then
     if d <= 0 then
-      redis.call('DEL', KEYS[i])
+      redis.call('DEL', key)
     elseif tn == 0 then
-      redis.call('SET', KEYS[i], string.format('%.0f', d))
+      redis.call('SET', key, string.format('%.0f', d))
     else
       local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(d / 1e6) + 1
-      redis.call('SET', KEYS[i], tat_text(d, u), 'PXAT', string.format('%.0f', expire_ms))
+      redis.call('SET', key, tat_text(d, u), 'PXAT', string.format('%.0f', expire_ms))
     end
   end
+  return grant, string.format('%.17g', d / u)
+end
+)lua";
+
+constexpr std::string_view kLeaseBody = R"lua(
+local nk = #KEYS
+if nk < 1 or #ARGV ~= 4 * nk then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. (capacity interval_ns return want)..')
+end
+local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
+for i = 1, nk do
+  local c, tn = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2])
+  local ret, want = tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
+  if not c or not tn or not ret or not want or c < 1 or tn < 0 or ret < 0 or want < 0 then
+    return redis.error_reply('ERR dlb: bad lease arguments')
+  end
+  local grant, level = step(KEYS[i], c, tn, ret, nil, want)
   out[#out + 1] = grant
-  out[#out + 1] = string.format('%.17g', d / u)
+  out[#out + 1] = level
 end
 return out
 )lua";
@@ -83,38 +98,9 @@ for i = 1, nk do
       debit < 0 or want < 0 then
     return redis.error_reply('ERR dlb: bad settle arguments')
   end
-  local key = KEYS[i + 1]
-  local v = redis.call('GET', key)
-  local u, d = tn, 0
-  if tn == 0 then
-    u = 1
-    if v then d = tonumber(v) or 0 end
-  elseif v then
-    d = fill_of(v)
-  end
-  if d < 0 then d = 0 end
-  local before = d
-  d = d - ret * u
-  if d < 0 then d = 0 end
-  -- Admitted on credit: charged unconditionally, saturating at a full bucket.
-  d = d + debit * u
-  if d > c * u then d = c * u end
-  local room = math.floor(c + 1e-9 + c * 4e-15 - d / u)
-  local grant = math.min(want, room)
-  if grant < 0 then grant = 0 end
-  d = d + grant * u
-  if d ~= before then
-    if d <= 0 then
-      redis.call('DEL', key)
-    elseif tn == 0 then
-      redis.call('SET', key, string.format('%.0f', d))
-    else
-      local expire_ms = now_s * 1000 + math.floor(now_ns / 1e6) + math.ceil(d / 1e6) + 1
-      redis.call('SET', key, tat_text(d, u), 'PXAT', string.format('%.0f', expire_ms))
-    end
-  end
+  local grant, level = step(KEYS[i + 1], c, tn, ret, debit, want)
   out[#out + 1] = grant
-  out[#out + 1] = string.format('%.17g', d / u)
+  out[#out + 1] = level
 end
 redis.call('SET', KEYS[1], rid .. '|' .. cjson.encode(out), 'PX', ttl)
 return out
@@ -123,7 +109,7 @@ return out
 }  // namespace
 
 std::string_view SettleScript() {
-  static const std::string script = WithTatPrelude(kSettleBody);
+  static const std::string script = WithTatPrelude(std::string(kStepFunction) + std::string(kSettleBody));
   return script;
 }
 
@@ -150,7 +136,7 @@ void AppendSettleCall(CommandWriter& w, std::string_view round_key, int64_t roun
 }
 
 std::string_view LeaseScript() {
-  static const std::string script = WithTatPrelude(kLeaseBody);
+  static const std::string script = WithTatPrelude(std::string(kStepFunction) + std::string(kLeaseBody));
   return script;
 }
 
