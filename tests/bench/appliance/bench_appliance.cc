@@ -34,70 +34,35 @@
 
 #include "appliance.h"
 #include "dlb/clock.h"
+#include "../packet/bench_frames.h"
 
 using dlb::appliance::PortInfo;
 using dlb::appliance::Worker;
 namespace packet = dlb::packet;
+namespace bench = dlb::bench;
 
 namespace {
 
 constexpr int kFlows = 1024;
 constexpr uint64_t kUsers = 1'000'000;
 constexpr size_t kBurst = 32;
-constexpr int kUserDigits = 10;
-
-void Put16(std::vector<uint8_t>& v, uint16_t x) {
-  v.push_back(static_cast<uint8_t>(x >> 8));
-  v.push_back(static_cast<uint8_t>(x));
-}
-void Put32(std::vector<uint8_t>& v, uint32_t x) {
-  Put16(v, static_cast<uint16_t>(x >> 16));
-  Put16(v, static_cast<uint16_t>(x));
-}
-
-// Ethernet / IPv4 / TCP with the timestamps option; checksums zero (offload trusted).
-std::vector<uint8_t> TcpFrame(int flow, uint32_t seq, uint8_t flags, const std::string& payload, uint16_t dport = 80) {
-  std::vector<uint8_t> f = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
-  const uint16_t tcp_bytes = 32;
-  Put16(f, 0x4500);
-  Put16(f, static_cast<uint16_t>(20 + tcp_bytes + payload.size()));
-  Put32(f, 0x00004000);
-  Put16(f, 0x4006);
-  Put16(f, 0);
-  Put32(f, 0x0a000000 | static_cast<uint32_t>(flow));
-  Put32(f, 0x0a800001);
-  Put16(f, static_cast<uint16_t>(20000 + flow));
-  Put16(f, dport);
-  Put32(f, seq);
-  Put32(f, 1);
-  Put16(f, static_cast<uint16_t>((tcp_bytes / 4) << 12 | flags));
-  Put16(f, 65535);
-  Put32(f, 0);
-  const uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};
-  f.insert(f.end(), ts, ts + 12);
-  f.insert(f.end(), payload.begin(), payload.end());
-  return f;
-}
 
 std::vector<uint8_t> UdpFrame(int flow) {
   std::vector<uint8_t> f = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
-  Put16(f, 0x4500);
-  Put16(f, 20 + 8 + 64);
-  Put32(f, 0x00004000);
-  Put16(f, 0x4011);
-  Put16(f, 0);
-  Put32(f, 0x0a000000 | static_cast<uint32_t>(flow));
-  Put32(f, 0x0a800001);
-  Put16(f, 5353);
-  Put16(f, 53);
-  Put16(f, 8 + 64);
-  Put16(f, 0);
+  bench::Put16(f, 0x4500);
+  bench::Put16(f, 20 + 8 + 64);
+  bench::Put32(f, 0x00004000);
+  bench::Put16(f, 0x4011);
+  bench::Put16(f, 0);
+  bench::Put32(f, 0x0a000000 | static_cast<uint32_t>(flow));
+  bench::Put32(f, 0x0a800001);
+  bench::Put16(f, 5353);
+  bench::Put16(f, 53);
+  bench::Put16(f, 8 + 64);
+  bench::Put16(f, 0);
   f.resize(f.size() + 64, 0x61);
   return f;
 }
-
-constexpr size_t kSeqOffset = 14 + 20 + 4;
-constexpr size_t kPayloadOffset = 14 + 20 + 32;
 
 std::string Head(size_t& user_offset) {
   std::string h = "GET /v1/accounts/balance?currency=EUR HTTP/1.1\r\nHost: api.example.com\r\n"
@@ -106,17 +71,10 @@ std::string Head(size_t& user_offset) {
                   "Accept-Language: en-US,en;q=0.9\r\nX-Request-ID: 4bf92f3577b34da6a3ce929d0e0e4736\r\n"
                   "X-User-ID: ";
   user_offset = h.size();
-  h += std::string(kUserDigits, '0');
+  h += std::string(bench::kUserDigits, '0');
   h += "\r\nTraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
        "Connection: keep-alive\r\n\r\n";
   return h;
-}
-
-void WriteUser(uint8_t* p, uint64_t user) {
-  for (int i = kUserDigits - 1; i >= 0; --i) {
-    p[i] = static_cast<uint8_t>('0' + user % 10);
-    user /= 10;
-  }
 }
 
 rte_mbuf* MbufOf(rte_mempool* pool, const std::vector<uint8_t>& f) {
@@ -257,7 +215,7 @@ int main(int argc, char** argv) {
   // Open every connection with a SYN.
   for (int f = 0; f < kFlows; f += kBurst) {
     rte_mbuf* b[kBurst];
-    for (size_t i = 0; i < kBurst; ++i) b[i] = MbufOf(rig.pool, TcpFrame(f + static_cast<int>(i), 999, 0x02, ""));
+    for (size_t i = 0; i < kBurst; ++i) b[i] = MbufOf(rig.pool, bench::BuildTcpFrame(f + static_cast<int>(i), 999, 0x02, ""));
     rte_ring_enqueue_bulk(rig.client_rx, reinterpret_cast<void**>(b), kBurst, nullptr);
     rig.worker->PollOnce();
     Drain(rig);
@@ -266,12 +224,11 @@ int main(int argc, char** argv) {
   auto head_frame = [&](uint64_t user) {
     const int f = next_flow;
     next_flow = (next_flow + 1) % kFlows;
-    rte_mbuf* m = MbufOf(rig.pool, TcpFrame(f, seq[f], 0x18, head));
-    WriteUser(rte_pktmbuf_mtod(m, uint8_t*) + kPayloadOffset + user_offset, user);
+    rte_mbuf* m = MbufOf(rig.pool, bench::BuildTcpFrame(f, seq[f], 0x18, head));
+    bench::WriteUser(rte_pktmbuf_mtod(m, uint8_t*) + bench::kPayloadOffset + user_offset, user);
     seq[f] += static_cast<uint32_t>(head.size());
     return m;
   };
-  (void)kSeqOffset;
   // Fill the shard: every user once.
   uint64_t processed = 0;
   uint64_t next_user = 0;
@@ -296,7 +253,7 @@ int main(int argc, char** argv) {
         case 1:
         case 2: {
           const int f = (k / 4) % kFlows;
-          b[i] = MbufOf(rig.pool, TcpFrame(f, seq[f], 0x10, ""));
+          b[i] = MbufOf(rig.pool, bench::BuildTcpFrame(f, seq[f], 0x10, ""));
           break;
         }
         default: b[i] = MbufOf(rig.pool, UdpFrame(k % kFlows)); break;

@@ -18,50 +18,20 @@
 
 #include "dlb/packet/http.h"
 #include "../../../lib/packet/http_internal.h"
+#include "bench_frames.h"
 
 namespace dlb::packet {
 namespace {
 
-const char* const kFillerHeaders[] = {
-    "Accept: application/json, text/plain, */*",
-    "Accept-Encoding: gzip, deflate, br",
-    "Accept-Language: en-US,en;q=0.9,de;q=0.8",
-    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Safari/537.36",
-    "Content-Type: application/json",
-    "X-Request-ID: 6f1c2a9e-3b7d-4c55-9f0e-2d8a7b1c4e60",
-    "X-Forwarded-For: 198.51.100.23",
-    "X-Forwarded-Proto: https",
-    "Cache-Control: no-cache",
-    "Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    "Cookie: session=9b1deb4d3b7d4bad9bdd2b0d7b3dcb6d; theme=dark",
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
-};
-
-std::string MakeHead(std::mt19937_64& rng) {
-  static const char* const kLines[] = {"POST /v1/payments/charge HTTP/1.1", "GET /v1/search?q=shoes HTTP/1.1",
-                                       "GET /v1/accounts/me HTTP/1.1", "POST /v1/payments/refund HTTP/1.1"};
-  std::string h = std::string(kLines[rng() % 4]) + "\r\nHost: api.example.com\r\n";
-  std::vector<std::string> headers(std::begin(kFillerHeaders), std::end(kFillerHeaders));
-  std::shuffle(headers.begin(), headers.end(), rng);
-  headers.resize(4 + rng() % 5);
-  const size_t id_pos = rng() % (headers.size() + 1);
-  const size_t target = 400 + rng() % 201;
-  for (size_t i = 0; i <= headers.size(); ++i) {
-    if (i == id_pos) h += "X-User-ID: " + std::to_string(1'000'000'000 + rng() % 1'000'000'000) + "\r\n";
-    if (i < headers.size()) h += headers[i] + "\r\n";
-  }
-  if (h.size() + 2 < target) {
-    const size_t pad = target - h.size() - 2;
-    if (pad > 10) h += "X-Pad: " + std::string(pad - 9, 'p') + "\r\n";
-  }
-  h += "\r\n";
-  return h;
-}
-
 std::vector<std::string> MakeHeads() {
   std::mt19937_64 rng(42);
   std::vector<std::string> heads;
-  for (int i = 0; i < 1024; ++i) heads.push_back(MakeHead(rng));
+  for (int i = 0; i < 1024; ++i) {
+    size_t at = 0;
+    std::string h = bench::MakeHead(rng, &at);
+    bench::WriteUser(reinterpret_cast<uint8_t*>(h.data()) + at, 1'000'000'000 + rng() % 1'000'000'000);
+    heads.push_back(std::move(h));
+  }
   return heads;
 }
 

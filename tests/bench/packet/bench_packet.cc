@@ -42,6 +42,7 @@
 #include "dlb/clock.h"
 #include "dlb/packet/engine.h"
 #include "dlb/packet/shard_sync.h"
+#include "bench_frames.h"
 #ifdef DLB_BENCH_REDIS
 #include "redis/lease_script.h"
 #include "redis/pool.h"
@@ -76,45 +77,8 @@ constexpr size_t kRingFrames = 8192;
 constexpr int kFlows = 1024;
 constexpr int64_t kStartNs = 1'000'000'000;
 constexpr int64_t kFrameSpacingNs = 100;  // 10 Mpps of simulated arrival time
-constexpr int kUserDigits = 10;
 constexpr uint64_t kRulesPerUser = 3;
 
-void Put16(std::vector<uint8_t>& v, uint16_t x) {
-  v.push_back(static_cast<uint8_t>(x >> 8));
-  v.push_back(static_cast<uint8_t>(x));
-}
-
-void Put32(std::vector<uint8_t>& v, uint32_t x) {
-  Put16(v, static_cast<uint16_t>(x >> 16));
-  Put16(v, static_cast<uint16_t>(x));
-}
-
-// Ethernet / IPv4 / TCP (timestamps option, as Linux sends) around `payload`.
-// Checksums are left zero: the engine trusts the NIC's checksum offload.
-std::vector<uint8_t> BuildFrame(int flow, uint32_t seq, uint8_t flags, const std::string& payload) {
-  std::vector<uint8_t> f = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
-  const uint16_t tcp_bytes = 32;
-  Put16(f, 0x4500);
-  Put16(f, static_cast<uint16_t>(20 + tcp_bytes + payload.size()));
-  Put32(f, 0x00004000);
-  Put16(f, 0x4006);
-  Put16(f, 0);
-  Put32(f, 0x0a000000 | static_cast<uint32_t>(flow));  // client 10.0.x.y
-  Put32(f, 0x0a800001);                                // server 10.128.0.1
-  Put16(f, static_cast<uint16_t>(20000 + flow));
-  Put16(f, 80);
-  Put32(f, seq);
-  Put32(f, 1);
-  Put16(f, static_cast<uint16_t>((tcp_bytes / 4) << 12 | flags));
-  Put16(f, 65535);
-  Put32(f, 0);
-  const uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};
-  f.insert(f.end(), ts, ts + 12);
-  f.insert(f.end(), payload.begin(), payload.end());
-  return f;
-}
-
-constexpr size_t kSeqOffset = 14 + 20 + 4;
 
 #ifdef DLB_BENCH_REDIS
 // One redis-server for the process, started on first use.
@@ -198,61 +162,12 @@ struct Bench {
   }
 
   void Open(int flow, uint32_t isn) {
-    auto syn = BuildFrame(flow, isn, 0x02, "");
+    auto syn = bench::BuildTcpFrame(flow, isn, 0x02, "");
     Frame f{syn.data(), static_cast<uint32_t>(syn.size())};
     FrameResult r;
     engine->ProcessBurst(&f, 1, now_ns, &r);
   }
 };
-
-const char* const kFillerHeaders[] = {
-    "Accept: application/json, text/plain, */*",
-    "Accept-Encoding: gzip, deflate, br",
-    "Accept-Language: en-US,en;q=0.9,de;q=0.8",
-    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Safari/537.36",
-    "Content-Type: application/json",
-    "X-Request-ID: 6f1c2a9e-3b7d-4c55-9f0e-2d8a7b1c4e60",
-    "X-Forwarded-For: 198.51.100.23",
-    "X-Forwarded-Proto: https",
-    "Cache-Control: no-cache",
-    "Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    "Cookie: session=9b1deb4d3b7d4bad9bdd2b0d7b3dcb6d; theme=dark",
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl",
-};
-
-// A head of 400-600 bytes: request line, Host, filler headers in random order with the
-// identity header at a random position; padded with a filler header to the target size.
-std::string MakeHead(std::mt19937_64& rng, size_t& user_offset) {
-  static const char* const kLines[] = {"POST /v1/payments/charge HTTP/1.1", "GET /v1/search?q=shoes HTTP/1.1",
-                                       "GET /v1/accounts/me HTTP/1.1", "POST /v1/payments/refund HTTP/1.1"};
-  std::string h = std::string(kLines[rng() % 4]) + "\r\nHost: api.example.com\r\n";
-  std::vector<std::string> headers(std::begin(kFillerHeaders), std::end(kFillerHeaders));
-  std::shuffle(headers.begin(), headers.end(), rng);
-  headers.resize(4 + rng() % 5);
-  const size_t id_pos = rng() % (headers.size() + 1);
-  const size_t target = 400 + rng() % 201;
-  for (size_t i = 0; i <= headers.size(); ++i) {
-    if (i == id_pos) {
-      h += "X-User-ID: ";
-      user_offset = h.size();
-      h += std::string(kUserDigits, '0') + "\r\n";
-    }
-    if (i < headers.size()) h += headers[i] + "\r\n";
-  }
-  if (h.size() + 2 < target) {
-    const size_t pad = target - h.size() - 2;
-    if (pad > 10) h += "X-Pad: " + std::string(pad - 9, 'p') + "\r\n";
-  }
-  h += "\r\n";
-  return h;
-}
-
-void WriteUser(uint8_t* p, uint64_t user) {
-  for (int i = kUserDigits - 1; i >= 0; --i) {
-    p[i] = static_cast<uint8_t>('0' + user % 10);
-    user /= 10;
-  }
-}
 
 struct HeadRing {
   std::vector<std::vector<uint8_t>> frames;
@@ -270,8 +185,8 @@ HeadRing MakeHeadRing(std::mt19937_64& rng) {
   for (size_t i = 0; i < kRingFrames; ++i) {
     const int flow = static_cast<int>(rng() % kFlows);
     size_t user_offset = 0;
-    const std::string head = MakeHead(rng, user_offset);
-    auto frame = BuildFrame(flow, next[flow], 0x18, head);
+    const std::string head = bench::MakeHead(rng, &user_offset);
+    auto frame = bench::BuildTcpFrame(flow, next[flow], 0x18, head);
     ring.user_at.push_back(frame.size() - head.size() + user_offset);
     ring.seq0.push_back(next[flow]);
     ring.flow_of.push_back(flow);
@@ -289,11 +204,11 @@ void PrepareLap(HeadRing& ring, uint32_t lap, F&& next_user) {
   for (size_t i = 0; i < ring.frames.size(); ++i) {
     uint8_t* f = ring.frames[i].data();
     const uint32_t seq = ring.seq0[i] + lap * ring.lap_advance[ring.flow_of[i]];
-    f[kSeqOffset] = static_cast<uint8_t>(seq >> 24);
-    f[kSeqOffset + 1] = static_cast<uint8_t>(seq >> 16);
-    f[kSeqOffset + 2] = static_cast<uint8_t>(seq >> 8);
-    f[kSeqOffset + 3] = static_cast<uint8_t>(seq);
-    WriteUser(f + ring.user_at[i], next_user(i));
+    f[bench::kSeqOffset] = static_cast<uint8_t>(seq >> 24);
+    f[bench::kSeqOffset + 1] = static_cast<uint8_t>(seq >> 16);
+    f[bench::kSeqOffset + 2] = static_cast<uint8_t>(seq >> 8);
+    f[bench::kSeqOffset + 3] = static_cast<uint8_t>(seq);
+    bench::WriteUser(f + ring.user_at[i], next_user(i));
   }
 }
 
@@ -419,7 +334,7 @@ void BM_ParseRequestHead(benchmark::State& state) {
   std::vector<std::string> heads;
   for (int i = 0; i < 1024; ++i) {
     size_t at = 0;
-    heads.push_back(MakeHead(rng, at));
+    heads.push_back(bench::MakeHead(rng, &at));
   }
   HeadOptions o;
   size_t i = 0;
@@ -450,7 +365,7 @@ void RunNonHead(benchmark::State& state, bool body) {
       const std::string head =
           "PUT /v1/files/big HTTP/1.1\r\nHost: api.example.com\r\nX-User-ID: u1\r\nContent-Length: "
           "1000000000000\r\n\r\n";
-      auto frame = BuildFrame(f, next[f], 0x18, head);
+      auto frame = bench::BuildTcpFrame(f, next[f], 0x18, head);
       Frame in{frame.data(), static_cast<uint32_t>(frame.size())};
       FrameResult r;
       bench.engine->ProcessBurst(&in, 1, bench.now_ns, &r);
@@ -464,7 +379,7 @@ void RunNonHead(benchmark::State& state, bool body) {
   std::vector<uint32_t> lap_advance(kFlows, 0);
   for (size_t i = 0; i < kRingFrames; ++i) {
     const int f = static_cast<int>(rng() % kFlows);
-    ring.push_back(BuildFrame(f, next[f], body ? 0x18 : 0x10, payload));
+    ring.push_back(bench::BuildTcpFrame(f, next[f], body ? 0x18 : 0x10, payload));
     flow_of.push_back(f);
     seq0.push_back(next[f]);
     next[f] += static_cast<uint32_t>(payload.size());
@@ -481,7 +396,7 @@ void RunNonHead(benchmark::State& state, bool body) {
       ++lap;
       for (size_t i = 0; i < ring.size(); ++i) {
         const uint32_t seq = seq0[i] + lap * lap_advance[flow_of[i]];
-        uint8_t* p = ring[i].data() + kSeqOffset;
+        uint8_t* p = ring[i].data() + bench::kSeqOffset;
         p[0] = static_cast<uint8_t>(seq >> 24);
         p[1] = static_cast<uint8_t>(seq >> 16);
         p[2] = static_cast<uint8_t>(seq >> 8);
