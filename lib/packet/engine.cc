@@ -219,7 +219,9 @@ struct PacketEngine::Impl {
     ++state[current].pending_events;
     if (kind == EventKind::kDecide) {
       e.probe = shard.Probe(key_hash, rule);
-      if (sync != nullptr && rules->rule(rule).mode != Mode::kLocal) {
+      // Once the sync layer holds entries, a new key of any rule may read the sync
+      // slots of its lines (to skip held entries): fetch them too.
+      if (shard.sync_engaged() || (sync != nullptr && rules->rule(rule).mode != Mode::kLocal)) {
         shard.PrefetchSynced(e.probe);
       } else {
         shard.Prefetch(e.probe);

@@ -53,14 +53,17 @@ inline uint32_t AltOffset(uint32_t tag, size_t lines) {
 // An entry whose bucket is empty at `now_fp` can be given to another key: forgetting an
 // empty bucket changes no decision (a fresh bucket is an empty one). An entry the sync
 // layer holds (avail != kNotSynced) is named by its index: never reused while held.
+// The sync slot is read last: it sits in another array, a cache line the lookup of a
+// local rule has not fetched, and only a drained bucket needs the answer.
 bool BucketShard::Reusable(const ShardEntry& e, dlb::u128 now_fp) const {
   if (e.tag == 0) return true;
-  if (sync_ != nullptr) {
+  if (e.tat_ns & kNeverLeaksBit) return false;  // a quota: its count is its state
+  if (Unpack(e) > now_fp) return false;
+  if (sync_engaged_) {
     const size_t index = static_cast<size_t>(&e - &lines_[0].entries[0]);
     if (sync_[index].avail.load(std::memory_order_acquire) != kNotSynced) return false;
   }
-  if (e.tat_ns & kNeverLeaksBit) return false;  // a quota: its count is its state
-  return Unpack(e) <= now_fp;
+  return true;
 }
 
 StatusOr<BucketShard> BucketShard::Create(Allocator& allocator, uint64_t users, int64_t epoch_ns,
@@ -93,6 +96,7 @@ BucketShard::BucketShard(BucketShard&& o) noexcept
       sync_(std::exchange(o.sync_, nullptr)),
       lines_count_(std::exchange(o.lines_count_, 0)),
       epoch_ns_(o.epoch_ns_),
+      sync_engaged_(std::exchange(o.sync_engaged_, false)),
       counters_(o.counters_) {}
 
 BucketShard& BucketShard::operator=(BucketShard&& o) noexcept {
@@ -104,6 +108,7 @@ BucketShard& BucketShard::operator=(BucketShard&& o) noexcept {
     sync_ = std::exchange(o.sync_, nullptr);
     lines_count_ = std::exchange(o.lines_count_, 0);
     epoch_ns_ = o.epoch_ns_;
+    sync_engaged_ = std::exchange(o.sync_engaged_, false);
     counters_ = o.counters_;
   }
   return *this;
@@ -222,7 +227,7 @@ BucketShard::Outcome BucketShard::Admit(const ShardProbe& p, const dlb::BucketPr
 ShardEntry* BucketShard::Relocate(const ShardProbe& p, dlb::u128 now_fp, bool& slot_in_b) {
   for (const uint32_t line : {p.line_a, p.line_b}) {
     for (ShardEntry& victim : lines_[line].entries) {
-      if (sync_ != nullptr &&
+      if (sync_engaged_ &&
           sync_[static_cast<size_t>(&victim - &lines_[0].entries[0])].avail.load(std::memory_order_acquire) !=
               kNotSynced) {
         continue;  // held by the sync layer under this index

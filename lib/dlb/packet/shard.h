@@ -135,6 +135,11 @@ class BucketShard {
 
   // --- synced buckets (shards created with_sync; shard_sync.h) ---
   bool has_sync() const { return sync_ != nullptr; }
+  // Whether any entry has ever been handed to the sync layer (the worker calls
+  // EngageSync before it sets an entry's avail). Until then the sync slots need not be
+  // read (nor fetched): with only local rules they never are.
+  bool sync_engaged() const { return sync_engaged_; }
+  void EngageSync() { sync_engaged_ = sync_ != nullptr; }
   // The index of the probe's entry, or of a new entry now holding its key (`fresh`);
   // -1 when a new key finds no entry. A fresh entry is an empty bucket.
   int64_t Claim(const ShardProbe& probe, int64_t now_ns, bool& fresh);
@@ -172,6 +177,7 @@ class BucketShard {
   SyncSlot* sync_ = nullptr;
   size_t lines_count_ = 0;
   int64_t epoch_ns_ = 0;
+  bool sync_engaged_ = false;
   ShardCounters counters_;
 };
 

@@ -364,6 +364,7 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
     const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
     // The slot is published before the registration: once popped, the control thread
     // may change avail at any time.
+    shard.EngageSync();
     s.avail.store(start, std::memory_order_release);
     if (!Push(static_cast<uint32_t>(idx), probe.tag, rule_index, static_cast<int32_t>(credit), kind,
               identity, identity_len)) {
