@@ -96,9 +96,12 @@ struct dlb_scan {
 	__u32 id_name_len;
 	__u32 max_id;
 	__u32 max_lines;
-	__u32 zero;                    /* opaque 0 (see dlb_scratch.opaque_zero) */
+	__u32 phase;                   /* enum dlb_phase: where the next call resumes */
+	__u32 pos;                     /* ... and from which byte */
+	__u32 payload_off;             /* the payload's offset in the frame */
+	__u32 tmp, tmp2;               /* see launder() */
 	__u8 have_host, have_id, result;
-	__u8 pad[5];
+	__u8 pad[1];
 };
 
 struct dlb_view {
@@ -278,13 +281,92 @@ static __always_inline int parse_frame(struct xdp_md *ctx, const struct dlb_xdp_
 /* ---- HTTP request head ---------------------------------------------------------- */
 
 enum dlb_head {
-	DLB_H_MORE = 0, DLB_H_OK, DLB_H_NOT_HTTP, DLB_H_MALFORMED, DLB_H_SLOW,
+	DLB_H_MORE = DLB_XDP_SCAN_MORE, DLB_H_OK = DLB_XDP_SCAN_OK,
+	DLB_H_NOT_HTTP = DLB_XDP_SCAN_NOT_HTTP, DLB_H_MALFORMED = DLB_XDP_SCAN_MALFORMED,
+	DLB_H_SLOW = DLB_XDP_SCAN_SLOW,
+	DLB_H_ERROR = 255,             /* the payload could not be read: passed, not counted */
 };
 
+/* Where the scan resumes: the request line's method, target and version, then a header
+ * line's name and its value. */
+enum dlb_phase {
+	DLB_PH_METHOD = 0, DLB_PH_TARGET, DLB_PH_VERSION, DLB_PH_NAME, DLB_PH_VALUE,
+};
+
+/* Bytes of the head copied before the method is checked: a payload that does not start a
+ * request line costs no more than this. Covers the longest method, its space and the
+ * word read at byte 24. */
+#define DLB_METHOD_BYTES 32
+/* Words (or single-byte steps) one call of the scan's loop body takes in one search
+ * before it saves its position and returns to bpf_loop, which calls it again. */
+#define DLB_SCAN_STEPS 32
+
+#define DLB_ONES 0x0101010101010101ULL
+#define DLB_HIGHS 0x8080808080808080ULL
+#define DLB_LOW7 0x7f7f7f7f7f7f7f7fULL
+#define DLB_HTTP11 0x312e312f50545448ULL   /* "HTTP/1.1" as a little-endian word */
 
 static __always_inline __u8 head_byte(__u32 cpu, __u32 i)
 {
 	return dlb_scratch[cpu & (DLB_MAX_CPUS - 1)].head[i & DLB_SCAN_MASK];
+}
+
+/* Eight head bytes from p (little-endian: byte p in the low bits). The head buffer is
+ * followed by more scratch, so the word never leaves the map value; bytes at or past
+ * the scan's n are stale and every search ignores what it finds there. */
+static __always_inline __u64 head_word(const struct dlb_scratch *sc, __u32 p)
+{
+	return *(const __u64 *)(sc->head + (p & DLB_SCAN_MASK));
+}
+
+/* Byte flags are 0x80 in each flagged byte. The index of the lowest flagged byte of
+ * m != 0: its lowest bit is 1 << (8k + 7); shifted to 1 << 8k, the multiplication
+ * moves byte 7 - k of the constant (k) into the top byte. */
+static __always_inline __u32 first_flag(__u64 m)
+{
+	return (__u32)((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56);
+}
+
+/* Flags of the bytes equal to c: exact at the lowest flagged byte (a borrow may flag
+ * bytes above it), which is all the searches use. */
+static __always_inline __u64 eq_first(__u64 w, __u64 c)
+{
+	__u64 y = w ^ (c * DLB_ONES);
+	return (y - DLB_ONES) & ~y & DLB_HIGHS;
+}
+
+/* Flags of the bytes outside [A-Za-z0-9-] (and CR, when cr_ok), exact in every byte:
+ * each range test adds a constant to 7-bit bytes, which never carries into the next
+ * byte. Header names and methods are mostly these bytes; a flagged byte is then looked
+ * at alone (':', LF, another tchar, or a malformed byte). */
+static __always_inline __u64 name_stops(__u64 w, int cr_ok)
+{
+	__u64 x7 = w & DLB_LOW7;
+	__u64 f = x7 | (0x20 * DLB_ONES);            /* letters folded to lower case */
+	__u64 alpha = (f + 0x1f * DLB_ONES) & ~(f + 0x05 * DLB_ONES);     /* 0x61..0x7a */
+	__u64 digit = (x7 + 0x50 * DLB_ONES) & ~(x7 + 0x46 * DLB_ONES);   /* 0x30..0x39 */
+	/* '-' (0x2d); folded, CR (0x0d) is 0x2d too */
+	__u64 dash = ~(((cr_ok ? f : x7) ^ (0x2d * DLB_ONES)) + DLB_LOW7);
+	__u64 good = (alpha | digit | dash) & ~w & DLB_HIGHS;
+	return good ^ DLB_HIGHS;
+}
+
+/* Flags of the bytes not allowed in a request target (<= 0x20 or DEL): exact at the
+ * lowest. */
+static __always_inline __u64 target_stops(__u64 w)
+{
+	__u64 ctl = ~((w & DLB_LOW7) + 0x5f * DLB_ONES) & ~w & DLB_HIGHS;   /* < 0x21 */
+	return ctl | eq_first(w, 0x7f);
+}
+
+/* Flags of the bytes other than SP, HT and CR, exact in every byte. */
+static __always_inline __u64 value_bytes(__u64 w)
+{
+	__u64 sp = w ^ (0x20 * DLB_ONES), ht = w ^ (0x09 * DLB_ONES), cr = w ^ (0x0d * DLB_ONES);
+	__u64 nz_sp = ((sp & DLB_LOW7) + DLB_LOW7) | sp;
+	__u64 nz_ht = ((ht & DLB_LOW7) + DLB_LOW7) | ht;
+	__u64 nz_cr = ((cr & DLB_LOW7) + DLB_LOW7) | cr;
+	return nz_sp & nz_ht & nz_cr & DLB_HIGHS;
 }
 
 static __always_inline int is_tchar(__u8 c)
@@ -297,166 +379,381 @@ static __always_inline int is_tchar(__u8 c)
 	return 0;
 }
 
-static __always_inline int is_ows(__u8 c)
+/* A value computed in a loop, passed through the scratch memory: the verifier knows
+ * nothing about what it reads back, so the code after the loop is checked once rather
+ * than once per iteration the loop may have left at. */
+static __always_inline __u32 launder(struct dlb_scan *s, __u32 v)
 {
-	return c == ' ' || c == '\t';
+	s->tmp = v;
+	asm volatile("" ::: "memory");
+	return *(volatile __u32 *)&s->tmp;
 }
 
-static __always_inline long next_line(struct dlb_scan *s, __u32 i)
+/* A field of the scan state as the verifier first saw it (an unknown value), not as the
+ * comparisons of a loop's iteration narrowed it; see launder(). */
+#define DLB_RELOAD(field) ({ asm volatile("" ::: "memory"); *(volatile __u32 *)&(field); })
+
+static __always_inline long scan_done(struct dlb_scan *s, __u8 result)
 {
-	s->line_no++;
-	s->line_start = i + 1;
-	s->colon = s->zero;
-	s->vstart = s->zero;
-	s->vend = s->zero;
-	if (s->line_no > s->max_lines) {
-		s->result = DLB_H_MALFORMED;  /* too many header lines */
-		return 1;
-	}
+	s->result = result;
+	return 1;
+}
+
+static __always_inline long scan_suspend(struct dlb_scan *s, __u32 phase, __u32 p)
+{
+	s->phase = phase;
+	s->pos = p;
 	return 0;
 }
 
-/* The end of the request line at i (its LF): the version must be HTTP/1.x. */
-static __always_inline long end_request_line(struct dlb_scan *s, __u32 i)
+/* The request line from byte 0: the method, a token of at most DLB_XDP_MAX_METHOD
+ * bytes, then SP. Sets sp1 and the phase; otherwise the result. Reads only the first
+ * DLB_METHOD_BYTES bytes. */
+static __always_inline long scan_method(struct dlb_scratch *sc, struct dlb_scan *s, __u32 n)
 {
-	__u32 cpu = s->cpu;
-	__u32 le = i;
-	__u32 vo = s->sp2;
+	__u32 p = 0;
 
-	if (le > 0 && head_byte(cpu, le - 1) == '\r')
-		le--;
-	if (!vo || le != vo + 8 || vo == s->sp1 + 1 ||
-	    head_byte(cpu, vo) != 'H' || head_byte(cpu, vo + 1) != 'T' ||
-	    head_byte(cpu, vo + 2) != 'T' || head_byte(cpu, vo + 3) != 'P' ||
-	    head_byte(cpu, vo + 4) != '/' || head_byte(cpu, vo + 5) != '1' ||
-	    head_byte(cpu, vo + 6) != '.' ||
-	    (head_byte(cpu, vo + 7) != '1' && head_byte(cpu, vo + 7) != '0')) {
-		s->result = DLB_H_MALFORMED;
-		return 1;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_XDP_MAX_METHOD + 2; k++) {   /* each step takes >= 1 byte */
+		__u64 stops;
+		__u32 j;
+		__u8 c;
+
+		if (p >= n)
+			return scan_done(s, DLB_H_MORE);
+		if (p > DLB_XDP_MAX_METHOD)
+			break;
+		/* the first flagged byte, else the word's last byte (a token byte) */
+		stops = name_stops(head_word(sc, p), 0);
+		j = p + first_flag(stops | (0x80ULL << 56));
+		if (j > DLB_XDP_MAX_METHOD) {
+			/* a token byte at DLB_XDP_MAX_METHOD: too long */
+			return scan_done(s, DLB_XDP_MAX_METHOD >= n ? DLB_H_MORE : DLB_H_NOT_HTTP);
+		}
+		if (j >= n)
+			return scan_done(s, DLB_H_MORE);
+		c = sc->head[j & DLB_SCAN_MASK];
+		if (c == ' ' && j > 0) {
+			s->sp1 = j + 1;
+			return scan_suspend(s, DLB_PH_TARGET, j + 1);
+		}
+		if (!is_tchar(c) || j >= DLB_XDP_MAX_METHOD)
+			return scan_done(s, DLB_H_NOT_HTTP);
+		p = j + 1;
 	}
-	return next_line(s, i);
+	return scan_done(s, DLB_H_NOT_HTTP);
 }
 
-/* The end of a header line at i (its LF). */
-static __always_inline long end_header_line(struct dlb_scan *s, __u32 i)
+/* The target up to SP: no control bytes, no DEL; the first '?' noted. */
+static __always_inline long scan_target(struct dlb_scratch *sc, struct dlb_scan *s, __u32 p,
+					__u32 n)
+{
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_SCAN_STEPS; k++) {
+		__u64 w, stops, qs;
+		__u32 j;
+
+		if (p >= n)
+			return scan_done(s, DLB_H_MORE);
+		w = head_word(sc, p);
+		stops = target_stops(w);
+		qs = eq_first(w, '?');
+		j = stops ? p + first_flag(stops) : p + 8;
+		if (qs && !s->q) {
+			__u32 qj = p + first_flag(qs);
+			if (qj < j)
+				s->q = qj + 1;
+		}
+		if (!stops) {
+			p = j;
+			continue;
+		}
+		if (j >= n)
+			return scan_done(s, DLB_H_MORE);
+		if (sc->head[j & DLB_SCAN_MASK] != ' ')
+			return scan_done(s, DLB_H_MALFORMED);
+		s->sp2 = j + 1;
+		return scan_suspend(s, DLB_PH_VERSION, j + 1);
+	}
+	return scan_suspend(s, DLB_PH_TARGET, p);
+}
+
+/* The first LF at or after p: its position, n when there is none before n, or n + 1
+ * when the step budget ran out at *resume. */
+static __always_inline __u32 find_lf(const struct dlb_scratch *sc, __u32 p, __u32 n,
+				     __u32 *resume)
+{
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_SCAN_STEPS; k++) {
+		__u64 lfs;
+
+		if (p >= n)
+			return n;
+		lfs = eq_first(head_word(sc, p), '\n');
+		if (lfs) {
+			__u32 e = p + first_flag(lfs);
+			return e < n ? e : n;
+		}
+		p += 8;
+	}
+	*resume = p;
+	return n + 1;
+}
+
+/* The version up to LF: exactly HTTP/1.1 or HTTP/1.0, optionally followed by CR. */
+static __always_inline long scan_version(struct dlb_scratch *sc, struct dlb_scan *s, __u32 p,
+					 __u32 n)
+{
+	__u32 resume = 0, e, le, vo;
+
+	e = launder(s, find_lf(sc, p, n, &resume));
+	if (e == n + 1)
+		return scan_suspend(s, DLB_PH_VERSION, resume);
+	n = DLB_RELOAD(s->n);
+	if (e >= n || e > DLB_XDP_SCAN_BYTES)
+		return scan_done(s, DLB_H_MORE);
+	le = e;
+	if (le > 0 && sc->head[(le - 1) & DLB_SCAN_MASK] == '\r')
+		le--;
+	vo = s->sp2;
+	if (le != vo + 8 || vo == s->sp1 + 1 || (head_word(sc, vo) | (1ULL << 56)) != DLB_HTTP11)
+		return scan_done(s, DLB_H_MALFORMED);
+	s->line_no = 1;
+	s->line_start = e + 1;
+	return scan_suspend(s, DLB_PH_NAME, e + 1);
+}
+
+/* The value of a Host or identity line, [from, e): OWS and CR trimmed at both ends. */
+static __always_inline void trim_value(const struct dlb_scratch *sc, struct dlb_scan *s,
+				       __u32 from, __u32 e)
+{
+	__u32 p = from, vs = e, q;
+
+	s->tmp2 = e;
+
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8 + 1; k++) {
+		__u64 m;
+		if (p >= e)
+			break;
+		m = value_bytes(head_word(sc, p));
+		if (m) {
+			__u32 j = p + first_flag(m);
+			if (j < e)
+				vs = j;
+			break;
+		}
+		p += 8;
+	}
+	vs = launder(s, vs);
+	s->vstart = vs;
+	s->vend = vs;
+	e = DLB_RELOAD(s->tmp2);
+	if (vs >= e || e > DLB_XDP_SCAN_BYTES)
+		return;
+	/* The last value byte: vs is one, so the search ends there at the latest. Words
+	 * end at q, from e down. */
+	q = e;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8 + 1; k++) {
+		__u64 m;
+		__u32 hi = 0;
+		if (q <= vs)
+			break;
+		m = value_bytes(head_word(sc, q - 8));
+		if (m) {
+			/* the highest flagged byte */
+			if (m >> 32) {
+				hi += 4;
+				m >>= 32;
+			}
+			if (m >> 16) {
+				hi += 2;
+				m >>= 16;
+			}
+			if (m >> 8)
+				hi += 1;
+			s->vend = q - 8 + hi + 1;
+			return;
+		}
+		q -= 8;
+	}
+}
+
+/* A header line from its start: the name (tchar and CR, at least one byte) up to ':',
+ * then the value up to LF; or the empty line that ends the head. */
+static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan *s,
+					__u32 phase, __u32 p, __u32 n)
 {
 	__u32 ls = s->line_start;
-	__u32 name_len, vs, ve;
+	__u32 resume = 0, colon, e, name_len;
 	int host_m, id_m;
 
-	if (!s->colon) {
-		if (i == ls || (i == ls + 1 && head_byte(s->cpu, ls) == '\r')) {
-			s->head_end = i + 1;      /* the empty line */
-			s->result = DLB_H_OK;
-			return 1;
+	if (ls > p || ls >= DLB_XDP_SCAN_BYTES)
+		return scan_done(s, DLB_H_MALFORMED);
+	if (phase == DLB_PH_NAME) {
+		__u32 stop = n + 1;
+#pragma clang loop unroll(disable)
+		for (int k = 0; k < DLB_SCAN_STEPS; k++) {   /* each step takes >= 1 byte */
+			__u64 stops;
+			__u32 j;
+			__u8 c;
+
+			if (p >= n)
+				return scan_done(s, DLB_H_MORE);
+			/* The first flagged byte, else the word's last byte (a name byte then):
+			 * one way round the loop, so the verifier's states do not fork per
+			 * iteration. */
+			stops = name_stops(head_word(sc, p), 1);
+			j = p + first_flag(stops | (0x80ULL << 56));
+			if (j >= n)
+				return scan_done(s, DLB_H_MORE);
+			c = sc->head[j & DLB_SCAN_MASK];
+			if (c == ':' || c == '\n') {
+				stop = j;
+				break;
+			}
+			/* obs-fold (a line starting with OWS), a bad name byte */
+			if (c != '\r' && !is_tchar(c))
+				return scan_done(s, DLB_H_MALFORMED);
+			p = j + 1;
 		}
-		s->result = DLB_H_MALFORMED;   /* no ':' */
-		return 1;
+		if (stop == n + 1)
+			return scan_suspend(s, DLB_PH_NAME, p);
+		stop = launder(s, stop);
+		n = DLB_RELOAD(s->n);
+		ls = DLB_RELOAD(s->line_start);
+		if (n > DLB_XDP_SCAN_BYTES || ls >= DLB_XDP_SCAN_BYTES)
+			return scan_done(s, DLB_H_MALFORMED);
+		if (stop >= n)
+			return scan_done(s, DLB_H_MALFORMED);
+		if (sc->head[stop & DLB_SCAN_MASK] == '\n') {
+			if (stop == ls || (stop == ls + 1 && sc->head[ls & DLB_SCAN_MASK] == '\r')) {
+				s->head_end = stop + 1;      /* the empty line */
+				return scan_done(s, DLB_H_OK);
+			}
+			return scan_done(s, DLB_H_MALFORMED);   /* no ':' */
+		}
+		if (stop == ls)
+			return scan_done(s, DLB_H_MALFORMED);   /* empty name */
+		s->colon = stop + 1;
+		p = stop + 1;
 	}
-	name_len = s->colon - 1 - ls;
-	vs = s->vstart ? s->vstart - 1 : i;
-	ve = s->vstart ? s->vend : i;
+	colon = s->colon;
+	if (colon <= ls || colon > p)
+		return scan_done(s, DLB_H_MALFORMED);
+	e = launder(s, find_lf(sc, p, n, &resume));
+	if (e == n + 1)
+		return scan_suspend(s, DLB_PH_VALUE, resume);
+	n = DLB_RELOAD(s->n);
+	ls = DLB_RELOAD(s->line_start);
+	colon = DLB_RELOAD(s->colon);
+	if (e >= n || e >= DLB_XDP_SCAN_BYTES || n > DLB_XDP_SCAN_BYTES ||
+	    colon <= ls || colon > e)
+		return scan_done(s, e >= n ? DLB_H_MORE : DLB_H_MALFORMED);
+	colon--;
+
+	name_len = colon - ls;
 	{
 		/* Names compared a word at a time, folded to lower case where the name has
 		 * letters; the head buffer is followed by more scratch, so reading 32 bytes
 		 * from any line start stays inside the map value. */
-		const struct dlb_scratch *sc = &dlb_scratch[s->cpu & (DLB_MAX_CPUS - 1)];
-		const __u8 *p = sc->head + (ls & DLB_SCAN_MASK);
+		const __u8 *h = sc->head + (ls & DLB_SCAN_MASK);
 		__u64 w[4];
-		__builtin_memcpy(w, p, 32);
-		host_m = ((w[0] | 0x20202020ULL) & 0xffffffffULL) == 0x74736f68ULL;  /* "host" */
-		id_m = ((w[0] | sc->id_fold[0]) & sc->id_mask[0]) == sc->id_name[0] &&
+		__builtin_memcpy(w, h, 32);
+		host_m = name_len == 4 &&
+			 ((w[0] | 0x20202020ULL) & 0xffffffffULL) == 0x74736f68ULL;  /* "host" */
+		id_m = name_len == s->id_name_len &&
+		       ((w[0] | sc->id_fold[0]) & sc->id_mask[0]) == sc->id_name[0] &&
 		       ((w[1] | sc->id_fold[1]) & sc->id_mask[1]) == sc->id_name[1] &&
 		       ((w[2] | sc->id_fold[2]) & sc->id_mask[2]) == sc->id_name[2] &&
 		       ((w[3] | sc->id_fold[3]) & sc->id_mask[3]) == sc->id_name[3];
 	}
-	if (host_m && name_len == 4) {
-		if (s->have_host) {
-			s->result = DLB_H_MALFORMED;  /* duplicate Host */
-			return 1;
+	if (host_m || id_m) {
+		__u32 vs, ve;
+		trim_value(sc, s, colon + 1, e);
+		vs = s->vstart;
+		ve = s->vend;
+		if (vs > ve || ve > e)
+			return scan_done(s, DLB_H_MALFORMED);
+		if (host_m) {
+			if (s->have_host)
+				return scan_done(s, DLB_H_MALFORMED);   /* duplicate Host */
+			s->have_host = 1;
+			s->host_off = vs;
+			s->host_len = ve - vs;
 		}
-		s->have_host = 1;
-		s->host_off = vs;
-		s->host_len = ve - vs;
+		if (id_m) {
+			if (s->have_id)
+				return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
+			if (ve - vs > s->max_id)
+				return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
+			s->have_id = 1;
+			s->id_off = vs;
+			s->id_len = ve - vs;
+		}
 	}
-	if (id_m && name_len == s->id_name_len) {
-		if (s->have_id) {
-			s->result = DLB_H_MALFORMED;  /* duplicate identity */
-			return 1;
-		}
-		if (ve - vs > s->max_id) {
-			s->result = DLB_H_MALFORMED;  /* identity too long */
-			return 1;
-		}
-		s->have_id = 1;
-		s->id_off = vs;
-		s->id_len = ve - vs;
-	}
-	return next_line(s, i);
+	s->line_no++;
+	if (s->line_no > s->max_lines)
+		return scan_done(s, DLB_H_MALFORMED);   /* too many header lines */
+	s->line_start = e + 1;
+	return scan_suspend(s, DLB_PH_NAME, e + 1);
 }
 
-/* One byte of the head: a streaming parser, so the loop body has no inner loops. */
-static long scan_byte(__u32 i, __u32 *cpu_arg)
+/* One call: the rest of the request line, or one header line, from where the last call
+ * stopped. Returns 1 once s->result is set (DLB_H_MORE: the head does not end before
+ * n). */
+static long scan_step(__u32 idx, __u32 *cpu_arg)
 {
 	__u32 cpu = *cpu_arg & (DLB_MAX_CPUS - 1);
-	struct dlb_scan *s = &dlb_scratch[cpu].scan;
-	__u8 c;
+	struct dlb_scratch *sc = &dlb_scratch[cpu];
+	struct dlb_scan *s = &sc->scan;
+	__u32 n = s->n, p = s->pos, phase = s->phase;
 
-	if (i >= s->n)
-		return 1;
-	c = head_byte(cpu, i);
-	if (s->line_no == 0) {
-		if (!s->sp1) {
-			if (c == ' ' && i > 0) {
-				s->sp1 = i + 1;
-			} else if (!is_tchar(c) || i >= DLB_XDP_MAX_METHOD) {
-				s->result = DLB_H_NOT_HTTP;
-				return 1;
-			}
-			return 0;
-		}
-		if (!s->sp2) {
-			if (c == ' ') {
-				s->sp2 = i + 1;
-			} else if (c == '?') {
-				if (!s->q)
-					s->q = i + 1;
-			} else if (c <= 0x20 || c == 0x7f) {
-				s->result = DLB_H_MALFORMED;
-				return 1;
-			}
-			return 0;
-		}
-		if (c == '\n')
-			return end_request_line(s, i);
-		return 0;
+	if (n > DLB_XDP_SCAN_BYTES || p >= DLB_XDP_SCAN_BYTES)
+		return scan_done(s, DLB_H_MORE);
+	if (phase == DLB_PH_TARGET)
+		return scan_target(sc, s, p, n);
+	if (phase == DLB_PH_VERSION)
+		return scan_version(sc, s, p, n);
+	if (phase == DLB_PH_NAME || phase == DLB_PH_VALUE)
+		return scan_header(sc, s, phase, p, n);
+	return scan_done(s, DLB_H_MALFORMED);
+}
+
+/* The head at the payload's start, into sc->scan: the method from the first
+ * DLB_METHOD_BYTES bytes, then the rest copied and scanned line by line. A global
+ * function: verified once, apart from the program. */
+__noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
+{
+	struct dlb_scan *s;
+	__u32 cpu, n, off, first;
+
+	if (!ctx || !sc)
+		return DLB_H_ERROR;
+	s = &sc->scan;
+	cpu = s->cpu;
+	n = s->n;
+	off = s->payload_off;
+	if (n < 1 || n > DLB_XDP_SCAN_BYTES || off > 0xffff)
+		return DLB_H_ERROR;
+	first = n < DLB_METHOD_BYTES ? n : DLB_METHOD_BYTES;
+	if (bpf_xdp_load_bytes(ctx, off, sc->head, first))
+		return DLB_H_ERROR;
+	if (scan_method(sc, s, n))
+		return s->result;
+	n = DLB_RELOAD(s->n);
+	off = DLB_RELOAD(s->payload_off);
+	if (n > DLB_XDP_SCAN_BYTES || off > 0xffff)
+		return DLB_H_ERROR;
+	if (n > DLB_METHOD_BYTES) {
+		__u32 rest = (n - DLB_METHOD_BYTES) & (DLB_XDP_SCAN_BYTES - 1);
+		if (rest == 0 || bpf_xdp_load_bytes(ctx, off + DLB_METHOD_BYTES,
+						    sc->head + DLB_METHOD_BYTES, rest))
+			return DLB_H_ERROR;
 	}
-	if (c == '\n')
-		return end_header_line(s, i);
-	if (s->colon) {
-		if (!is_ows(c) && c != '\r') {
-			if (!s->vstart)
-				s->vstart = i + 1;
-			s->vend = i + 1;
-		}
-		return 0;
-	}
-	if (c == ':') {
-		if (i == s->line_start) {
-			s->result = DLB_H_MALFORMED;  /* empty name */
-			return 1;
-		}
-		s->colon = i + 1;
-		return 0;
-	}
-	if (c == '\r')
-		return 0;
-	if (!is_tchar(c)) {
-		/* obs-fold (a line starting with OWS) or a bad name character */
-		s->result = DLB_H_MALFORMED;
-		return 1;
-	}
-	return 0;
+	bpf_loop(DLB_XDP_SCAN_BYTES, scan_step, &cpu, 0);
+	return s->result;
 }
 
 /* ---- Rules ------------------------------------------------------------------------ */
@@ -948,6 +1245,25 @@ static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
 	l->seq++;
 }
 
+/* The last head scanned, for tests that compare the scan with its specification. */
+static __always_inline void note_scan(const struct dlb_scan *s)
+{
+	__u32 zero = 0;
+	struct dlb_xdp_last *l = bpf_map_lookup_elem(&dlb_last, &zero);
+	if (!l)
+		return;
+	l->scan_result = s->result;
+	l->scan_sp1 = s->sp1;
+	l->scan_sp2 = s->sp2;
+	l->scan_q = s->q;
+	l->scan_head_end = s->head_end;
+	l->scan_host_off = s->have_host ? s->host_off : 0;
+	l->scan_host_len = s->have_host ? s->host_len + 1 : 0;
+	l->scan_id_off = s->have_id ? s->id_off : 0;
+	l->scan_id_len = s->have_id ? s->id_len + 1 : 0;
+	l->scan_seq++;
+}
+
 /* ---- The program ----------------------------------------------------------------- */
 
 SEC("xdp")
@@ -1013,21 +1329,22 @@ int dlb_xdp(struct xdp_md *ctx)
 	n = v.payload_len;
 	if (n > DLB_XDP_SCAN_BYTES)
 		n = DLB_XDP_SCAN_BYTES;
-	if (n < 1 || bpf_xdp_load_bytes(ctx, v.payload_off, sc->head, n))
-		return XDP_PASS;
 
 	struct dlb_scan *sp = &sc->scan;
 	__builtin_memset(sp, 0, sizeof(*sp));
 	sp->cpu = cpu;
 	sp->n = n;
+	sp->payload_off = v.payload_off;
 	sp->id_name_len = cfg->id_name_len;
 	sp->max_id = cfg->max_identity_bytes;
 	sp->max_lines = 128;
 	__builtin_memcpy(sc->id_name, cfg->id_name, DLB_XDP_MAX_ID_NAME);
 	__builtin_memcpy(sc->id_fold, cfg->id_fold, DLB_XDP_MAX_ID_NAME);
 	__builtin_memcpy(sc->id_mask, cfg->id_mask, DLB_XDP_MAX_ID_NAME);
-	bpf_loop(DLB_XDP_SCAN_BYTES, scan_byte, &cpu, 0);
+	if (dlb_scan_head(ctx, sc) == DLB_H_ERROR)
+		return XDP_PASS;
 	struct dlb_scan s = *sp;
+	note_scan(&s);
 	if (s.result == DLB_H_MORE) {
 		/* no end of head in this packet */
 		if (v.payload_len >= cfg->max_head_bytes) {

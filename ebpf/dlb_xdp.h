@@ -239,12 +239,31 @@ struct dlb_xdp_counters {
 
 /* What the program returned for a test-run frame is not enough to compare decisions
  * with the C++ engine; tests read this per-CPU record of the last head decided. */
+enum dlb_xdp_scan_result {
+	DLB_XDP_SCAN_MORE = 0,          /* the head does not end in the packet */
+	DLB_XDP_SCAN_OK = 1,
+	DLB_XDP_SCAN_NOT_HTTP = 2,
+	DLB_XDP_SCAN_MALFORMED = 3,
+	DLB_XDP_SCAN_SLOW = 4,
+};
 struct dlb_xdp_last {
 	__u32 rule;
 	__u32 allowed;
 	__u64 retry_after_ns;
 	__s64 remaining;
 	__u64 seq;                      /* bumped per decided head */
+	/* The last payload scanned as a head (any outcome): enum dlb_xdp_scan_result and
+	 * the positions found, as byte offsets in the payload. sp1, sp2, q: 1 + the
+	 * position of the request line's first SP, second SP, first '?' (0: none);
+	 * head_end: 1 + the position of the empty line's LF; host and identity: the
+	 * trimmed value, its length plus 1 (0: header absent). */
+	__u32 scan_result;
+	__u32 scan_sp1, scan_sp2, scan_q;
+	__u32 scan_head_end;
+	__u32 scan_host_off, scan_host_len;
+	__u32 scan_id_off, scan_id_len;
+	__u32 scan_pad;
+	__u64 scan_seq;                 /* bumped per payload scanned */
 };
 
 #endif /* DLB_EBPF_DLB_XDP_H_ */

@@ -2,10 +2,15 @@
 // allowed then limited, the 429 frame read back by the packet engine's parser with
 // checksums, sequence numbers and the response checked byte for byte, VLAN, IPv6,
 // non-heads, malformed frames and heads, the rejected flow's RSTs, actions, identity
-// matching; and a parity run against the C++ PacketEngine.
+// matching; a parity run against the C++ PacketEngine; and the word-at-a-time head scan
+// against a byte-at-a-time specification of it on generated and mutated heads.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,6 +56,185 @@ packet::PacketConfig BaseConfig() {
   c.default_rule.name = "default";
   return c;
 }
+
+// The head scan, byte at a time: the specification the program's word-at-a-time scan
+// must match exactly (request line, header names and values, OWS and CR, duplicate
+// Host and identity, line count), on the first min(payload, DLB_XDP_SCAN_BYTES) bytes.
+struct ScanOutcome {
+  uint32_t result = DLB_XDP_SCAN_MORE;
+  uint32_t sp1 = 0, sp2 = 0, q = 0, head_end = 0;
+  uint32_t host_off = 0, host_len = 0, id_off = 0, id_len = 0;   // len + 1; 0: absent
+  bool operator==(const ScanOutcome&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const ScanOutcome& o) {
+  return os << "{result " << o.result << " sp1 " << o.sp1 << " sp2 " << o.sp2 << " q " << o.q
+            << " head_end " << o.head_end << " host " << o.host_off << "/" << o.host_len
+            << " id " << o.id_off << "/" << o.id_len << "}";
+}
+
+bool IsTchar(uint8_t c) {
+  return c < 128 && c > 32 && std::strchr("\"(),/:;<=>?@[\\]{}", c) == nullptr && c != 127;
+}
+
+ScanOutcome ReferenceScan(const std::string& payload, const std::string& id_name, uint32_t max_id,
+                          uint32_t max_lines = 128) {
+  ScanOutcome o;
+  const size_t n = std::min<size_t>(payload.size(), DLB_XDP_SCAN_BYTES);
+  const auto* h = reinterpret_cast<const uint8_t*>(payload.data());
+  size_t line_start = 0, line_no = 0, colon = 0, vstart = 0, vend = 0;
+  bool have_host = false, have_id = false;
+  auto name_is = [&](size_t ls, size_t len, const std::string& name) {
+    if (len != name.size()) return false;
+    for (size_t k = 0; k < len; ++k) {
+      const uint8_t want = static_cast<uint8_t>(std::tolower(static_cast<unsigned char>(name[k])));
+      const bool letter = std::isalpha(static_cast<unsigned char>(name[k])) != 0;
+      if ((letter ? (h[ls + k] | 0x20) : h[ls + k]) != want) return false;
+    }
+    return true;
+  };
+  auto done = [&](uint32_t r) {
+    o.result = r;
+    return o;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t c = h[i];
+    if (line_no == 0) {
+      if (!o.sp1) {
+        if (c == ' ' && i > 0) {
+          o.sp1 = static_cast<uint32_t>(i + 1);
+        } else if (!IsTchar(c) || i >= DLB_XDP_MAX_METHOD) {
+          return done(DLB_XDP_SCAN_NOT_HTTP);
+        }
+        continue;
+      }
+      if (!o.sp2) {
+        if (c == ' ') {
+          o.sp2 = static_cast<uint32_t>(i + 1);
+        } else if (c == '?') {
+          if (!o.q) o.q = static_cast<uint32_t>(i + 1);
+        } else if (c <= 0x20 || c == 0x7f) {
+          return done(DLB_XDP_SCAN_MALFORMED);
+        }
+        continue;
+      }
+      if (c != '\n') continue;
+      size_t le = i;
+      if (le > 0 && h[le - 1] == '\r') --le;
+      const size_t vo = o.sp2;
+      if (le != vo + 8 || vo == o.sp1 + 1u || std::memcmp(h + vo, "HTTP/1.", 7) != 0 ||
+          (h[vo + 7] != '1' && h[vo + 7] != '0')) {
+        return done(DLB_XDP_SCAN_MALFORMED);
+      }
+      line_no = 1;
+      line_start = i + 1;
+      colon = vstart = vend = 0;
+      continue;
+    }
+    if (c == '\n') {
+      const size_t ls = line_start;
+      if (!colon) {
+        if (i == ls || (i == ls + 1 && h[ls] == '\r')) {
+          o.head_end = static_cast<uint32_t>(i + 1);
+          return done(DLB_XDP_SCAN_OK);
+        }
+        return done(DLB_XDP_SCAN_MALFORMED);
+      }
+      const size_t name_len = colon - 1 - ls;
+      const size_t vs = vstart ? vstart - 1 : i, ve = vstart ? vend : i;
+      if (name_is(ls, name_len, "host")) {
+        if (have_host) return done(DLB_XDP_SCAN_MALFORMED);
+        have_host = true;
+        o.host_off = static_cast<uint32_t>(vs);
+        o.host_len = static_cast<uint32_t>(ve - vs + 1);
+      }
+      if (name_is(ls, name_len, id_name)) {
+        if (have_id || ve - vs > max_id) return done(DLB_XDP_SCAN_MALFORMED);
+        have_id = true;
+        o.id_off = static_cast<uint32_t>(vs);
+        o.id_len = static_cast<uint32_t>(ve - vs + 1);
+      }
+      if (++line_no > max_lines) return done(DLB_XDP_SCAN_MALFORMED);
+      line_start = i + 1;
+      colon = vstart = vend = 0;
+      continue;
+    }
+    if (colon) {
+      if (c != ' ' && c != '\t' && c != '\r') {
+        if (!vstart) vstart = i + 1;
+        vend = i + 1;
+      }
+      continue;
+    }
+    if (c == ':') {
+      if (i == line_start) return done(DLB_XDP_SCAN_MALFORMED);
+      colon = i + 1;
+      continue;
+    }
+    if (c == '\r') continue;
+    if (!IsTchar(c)) return done(DLB_XDP_SCAN_MALFORMED);
+  }
+  return o;   // DLB_XDP_SCAN_MORE
+}
+
+// Heads built from good and bad pieces, then sometimes mutated byte by byte and cut.
+class HeadGen {
+ public:
+  explicit HeadGen(uint32_t seed, std::string id_name) : rng_(seed), id_(std::move(id_name)) {}
+  // Half the heads take only the well-formed pieces (the first `good` of each list)
+  // before the mutations; the others take any piece.
+  std::string Next() {
+    good_ = Below(2) == 0;
+    std::string h = Pick(7, {"GET", "POST", "M-SEARCH", "A", "get", "PATCH", "X.Y!", "P_OST",
+                             std::string(24, 'M'), std::string(25, 'M'), "", "GE\rT", "GET\t",
+                             std::string(7, 'Q') + "_" + std::string(9, 'R')});
+    h += Pick(1, {" ", "  ", "\t"});
+    h += Pick(7, {"/", "/pay", "/a?b=1", "/p?x?y", "*", "/\xc3\xa9t\xc3\xa9",
+                  "/" + std::string(Below(300), 'p') + "?q=" + std::string(Below(40), 'v'),
+                  "", "/x\x7f", "/\x01", "http://example.com/x"});
+    h += Pick(2, {" HTTP/1.1", " HTTP/1.0", " HTTP/1.2", " HTTP/2.0", " http/1.1", " HTTP/1.1 ",
+                  "  HTTP/1.1", " HTTP/1.11", ""});
+    h += Pick(2, {"\r\n", "\n", "\r\r\n", "\r"});
+    const size_t lines = Below(10) == 0 ? 120 + Below(12) : Below(16);
+    for (size_t i = 0; i < lines; ++i) {
+      h += Pick(12, {"Host", "host", "HOST", id_, Upper(id_), id_ + "s", id_.substr(0, id_.size() - 1),
+                     "Accept", "User-Agent", "X_Weird.Name!", "Content-Length",
+                     "X-" + std::string(Below(20), 'a') + "-" + id_, "Ho\rst", "A",
+                     std::string(Below(70) + 1, 'N'), "Bad Name", "Bad\"Name", "", " folded",
+                     "\tX"});
+      h += Pick(5, {":", ": ", ":\t ", ":" + std::string(Below(20), ' '), "::", " :", ""});
+      h += Pick(13, {"v", "alice", "bob ", "  \t ", "", "a b c", "x\ry", "nul\0x" + std::string(1, '\0'),
+                     "\xff\xfe", std::string(Below(300), 'i'), "api.example.com:8080",
+                     "[::1]:80", "text/html,application/xhtml+xml;q=0.9"});
+      h += Pick(5, {"\r\n", "\r\n", "\n", " \r\n", "\t\r\n", "\r\r\n"});
+    }
+    h += Pick(2, {"\r\n", "\n", "", "\r", "\r\r\n", " \r\n"});
+    if (Below(3) == 0) h += Pick(3, {"{\"a\":1}", "body\r\n\r\n", std::string(Below(500), 'b')});
+    for (size_t k = Below(4) == 0 ? Below(4) : 0; k > 0 && !h.empty(); --k) {
+      good_ = false;
+      h[Below(h.size())] = Pick(0, {" ", "\t", "\r", "\n", ":", std::string(1, '\0'), "?", "\x7f",
+                                    "\x80", "\xff", "A", "a", "-"})[0];
+    }
+    if (Below(6) == 0 && !h.empty()) h.resize(Below(h.size()) + 1);
+    // Past the scan's bound, within what one test frame carries.
+    if (h.size() > 2600) h.resize(2600);
+    return h;
+  }
+
+ private:
+  size_t Below(size_t n) { return n == 0 ? 0 : rng_() % n; }
+  std::string Pick(size_t good, std::initializer_list<std::string> xs) {
+    const size_t n = good_ && good > 0 ? std::min(good, xs.size()) : xs.size();
+    return *(xs.begin() + static_cast<long>(Below(n)));
+  }
+  static std::string Upper(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  }
+  std::mt19937 rng_;
+  std::string id_;
+  bool good_ = false;
+};
 
 class XdpProgTest : public ::testing::Test {
  protected:
@@ -381,6 +565,134 @@ TEST_F(XdpProgTest, ParityWithThePacketEngine) {
   }
   EXPECT_EQ(compared, 300);
   EXPECT_GT(limited, 50);   // the stream exercises both outcomes
+}
+
+TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
+  struct Variant {
+    std::string id_name;
+    uint32_t max_id;
+    uint32_t seed;
+  };
+  uint16_t port = 10000;
+  for (const Variant& var : {Variant{"X-User-ID", 256, 1}, Variant{"api_key.2", 16, 2},
+                             Variant{"K", 8, 3}, Variant{"X-Very-Long-Identity-Header-Name", 40, 4}}) {
+    packet::PacketConfig c = BaseConfig();
+    c.identity_header = var.id_name;
+    c.max_identity_bytes = var.max_id;
+    Configure(c);
+    HeadGen gen(var.seed, var.id_name);
+    int compared = 0;
+    int by_result[5] = {};
+    uint64_t last_seq = 0;
+    for (int i = 0; i < 2500; ++i) {
+      const std::string payload = gen.Next();
+      if (payload.empty()) continue;
+      SegmentSpec s;
+      s.src.port = port++;   // a malformed head resets its flow: each head a new one
+      s.payload = payload;
+      RunXdp(prog_->prog_fd(), BuildSegment(s));
+      auto last = prog_->ReadLast(0);
+      ASSERT_TRUE(last.ok());
+      ASSERT_GT(last->scan_seq, last_seq) << "payload not scanned: " << testing::PrintToString(payload);
+      last_seq = last->scan_seq;
+      ScanOutcome got;
+      got.result = last->scan_result;
+      if (got.result == DLB_XDP_SCAN_OK) {
+        got.sp1 = last->scan_sp1;
+        got.sp2 = last->scan_sp2;
+        got.q = last->scan_q;
+        got.head_end = last->scan_head_end;
+        got.host_off = last->scan_host_off;
+        got.host_len = last->scan_host_len;
+        got.id_off = last->scan_id_off;
+        got.id_len = last->scan_id_len;
+      }
+      ScanOutcome want = ReferenceScan(payload, var.id_name, var.max_id);
+      if (want.result != DLB_XDP_SCAN_OK) want = ScanOutcome{.result = want.result};
+      ASSERT_EQ(got, want) << var.id_name << " head " << i << ": " << testing::PrintToString(payload);
+      ++by_result[want.result];
+      ++compared;
+    }
+    // The generator reaches every outcome.
+    EXPECT_GT(compared, 2000);
+    EXPECT_GT(by_result[DLB_XDP_SCAN_OK], 100) << var.id_name;
+    EXPECT_GT(by_result[DLB_XDP_SCAN_MALFORMED], 100) << var.id_name;
+    EXPECT_GT(by_result[DLB_XDP_SCAN_NOT_HTTP], 20) << var.id_name;
+    EXPECT_GT(by_result[DLB_XDP_SCAN_MORE], 20) << var.id_name;
+  }
+}
+
+// Cases the scan decides at word edges and on single bytes, each against the
+// specification and with the outcome spelled out.
+TEST_F(XdpProgTest, HeadScanEdgeCases) {
+  struct Case {
+    std::string head;
+    uint32_t result;
+  };
+  const std::string id8 = "X-User-ID: " + std::string(8, 'u');
+  const std::vector<Case> cases = {
+      {"GET / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_OK},
+      {"GET / HTTP/1.0\n\n", DLB_XDP_SCAN_OK},
+      {"GET / HTTP/1.1\r\nHo\rst: a\r\n\r\n", DLB_XDP_SCAN_OK},          // bare CR in a name
+      {"GET / HTTP/1.1\r\nX-User-ID: a\rb\r\n\r\n", DLB_XDP_SCAN_OK},    // bare CR in a value
+      {std::string("GET / HTTP/1.1\r\nA: \0\r\n\r\n", 25), DLB_XDP_SCAN_OK},   // NUL in a value
+      {std::string("GET / HTTP/1.1\r\nA\0: x\r\n\r\n", 25), DLB_XDP_SCAN_MALFORMED},  // in a name
+      {"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\n: x\r\n\r\n", DLB_XDP_SCAN_MALFORMED},          // empty name
+      {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\n\r\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\nX_a.b!~: x\r\n\r\n", DLB_XDP_SCAN_OK},          // tchar beyond [A-Za-z0-9-]
+      {"GET / HTTP/1.1\r\nA: b", DLB_XDP_SCAN_MORE},
+      {"GET / HTTP/1.1\r\nBad Na", DLB_XDP_SCAN_MALFORMED},               // decided before the end
+      {"GET / HTTPXXXXXXXXXXXX", DLB_XDP_SCAN_MORE},
+      {"GET / HTTP/1.1 \r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET  / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_MALFORMED},               // empty target
+      {"GET /a\x7f HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET /\xc3\xa9 HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_OK},
+      {std::string(24, 'M') + " / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_OK},   // the longest method
+      {std::string(25, 'M') + " / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_NOT_HTTP},
+      {std::string(20, 'M'), DLB_XDP_SCAN_MORE},
+      {" GET / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_NOT_HTTP},
+      {"GE\rT / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_NOT_HTTP},
+      {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\n" + id8 + "\r\n" + id8 + "\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\nX-User-ID: " + std::string(257, 'u') + "\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
+      {"GET / HTTP/1.1\r\nX-User-ID: " + std::string(256, 'u') + "\r\n\r\n", DLB_XDP_SCAN_OK},
+      {"GET / HTTP/1.1\r\nX-User-ID:" + std::string(300, ' ') + "id" + std::string(300, '\t') +
+           "\r\n\r\n",
+       DLB_XDP_SCAN_OK},
+  };
+  uint16_t port = 30000;
+  for (size_t shift = 0; shift < 8; ++shift) {     // every alignment of the lines to words
+    for (const Case& k : cases) {
+      std::string head = k.head;
+      if (shift > 0 && k.result != DLB_XDP_SCAN_NOT_HTTP && head.rfind("GET /", 0) == 0) {
+        head.insert(5, std::string(shift, 'p'));
+      }
+      SegmentSpec s;
+      s.src.port = port++;   // a malformed head resets its flow: each case a new one
+      s.payload = head;
+      RunXdp(prog_->prog_fd(), BuildSegment(s));
+      auto last = prog_->ReadLast(0);
+      ASSERT_TRUE(last.ok());
+      EXPECT_EQ(last->scan_result, k.result)
+          << testing::PrintToString(head) << " sp1 " << last->scan_sp1 << " sp2 " << last->scan_sp2
+          << " q " << last->scan_q << " end " << last->scan_head_end;
+      EXPECT_EQ(ReferenceScan(head, "X-User-ID", 256).result, k.result) << testing::PrintToString(head);
+    }
+  }
+  // 127 header lines are a head; 128 are too many.
+  std::string h = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 127; ++i) h += "A: b\r\n";
+  SegmentSpec s;
+  s.src.port = port++;
+  s.payload = h + "\r\n";
+  RunXdp(prog_->prog_fd(), BuildSegment(s));
+  EXPECT_EQ(prog_->ReadLast(0)->scan_result, DLB_XDP_SCAN_OK);
+  s.src.port = port++;
+  s.payload = h + "A: b\r\n\r\n";
+  RunXdp(prog_->prog_fd(), BuildSegment(s));
+  EXPECT_EQ(prog_->ReadLast(0)->scan_result, DLB_XDP_SCAN_MALFORMED);
 }
 
 }  // namespace
