@@ -26,6 +26,7 @@ constexpr uint16_t kFramePrefetchAhead = 4;
 // bytes; bounded by the payload). Prefetching only the first 512 bytes left the tail of
 // longer heads to demand misses: ~10 ns per head frame more in bench_packet.
 constexpr uint32_t kPayloadPrefetchBytes = 1024;
+constexpr uint32_t kPayloadPrefetchFrames = 2;
 // How long a flow is remembered after the client's FIN: covers retransmissions of the
 // last segment (several RTOs), short enough to free slots of busy servers quickly.
 constexpr int64_t kFinLingerNs = 10'000'000'000;
@@ -354,24 +355,30 @@ struct PacketEngine::Impl {
             }
             if (len == 0) return;
           }
-          HeadResult r = CheckRequestStart(p, len);
-          if (r == HeadResult::kNotHttp) {
-            ++counters.not_http;
-            HeadPolicyEvent(f, config.on_not_http);
-            return;
-          }
           RequestHead head;
-          if (r == HeadResult::kOk) {
-            if (from_buffer) {
+          HeadResult r;
+          if (!from_buffer) {
+            // The common case, a whole head in one segment: one pass finds and parses it.
+            // Anything but a head is then told apart as before: what does not start like
+            // a request is not HTTP, whatever the parser said about the rest.
+            r = ParseRequestHead(p, len, head_options, head);
+            if (r != HeadResult::kOk && CheckRequestStart(p, len) == HeadResult::kNotHttp) {
+              r = HeadResult::kNotHttp;
+            }
+          } else {
+            r = CheckRequestStart(p, len);
+            if (r == HeadResult::kOk) {
               // A head growing in the buffer: find its end incrementally (a head sent a
               // byte at a time stays linear), parse it once complete.
               uint32_t head_bytes = 0;
               r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
               if (r == HeadResult::kOk) r = ParseRequestHead(p, head_bytes, head_options, head);
-            } else {
-              // The common case, a whole head in one segment: one pass finds and parses it.
-              r = ParseRequestHead(p, len, head_options, head);
             }
+          }
+          if (r == HeadResult::kNotHttp) {
+            ++counters.not_http;
+            HeadPolicyEvent(f, config.on_not_http);
+            return;
           }
           if (r == HeadResult::kTooLarge) {
             ++counters.oversize_heads;
@@ -383,11 +390,6 @@ struct PacketEngine::Impl {
             return;
           }
           const uint32_t head_bytes = head.head_bytes;
-          if (r == HeadResult::kNotHttp) {
-            ++counters.not_http;
-            HeadPolicyEvent(f, config.on_not_http);
-            return;
-          }
           if (r != HeadResult::kOk) {
             ++counters.malformed_heads;
             ++counters.malformed_head[static_cast<int>(r)];
@@ -703,21 +705,28 @@ struct PacketEngine::Impl {
     const bool fin = flags & tcp_flags::kFin;
     const uint64_t hash = flow_hash[i];
 
-    // An earlier frame of this flow in the burst must be settled first (its verdict may
-    // roll the flow back, close it, or end it with its FIN).
-    if (FlowSlot* prior = FindFlow(hash, v.src_port); prior && (prior->flags & flow_flags::kPending)) {
-      Flush();
-    }
     if (rst) {
       if (FlowSlot* f = FindFlow(hash, v.src_port)) {
-        if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
-        Erase(*f);
+        if (f->flags & flow_flags::kPending) {
+          Flush();  // an earlier frame of this flow in the burst is settled first
+          f = FindFlow(hash, v.src_port);
+        }
+        if (f != nullptr) {
+          if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
+          Erase(*f);
+        }
       }
       fs.done = fs.committed = true;
       return;
     }
     bool fresh = false;
     FlowSlot* f = FindOrCreateFlow(hash, v.src_port, syn || v.payload_bytes > 0, fresh);
+    if (f != nullptr && (f->flags & flow_flags::kPending)) {
+      // An earlier frame of this flow in the burst must be settled first (its verdict
+      // may roll the flow back, close it, or end it with its FIN).
+      Flush();
+      f = FindOrCreateFlow(hash, v.src_port, syn || v.payload_bytes > 0, fresh);
+    }
     if (f == nullptr) {
       if (v.payload_bytes == 0) {
         fs.done = fs.committed = true;
@@ -788,6 +797,13 @@ struct PacketEngine::Impl {
     Erase(*f);
   }
 
+  void PrefetchPayload(uint16_t i) {
+    const PacketView& v = results[i].view;
+    const uint8_t* payload = frames[i].data + v.payload_offset;
+    const uint32_t n = v.payload_bytes < kPayloadPrefetchBytes ? v.payload_bytes : kPayloadPrefetchBytes;
+    for (uint32_t off = 0; off < n; off += 64) __builtin_prefetch(payload + off);
+  }
+
   void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out) {
     if (count > kMaxBurst) {
       for (size_t i = kMaxBurst; i < count; ++i) out[i] = FrameResult();
@@ -833,9 +849,6 @@ struct PacketEngine::Impl {
             !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
           continue;
         }
-        const uint8_t* payload = in[i].data + v.payload_offset;
-        const uint32_t prefetch_bytes = v.payload_bytes < kPayloadPrefetchBytes ? v.payload_bytes : kPayloadPrefetchBytes;
-        for (uint32_t off = 0; off < prefetch_bytes; off += 64) __builtin_prefetch(payload + off);
         flow_hash[i] = FlowHash(v, true);
         __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
         client_mask |= 1u << i;
@@ -845,9 +858,21 @@ struct PacketEngine::Impl {
         if (v.tcp_flags & tcp_flags::kRst) server_mask |= 1u << i;
       }
     }
-    // Pass 2: follow the streams, queue heads (their shard lines prefetched).
+    // Pass 2: follow the streams, queue heads (their shard lines prefetched). The
+    // payloads of the next client segments are fetched while this one is parsed: a few
+    // ahead only, since every line in flight holds a miss buffer, and the shard
+    // prefetches of the heads must not wait behind a burst's worth of payload.
+    uint32_t ahead = client_mask;
+    for (uint32_t k = 0; k < kPayloadPrefetchFrames && ahead != 0; ++k) {
+      PrefetchPayload(static_cast<uint16_t>(__builtin_ctz(ahead)));
+      ahead &= ahead - 1;
+    }
     for (uint16_t i = 0; i < count; ++i) {
       if (client_mask >> i & 1) {
+        if (ahead != 0) {
+          PrefetchPayload(static_cast<uint16_t>(__builtin_ctz(ahead)));
+          ahead &= ahead - 1;
+        }
         ClientSegment(i);
       } else if (server_mask >> i & 1) {
         ServerSegment(i);

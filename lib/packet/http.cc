@@ -451,16 +451,30 @@ struct ScanAvx2 {
 // Pass 1 of ParseRequestHead (see there), for one chunk scanner.
 constexpr size_t kMaxChunks = (65536 + 63) / 64;  // max_head_bytes <= 64 KiB
 
-struct HeadMasks {
-  uint64_t lf[kMaxChunks];
-  uint64_t colon[kMaxChunks];
-  uint64_t ctl[kMaxChunks];
-  uint64_t start[kMaxChunks];        // first byte of each header line
-  uint64_t first_colon[kMaxChunks];  // each header line's first ':'
+// Per chunk, side by side (separate arrays of 8 KiB each would put a chunk's words
+// 8 KiB apart).
+struct ChunkBits {
+  uint64_t lf;
+  uint64_t colon;        // full pass (and the lean pass's first and last chunks)
+  uint64_t ctl;          // as colon
+  uint64_t start;        // first byte of each header line
+  uint64_t first_colon;  // each header line's first ':' (full pass only)
   // The first ':' of each header line whose name is 4, 14 or 17 bytes long or (when
   // below 64) as long as the identity header's name: the lines we may look at.
-  uint64_t wanted[kMaxChunks];
+  uint64_t wanted;
 };
+inline constexpr size_t kChunkWords = sizeof(ChunkBits) / sizeof(uint64_t);
+
+struct HeadMasks {
+  ChunkBits c[kMaxChunks];
+};
+
+// One mask of every chunk, as an array indexed by chunk.
+struct MaskRow {
+  const uint64_t* first;
+  uint64_t operator[](size_t c) const { return first[c * kChunkWords]; }
+};
+inline MaskRow Row(const HeadMasks& hm, uint64_t ChunkBits::*field) { return MaskRow{&(hm.c[0].*field)}; }
 
 struct Classified {
   size_t end_lf = SIZE_MAX;  // the LF of the empty line that ends the head
@@ -515,9 +529,9 @@ template <class Scan>
   // One chunk's masks into the head's: `in_head` limits them to the head (all ones
   // but in the last chunk), `starts` are its line starts.
   const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
-    hm.lf[c] = m.lf;
-    hm.colon[c] = m.colon;
-    hm.ctl[c] = m.ctl;
+    hm.c[c].lf = m.lf;
+    hm.c[c].colon = m.colon;
+    hm.c[c].ctl = m.ctl;
     // A NUL, or a CR that no LF follows (both end a line for some servers, which would
     // see a header we did not); where exactly is found again if there is one.
     bad_bits |= ((prev_cr & ~m.lf) | m.nul) & in_head;
@@ -527,15 +541,15 @@ template <class Scan>
     const uint64_t not_colon = ~m.colon;
     const uint64_t names = (AddCarry(not_colon, starts, carry_name) ^ not_colon) & in_head;
     const uint64_t first_colon = names & m.colon;
-    hm.start[c] = starts;
-    hm.first_colon[c] = first_colon;
+    hm.c[c].start = starts;
+    hm.c[c].first_colon = first_colon;
     // A first colon whose line started 4, 14, 17 or identity-length bytes before. (A
     // start further back than the line's own may sit at such a distance too: the
     // lines visited check their name's length again.)
     uint64_t back = StartsBack<4>(starts, prev_starts) | StartsBack<14>(starts, prev_starts) |
                     StartsBack<17>(starts, prev_starts);
     if (id_shift != 0) back |= starts << id_shift | prev_starts >> (64 - id_shift);
-    hm.wanted[c] = first_colon & back;
+    hm.c[c].wanted = first_colon & back;
     header_lines += static_cast<uint64_t>(__builtin_popcountll(starts));
     // A name byte that is a control or white space (a line with no colon runs its
     // "name" into its LF, which is one), or a line that starts with ':'.
@@ -620,17 +634,16 @@ template <class Scan>
   const unsigned id_shift = static_cast<unsigned>(id_bytes);
   const unsigned id_back = 64 - id_shift;
   const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
-    hm.lf[c] = m.lf;
-    hm.colon[c] = m.colon;  // the line walk of a head with too many lines reads these
-    hm.ctl[c] = m.ctl;
-    hm.start[c] = starts;
+    hm.c[c].lf = m.lf;
+    hm.c[c].ctl = m.ctl;
+    hm.c[c].start = starts;
     const uint64_t not_colon = ~m.colon;
     const uint64_t names = (AddCarry(not_colon, starts, carry_name) ^ not_colon) & in_head;
     // As in Classify; a colon is no control, so names & ctl are the bad name bytes.
     trouble |= (((prev_cr & ~m.lf) | m.nul) & in_head) | (names & m.ctl) | (starts & m.colon);
     const uint64_t back = StartsBack<4>(starts, prev_starts) | StartsBack<14>(starts, prev_starts) |
                           StartsBack<17>(starts, prev_starts) | starts << id_shift | prev_starts >> id_back;
-    hm.wanted[c] = names & m.colon & back;
+    hm.c[c].wanted = names & m.colon & back;
     header_lines += static_cast<uint64_t>(__builtin_popcountll(starts));
     prev_starts = starts;
   };
@@ -670,26 +683,42 @@ template <class Scan>
     if (scalar_chunk(0, scan(data), ~uint64_t{0}, out)) return out;
     // The chunks inside the head: the end of the head, NULs and bare CRs come from
     // comparing the bytes with their neighbours, not from carrying masks along.
+    // The loop keeps its state in registers: its rare exit (a chunk with something
+    // special) is handled after it, not by a call that would need that state in memory.
+    // Only what the fast path of ParseRequestHead reads is stored (LF, controls, line
+    // starts, wanted colons); a head that needs the line walk is classified again in
+    // full.
+    uint64_t carry = carry_name;
+    uint64_t prev = prev_starts;
+    uint64_t bad = 0;
+    uint64_t lines = 0;
+    bool special = false;
     for (base = 64; limit - base >= 64; base += 64) {
       const LeanMasks m = scan.WithPrev(data + base);
       if (m.special != 0) [[unlikely]] {
-        ChunkMasks full = scan(data + base);
-        if (scalar_chunk(base, full, ~uint64_t{0}, out)) return out;
-        return out;  // a NUL or a bare CR
+        special = true;
+        break;
       }
-      const size_t c = base >> 6;
-      hm.lf[c] = m.lf;
-      hm.colon[c] = m.colon;
-      hm.ctl[c] = m.ctl;
-      hm.start[c] = m.starts;
+      ChunkBits& cb = hm.c[base >> 6];
+      cb.lf = m.lf;
+      cb.ctl = m.ctl;  // a request line may run past the first chunk
+      cb.start = m.starts;
       const uint64_t not_colon = ~m.colon;
-      const uint64_t names = AddCarry(not_colon, m.starts, carry_name) ^ not_colon;
-      trouble |= (names & m.ctl) | (m.starts & m.colon);
-      const uint64_t back = StartsBack<4>(m.starts, prev_starts) | StartsBack<14>(m.starts, prev_starts) |
-                            StartsBack<17>(m.starts, prev_starts) | m.starts << id_shift | prev_starts >> id_back;
-      hm.wanted[c] = names & m.colon & back;
-      header_lines += static_cast<uint64_t>(__builtin_popcountll(m.starts));
-      prev_starts = m.starts;
+      const uint64_t names = AddCarry(not_colon, m.starts, carry) ^ not_colon;
+      bad |= (names & m.ctl) | (m.starts & m.colon);
+      const uint64_t back = StartsBack<4>(m.starts, prev) | StartsBack<14>(m.starts, prev) |
+                            StartsBack<17>(m.starts, prev) | m.starts << id_shift | prev >> id_back;
+      cb.wanted = names & m.colon & back;
+      lines += static_cast<uint64_t>(__builtin_popcountll(m.starts));
+      prev = m.starts;
+    }
+    carry_name = carry;
+    prev_starts = prev;
+    trouble |= bad;
+    header_lines += lines;
+    if (special) {
+      scalar_chunk(base, scan(data + base), ~uint64_t{0}, out);
+      return out;  // the end of the head, or a NUL or a bare CR (suspect: Classify says)
     }
   }
   if (base < limit && limit >= 64) {
@@ -714,26 +743,29 @@ template <class Scan>
   return out;
 }
 
-using ClassifyFn = Classified (*)(const uint8_t*, size_t, size_t, HeadMasks&);
+using ClassifyFn = Classified (*)(const uint8_t*, size_t, size_t, HeadMasks&, bool);
 
 // Pass 1 for one chunk scanner: the lean pass, then, if it saw anything unusual (or
-// the identity name is 64 bytes or more), the full one.
+// the identity name is 64 bytes or more), the full one; `full`: the full one only.
 template <class Scan>
-[[gnu::always_inline]] inline Classified ClassifyHead(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
-  if (id > 0 && id < 64) {
+[[gnu::always_inline]] inline Classified ClassifyHead(const uint8_t* d, size_t n, size_t id, HeadMasks& hm,
+                                                      bool full) {
+  if (!full && id > 0 && id < 64) {
     const Classified lean = ClassifyLean<Scan>(d, n, id, hm);
     if (!lean.suspect) return lean;
   }
   return Classify<Scan>(d, n, id, hm);
 }
 
-Classified ClassifySse2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) { return ClassifyHead<ScanSse2>(d, n, id, hm); }
-#if defined(__x86_64__)
-[[DLB_AVX2]] Classified ClassifyAvx2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
-  return ClassifyHead<ScanAvx2>(d, n, id, hm);
+Classified ClassifySse2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm, bool full) {
+  return ClassifyHead<ScanSse2>(d, n, id, hm, full);
 }
-[[DLB_AVX512]] Classified ClassifyAvx512(const uint8_t* d, size_t n, size_t id, HeadMasks& hm) {
-  return ClassifyHead<ScanAvx512>(d, n, id, hm);
+#if defined(__x86_64__)
+[[DLB_AVX2]] Classified ClassifyAvx2(const uint8_t* d, size_t n, size_t id, HeadMasks& hm, bool full) {
+  return ClassifyHead<ScanAvx2>(d, n, id, hm, full);
+}
+[[DLB_AVX512]] Classified ClassifyAvx512(const uint8_t* d, size_t n, size_t id, HeadMasks& hm, bool full) {
+  return ClassifyHead<ScanAvx512>(d, n, id, hm, full);
 }
 #endif
 
@@ -766,7 +798,7 @@ ClassifyFn PickClassify() {
 ClassifyFn g_classify = PickClassify();
 
 // The first set bit at a position in [from, to), or `to`.
-inline size_t NextBit(const uint64_t* masks, size_t from, size_t to) {
+inline size_t NextBit(MaskRow masks, size_t from, size_t to) {
   if (from >= to) return to;
   size_t c = from >> 6;
   uint64_t w = masks[c] & (~uint64_t{0} << (from & 63));
@@ -942,7 +974,7 @@ struct HeaderState {
 
 // Bit p of the result (p in chunk c) is bit p - d of `masks`: the mask array shifted
 // up by d bits, one 64-bit word of it.
-inline uint64_t StartsBefore(const uint64_t* masks, size_t c, size_t d) {
+inline uint64_t StartsBefore(MaskRow masks, size_t c, size_t d) {
   const size_t words = d >> 6;
   const unsigned bits = static_cast<unsigned>(d & 63);
   if (c < words) return 0;
@@ -953,7 +985,7 @@ inline uint64_t StartsBefore(const uint64_t* masks, size_t c, size_t d) {
 }
 
 // The last set bit at a position below `pos`; the caller knows there is one.
-inline size_t PrevBit(const uint64_t* masks, size_t pos) {
+inline size_t PrevBit(MaskRow masks, size_t pos) {
   size_t c = pos >> 6;
   uint64_t w = masks[c] & ((uint64_t{1} << (pos & 63)) - 1);
   while (w == 0) w = masks[--c];
@@ -1047,10 +1079,14 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
   ResetHead(head);
   const size_t limit = len < options.max_head_bytes ? len : options.max_head_bytes;
   HeadMasks hm;  // 48 KiB of stack at most; only the chunks of this head are written
-  const Classified cls = g_classify(data, limit, options.identity_header.size(), hm);
-  const uint64_t* const lf_masks = hm.lf;
-  const uint64_t* const colon_masks = hm.colon;
-  const uint64_t* const ctl_masks = hm.ctl;
+  Classified cls = g_classify(data, limit, options.identity_header.size(), hm, false);
+  if (!cls.suspect && cls.header_lines > options.max_header_lines) {
+    // Too many lines: the line walk below names the fault, from the full pass's masks.
+    cls = g_classify(data, limit, options.identity_header.size(), hm, true);
+  }
+  const MaskRow lf_masks = Row(hm, &ChunkBits::lf);
+  const MaskRow colon_masks = Row(hm, &ChunkBits::colon);
+  const MaskRow ctl_masks = Row(hm, &ChunkBits::ctl);
   const size_t end_lf = cls.end_lf;
   if (end_lf == SIZE_MAX) {
     return len >= options.max_head_bytes ? HeadResult::kTooLarge : HeadResult::kIncomplete;
@@ -1091,15 +1127,15 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
     const size_t last = end_lf >> 6;
     const size_t id_bytes = options.identity_header.size();
     for (size_t c = 0; c <= last; ++c) {
-      uint64_t sel = hm.wanted[c];
+      uint64_t sel = hm.c[c].wanted;
       // An identity name of 64 bytes or more: its lines are found here.
-      if (id_bytes >= 64) sel |= StartsBefore(hm.start, c, id_bytes) & hm.first_colon[c];
+      if (id_bytes >= 64) sel |= StartsBefore(Row(hm, &ChunkBits::start), c, id_bytes) & hm.c[c].first_colon;
       while (sel != 0) {
         const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
         sel &= sel - 1;
         // The line's own start is the nearest one before its colon (a start further
         // back may sit at one of those distances too).
-        const size_t name_bytes = colon - PrevBit(hm.start, colon);
+        const size_t name_bytes = colon - PrevBit(Row(hm, &ChunkBits::start), colon);
         if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 && name_bytes != id_bytes) continue;
         const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
         line_end = data[lf - 1] == '\r' ? lf - 1 : lf;
