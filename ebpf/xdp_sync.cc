@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "dlb/key.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
+#include "redis/slot.h"
 
 namespace dlb::xdp {
 namespace {
@@ -43,12 +45,22 @@ uint64_t LocalTat(const dlb_xdp_rule& r, int64_t capacity, double level, int64_t
 XdpSync::XdpSync(SyncOptions options, redis::Pool* pool, XdpProgram* program, XdpTables* tables)
     : opts_(std::move(options)), pool_(pool), program_(program), tables_(tables) {
   if (opts_.participant_id.empty()) opts_.participant_id = RandomId();
+  if (opts_.chunk == 0) opts_.chunk = 1;
+  std::random_device rd;
+  round_base_ = ((uint64_t{rd()} << 32) | rd()) >> 2;
 }
 
 Status XdpSync::Round() { return RunRound(false); }
 Status XdpSync::ReturnAll() { return RunRound(true); }
 
 Status XdpSync::RunRound(bool returning_all) {
+  // 0. A round whose reply was lost goes first, verbatim: it is applied once, and the
+  //    buckets it carries are not collected again before its grants are known.
+  if (pending_) {
+    ++stats_.resent_rounds;
+    stats_.resent_calls += pending_->calls.size();
+    if (Status s = Send(std::move(pending_)); !s.ok()) return s;
+  }
   const int64_t now = MonoNs();
   // 1. Collect every synced user's lease, demand and debt.
   std::vector<dlb_xdp_ctl> cmds;
@@ -65,17 +77,12 @@ Status XdpSync::RunRound(bool returning_all) {
     if (Status s = program_->Control(cmds); !s.ok()) return s;
   }
 
-  struct Item {
-    size_t cmd;
-    std::string redis_key;
-    int64_t debt;
-    int64_t want_lease;
-  };
-  std::vector<Item> items;
-  std::vector<redis::LeaseItem> lease_items;
-  items.reserve(cmds.size());
-  for (size_t i = 0; i < cmds.size(); ++i) {
-    const dlb_xdp_ctl& c = cmds[i];
+  auto trip = std::make_unique<Trip>();
+  trip->returning_all = returning_all;
+  trip->collected_ns = now;
+  std::vector<std::string> redis_keys;
+  trip->items.reserve(cmds.size());
+  for (const dlb_xdp_ctl& c : cmds) {
     if (!c.found) continue;
     const XdpRuleInfo& info = tables_->info[c.key.rule];
     const int64_t unused = c.out_lease > 0 ? c.out_lease : 0;
@@ -94,86 +101,156 @@ Status XdpSync::RunRound(bool returning_all) {
       }
       continue;
     }
-    items.push_back({.cmd = i, .redis_key = RedisKey(UserIdOf(c.key), info.name), .debt = debt,
-                     .want_lease = want});
-  }
-  for (const Item& it : items) {
-    const dlb_xdp_ctl& c = cmds[it.cmd];
-    lease_items.push_back({.key = it.redis_key,
-                           .spec = tables_->info[c.key.rule].spec,
-                           .return_units = c.out_lease > 0 ? c.out_lease : 0,
-                           .want_units = it.debt + it.want_lease});
+    trip->items.push_back({.key = c.key, .rule = c.key.rule, .returned = unused, .debt = debt,
+                           .want_lease = want});
+    redis_keys.push_back(RedisKey(UserIdOf(c.key), info.name));
   }
 
-  // 2. One pipelined round trip: lease calls of up to 256 buckets, then the announce.
-  constexpr size_t kChunk = 256;
-  std::vector<std::string> calls;
-  for (size_t i = 0; i < lease_items.size(); i += kChunk) {
-    std::string cmd;
-    redis::CommandWriter w(cmd);
-    redis::AppendLeaseCall(w, std::span(lease_items).subspan(i, std::min(kChunk, lease_items.size() - i)));
-    calls.push_back(std::move(cmd));
-  }
+  // 2. One pipelined round trip: the announce, then settle calls of up to `chunk`
+  //    buckets. The debt is asked for with the new lease (not debited): what Redis has
+  //    no room for stays debt in the program, never forgiven. On a Cluster a call never
+  //    crosses a slot.
   const int64_t ttl_ns = std::chrono::nanoseconds(opts_.participant_ttl).count();
   const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ns / 3);
   if (announce) {
     std::string cmd;
     redis::CommandWriter w(cmd);
     redis::AppendAnnounceCall(w, opts_.participant_id, std::chrono::milliseconds(opts_.participant_ttl).count());
-    calls.push_back(std::move(cmd));
+    trip->calls.push_back(std::move(cmd));
+    trip->items_per_call.push_back(0);
   }
+  const bool cluster = pool_->endpoint().topology == redis::Topology::kCluster;
+  std::vector<uint32_t> order(trip->items.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::vector<uint16_t> slot_of;
+  if (cluster) {
+    slot_of.resize(order.size());
+    for (uint32_t i = 0; i < order.size(); ++i) slot_of[i] = redis::KeySlot(redis_keys[i]);
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return slot_of[a] < slot_of[b]; });
+    std::vector<Item> sorted;
+    std::vector<std::string> sorted_keys;
+    std::vector<uint16_t> sorted_slots;
+    sorted.reserve(order.size());
+    for (uint32_t i : order) {
+      sorted.push_back(trip->items[i]);
+      sorted_keys.push_back(std::move(redis_keys[i]));
+      sorted_slots.push_back(slot_of[i]);
+    }
+    trip->items = std::move(sorted);
+    redis_keys = std::move(sorted_keys);
+    slot_of = std::move(sorted_slots);
+  }
+  const int64_t round_id = static_cast<int64_t>(round_base_ + ++round_seq_);
+  const int64_t reply_ttl_ms = std::max<int64_t>(1, opts_.round_reply_ttl.count());
+  std::vector<redis::SettleItem> chunk;
+  chunk.reserve(opts_.chunk);
+  size_t call_index = 0;
+  auto flush = [&] {
+    if (chunk.empty()) return;
+    // The round key shares the slot of the call's buckets (their hash tag).
+    std::string tag;
+    if (cluster) {
+      const std::string_view k = chunk.front().key;
+      const size_t open = k.find('{');
+      const size_t close = open == std::string_view::npos ? open : k.find('}', open + 1);
+      if (close != std::string_view::npos) tag = std::string(k.substr(open, close - open + 1)) + ":";
+    }
+    const std::string round_key = "dlb:" + tag + "round:" + opts_.participant_id + ":" + std::to_string(call_index++);
+    std::string cmd;
+    redis::CommandWriter w(cmd);
+    redis::AppendSettleCall(w, round_key, round_id, reply_ttl_ms, chunk);
+    trip->calls.push_back(std::move(cmd));
+    trip->items_per_call.push_back(chunk.size());
+    chunk.clear();
+  };
+  for (size_t i = 0; i < trip->items.size(); ++i) {
+    if (!chunk.empty() && (chunk.size() == opts_.chunk || (cluster && slot_of[i] != slot_of[i - 1]))) flush();
+    const Item& it = trip->items[i];
+    chunk.push_back({.key = redis_keys[i],
+                     .spec = tables_->info[it.rule].spec,
+                     .return_units = it.returned,
+                     .debit_units = 0,
+                     .want_units = it.debt + it.want_lease});
+  }
+  flush();   // the calls hold copies of the keys from here on
   ++stats_.rounds;
-  Status rt = Status::Ok();
-  std::vector<redis::LeaseGrant> grants;
-  if (!calls.empty()) {
-    std::vector<redis::Reply> replies;
-    rt = pool_->Call(calls, MonoNs() + std::chrono::nanoseconds(opts_.deadline).count(), &replies);
-    if (rt.ok()) {
-      for (size_t i = 0, j = 0; i < lease_items.size(); i += kChunk, ++j) {
-        const size_t n = std::min(kChunk, lease_items.size() - i);
-        rt = redis::ParseLeaseReply(replies[j].get(), n, &grants);
-        if (!rt.ok()) break;
-      }
-      if (rt.ok() && announce) {
-        auto live = redis::ParseAnnounceReply(replies.back().get());
-        if (live.ok()) {
-          last_announce_ns_ = now;
-          if (*live != stats_.live_participants && *live > 0) {
-            stats_.live_participants = *live;
-            ApplyShare(*tables_, 1.0 / static_cast<double>(*live));
-            share_changed_ = true;
-          }
-        }
-      }
-    }
+  if (trip->calls.empty()) {
+    consecutive_failures_ = 0;
+    return Status::Ok();
   }
+  return Send(std::move(trip));
+}
 
-  if (!rt.ok()) {
-    ++stats_.failed_rounds;
-    for (const Item& it : items) {
-      const dlb_xdp_ctl& c = cmds[it.cmd];
-      if (c.out_lease > 0) stats_.dropped_units += static_cast<uint64_t>(c.out_lease);
+Status XdpSync::Fail(std::unique_ptr<Trip> trip, Status cause) {
+  ++stats_.failed_rounds;
+  pending_ = std::move(trip);
+  if (++consecutive_failures_ >= opts_.failures_to_open && !stats_.store_down) {
+    stats_.store_down = true;
+    (void)program_->SetStoreDown(true);
+    DLB_LOG_WARN("store down after {} failed sync rounds ({}): rules apply on_store_failure",
+                 consecutive_failures_, cause.ToString());
+  }
+  return cause;
+}
+
+Status XdpSync::Send(std::unique_ptr<Trip> trip) {
+  std::vector<redis::Reply> replies;
+  stats_.redis_calls += trip->calls.size();
+  Status rt = pool_->Call(trip->calls, MonoNs() + std::chrono::nanoseconds(opts_.deadline).count(), &replies);
+  if (rt.ok() && replies.size() != trip->calls.size()) rt = Status::Protocol("xdp sync: reply count");
+  // The round's fate is unknown: it waits for a verbatim re-send (applied once by its
+  // round id), with the units it collected.
+  if (!rt.ok()) return Fail(std::move(trip), rt);
+  // Replies: grants per bucket; a call refused with an error reply (the script checks
+  // its arguments before it changes anything) would be refused again: its debt goes
+  // back to the program (charged by a later round), its returned lease is left to leak.
+  std::vector<redis::LeaseGrant> grants;
+  grants.reserve(trip->items.size());
+  std::vector<char> refused(trip->items.size(), 0);
+  int64_t live = -1;
+  size_t first = 0;
+  Status refusal = Status::Ok();
+  for (size_t i = 0; i < trip->calls.size(); ++i) {
+    const size_t n = trip->items_per_call[i];
+    if (n == 0) {
+      auto l = redis::ParseAnnounceReply(replies[i].get());
+      if (l.ok()) live = *l;
+      continue;
     }
-    // The debt was not charged: give it back to the program so that the next round
-    // that reaches Redis charges it (reconciled once).
-    // ADD_DEBT leaves the hold as it was (a round that failed learned nothing new).
+    const size_t before = grants.size();
+    Status p = redis::ParseLeaseReply(replies[i].get(), n, &grants);
+    // NOSCRIPT the pool could not repair: not run, the whole round is sent again.
+    if (p.code() == StatusCode::kUnavailable) return Fail(std::move(trip), p);
+    if (!p.ok()) {
+      grants.resize(before + n);
+      std::fill(refused.begin() + static_cast<std::ptrdiff_t>(first),
+                refused.begin() + static_cast<std::ptrdiff_t>(first + n), 1);
+      refusal = p;
+    }
+    first += n;
+  }
+  if (!refusal.ok()) {
+    ++stats_.discarded_rounds;
+    DLB_LOG_EVERY(1000, spdlog::level::err, "xdp sync: Redis refused a settle call: {}", refusal.ToString());
     std::vector<dlb_xdp_ctl> back;
-    for (const Item& it : items) {
-      if (it.debt == 0) continue;
+    for (size_t i = 0; i < trip->items.size(); ++i) {
+      const Item& it = trip->items[i];
+      if (!refused[i] || it.debt == 0) continue;
       dlb_xdp_ctl c{};
-      c.key = cmds[it.cmd].key;
+      c.key = it.key;
       c.op = DLB_XDP_CTL_ADD_DEBT;
       c.in_debt = static_cast<uint64_t>(it.debt);
       back.push_back(c);
     }
     if (!back.empty()) (void)program_->Control(back);
-    if (++consecutive_failures_ >= opts_.failures_to_open && !stats_.store_down) {
-      stats_.store_down = true;
-      (void)program_->SetStoreDown(true);
-      DLB_LOG_WARN("store down after {} failed sync rounds ({}): rules apply on_store_failure",
-                   consecutive_failures_, rt.ToString());
+  }
+  if (live > 0) {
+    last_announce_ns_ = trip->collected_ns;
+    if (live != stats_.live_participants) {
+      stats_.live_participants = live;
+      ApplyShare(*tables_, 1.0 / static_cast<double>(live));
+      share_changed_ = true;
     }
-    return rt;
   }
   consecutive_failures_ = 0;
   if (stats_.store_down) {
@@ -181,7 +258,12 @@ Status XdpSync::RunRound(bool returning_all) {
     (void)program_->SetStoreDown(false);
     DLB_LOG_INFO("store reachable again: leases resume, local admissions reconciled");
   }
+  if (Status s = Apply(*trip, grants, refused); !s.ok()) return s;
+  return refusal;
+}
 
+Status XdpSync::Apply(const Trip& trip, const std::vector<redis::LeaseGrant>& grants,
+                      const std::vector<char>& refused) {
   // 3. Grants: the debt first, the rest is the new lease; no room = hold. Debt Redis
   //    had no room for is not forgiven: it stays debt, charged first by the next rounds
   //    as the bucket leaks. The local share bucket is set to the global level (plus
@@ -190,44 +272,49 @@ Status XdpSync::RunRound(bool returning_all) {
   //    it admits fits when charged, and no less (leases returned by others free it).
   const int64_t granted_at = MonoNs();
   std::vector<dlb_xdp_ctl> out;
-  out.reserve(items.size());
-  for (size_t i = 0; i < items.size() && i < grants.size(); ++i) {
-    const Item& it = items[i];
-    const dlb_xdp_ctl& c = cmds[it.cmd];
-    const XdpRuleInfo& info = tables_->info[c.key.rule];
+  out.reserve(trip.items.size());
+  for (size_t i = 0; i < trip.items.size() && i < grants.size(); ++i) {
+    const Item& it = trip.items[i];
+    if (refused[i]) continue;
     const redis::LeaseGrant& g = grants[i];
     ++stats_.bucket_ops;
-    stats_.returned_units += static_cast<uint64_t>(c.out_lease > 0 ? c.out_lease : 0);
+    stats_.returned_units += static_cast<uint64_t>(it.returned);
     stats_.granted_units += static_cast<uint64_t>(g.granted_units);
     stats_.debt_units += static_cast<uint64_t>(it.debt);
     const int64_t covered = std::min(g.granted_units, it.debt);
     const int64_t uncovered = it.debt - covered;
     if (uncovered > 0) stats_.over_admitted_units += static_cast<uint64_t>(uncovered);
     const int64_t lease = g.granted_units - covered;
-    if (returning_all) continue;
-    // The global level with the debt not yet charged; for the local bucket without
-    // this host's new lease (the program fills the local bucket as it spends the lease).
-    const double level = g.level + static_cast<double>(uncovered);
+    if (trip.returning_all) continue;
+    // A reload between the collect and the reply may have removed the rule: the debt
+    // stays with the user, the hold and local bucket wait for the next round.
+    const bool rule_known = it.rule < tables_->info.size() && it.rule < tables_->rules.size();
     dlb_xdp_ctl o{};
-    o.key = c.key;
+    o.key = it.key;
     o.op = DLB_XDP_CTL_GRANT;
     o.in_lease = lease;
     o.in_debt = static_cast<uint64_t>(uncovered);
     o.in_hold_until_ns = 0;
-    const dlb_xdp_rule& rule = tables_->rules[c.key.rule];
-    o.in_tat_ns = LocalTat(rule, info.spec.capacity, level - static_cast<double>(lease), granted_at);
-    o.in_tat_unit_ns = rule.local_interval_ns == 0 ? 1 : rule.local_interval_ns;
-    if (lease < info.cost && g.granted_units < it.debt + it.want_lease) {
-      // Redis had no room for this request: hold until the first request fits.
-      const double c_units = static_cast<double>(info.spec.capacity);
-      const double excess = level + static_cast<double>(info.cost) - c_units;
-      int64_t wait_ns;
-      if (info.spec.leak_rate_per_s <= 0) {
-        wait_ns = int64_t{365} * 24 * 3600 * 1'000'000'000;
-      } else {
-        wait_ns = excess > 0 ? static_cast<int64_t>(std::ceil(excess / info.spec.leak_rate_per_s * 1e9)) : 0;
+    if (rule_known) {
+      const XdpRuleInfo& info = tables_->info[it.rule];
+      // The global level with the debt not yet charged; for the local bucket without
+      // this host's new lease (the program fills the local bucket as it spends the lease).
+      const double level = g.level + static_cast<double>(uncovered);
+      const dlb_xdp_rule& rule = tables_->rules[it.rule];
+      o.in_tat_ns = LocalTat(rule, info.spec.capacity, level - static_cast<double>(lease), granted_at);
+      o.in_tat_unit_ns = rule.local_interval_ns == 0 ? 1 : rule.local_interval_ns;
+      if (lease < info.cost && g.granted_units < it.debt + it.want_lease) {
+        // Redis had no room for this request: hold until the first request fits.
+        const double c_units = static_cast<double>(info.spec.capacity);
+        const double excess = level + static_cast<double>(info.cost) - c_units;
+        int64_t wait_ns;
+        if (info.spec.leak_rate_per_s <= 0) {
+          wait_ns = int64_t{365} * 24 * 3600 * 1'000'000'000;
+        } else {
+          wait_ns = excess > 0 ? static_cast<int64_t>(std::ceil(excess / info.spec.leak_rate_per_s * 1e9)) : 0;
+        }
+        if (wait_ns > 0) o.in_hold_until_ns = static_cast<uint64_t>(granted_at + wait_ns);
       }
-      if (wait_ns > 0) o.in_hold_until_ns = static_cast<uint64_t>(granted_at + wait_ns);
     }
     out.push_back(o);
   }

@@ -162,13 +162,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::printf("dlb-xdp: attached to %s (%s mode). If this agent dies the program stays "
+  if (!(*prog)->dispatcher()) {
+    DLB_LOG_WARN("attached to {} without libxdp's dispatcher ({}): no other XDP program can "
+                 "attach to {} while dlb-xdp runs", a.iface, (*prog)->dispatcher_note(), a.iface);
+  }
+  std::printf("dlb-xdp: attached to %s (%s mode, %s). If this agent dies the program stays "
               "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
               a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
-              a.iface.c_str(), a.iface.c_str());
+              (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone", a.iface.c_str(), a.iface.c_str());
   std::fflush(stdout);
 
-  dlb::redis::Pool pool(*ep, 2, {dlb::redis::LeaseScript(), dlb::redis::kAnnounceScript});
+  dlb::redis::Pool pool(*ep, 2, {dlb::redis::SettleScript(), dlb::redis::kAnnounceScript});
   dlb::xdp::SyncOptions sopts;
   sopts.interval = std::chrono::microseconds(a.sync_interval_us);
   sopts.deadline = std::chrono::microseconds(std::max<int64_t>(lopts->deadline.count(), 5000));
@@ -234,9 +238,11 @@ int main(int argc, char** argv) {
     if (!st.ok()) DLB_LOG_EVERY(1000, spdlog::level::warn, "sync round failed: {}", st.ToString());
     if (sync.share_changed()) (void)(*prog)->Push(*tables);
   }
-  if (auto s = sync.ReturnAll(); !s.ok()) {
-    DLB_LOG_WARN("returning leases at exit: {}", s.ToString());
-  }
+  // A round whose reply was lost is re-sent first (applied once); a few tries, so that
+  // a slow Redis does not keep the leases (they would be left to leak).
+  dlb::Status returned = sync.ReturnAll();
+  for (int attempt = 1; attempt < 3 && !returned.ok(); ++attempt) returned = sync.ReturnAll();
+  if (!returned.ok()) DLB_LOG_WARN("returning leases at exit: {}", returned.ToString());
   if (auto s = (*prog)->Detach(); !s.ok()) {
     std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
     rc = 1;

@@ -328,3 +328,73 @@ TEST_F(XdpE2eTest, SecondServerHostSharesOneUsersLimitThroughRedis) {
 }
 
 }  // namespace
+
+namespace {
+
+// libxdp's dispatcher: another XDP program attached through libxdp first (xdp-loader),
+// then the agent. xdp-loader and the agent run with `nsenter --net` so that they share
+// the host's bpffs, where libxdp keeps the dispatcher's state (`ip netns exec` would
+// give each its own). Where the kernel runs libxdp's dispatcher, both programs are
+// attached (xdp-loader status lists them), traffic is still limited, and the other
+// program stays when the agent exits. Where it cannot (libxdp attaches the other program
+// alone; README, "Coexistence"), the agent must not replace it: it exits with an error
+// that names the program and libxdp's reason, and the other program keeps passing
+// traffic.
+TEST_F(XdpE2eTest, SharesTheInterfaceWithAnotherXdpProgramThroughLibxdp) {
+  Stop(agent_, SIGTERM);   // the fixture's agent detaches on exit
+  ASSERT_TRUE(WaitFor([&] { return Sh("ip netns exec " + sns_ + " ip link show " + sif_).find("xdp") == std::string::npos; }));
+  const std::string in_ns = "nsenter --net=/run/netns/" + sns_ + " ";
+  const auto status = [&] { return Sh(in_ns + "xdp-loader status " + sif_); };
+  int rc = 1;
+  const std::string loaded = Sh(in_ns + "xdp-loader load -m native " + sif_ + " " DLB_XDP_PASS_OBJ, &rc);
+  ASSERT_EQ(rc, 0) << loaded;
+  const std::string before = status();
+  ASSERT_NE(before.find("dlb_xdp_pass"), std::string::npos) << before;
+  const bool dispatcher = before.find("xdp_dispatcher") != std::string::npos;
+  std::printf("libxdp dispatcher on this kernel: %s\n%s", dispatcher ? "yes" : "no", before.c_str());
+
+  agent2_ = Spawn({"nsenter", "--net=/run/netns/" + sns_, DLB_XDP_BINARY, "--iface", sif_, "--config",
+                   dir_ + "/xdp.yaml", "--redis", "redis://127.0.0.1:6390"},
+                  dir_ + "/agent3.out");
+  int exit_status = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    if (Sh("cat " + dir_ + "/agent3.out").find("attached to") != std::string::npos) return true;
+    int st = 0;
+    if (waitpid(agent2_, &st, WNOHANG) == agent2_) {
+      agent2_ = 0;
+      exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+      return true;
+    }
+    return false;
+  })) << Sh("cat " + dir_ + "/agent3.out");
+  const std::string out = Sh("cat " + dir_ + "/agent3.out");
+
+  if (dispatcher) {
+    ASSERT_EQ(exit_status, -1) << out;
+    EXPECT_NE(out.find("through libxdp's dispatcher"), std::string::npos) << out;
+    const std::string both = status();
+    EXPECT_NE(both.find("dlb_xdp_pass"), std::string::npos) << both;
+    EXPECT_NE(both.find("dlb_xdp "), std::string::npos) << both;
+    // Still limited: the local rule admits its capacity, then 429.
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "ivan"), "200") << i;
+    EXPECT_EQ(Curl("/local", "ivan"), "429");
+    Stop(agent2_, SIGTERM);
+    const std::string after = status();
+    EXPECT_NE(after.find("dlb_xdp_pass"), std::string::npos) << after;
+    EXPECT_EQ(after.find("dlb_xdp "), std::string::npos) << after;
+  } else {
+    // The other program holds the interface alone: refused, not replaced.
+    EXPECT_EQ(exit_status, 1) << out;
+    EXPECT_NE(out.find("does not replace it"), std::string::npos) << out;
+    EXPECT_NE(out.find("dlb_xdp_pass"), std::string::npos) << out;
+    std::printf("agent: %s", out.c_str());
+    const std::string after = status();
+    EXPECT_NE(after.find("dlb_xdp_pass"), std::string::npos) << after;
+    EXPECT_EQ(after.find("dlb_xdp "), std::string::npos) << after;
+    // Nothing limits: the other program passes every request.
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(Curl("/local", "ivan"), "200") << i;
+  }
+  Sh(in_ns + "xdp-loader unload " + sif_ + " --all");
+}
+
+}  // namespace

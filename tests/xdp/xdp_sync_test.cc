@@ -14,7 +14,10 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "../packet/frames.h"
+#include "dlb/key.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/url.h"
@@ -117,17 +120,38 @@ class XdpSyncTest : public ::testing::Test {
     auto ep = redis::ParseUrl(redis_->Url());
     ASSERT_TRUE(ep.ok()) << ep.status().ToString();
     pool_ = std::make_unique<redis::Pool>(*ep, 1,
-        std::vector<std::string_view>{redis::LeaseScript(), redis::kAnnounceScript});
+        std::vector<std::string_view>{redis::SettleScript(), redis::kAnnounceScript});
   }
-  void Configure(int64_t capacity, double rate) {
+  void Configure(int64_t capacity, double rate,
+                 std::chrono::microseconds deadline = std::chrono::microseconds(200'000)) {
     auto t = CompileXdpTables(FloodConfig(capacity, rate), 1.0);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     tables_ = *t;
     ASSERT_TRUE(prog_->Push(tables_).ok());
     SyncOptions o;
-    o.deadline = std::chrono::microseconds(200'000);   // a loaded machine: no failed rounds
+    o.deadline = deadline;   // default: a loaded machine, no failed rounds
+    o.participant_id = participant_;
     sync_ = std::make_unique<XdpSync>(o, pool_.get(), prog_.get(), &tables_);
   }
+  // Runs `n` heads of `user` on rule pay through the program; returns how many passed.
+  int64_t Heads(int n, const std::string& user) {
+    SegmentSpec s;
+    s.payload = Head("POST", "/pay", user);
+    int64_t passed = 0;
+    for (int i = 0; i < n; ++i) {
+      s.src.port = static_cast<uint16_t>(20000 + (port_++ % 20000));
+      auto r = xdptest::RunXdp(prog_->prog_fd(), BuildSegment(s));
+      EXPECT_GE(r.action, 0);
+      if (r.action == XDP_PASS) ++passed;
+    }
+    return passed;
+  }
+  std::string RoundKeyValue() {
+    const testing::RedisValue v = redis_->Command({"GET", "dlb:round:" + participant_ + ":0"});
+    return v.type == testing::RedisValue::Type::kString ? v.str : "";
+  }
+  const std::string participant_ = "xdp-test-" + std::to_string(getpid());
+  uint32_t port_ = 0;
   std::unique_ptr<testing::RedisServer> redis_;
   std::unique_ptr<XdpProgram> prog_;
   std::unique_ptr<redis::Pool> pool_;
@@ -170,6 +194,59 @@ TEST_F(XdpSyncTest, DemoRateWithinBoundAndUserUnderTheLimitAlwaysAdmitted) {
               static_cast<long long>(n.admitted), n.seconds);
   EXPECT_GE(n.sent, 10);
   EXPECT_EQ(n.admitted, n.sent);
+}
+
+// Exactly-once rounds. A bucket that never leaks (a count of capacity 1000) so that
+// Redis's level is the number of units charged: after the agent gives every lease back,
+// it must equal exactly the heads the program admitted. Redis is stopped (SIGSTOP) past
+// the round deadline, so a round's settle call reaches it but the reply does not; on
+// SIGCONT Redis runs that call, and the agent's next round re-sends it verbatim: applied
+// once, its returned lease and its debt neither dropped nor charged twice. Heads admitted
+// meanwhile (by the local bucket and, once the store is marked down, its policy) are
+// charged by the rounds after it.
+TEST_F(XdpSyncTest, LostReplyIsResentAndAppliedOnce) {
+  Configure(1000, 0, std::chrono::microseconds(300'000));
+  const std::string key = RedisKey("eve", "pay");
+  int64_t admitted = Heads(5, "eve");             // the local bucket: debt
+  ASSERT_TRUE(sync_->Round().ok());               // charged, a lease granted
+  admitted += Heads(20, "eve");                   // the lease, then the local bucket
+  const std::string before = RoundKeyValue();
+  ASSERT_FALSE(before.empty()) << "the settle call keeps its reply under the round key";
+
+  redis_->Stop();
+  const Status lost = sync_->Round();             // sent; the reply never arrives
+  EXPECT_FALSE(lost.ok());
+  EXPECT_TRUE(sync_->round_pending());
+  admitted += Heads(7, "eve");
+  // More failed rounds: the same round is re-sent each time (nothing new collected), and
+  // the third failure marks the store down.
+  EXPECT_FALSE(sync_->Round().ok());
+  EXPECT_FALSE(sync_->Round().ok());
+  EXPECT_TRUE(sync_->stats().store_down);
+  admitted += Heads(4, "eve");
+  redis_->Cont();
+
+  // Redis ran the call once it resumed (its reply replaced the previous round's).
+  ASSERT_TRUE(testing::WaitFor([&] { return RoundKeyValue() != before; }, std::chrono::seconds(20)))
+      << "the lost round's call never reached Redis";
+  ASSERT_TRUE(sync_->Round().ok());               // the re-send, then a new round
+  EXPECT_FALSE(sync_->round_pending());
+  EXPECT_FALSE(sync_->stats().store_down);
+  EXPECT_GE(sync_->stats().resent_rounds, 3u);
+  admitted += Heads(6, "eve");
+  ASSERT_TRUE(sync_->Round().ok());
+  ASSERT_TRUE(sync_->ReturnAll().ok());
+
+  const testing::RedisValue level = redis_->Command({"GET", key});
+  ASSERT_EQ(level.type, testing::RedisValue::Type::kString) << level.Describe();
+  const SyncStats st = sync_->stats();
+  std::printf("lost reply: admitted %lld, charged in Redis %s; rounds %llu failed %llu resent %llu "
+              "(calls %llu)\n",
+              static_cast<long long>(admitted), level.str.c_str(),
+              static_cast<unsigned long long>(st.rounds), static_cast<unsigned long long>(st.failed_rounds),
+              static_cast<unsigned long long>(st.resent_rounds), static_cast<unsigned long long>(st.resent_calls));
+  EXPECT_GT(admitted, 30);
+  EXPECT_EQ(std::stoll(level.str), admitted);
 }
 
 }  // namespace
