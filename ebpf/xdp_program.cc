@@ -7,7 +7,10 @@
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 
 #include "dlb_xdp.skel.h"
@@ -28,6 +31,84 @@ StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
     return Errno("sizing the user map", err);
   }
   return skel;
+}
+
+// libxdp's messages during one attach (all levels), to tell why it used no dispatcher.
+std::string* g_libxdp_log = nullptr;
+
+int CaptureLibxdp(enum libxdp_print_level, const char* fmt, va_list args) {
+  if (g_libxdp_log == nullptr) return 0;
+  char buf[512];
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(buf, sizeof buf, fmt, copy);
+  va_end(copy);
+  if (n > 0) g_libxdp_log->append(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+  return n;
+}
+
+class LibxdpCapture {
+ public:
+  explicit LibxdpCapture(std::string* out) {
+    g_libxdp_log = out;
+    prev_ = libxdp_set_print(CaptureLibxdp);
+  }
+  ~LibxdpCapture() {
+    libxdp_set_print(prev_);
+    g_libxdp_log = nullptr;
+  }
+  LibxdpCapture(const LibxdpCapture&) = delete;
+  LibxdpCapture& operator=(const LibxdpCapture&) = delete;
+
+ private:
+  libxdp_print_fn_t prev_ = nullptr;
+};
+
+// The lines of libxdp's log that tell why it used no dispatcher, joined with "; ".
+std::string DispatcherLines(const std::string& log) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < log.size()) {
+    size_t end = log.find('\n', pos);
+    if (end == std::string::npos) end = log.size();
+    std::string line = log.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    line = line.substr(first);
+    if (line.rfind("libxdp: ", 0) == 0) line = line.substr(8);
+    // The failures only (libxdp's progress lines say nothing about why).
+    bool keep = false;
+    for (const char* word : {"fail", "Fail", "can't", "Can't", "No bpffs", "not permitted", "not a dispatcher"}) {
+      if (line.find(word) != std::string::npos) keep = true;
+    }
+    if (!keep) continue;
+    if (out.find(line) != std::string::npos) continue;
+    if (!out.empty()) out += "; ";
+    out += line;
+  }
+  return out;
+}
+
+// What is attached to `ifindex` now: "" when nothing, else the programs' names and
+// whether they run through libxdp's dispatcher.
+std::string DescribeAttached(int ifindex) {
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+  if (mp == nullptr || libxdp_get_error(mp)) return "";
+  std::string names;
+  for (xdp_program* prog = xdp_multiprog__next_prog(nullptr, mp); prog != nullptr;
+       prog = xdp_multiprog__next_prog(prog, mp)) {
+    names += std::string(names.empty() ? "" : ", ") + "'" + xdp_program__name(prog) + "'";
+  }
+  std::string out;
+  if (xdp_multiprog__is_legacy(mp)) {
+    xdp_program* main = xdp_multiprog__main_prog(mp);
+    if (main != nullptr) out = "XDP program '" + std::string(xdp_program__name(main)) + "' attached alone (no libxdp dispatcher)";
+  } else if (!names.empty()) {
+    out = "libxdp's dispatcher with " + names;
+  }
+  xdp_multiprog__close(mp);
+  return out;
 }
 
 }  // namespace
@@ -58,17 +139,42 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOpt
     p->xdp_prog_ = nullptr;
     return Errno("libxdp: opening the program", static_cast<int>(err));
   }
-  int err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_NATIVE, 0);
-  p->mode_ = AttachMode::kNative;
-  if (err) {
-    if (native_error) *native_error = std::strerror(-err);
-    err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_SKB, 0);
-    p->mode_ = AttachMode::kSkb;
+  // libxdp attaches through its dispatcher (programs share the interface) when it can,
+  // else alone; its messages tell which and why.
+  std::string libxdp_log;
+  int err = 0;
+  int native_err = 0;
+  {
+    LibxdpCapture capture(&libxdp_log);
+    err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_NATIVE, 0);
+    p->mode_ = AttachMode::kNative;
+    if (err) {
+      native_err = err;
+      if (native_error) *native_error = std::strerror(-err);
+      err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_SKB, 0);
+      p->mode_ = AttachMode::kSkb;
+    }
   }
+  const std::string why = DispatcherLines(libxdp_log);
   if (err) {
     p->ifindex_ = 0;
-    return Errno("attaching to " + iface, err);
+    const std::string other = DescribeAttached(static_cast<int>(ifindex));
+    if (!other.empty() && (native_err == -EBUSY || native_err == -EEXIST || err == -EBUSY || err == -EEXIST)) {
+      // Another program holds the interface: never replaced.
+      return Status::Unavailable("attaching to " + iface + ": " + other + "; dlb-xdp does not replace it" +
+                                 (why.empty() ? std::string() : " (libxdp: " + why + ")") +
+                                 ". Detach it first, or attach both through libxdp's dispatcher");
+    }
+    Status s = Errno("attaching to " + iface, err);
+    if (!why.empty()) s = Status::Internal(s.message() + " (libxdp: " + why + ")");
+    return s;
   }
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(p->ifindex_);
+  if (mp != nullptr && !libxdp_get_error(mp)) {
+    p->dispatcher_ = !xdp_multiprog__is_legacy(mp);
+    xdp_multiprog__close(mp);
+  }
+  if (!p->dispatcher_) p->dispatcher_note_ = why.empty() ? "libxdp attached the program alone" : why;
   if (mode_used) *mode_used = p->mode_;
   return p;
 }

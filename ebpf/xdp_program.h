@@ -72,6 +72,11 @@ class XdpProgram {
   int prog_fd() const;
   int ifindex() const { return ifindex_; }
   AttachMode mode() const { return mode_; }
+  // Whether the program runs through libxdp's dispatcher (other XDP programs attached
+  // through libxdp share the interface). When not, dispatcher_note() tells why, in
+  // libxdp's words (e.g. its compatibility check failed, or no bpffs at /sys/fs/bpf).
+  bool dispatcher() const { return dispatcher_; }
+  const std::string& dispatcher_note() const { return dispatcher_note_; }
 
  private:
   XdpProgram() = default;
@@ -79,6 +84,8 @@ class XdpProgram {
   xdp_program* xdp_prog_ = nullptr;
   int ifindex_ = 0;
   AttachMode mode_ = AttachMode::kNative;
+  bool dispatcher_ = false;
+  std::string dispatcher_note_;
   dlb_xdp_config pushed_{};
   bool have_pushed_ = false;
 };
