@@ -107,6 +107,8 @@ struct PacketEngine::Impl {
   FlowSlot temp_flows[kMaxBurst];
   Event events[kMaxEvents];
   size_t event_count = 0;
+  uint64_t pending_frames = 0;  // frames with events queued since the last flush
+  static_assert(kMaxBurst <= 64, "pending_frames holds one bit per frame of a burst");
   // Synced rules: the identity of each queued head, copied (the head's bytes may be
   // gone by the time it is decided) for the registration of a new bucket.
   CoreSync* sync = nullptr;
@@ -123,8 +125,8 @@ struct PacketEngine::Impl {
   // --- flow table -----------------------------------------------------------------
 
   // The keyed hash of a flow's 4-tuple, seen from either direction. An IPv4 flow hashes
-  // a 16-byte key (two SipHash blocks), an IPv6 flow the 40-byte FlowKey: SipHash
-  // mixes in the length, so the two forms cannot collide with each other.
+  // a 12-byte key (one SipHash block and the tail), an IPv6 flow the 40-byte FlowKey:
+  // SipHash mixes in the length, so the two forms cannot collide with each other.
   uint64_t FlowHash(const PacketView& v, bool client_to_server) const {
     const uint8_t* c = client_to_server ? v.src_addr : v.dst_addr;
     const uint8_t* s = client_to_server ? v.dst_addr : v.src_addr;
@@ -132,11 +134,10 @@ struct PacketEngine::Impl {
     const uint16_t server_port = client_to_server ? v.dst_port : v.src_port;
     uint64_t h;
     if (v.ip_version == 4) {
-      uint32_t k[4];
+      uint32_t k[3];
       std::memcpy(&k[0], c, 4);
       std::memcpy(&k[1], s, 4);
       k[2] = uint32_t{client_port} | uint32_t{server_port} << 16;
-      k[3] = 4;
       h = SipHash13(flow_key, k, sizeof k);
     } else {
       FlowKey k;
@@ -218,6 +219,7 @@ struct PacketEngine::Impl {
     e.rule = rule;
     e.head_seq = f.next_seq;
     ++state[current].pending_events;
+    pending_frames |= uint64_t{1} << current;
     if (kind == EventKind::kDecide) {
       e.probe = shard.Probe(key_hash, rule);
       // Once the sync layer holds entries, a new key of any rule may read the sync
@@ -647,10 +649,14 @@ struct PacketEngine::Impl {
       }
     }
     event_count = 0;
-    for (auto& st : state) st.pending_events = 0;
-    for (uint16_t i = 0; i < kMaxBurst; ++i) {
+    // Only frames with queued events wait for a flush (a frame whose flow has none
+    // pending is committed when processed).
+    for (uint64_t m = pending_frames; m != 0; m &= m - 1) {
+      const uint16_t i = static_cast<uint16_t>(__builtin_ctzll(m));
+      state[i].pending_events = 0;
       if (state[i].done && !state[i].committed) Commit(i);
     }
+    pending_frames = 0;
   }
 
   // Settles a frame's flow once its verdict is known: FIN ends the flow, consumed bytes
@@ -813,6 +819,7 @@ struct PacketEngine::Impl {
     frames = in;
     results = out;
     event_count = 0;
+    pending_frames = 0;
     uint32_t client_mask = 0;
     uint32_t server_mask = 0;
 

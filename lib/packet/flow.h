@@ -20,7 +20,7 @@ enum class Phase : uint8_t {
 };
 
 // The 5-tuple of a client->server flow (the protocol is always TCP), hashed with
-// SipHash under the engine's key (IPv6; IPv4 flows hash a 16-byte form, see FlowHash).
+// SipHash under the engine's key (IPv6; IPv4 flows hash a 12-byte form, see FlowHash).
 struct FlowKey {
   uint8_t client_addr[16];
   uint8_t server_addr[16];

@@ -34,6 +34,9 @@ inline bool IsVlan(uint16_t type) {
 // Walks the TCP options in [p, end): each option other than EOL / NOP carries a length
 // byte >= 2 that must stay inside the header.
 inline bool TcpOptionsValid(const uint8_t* p, const uint8_t* end) {
+  // What Linux sends on an established connection: NOP, NOP, timestamps (10 bytes).
+  static constexpr uint8_t kNopNopTimestamps[4] = {1, 1, 8, 10};
+  if (end - p == 12 && std::memcmp(p, kNopNopTimestamps, 4) == 0) return true;
   while (p < end) {
     const uint8_t kind = p[0];
     if (kind == 0) return true;  // end of option list; the rest is padding

@@ -209,7 +209,9 @@ BucketShard::Outcome BucketShard::Admit(const ShardProbe& p, const dlb::BucketPr
   // the decision; the shard test checks that both agree.
   const dlb::u128 now = (!profile.leaks() || rel_ns <= 0) ? 0 : now_fp;
   const dlb::u128 base = tat_fp > now ? tat_fp : now;
-  const dlb::u128 want = base - now + profile.interval_fp() * static_cast<dlb::u128>(cost);
+  // One unit (the usual cost) needs no 128-bit multiplication.
+  const dlb::u128 want =
+      base - now + (cost == 1 ? profile.interval_fp() : profile.interval_fp() * static_cast<dlb::u128>(cost));
   if (want > profile.capacity_fp()) {
     dlb::BucketState state{tat_fp};  // a rejection leaves it as it is
     limited = dlb::Decide(profile, state, rel_ns, cost);
