@@ -1126,10 +1126,14 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
     // the one the line walk below would name), without a branch per line.
     const size_t last = end_lf >> 6;
     const size_t id_bytes = options.identity_header.size();
+    if (id_bytes >= 64) [[unlikely]] {
+      // An identity name of 64 bytes or more: its lines are found here.
+      for (size_t c = 0; c <= last; ++c) {
+        hm.c[c].wanted |= StartsBefore(Row(hm, &ChunkBits::start), c, id_bytes) & hm.c[c].first_colon;
+      }
+    }
     for (size_t c = 0; c <= last; ++c) {
       uint64_t sel = hm.c[c].wanted;
-      // An identity name of 64 bytes or more: its lines are found here.
-      if (id_bytes >= 64) sel |= StartsBefore(Row(hm, &ChunkBits::start), c, id_bytes) & hm.c[c].first_colon;
       while (sel != 0) {
         const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
         sel &= sel - 1;
