@@ -21,6 +21,8 @@
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/url.h"
+#include "redis/slot.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
@@ -247,6 +249,55 @@ TEST_F(XdpSyncTest, LostReplyIsResentAndAppliedOnce) {
               static_cast<unsigned long long>(st.resent_rounds), static_cast<unsigned long long>(st.resent_calls));
   EXPECT_GT(admitted, 30);
   EXPECT_EQ(std::stoll(level.str), admitted);
+}
+
+// Redis Cluster: a settle call is atomic over its keys, so it never crosses a slot (its
+// round key takes its buckets' hash tag). Users whose buckets live on all three masters
+// are settled in the same rounds (two buckets per call at most, so that calls split by
+// size too), and each bucket ends up charged exactly what the program admitted.
+class XdpSyncClusterTest : public XdpSyncTest {};
+
+TEST_F(XdpSyncClusterTest, CallsNeverCrossASlotAndEveryUserIsChargedExactly) {
+  testing::Cluster cluster;
+  auto ep = redis::ParseUrl(cluster.Url());
+  ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+  pool_ = std::make_unique<redis::Pool>(*ep, 1,
+      std::vector<std::string_view>{redis::SettleScript(), redis::kAnnounceScript});
+  auto t = CompileXdpTables(FloodConfig(1000, 0), 1.0);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  tables_ = *t;
+  ASSERT_TRUE(prog_->Push(tables_).ok());
+  SyncOptions o;
+  o.deadline = std::chrono::microseconds(2'000'000);
+  o.participant_id = participant_;
+  o.chunk = 2;
+  sync_ = std::make_unique<XdpSync>(o, pool_.get(), prog_.get(), &tables_);
+
+  std::vector<std::string> users;
+  std::vector<int64_t> admitted;
+  bool on_node[3] = {false, false, false};
+  for (int i = 0; i < 12; ++i) {
+    users.push_back("u" + std::to_string(i));
+    admitted.push_back(0);
+    on_node[cluster.Owner(redis::KeySlot(RedisKey(users.back(), "pay")))] = true;
+  }
+  ASSERT_TRUE(on_node[0] && on_node[1] && on_node[2]) << "the users' buckets span every master";
+  for (int round = 0; round < 3; ++round) {
+    for (size_t u = 0; u < users.size(); ++u) admitted[u] += Heads(static_cast<int>(2 + u + round), users[u]);
+    const Status s = sync_->Round();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  for (size_t u = 0; u < users.size(); ++u) admitted[u] += Heads(3, users[u]);
+  const Status s = sync_->ReturnAll();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(sync_->stats().failed_rounds, 0u);
+  EXPECT_EQ(sync_->stats().discarded_rounds, 0u);
+  for (size_t u = 0; u < users.size(); ++u) {
+    const std::string key = RedisKey(users[u], "pay");
+    const testing::RedisValue v = cluster.node(cluster.Owner(redis::KeySlot(key))).Command({"GET", key});
+    ASSERT_EQ(v.type, testing::RedisValue::Type::kString) << users[u] << ": " << v.Describe();
+    EXPECT_EQ(std::stoll(v.str), admitted[u]) << users[u];
+  }
 }
 
 }  // namespace
