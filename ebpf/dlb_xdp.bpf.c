@@ -75,6 +75,14 @@ struct {
 	__type(value, struct dlb_xdp_counters);
 } dlb_counters SEC(".maps");
 
+/* 1 while the TC program is attached (see struct dlb_xdp_tc_meta). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dlb_tc_on SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -1175,8 +1183,26 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 		count(c, DLB_XDP_C_reject_failed);
 		return XDP_DROP;
 	}
-	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
 	count(c, DLB_XDP_C_rejected);
+	{
+		__u32 zero = 0;
+		__u32 *tc_on = bpf_map_lookup_elem(&dlb_tc_on, &zero);
+		if (tc_on && *tc_on && bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct dlb_xdp_tc_meta)) == 0) {
+			void *data = (void *)(long)ctx->data;
+			struct dlb_xdp_tc_meta *meta = (void *)(long)ctx->data_meta;
+			if ((void *)(meta + 1) <= data) {
+				meta->magic = DLB_XDP_TC_MAGIC;
+				meta->server_seq = bpf_htonl(v->seq);
+				/* the TC program resets the server; the client's next pure ACK
+				 * (of the 429) is dropped, what follows gets a RST */
+				fv.server_reset = 2;
+				bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+				count(c, DLB_XDP_C_tc_rejects);
+				return XDP_PASS;
+			}
+		}
+	}
+	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
 	return XDP_TX;
 }
 
@@ -1186,6 +1212,11 @@ static __always_inline int rejected_flow(struct xdp_md *ctx, struct dlb_scratch 
 					 const struct dlb_view *v, struct dlb_xdp_flow *f,
 					 const struct dlb_xdp_flow_key *fk, struct dlb_xdp_counters *c)
 {
+	if (f->server_reset == 2 && v->payload_len == 0 && !(v->flags & 0x05)) {
+		/* the ACK of the 429 handed to the TC program: the server is gone already */
+		count(c, DLB_XDP_C_rejected_flow_dropped);
+		return XDP_DROP;
+	}
 	if (!f->server_reset) {
 		f->server_reset = 1;
 		if (emit_segment(ctx, sc, v, 0, f->server_next_seq, 0, 0x04 /* RST */, 0))

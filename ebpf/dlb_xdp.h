@@ -149,8 +149,23 @@ struct dlb_xdp_flow_key {
 DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_flow_key) == 40, "flow key layout");
 struct dlb_xdp_flow {
 	__u32 server_next_seq;          /* the first byte of the rejected head */
-	__u32 server_reset;             /* 1 once the server got its RST */
+	__u32 server_reset;             /* 1 once the server got its RST; 2: the TC program
+	                                 * sent it (the client's ACK of the 429 is dropped) */
 };
+
+/* With the TC program attached (ebpf/dlb_tc.bpf.c, clsact ingress of the same
+ * interface), a rejected head is not sent back with XDP_TX: the program builds the 429 +
+ * FIN in place, puts this record in front of the frame (XDP metadata) and passes it. The
+ * TC program clones the frame to the interface's egress (the 429 to the client) and
+ * turns the original into a RST to the local server at server_seq, the first byte of the
+ * rejected head, so the server frees the connection at once. dlb_tc_on (an array of one
+ * __u32 in the XDP program's object) is 1 while the TC program is attached. */
+#define DLB_XDP_TC_MAGIC 0xd1b7c429U
+struct dlb_xdp_tc_meta {
+	__u32 magic;
+	__u32 server_seq;               /* network byte order */
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_tc_meta) == 8, "tc meta layout");
 
 /* The agent's operations on a user bucket, run atomically by the control program
  * (bpf_prog_test_run of dlb_xdp_control over an array of commands). */
@@ -207,6 +222,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(allowed, "allowed", "Heads admitted.")                                      \
 	X(limited, "limited", "Heads over their limit.")                              \
 	X(rejected, "rejected", "Limited heads answered with 429.")                   \
+	X(tc_rejects, "tc_rejects", "429s handed to the TC program (clone to the client, RST to the server).") \
 	X(dropped, "dropped", "Limited heads dropped (action drop).")                 \
 	X(shadow_limited, "shadow_limited", "Limited heads passed (action shadow).")  \
 	X(reject_failed, "reject_failed", "429 frames that could not be built (head dropped).") \

@@ -23,6 +23,7 @@
 #include "xdp_config.h"
 #include "xdp_program.h"
 #include "xdp_sync.h"
+#include "xdp_tc.h"
 #ifdef DLB_XDP_HAVE_METRICS
 #include "dlb/metrics.h"
 #endif
@@ -104,6 +105,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::printf("dlb-xdp: removed %d program(s) from %s\n", *n, a.iface.c_str());
+    auto tc = dlb::xdp::TcReject::DetachAll(a.iface);
+    if (!tc.ok()) {
+      std::fprintf(stderr, "dlb-xdp: %s\n", tc.status().ToString().c_str());
+      return 1;
+    }
+    if (*tc) std::printf("dlb-xdp: removed the TC program from %s\n", a.iface.c_str());
     return 0;
   }
   if (a.config.empty()) return Usage("--config is required");
@@ -162,14 +169,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
     return 1;
   }
+  dlb::xdp::TcReject tc;
+  if (auto s = tc.Attach((*prog)->ifindex(), (*prog)->prog_fd()); !s.ok()) {
+    DLB_LOG_WARN("TC program not attached to {} ({}): a rejected head's connection is freed "
+                 "on the server at the client's next segment", a.iface, s.ToString());
+  }
   if (!(*prog)->dispatcher()) {
     DLB_LOG_WARN("attached to {} without libxdp's dispatcher ({}): no other XDP program can "
                  "attach to {} while dlb-xdp runs", a.iface, (*prog)->dispatcher_note(), a.iface);
   }
-  std::printf("dlb-xdp: attached to %s (%s mode, %s). If this agent dies the program stays "
+  std::printf("dlb-xdp: attached to %s (%s mode, %s%s). If this agent dies the program stays "
               "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
               a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
-              (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone", a.iface.c_str(), a.iface.c_str());
+              (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone",
+              tc.attached() ? ", TC reject program on ingress" : "", a.iface.c_str(), a.iface.c_str());
   std::fflush(stdout);
 
   dlb::redis::Pool pool(*ep, 2, {dlb::redis::SettleScript(), dlb::redis::kAnnounceScript});
@@ -243,6 +256,7 @@ int main(int argc, char** argv) {
   dlb::Status returned = sync.ReturnAll();
   for (int attempt = 1; attempt < 3 && !returned.ok(); ++attempt) returned = sync.ReturnAll();
   if (!returned.ok()) DLB_LOG_WARN("returning leases at exit: {}", returned.ToString());
+  if (auto s = tc.Detach(); !s.ok()) DLB_LOG_WARN("{}", s.ToString());
   if (auto s = (*prog)->Detach(); !s.ok()) {
     std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
     rc = 1;

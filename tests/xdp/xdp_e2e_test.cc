@@ -398,3 +398,122 @@ TEST_F(XdpE2eTest, SharesTheInterfaceWithAnotherXdpProgramThroughLibxdp) {
 }
 
 }  // namespace
+
+// The TC half of the reject (ebpf/dlb_tc.bpf.c): a client sends one head over the limit,
+// reads its 429 and then sends nothing more, its socket left open. The server must still
+// drop the connection: the TC program turned the head into a RST to it.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+namespace {
+
+// A child process in namespace `ns`: connects to 10.77.0.2:80 and writes its local port
+// (a line) to the report pipe; after a byte on the go pipe sends `head`, reads up to the
+// server's FIN and writes what it read to the report pipe, closes that pipe, and then
+// holds its socket open, sending nothing, until killed.
+pid_t SilentClient(const std::string& ns, const std::string& head, int* report_fd, int* go_fd) {
+  int report[2], go[2];
+  if (pipe(report) != 0 || pipe(go) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    const int nsfd = open(("/var/run/netns/" + ns).c_str(), O_RDONLY);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) _exit(2);
+    const int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(80);
+    inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
+    if (s < 0 || connect(s, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) _exit(3);
+    sockaddr_in me{};
+    socklen_t len = sizeof me;
+    getsockname(s, reinterpret_cast<sockaddr*>(&me), &len);
+    const std::string port = std::to_string(ntohs(me.sin_port)) + "\n";
+    if (write(report[1], port.data(), port.size()) < 0) _exit(4);
+    char b;
+    if (read(go[0], &b, 1) != 1) _exit(5);
+    if (send(s, head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) _exit(6);
+    timeval tv{20, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(s, buf, sizeof buf, 0)) > 0) {
+      if (write(report[1], buf, static_cast<size_t>(n)) < 0) _exit(7);
+    }
+    close(report[1]);
+    for (;;) pause();
+  }
+  close(report[1]);
+  close(go[0]);
+  *report_fd = report[0];
+  *go_fd = go[1];
+  return pid;
+}
+
+// Reads from `fd` up to `stop` (a line) or to EOF, at most `limit`.
+std::string ReadPipe(int fd, bool line, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  std::string out;
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char c[512];
+    const ssize_t n = read(fd, c, line ? 1 : sizeof c);
+    if (n <= 0) break;
+    out.append(c, static_cast<size_t>(n));
+    if (line && out.back() == '\n') break;
+  }
+  return out;
+}
+
+TEST_F(XdpE2eTest, TcRejectFreesTheServerConnectionAlthoughTheClientSendsNothingMore) {
+  const std::string log = Sh("cat " + dir_ + "/agent.out");
+  ASSERT_NE(log.find("TC reject program on ingress"), std::string::npos) << log;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(Curl("/local", "tc-user"), "200") << i;
+  int report = -1, go = -1;
+  pid_t client = SilentClient(cns_,
+                              "GET /local HTTP/1.1\r\nHost: 10.77.0.2\r\nX-User-ID: tc-user\r\n\r\n",
+                              &report, &go);
+  ASSERT_GT(client, 0);
+  const std::string port_line = ReadPipe(report, true);
+  const int port = std::atoi(port_line.c_str());
+  ASSERT_GT(port, 0) << "the client did not connect";
+  const std::string ss = "ip netns exec " + sns_ + " ss -Htn state established '( sport = :80 and dport = :" +
+                         std::to_string(port) + " )'";
+  // The server holds the connection once the handshake is done: the check below can see it.
+  EXPECT_TRUE(WaitFor([&] { return !Sh(ss).empty(); })) << Sh("ip netns exec " + sns_ + " ss -tn");
+  ASSERT_EQ(write(go, "g", 1), 1);
+  const std::string response = ReadPipe(report, false);
+  EXPECT_EQ(response.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u) << response;
+  // The client is silent (its socket open); the server's connection is gone all the same.
+  EXPECT_TRUE(WaitFor([&] { return Sh(ss).empty(); }, std::chrono::seconds(30)))
+      << Sh("ip netns exec " + sns_ + " ss -tn") << Sh("bpftool map dump name dlb_tc_counters") << Sh("ip netns exec " + sns_ + " nstat -az | grep -Ei 'csum|reset|InAddr|Discard|OtherHost|Drop|InHdr|InSegs|InReceives'") << Sh("ip netns exec " + sns_ + " ip -s link show " + sif_);
+  EXPECT_EQ(waitpid(client, nullptr, WNOHANG), 0) << "the client exited: it was meant to stay silent";
+  Stop(client, SIGKILL);
+  close(report);
+  close(go);
+  const std::string metrics = Sh("ip netns exec " + sns_ + " curl -s http://127.0.0.1:9465/metrics");
+  EXPECT_NE(metrics.find("dlb_xdp_tc_rejects_total 1"), std::string::npos)
+      << metrics.substr(0, std::min<size_t>(metrics.size(), 2000));
+}
+
+// --detach after a crash removes the TC filter too.
+TEST_F(XdpE2eTest, DetachAfterACrashRemovesTheTcProgram) {
+  const std::string filters = "ip netns exec " + sns_ + " tc filter show dev " + sif_ + " ingress";
+  EXPECT_NE(Sh(filters).find("dlb_tc_reject"), std::string::npos) << Sh(filters);
+  Stop(agent_, SIGKILL);
+  EXPECT_NE(Sh(filters).find("dlb_tc_reject"), std::string::npos) << Sh(filters);
+  int rc = 1;
+  const std::string out = Sh("ip netns exec " + sns_ + " sh -c 'mount -t bpf bpf /sys/fs/bpf; " DLB_XDP_BINARY
+                             " --iface " + sif_ + " --detach'", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("removed the TC program"), std::string::npos) << out;
+  EXPECT_EQ(Sh(filters).find("dlb_tc_reject"), std::string::npos) << Sh(filters);
+}
+
+}  // namespace

@@ -2,10 +2,14 @@
 // allowed then limited, the 429 frame read back by the packet engine's parser with
 // checksums, sequence numbers and the response checked byte for byte, VLAN, IPv6,
 // non-heads, malformed frames and heads, the rejected flow's RSTs, actions, identity
-// matching; a parity run against the C++ PacketEngine; and the word-at-a-time head scan
-// against a byte-at-a-time specification of it on generated and mutated heads.
+// matching; a parity run against the C++ PacketEngine; the word-at-a-time head scan
+// against a byte-at-a-time specification of it on generated and mutated heads; the
+// hand-over of a 429 to the TC program, and that program on frames without one.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -20,8 +24,10 @@
 #include "dlb/packet/parse.h"
 #include "dlb/packet/reject.h"
 #include "dlb/packet/rules.h"
+#include "dlb_tc.skel.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
+#include "xdp_tc.h"
 #include "xdp_test_util.h"
 
 namespace dlb::xdp {
@@ -693,6 +699,82 @@ TEST_F(XdpProgTest, HeadScanEdgeCases) {
   s.payload = h + "A: b\r\n\r\n";
   RunXdp(prog_->prog_fd(), BuildSegment(s));
   EXPECT_EQ(prog_->ReadLast(0)->scan_result, DLB_XDP_SCAN_MALFORMED);
+}
+
+// With the TC program attached (dlb_tc_on = 1) a 429 is passed with its hand-over record
+// in front instead of sent with XDP_TX; the client's ACK of it is dropped (the TC program
+// reset the server already), a later segment gets a RST.
+TEST_F(XdpProgTest, RejectIsHandedToTheTcProgramWhenItIsAttached) {
+  const int tc_on = FindProgramMap(prog_->prog_fd(), "dlb_tc_on");
+  ASSERT_GE(tc_on, 0);
+  const uint32_t zero = 0, one = 1;
+  ASSERT_EQ(bpf_map_update_elem(tc_on, &zero, &one, BPF_ANY), 0);
+  const std::string head = Head("POST", "/pay", "tc");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(RunHead(head, 52000 + i).action, XDP_PASS);
+  SegmentSpec s;
+  s.src.port = 52100;
+  s.seq = 4242;
+  s.payload = head;
+  const RunResult r = RunXdp(prog_->prog_fd(), BuildSegment(s));
+  const uint32_t off = 0;
+  ASSERT_EQ(bpf_map_update_elem(tc_on, &zero, &off, BPF_ANY), 0);
+  close(tc_on);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ASSERT_GT(r.frame.size(), sizeof(dlb_xdp_tc_meta));
+  dlb_xdp_tc_meta meta;
+  std::memcpy(&meta, r.frame.data(), sizeof meta);   // the test run returns the metadata first
+  EXPECT_EQ(meta.magic, DLB_XDP_TC_MAGIC);
+  EXPECT_EQ(ntohl(meta.server_seq), 4242u);
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data() + sizeof meta, r.frame.size() - sizeof meta, {}, v),
+            packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kFin | packet::tcp_flags::kPsh | packet::tcp_flags::kAck);
+  EXPECT_EQ(v.dst_port, 52100);
+  EXPECT_EQ(v.ack, 4242u + head.size());
+  const std::string body(reinterpret_cast<const char*>(r.frame.data() + sizeof meta + v.payload_offset),
+                         v.payload_bytes);
+  EXPECT_EQ(body.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u) << body;
+  EXPECT_EQ(Counter(DLB_XDP_C_tc_rejects), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  // The client's ACK of the 429 and FIN: dropped.
+  SegmentSpec ack = s;
+  ack.payload.clear();
+  ack.seq = 4242 + static_cast<uint32_t>(head.size());
+  ack.flags = 0x10;
+  EXPECT_EQ(RunXdp(prog_->prog_fd(), BuildSegment(ack)).action, XDP_DROP);
+  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 0u);   // the TC program's, not this program's
+  // Its FIN: a RST back.
+  ack.flags = 0x11;
+  const RunResult rst = RunXdp(prog_->prog_fd(), BuildSegment(ack));
+  ASSERT_EQ(rst.action, XDP_TX);
+  ASSERT_EQ(packet::ParseFrame(rst.frame.data(), rst.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst | packet::tcp_flags::kAck);
+  EXPECT_EQ(v.dst_port, 52100);
+}
+
+// The TC program leaves every frame without the hand-over record alone (the kernel's
+// test run of a TC program carries no XDP metadata: the hand-over itself is checked end
+// to end in xdp_e2e_test).
+TEST(TcProgTest, FramesWithoutTheHandOverPassUntouched) {
+  TcReject tc;
+  EXPECT_FALSE(tc.Attach(1, -1).ok());   // not an XDP program's fd: an error, nothing attached
+  EXPECT_FALSE(tc.attached());
+  dlb_tc_bpf* skel = dlb_tc_bpf__open_and_load();
+  ASSERT_NE(skel, nullptr);
+  const int fd = bpf_program__fd(skel->progs.dlb_tc_reject);
+  SegmentSpec s;
+  s.payload = Head("GET", "/", "alice");
+  for (const std::vector<uint8_t>& frame : {BuildSegment(s), std::vector<uint8_t>(60, 0)}) {
+    std::vector<uint8_t> out(4096);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+                .data_size_in = static_cast<__u32>(frame.size()),
+                .data_size_out = static_cast<__u32>(out.size()), .repeat = 1);
+    ASSERT_EQ(bpf_prog_test_run_opts(fd, &opts), 0);
+    EXPECT_EQ(opts.retval, static_cast<__u32>(TC_ACT_OK));
+    out.resize(opts.data_size_out);
+    EXPECT_EQ(out, frame);
+  }
+  dlb_tc_bpf__destroy(skel);
 }
 
 }  // namespace
