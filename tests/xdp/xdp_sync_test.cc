@@ -207,7 +207,7 @@ TEST_F(XdpSyncTest, DemoRateWithinBoundAndUserUnderTheLimitAlwaysAdmitted) {
 // meanwhile (by the local bucket and, once the store is marked down, its policy) are
 // charged by the rounds after it.
 TEST_F(XdpSyncTest, LostReplyIsResentAndAppliedOnce) {
-  Configure(1000, 0, std::chrono::microseconds(300'000));
+  Configure(1000, 0, std::chrono::microseconds(1'000'000));   // generous: only the stopped server misses it
   const std::string key = RedisKey("eve", "pay");
   int64_t admitted = Heads(5, "eve");             // the local bucket: debt
   ASSERT_TRUE(sync_->Round().ok());               // charged, a lease granted
