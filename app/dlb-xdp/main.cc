@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "dlb/limiter.h"
 #include "dlb/packet/config_yaml.h"
@@ -190,6 +192,10 @@ int main(int argc, char** argv) {
   sopts.interval = std::chrono::microseconds(a.sync_interval_us);
   sopts.deadline = std::chrono::microseconds(std::max<int64_t>(lopts->deadline.count(), 5000));
   dlb::xdp::XdpSync sync(sopts, &pool, prog->get(), &*tables);
+  // Shared with the exporter's thread: the rules (replaced by a reload) and the sync's
+  // counters as of the last round; the main loop writes both under this mutex.
+  std::mutex shared_mu;
+  dlb::xdp::SyncStats sync_snapshot;
 
 #ifdef DLB_XDP_HAVE_METRICS
   std::unique_ptr<dlb::metrics::Exporter> exporter;
@@ -202,19 +208,48 @@ int main(int argc, char** argv) {
     exporter = std::move(*ex);
     dlb::xdp::XdpProgram* p = prog->get();
     const dlb::xdp::XdpTables* t = &*tables;
-    exporter->AddCollector([p, t](dlb::metrics::Writer& w) {
+    std::mutex* mu = &shared_mu;
+    const dlb::xdp::SyncStats* ss = &sync_snapshot;
+    exporter->AddCollector([p, t, mu, ss](dlb::metrics::Writer& w) {
+      std::vector<std::string> rules;
+      dlb::xdp::SyncStats s;
+      {
+        std::lock_guard<std::mutex> lock(*mu);
+        for (const auto& info : t->info) rules.push_back(info.name);
+        s = *ss;
+      }
+      w.Counter("dlb_xdp_sync_rounds_total", "Lease rounds with Redis.", {}, static_cast<double>(s.rounds));
+      w.Counter("dlb_xdp_sync_failed_round_trips_total",
+                "Round trips whose reply did not arrive (the round is re-sent).", {},
+                static_cast<double>(s.failed_rounds));
+      w.Counter("dlb_xdp_sync_resent_rounds_total",
+                "Rounds re-sent verbatim after a lost reply (applied once).", {},
+                static_cast<double>(s.resent_rounds));
+      w.Counter("dlb_xdp_sync_refused_rounds_total", "Rounds with a settle call Redis refused.", {},
+                static_cast<double>(s.discarded_rounds));
+      const std::pair<const char*, uint64_t> units[] = {{"granted", s.granted_units},
+                                                        {"returned", s.returned_units},
+                                                        {"debt", s.debt_units},
+                                                        {"over_admitted", s.over_admitted_units}};
+      for (const auto& [kind, n] : units) {
+        w.Counter("dlb_xdp_sync_units_total", "Units settled with Redis, by kind.", {{"kind", kind}},
+                  static_cast<double>(n));
+      }
+      w.Gauge("dlb_xdp_sync_store_down", "1 while the store is marked down.", {}, s.store_down ? 1 : 0);
+      w.Gauge("dlb_xdp_sync_participants", "Live participants of the global buckets.", {},
+              static_cast<double>(s.live_participants));
       auto c = p->ReadCounters();
       if (!c.ok()) return;
 #define DLB_XDP_X(field, name, help) \
   w.Counter("dlb_xdp_" name "_total", help, {}, static_cast<double>((*c)[DLB_XDP_C_##field]));
       DLB_XDP_COUNTERS(DLB_XDP_X)
 #undef DLB_XDP_X
-      for (size_t i = 0; i < t->info.size(); ++i) {
+      for (size_t i = 0; i < rules.size() && i < c->rule_allowed.size(); ++i) {
         w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
-                  {{"rule", t->info[i].name}, {"outcome", "allowed"}},
+                  {{"rule", rules[i]}, {"outcome", "allowed"}},
                   static_cast<double>(c->rule_allowed[i]));
         w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
-                  {{"rule", t->info[i].name}, {"outcome", "limited"}},
+                  {{"rule", rules[i]}, {"outcome", "limited"}},
                   static_cast<double>(c->rule_limited[i]));
       }
     });
@@ -241,7 +276,10 @@ int main(int argc, char** argv) {
       } else {
         const int64_t live = sync.stats().live_participants;
         if (live > 0) dlb::xdp::ApplyShare(*compiled, 1.0 / static_cast<double>(live));
-        *tables = std::move(*compiled);
+        {
+          std::lock_guard<std::mutex> lock(shared_mu);
+          *tables = std::move(*compiled);
+        }
         if (auto s = (*prog)->Push(*tables); !s.ok()) DLB_LOG_ERROR("reload: {}", s.ToString());
         else DLB_LOG_INFO("reloaded {}: {} rules", a.config, tables->rules.size());
       }
@@ -249,6 +287,10 @@ int main(int argc, char** argv) {
     }
     auto st = sync.Round();
     if (!st.ok()) DLB_LOG_EVERY(1000, spdlog::level::warn, "sync round failed: {}", st.ToString());
+    {
+      std::lock_guard<std::mutex> lock(shared_mu);
+      sync_snapshot = sync.stats();
+    }
     if (sync.share_changed()) (void)(*prog)->Push(*tables);
   }
   // A round whose reply was lost is re-sent first (applied once); a few tries, so that
