@@ -35,6 +35,7 @@
 #define DLB_OUT_PAYLOAD 1024
 #define DLB_NS_PER_S 1000000000ULL
 #define DLB_NEVER 0x7fffffffffffffffULL
+#define DLB_MAX_OWED (1ULL << 30)          /* units owed for admissions under open */
 
 #ifndef ETH_P_8021AD
 #define ETH_P_8021AD 0x88A8
@@ -54,12 +55,45 @@ struct {
 	__type(value, struct dlb_xdp_rule);
 } dlb_rules SEC(".maps");
 
+/* Users by key length (dlb_xdp.h): IDs up to DLB_XDP_SHORT_ID bytes in the short map,
+ * longer ones in dlb_users; user_of() looks a key up in its map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);          /* resized by the agent before load */
+	__type(key, struct dlb_xdp_user_skey);
+	__type(value, struct dlb_xdp_user);
+} dlb_users_short SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);          /* resized by the agent before load */
 	__type(key, struct dlb_xdp_user_key);
 	__type(value, struct dlb_xdp_user);
 } dlb_users SEC(".maps");
+
+/* The user bucket of a key, in the map its id_len picks (the short map's key is the
+ * key's first sizeof(struct dlb_xdp_user_skey) bytes, zero past id_len); with `create`,
+ * a fresh bucket is added when there is none. Each map has its own lookup call: a call
+ * that may see either map is not inlined by the verifier and costs an indirect call (the
+ * compiler may share the calls that add a user between the maps: once per new user). */
+static __always_inline struct dlb_xdp_user *user_of(const void *key, __u32 id_len, int create)
+{
+	struct dlb_xdp_user fresh = {};
+	struct dlb_xdp_user *u;
+
+	if (id_len <= DLB_XDP_SHORT_ID) {
+		u = bpf_map_lookup_elem(&dlb_users_short, key);
+		if (u || !create)
+			return u;
+		bpf_map_update_elem(&dlb_users_short, key, &fresh, BPF_NOEXIST);
+		return bpf_map_lookup_elem(&dlb_users_short, key);
+	}
+	u = bpf_map_lookup_elem(&dlb_users, key);
+	if (u || !create)
+		return u;
+	bpf_map_update_elem(&dlb_users, key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&dlb_users, key);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1428,12 +1462,15 @@ int dlb_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 
 	key = &sc->key;
-	__builtin_memset(key, 0, sizeof(*key));
+	/* The short key's bytes; a long ID zeroes the rest of the key too. */
+	__builtin_memset(key, 0, sizeof(struct dlb_xdp_user_skey));
 	key->rule = rule;
 	if (s.have_id && s.id_len > 0) {
 		__u32 len = s.id_len;
 		if (len > DLB_XDP_MAX_ID)
 			return XDP_PASS;
+		if (len > DLB_XDP_SHORT_ID)
+			__builtin_memset(key->id + DLB_XDP_SHORT_ID, 0, DLB_XDP_MAX_ID - DLB_XDP_SHORT_ID);
 		key->kind = DLB_XDP_KEY_IDENTITY;
 		key->id_len = len;
 		bpf_probe_read_kernel(key->id, len, sc->head + (s.id_off & DLB_SCAN_MASK));
@@ -1458,17 +1495,12 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 
 	now = bpf_ktime_get_ns();
-	u = bpf_map_lookup_elem(&dlb_users, key);
+	u = user_of(key, key->id_len, 1);
 	if (!u) {
-		struct dlb_xdp_user fresh = {};
-		bpf_map_update_elem(&dlb_users, key, &fresh, BPF_NOEXIST);
-		u = bpf_map_lookup_elem(&dlb_users, key);
-		if (!u) {
-			count(c, DLB_XDP_C_table_full);
-			d.allowed = r->on_table_full == DLB_XDP_OVERFLOW_ALLOW;
-			d.retry_ns = DLB_NS_PER_S;
-			goto decided;
-		}
+		count(c, DLB_XDP_C_table_full);
+		d.allowed = r->on_table_full == DLB_XDP_OVERFLOW_ALLOW;
+		d.retry_ns = DLB_NS_PER_S;
+		goto decided;
 	}
 	u->last_seen_ns = now;
 	if (r->mode == DLB_XDP_MODE_LOCAL) {
@@ -1480,8 +1512,12 @@ int dlb_xdp(struct xdp_md *ctx)
 	__sync_fetch_and_add(&u->demand, 1);
 	if (cfg->store_down) {
 		if (r->on_store_failure == DLB_XDP_FAIL_OPEN) {
+			/* Admitted, and owed: the agent charges it once the store is back
+			 * (bounded, so that a long outage at a high rate cannot overflow). */
 			count(c, DLB_XDP_C_store_down_open);
 			d.allowed = 1;
+			if (u->debt < DLB_MAX_OWED)
+				__sync_fetch_and_add(&u->debt, r->cost);
 			goto decided;
 		}
 		if (r->on_store_failure == DLB_XDP_FAIL_CLOSED) {
@@ -1544,7 +1580,7 @@ int dlb_xdp_control(struct xdp_md *ctx)
 			break;
 		if (cmd->op == DLB_XDP_CTL_NONE)
 			continue;
-		u = bpf_map_lookup_elem(&dlb_users, &cmd->key);
+		u = user_of(&cmd->key, cmd->key.id_len, 0);
 		if (!u) {
 			cmd->found = 0;
 			continue;

@@ -5,9 +5,14 @@
  * Maps (all created by the program's object, filled by the agent):
  *   dlb_config    array[1] of struct dlb_xdp_config: ports, identity header, policies
  *   dlb_rules     array[DLB_XDP_MAX_RULES] of struct dlb_xdp_rule, the default rule last
+ *   dlb_users_short hash: struct dlb_xdp_user_skey -> struct dlb_xdp_user, users whose
+ *                 key has id_len <= DLB_XDP_SHORT_ID (the kernel hashes the whole key
+ *                 at every lookup: a short key is hashed and compared in a fraction of
+ *                 the time)
  *   dlb_users     hash: struct dlb_xdp_user_key -> struct dlb_xdp_user (leases, local
- *                 bucket); the kernel's hash map is seeded per map, so crafted IDs do
- *                 not pile into one bucket
+ *                 bucket), users whose key has id_len > DLB_XDP_SHORT_ID. Every user is
+ *                 in exactly one of the two maps, chosen by id_len; the kernel's hash
+ *                 map is seeded per map, so crafted IDs do not pile into one bucket
  *   dlb_rejected  LRU hash: flows answered with a 429, until the server was reset
  *   dlb_counters  per-CPU array[1] of struct dlb_xdp_counters, summed by the agent
  */
@@ -29,6 +34,9 @@
 #define DLB_XDP_SCAN_BYTES 2048
 #define DLB_XDP_MAX_RULES 64
 #define DLB_XDP_MAX_ID 256          /* identity bytes kept in a user key */
+/* Identity bytes of a short user key (dlb_users_short): IDs up to this length (UUIDs,
+ * API keys, addresses) are looked up with a 48-byte key instead of 264 bytes. */
+#define DLB_XDP_SHORT_ID 40
 #define DLB_XDP_MAX_ID_NAME 32      /* identity header name, ':' included */
 #define DLB_XDP_MAX_METHOD 24
 #define DLB_XDP_MAX_PREFIX 64
@@ -120,6 +128,26 @@ struct dlb_xdp_user_key {
 };
 DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user_key) == 8 + DLB_XDP_MAX_ID, "user key layout");
 
+/* The key of dlb_users_short: the first bytes of struct dlb_xdp_user_key, so a user key
+ * with id_len <= DLB_XDP_SHORT_ID (zero past id_len) is its own short key. Two keys of
+ * different identities differ within these bytes: rule, id_len, kind or an ID byte. */
+struct dlb_xdp_user_skey {
+	__u16 rule;
+	__u16 id_len;                   /* <= DLB_XDP_SHORT_ID */
+	__u8 kind;                      /* enum dlb_xdp_key_kind */
+	__u8 pad[3];
+	__u8 id[DLB_XDP_SHORT_ID];      /* zero past id_len */
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user_skey) == 8 + DLB_XDP_SHORT_ID, "short user key layout");
+DLB_XDP_STATIC_ASSERT(DLB_XDP_SHORT_ID % 8 == 0 && DLB_XDP_SHORT_ID >= 16 &&
+			      DLB_XDP_SHORT_ID < DLB_XDP_MAX_ID,
+		      "short IDs hold IPv6 addresses and are shorter than long ones");
+DLB_XDP_STATIC_ASSERT(__builtin_offsetof(struct dlb_xdp_user_skey, id) ==
+			      __builtin_offsetof(struct dlb_xdp_user_key, id) &&
+			      __builtin_offsetof(struct dlb_xdp_user_skey, kind) ==
+			      __builtin_offsetof(struct dlb_xdp_user_key, kind),
+		      "a short key is a prefix of the user key");
+
 /* One user's bucket on this host. The program and the agent change lease, demand and
  * debt with atomic instructions only (the agent through the control program), so no
  * admission is lost between a read and a write; the local bucket's TAT is read and
@@ -168,7 +196,8 @@ struct dlb_xdp_tc_meta {
 DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_tc_meta) == 8, "tc meta layout");
 
 /* The agent's operations on a user bucket, run atomically by the control program
- * (bpf_prog_test_run of dlb_xdp_control over an array of commands). */
+ * (bpf_prog_test_run of dlb_xdp_control over an array of commands). The key is a full
+ * user key; the program looks it up in the map its id_len picks. */
 enum dlb_xdp_ctl_op {
 	DLB_XDP_CTL_NONE = 0,
 	DLB_XDP_CTL_COLLECT = 1,        /* out: lease, demand and debt swapped with 0 */

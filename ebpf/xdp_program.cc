@@ -26,12 +26,19 @@ Status Errno(const std::string& what, int err) {
 StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
   dlb_xdp_bpf* skel = dlb_xdp_bpf__open();
   if (skel == nullptr) return Errno("opening the XDP program", errno);
-  if (int err = bpf_map__set_max_entries(skel->maps.dlb_users, options.max_users); err) {
-    dlb_xdp_bpf__destroy(skel);
-    return Errno("sizing the user map", err);
+  // Each of the two user maps (short and long IDs) holds up to max_users users.
+  for (bpf_map* m : {skel->maps.dlb_users_short, skel->maps.dlb_users}) {
+    if (int err = bpf_map__set_max_entries(m, options.max_users); err) {
+      dlb_xdp_bpf__destroy(skel);
+      return Errno("sizing the user maps", err);
+    }
   }
   return skel;
 }
+
+// Whether a user key goes to the short map (its first sizeof(dlb_xdp_user_skey) bytes
+// are that map's key).
+bool IsShort(const dlb_xdp_user_key& key) { return key.id_len <= DLB_XDP_SHORT_ID; }
 
 // libxdp's messages during one attach (all levels), to tell why it used no dispatcher.
 std::string* g_libxdp_log = nullptr;
@@ -299,22 +306,42 @@ Status XdpProgram::Control(std::span<dlb_xdp_ctl> cmds) {
 }
 
 Status XdpProgram::ForEachUser(const std::function<void(const dlb_xdp_user_key&)>& f) const {
-  const int fd = bpf_map__fd(skel_->maps.dlb_users);
   std::vector<dlb_xdp_user_key> keys;
-  dlb_xdp_user_key key{};
-  dlb_xdp_user_key next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    keys.push_back(next);
-    key = next;
-    prev = &key;
+  // The short map's keys, as user keys (zero past the short key).
+  {
+    const int fd = bpf_map__fd(skel_->maps.dlb_users_short);
+    dlb_xdp_user_skey key{};
+    dlb_xdp_user_skey next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      dlb_xdp_user_key k{};
+      std::memcpy(&k, &next, sizeof next);
+      keys.push_back(k);
+      key = next;
+      prev = &key;
+    }
+  }
+  {
+    const int fd = bpf_map__fd(skel_->maps.dlb_users);
+    dlb_xdp_user_key key{};
+    dlb_xdp_user_key next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      keys.push_back(next);
+      key = next;
+      prev = &key;
+    }
   }
   for (const dlb_xdp_user_key& k : keys) f(k);
   return Status::Ok();
 }
 
+int XdpProgram::UsersFd(const dlb_xdp_user_key& key) const {
+  return bpf_map__fd(IsShort(key) ? skel_->maps.dlb_users_short : skel_->maps.dlb_users);
+}
+
 Status XdpProgram::DeleteUser(const dlb_xdp_user_key& key) {
-  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.dlb_users), &key) && errno != ENOENT) {
+  if (bpf_map_delete_elem(UsersFd(key), &key) && errno != ENOENT) {
     return Errno("deleting a user", errno);
   }
   return Status::Ok();
@@ -322,7 +349,7 @@ Status XdpProgram::DeleteUser(const dlb_xdp_user_key& key) {
 
 StatusOr<dlb_xdp_user> XdpProgram::LookupUser(const dlb_xdp_user_key& key) const {
   dlb_xdp_user u{};
-  if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.dlb_users), &key, &u, BPF_F_LOCK)) {
+  if (bpf_map_lookup_elem_flags(UsersFd(key), &key, &u, BPF_F_LOCK)) {
     return Status::Internal("no such user");
   }
   return u;

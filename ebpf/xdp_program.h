@@ -24,7 +24,9 @@ namespace dlb::xdp {
 enum class AttachMode { kNative, kSkb };
 
 struct ProgramOptions {
-  uint32_t max_users = 65536;   // entries of the user map
+  // Entries of each user map: up to max_users users with IDs of at most
+  // DLB_XDP_SHORT_ID bytes (and source addresses), and as many with longer IDs.
+  uint32_t max_users = 65536;
 };
 
 // Counters summed over CPUs.
@@ -60,9 +62,12 @@ class XdpProgram {
   StatusOr<XdpCounters> ReadCounters() const;
   StatusOr<dlb_xdp_last> ReadLast(int cpu) const;
 
+  // User keys are struct dlb_xdp_user_key whatever their length: the program keeps
+  // IDs of at most DLB_XDP_SHORT_ID bytes in a map of short keys, longer ones in a map
+  // of full keys, and these calls pick the map by id_len.
   // Runs the control program over `cmds` (in place).
   Status Control(std::span<dlb_xdp_ctl> cmds);
-  // Calls f(key) for every user in the map (a snapshot of the keys).
+  // Calls f(key) for every user in the two maps (a snapshot of the keys).
   Status ForEachUser(const std::function<void(const dlb_xdp_user_key&)>& f) const;
   Status DeleteUser(const dlb_xdp_user_key& key);
   StatusOr<dlb_xdp_user> LookupUser(const dlb_xdp_user_key& key) const;
@@ -80,6 +85,7 @@ class XdpProgram {
 
  private:
   XdpProgram() = default;
+  int UsersFd(const dlb_xdp_user_key& key) const;   // the map that holds `key`
   dlb_xdp_bpf* skel_ = nullptr;
   xdp_program* xdp_prog_ = nullptr;
   int ifindex_ = 0;

@@ -128,9 +128,10 @@ class XdpE2eTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return Sh("ip netns exec " + sns_ + " redis-cli -p 6390 ping").find("PONG") != std::string::npos; }));
     ASSERT_TRUE(WaitFor([&] { return Curl("/", "", 8080) == "200"; }));
 
-    // A generous round deadline: on a loaded machine a round that misses it drops the
-    // leases it collected (never admitted, so never over the limit, but fewer admitted
-    // than the exact counts below check).
+    // A generous round deadline, so that rounds get through on a loaded machine: a round
+    // that misses it is re-sent until it does (applied exactly once, ebpf/xdp_sync.h),
+    // and meanwhile the program decides without a new lease (its local share bucket,
+    // after three misses the rule's on_store_failure).
     std::ofstream(dir_ + "/xdp.yaml")
         << "redis: {deadline_us: 500000}\n"
         << "service_ports: [80]\nidentity_header: X-User-ID\nrules:\n"

@@ -522,6 +522,109 @@ TEST_F(XdpProgTest, SyncedRuleAdmitsAgainstTheLeaseAndHolds) {
   EXPECT_EQ(Counter(DLB_XDP_C_store_down_closed), 1u);
 }
 
+// IDs on both sides of DLB_XDP_SHORT_ID (short keys in one map, long ones in the
+// other): each decides in its own bucket, also an ID that is a prefix of another (across
+// the two maps and within each), binary bytes and the longest ID; the agent's calls
+// (ForEachUser, LookupUser, Control, DeleteUser, ClearState) find every key in its map.
+TEST_F(XdpProgTest, ShortAndLongIdsDecideInSeparateBuckets) {
+  static_assert(DLB_XDP_SHORT_ID == 40, "the IDs below straddle the short key's length");
+  std::string binary = "\x01\x7f\x80\xff\xfe-";
+  for (int i = 0; i < 40; ++i) binary += static_cast<char>(0x80 + i);   // 46 bytes: long
+  const std::vector<std::string> ids = {
+      "a",                          // 1 byte
+      "ab",                         // "a" is its prefix
+      std::string(39, 'x'),         // a prefix of the next: short, short, long, long
+      std::string(40, 'x'),
+      std::string(41, 'x'),
+      std::string(42, 'x'),
+      std::string(40, 'y') + "z",   // 41 bytes: the same short-key bytes as 40 'y' + ...
+      std::string(40, 'y'),         // ... and this one's ID bytes
+      binary,
+      "\x80\x81\xff",            // binary, short
+      std::string(256, 'k'),        // DLB_XDP_MAX_ID
+      std::string(255, 'k'),
+  };
+  auto key_of = [](const std::string& id) {
+    dlb_xdp_user_key k{};
+    k.rule = 0;   // pay
+    k.kind = DLB_XDP_KEY_IDENTITY;
+    k.id_len = static_cast<uint16_t>(id.size());
+    std::memcpy(k.id, id.data(), id.size());
+    return k;
+  };
+  // Capacity 3 each: rounds of one head per ID; a shared bucket would run out early.
+  uint16_t port = 50000;
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(RunHead(Head("POST", "/pay", ids[i]), port++).action, XDP_PASS)
+          << "round " << round << " id " << i << " (" << ids[i].size() << " bytes)";
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(RunHead(Head("POST", "/pay", ids[i]), port++).action, XDP_TX) << "id " << i;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_table_full), 0u);
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 3 * ids.size());
+
+  // Every user once, with its full key.
+  std::vector<std::string> seen;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    EXPECT_EQ(k.rule, 0u);
+    EXPECT_EQ(k.kind, DLB_XDP_KEY_IDENTITY);
+    for (size_t b = k.id_len; b < DLB_XDP_MAX_ID; ++b) EXPECT_EQ(k.id[b], 0) << "byte " << b;
+    seen.push_back(UserIdOf(k));
+  }).ok());
+  std::vector<std::string> want = ids;
+  std::sort(want.begin(), want.end());
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, want);
+  for (const std::string& id : ids) {
+    auto u = prog_->LookupUser(key_of(id));
+    ASSERT_TRUE(u.ok()) << id.size() << " bytes";
+    EXPECT_GT(u->tat_ns, 0u);
+  }
+  // A key nobody sent: 41 bytes sharing the first 40 with a short user.
+  EXPECT_FALSE(prog_->LookupUser(key_of(std::string(40, 'y') + "w")).ok());
+
+  // The control program picks the same map as the data path.
+  std::vector<dlb_xdp_ctl> cmds;
+  for (const std::string& id : ids) {
+    dlb_xdp_ctl c{};
+    c.key = key_of(id);
+    c.op = DLB_XDP_CTL_ADD_DEBT;
+    c.in_debt = id.size();
+    cmds.push_back(c);
+  }
+  dlb_xdp_ctl absent{};
+  absent.key = key_of(std::string(40, 'y') + "w");
+  absent.op = DLB_XDP_CTL_COLLECT;
+  cmds.push_back(absent);
+  ASSERT_TRUE(prog_->Control(cmds).ok());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(cmds[i].found, 1u) << "id " << i;
+  EXPECT_EQ(cmds.back().found, 0u);
+  for (dlb_xdp_ctl& c : cmds) c.op = DLB_XDP_CTL_COLLECT;
+  ASSERT_TRUE(prog_->Control(cmds).ok());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(cmds[i].out_debt, ids[i].size()) << "id " << i;
+    EXPECT_EQ(cmds[i].out_demand, 0u) << "local rule";
+  }
+
+  // Deleting the long user leaves its short prefix's bucket (still limited), and the
+  // long user starts afresh.
+  ASSERT_TRUE(prog_->DeleteUser(key_of(std::string(40, 'y') + "z")).ok());
+  EXPECT_FALSE(prog_->LookupUser(key_of(std::string(40, 'y') + "z")).ok());
+  EXPECT_TRUE(prog_->LookupUser(key_of(std::string(40, 'y'))).ok());
+  EXPECT_EQ(RunHead(Head("POST", "/pay", std::string(40, 'y') + "z"), port++).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("POST", "/pay", std::string(40, 'y')), port++).action, XDP_TX);
+  ASSERT_TRUE(prog_->DeleteUser(key_of("a")).ok());
+  EXPECT_TRUE(prog_->LookupUser(key_of("ab")).ok());
+
+  ASSERT_TRUE(prog_->ClearState().ok());
+  size_t left = 0;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key&) { ++left; }).ok());
+  EXPECT_EQ(left, 0u);
+}
+
 // The same stream through the C++ PacketEngine and the program: the same decisions.
 TEST_F(XdpProgTest, ParityWithThePacketEngine) {
   packet::PacketConfig c = BaseConfig();

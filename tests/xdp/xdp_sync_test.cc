@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <string>
 #include <vector>
@@ -42,7 +43,8 @@ int64_t MonoNs() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-packet::PacketConfig FloodConfig(int64_t capacity, double rate) {
+packet::PacketConfig FloodConfig(int64_t capacity, double rate,
+                                 FailurePolicy on_store_failure = FailurePolicy::kLocal) {
   packet::PacketConfig c;
   c.service_ports = {80};
   packet::RuleConfig r;
@@ -50,6 +52,7 @@ packet::PacketConfig FloodConfig(int64_t capacity, double rate) {
   r.path_prefix = "/pay";
   r.bucket = {.capacity = capacity, .leak_rate_per_s = rate};
   r.mode = Mode::kSynced;
+  r.on_store_failure = on_store_failure;
   c.rules = {r};
   c.default_rule.name = "default";
   c.default_rule.bucket = {.capacity = 1000, .leak_rate_per_s = 1000};
@@ -125,8 +128,9 @@ class XdpSyncTest : public ::testing::Test {
         std::vector<std::string_view>{redis::SettleScript(), redis::kAnnounceScript});
   }
   void Configure(int64_t capacity, double rate,
-                 std::chrono::microseconds deadline = std::chrono::microseconds(200'000)) {
-    auto t = CompileXdpTables(FloodConfig(capacity, rate), 1.0);
+                 std::chrono::microseconds deadline = std::chrono::microseconds(200'000),
+                 FailurePolicy on_store_failure = FailurePolicy::kLocal) {
+    auto t = CompileXdpTables(FloodConfig(capacity, rate, on_store_failure), 1.0);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     tables_ = *t;
     ASSERT_TRUE(prog_->Push(tables_).ok());
@@ -249,6 +253,69 @@ TEST_F(XdpSyncTest, LostReplyIsResentAndAppliedOnce) {
               static_cast<unsigned long long>(st.resent_rounds), static_cast<unsigned long long>(st.resent_calls));
   EXPECT_GT(admitted, 30);
   EXPECT_EQ(std::stoll(level.str), admitted);
+}
+
+// on_store_failure open: heads admitted while the store is down are owed (debt in the
+// program) and the first round after recovery charges them, once. A bucket that never
+// leaks, so Redis's level counts the units charged.
+TEST_F(XdpSyncTest, OpenOutageAdmissionsAreChargedOnceAfterRecovery) {
+  Configure(1000, 0, std::chrono::microseconds(1'000'000), FailurePolicy::kOpen);
+  const std::string key = RedisKey("olga", "pay");
+  redis_->Stop();
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(sync_->Round().ok());
+  ASSERT_TRUE(sync_->stats().store_down);
+  const int64_t n = 25;
+  EXPECT_EQ(Heads(static_cast<int>(n), "olga"), n);
+  auto counters = prog_->ReadCounters();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ((*counters)[DLB_XDP_C_store_down_open], static_cast<uint64_t>(n));
+  redis_->Cont();
+
+  ASSERT_TRUE(testing::WaitFor([&] { return sync_->Round().ok(); }, std::chrono::seconds(20)))
+      << "no round succeeded after the store came back";
+  EXPECT_FALSE(sync_->stats().store_down);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sync_->Round().ok());
+  ASSERT_TRUE(sync_->ReturnAll().ok());
+  const testing::RedisValue level = redis_->Command({"GET", key});
+  ASSERT_EQ(level.type, testing::RedisValue::Type::kString) << level.Describe();
+  std::printf("open outage: admitted %lld, charged in Redis %s\n", static_cast<long long>(n), level.str.c_str());
+  EXPECT_EQ(std::stoll(level.str), n);
+  // Nothing left owed in the program.
+  dlb_xdp_user_key k{};
+  k.kind = DLB_XDP_KEY_IDENTITY;
+  k.id_len = 4;
+  std::memcpy(k.id, "olga", 4);
+  auto u = prog_->LookupUser(k);
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->debt, 0u);
+  EXPECT_EQ(u->lease, 0);
+}
+
+// User keys of both lengths (IDs of at most DLB_XDP_SHORT_ID bytes in the program's
+// short map, longer ones in its long map), one a prefix of another: each user's bucket
+// in Redis is charged exactly what the program admitted for it, over rounds that grant
+// leases, collect debt and return every lease.
+TEST_F(XdpSyncTest, ShortAndLongIdsAreEachChargedExactly) {
+  Configure(1000, 0);
+  std::string binary = "\x01\x7f\x80\xff-";
+  for (int i = 0; i < 60; ++i) binary += static_cast<char>(0x80 + i);
+  const std::vector<std::string> users = {"a", std::string(40, 'x'), std::string(41, 'x'),
+                                          std::string(256, 'k'), binary, "\x80\xff"};
+  std::vector<int64_t> admitted(users.size(), 0);
+  for (int round = 0; round < 3; ++round) {
+    for (size_t u = 0; u < users.size(); ++u) admitted[u] += Heads(static_cast<int>(2 + u + 3 * round), users[u]);
+    const Status s = sync_->Round();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  for (size_t u = 0; u < users.size(); ++u) admitted[u] += Heads(3, users[u]);
+  ASSERT_TRUE(sync_->ReturnAll().ok());
+  EXPECT_EQ(sync_->stats().failed_rounds, 0u);
+  for (size_t u = 0; u < users.size(); ++u) {
+    const testing::RedisValue v = redis_->Command({"GET", RedisKey(users[u], "pay")});
+    ASSERT_EQ(v.type, testing::RedisValue::Type::kString) << users[u].size() << " bytes: " << v.Describe();
+    EXPECT_EQ(std::stoll(v.str), admitted[u]) << users[u].size() << " bytes";
+    EXPECT_EQ(admitted[u], 18 + 3 * static_cast<int64_t>(u)) << "all admitted";
+  }
 }
 
 // Redis Cluster: a settle call is atomic over its keys, so it never crosses a slot (its

@@ -1,6 +1,6 @@
 // The XDP program's cost per packet, measured by the kernel (bpf_prog_test_run_opts
 // with repeat): request heads that are admitted (a request line alone, a short head, a
-// 212-byte head with a body, browser-like heads of 400-600 bytes with the identity
+// short head with a 36-byte and a 100-byte ID, a 212-byte head with a body, browser-like heads of 400-600 bytes with the identity
 // header at a random position), a segment with a body, a bare ACK, and traffic to
 // another port. Needs root.
 //
@@ -118,6 +118,12 @@ int main(int argc, char** argv) {
   cases.push_back({"head, request line only (admitted)", s});
   s.payload = Head("GET", "/", "alice");
   cases.push_back({"head, short (admitted)", s});
+  // The user key's two maps: a UUID (36 bytes) in the short map, a 100-byte ID in the
+  // long one.
+  s.payload = Head("GET", "/", "7d1e6a52-93b4-4c0f-8a2d-5e6f7a8b9c0d");
+  cases.push_back({"head, short, 36-byte ID (admitted)", s});
+  s.payload = Head("GET", "/", std::string(100, 'k'));
+  cases.push_back({"head, short, 100-byte ID (admitted)", s});
   s.payload = realistic;
   cases.push_back({"head, 212 bytes + body (admitted)", s});
   for (size_t target : {400, 500, 600}) {
