@@ -148,14 +148,8 @@ Status XdpSync::RunRound(bool returning_all) {
   auto flush = [&] {
     if (chunk.empty()) return;
     // The round key shares the slot of the call's buckets (their hash tag).
-    std::string tag;
-    if (cluster) {
-      const std::string_view k = chunk.front().key;
-      const size_t open = k.find('{');
-      const size_t close = open == std::string_view::npos ? open : k.find('}', open + 1);
-      if (close != std::string_view::npos) tag = std::string(k.substr(open, close - open + 1)) + ":";
-    }
-    const std::string round_key = "dlb:" + tag + "round:" + opts_.participant_id + ":" + std::to_string(call_index++);
+    const std::string round_key =
+        redis::SettleRoundKey(opts_.participant_id, call_index++, cluster ? chunk.front().key : std::string_view());
     std::string cmd;
     redis::CommandWriter w(cmd);
     redis::AppendSettleCall(w, round_key, round_id, reply_ttl_ms, chunk);

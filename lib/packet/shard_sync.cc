@@ -353,13 +353,8 @@ struct ShardSync::Impl {
       redis::CommandWriter w(cmd);
       // On Cluster a call's keys must share a slot: the round key takes the hash tag
       // of the call's buckets (all in one slot, see below).
-      std::string tag;
-      if (cluster) {
-        const std::string_view k = chunk.front().key;
-        const size_t open = k.find('{'), close = k.find('}', open + 1);
-        if (open != std::string_view::npos && close != std::string_view::npos) tag = std::string(k.substr(open, close - open + 1)) + ":";
-      }
-      const std::string round_key = "dlb:" + tag + "round:" + cores[0].participant_id + ":" + std::to_string(call_index++);
+      const std::string round_key = redis::SettleRoundKey(cores[0].participant_id, call_index++,
+                                                          cluster ? chunk.front().key : std::string_view());
       redis::AppendSettleCall(w, round_key, static_cast<int64_t>(round_id),
                               std::chrono::milliseconds(opts.round_reply_ttl).count(), chunk);
       trip->cmds.push_back(std::move(cmd));

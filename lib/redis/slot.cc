@@ -30,15 +30,30 @@ uint16_t Crc16(std::string_view data) {
   return crc;
 }
 
-uint16_t KeySlot(std::string_view key) {
+std::string_view HashTag(std::string_view key) {
   const size_t open = key.find('{');
-  if (open != std::string_view::npos) {
-    const size_t close = key.find('}', open + 1);
-    if (close != std::string_view::npos && close > open + 1) {
-      key = key.substr(open + 1, close - open - 1);
-    }
-  }
+  if (open == std::string_view::npos) return {};
+  const size_t close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return {};
+  return key.substr(open, close - open + 1);
+}
+
+uint16_t KeySlot(std::string_view key) {
+  if (const std::string_view tag = HashTag(key); !tag.empty()) key = tag.substr(1, tag.size() - 2);
   return static_cast<uint16_t>(Crc16(key) & (kClusterSlots - 1));
+}
+
+std::string SettleRoundKey(std::string_view participant_id, size_t call_index, std::string_view slot_key) {
+  std::string key = "dlb:";
+  if (const std::string_view tag = HashTag(slot_key); !tag.empty()) {
+    key += tag;
+    key += ':';
+  }
+  key += "round:";
+  key += participant_id;
+  key += ':';
+  key += std::to_string(call_index);
+  return key;
 }
 
 std::vector<LeaseSlotGroup> GroupLeaseItemsBySlot(std::span<const LeaseItem> items) {

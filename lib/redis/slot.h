@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,9 @@ namespace dlb::redis {
 inline constexpr int kClusterSlots = 16384;
 
 uint16_t Crc16(std::string_view data);
+// The hash tag of `key`, braces included ("{...}"), when the part between the first '{'
+// and the next '}' is non-empty; empty otherwise (the whole key is hashed).
+std::string_view HashTag(std::string_view key);
 // The cluster slot of `key`, in [0, 16384).
 uint16_t KeySlot(std::string_view key);
 
@@ -31,5 +35,10 @@ struct LeaseSlotGroup {
 // so a caller on Cluster issues one AppendLeaseCall per group (standalone and
 // Sentinel take any mix in one call).
 std::vector<LeaseSlotGroup> GroupLeaseItemsBySlot(std::span<const LeaseItem> items);
+
+// The key of one settle call's round record (lease_script.h): `dlb:round:<participant>:
+// <call>`, or on Cluster `dlb:{tag}:round:...` with the hash tag of `slot_key` (any key
+// of the call: they share one slot), so that the call's keys never cross a slot.
+std::string SettleRoundKey(std::string_view participant_id, size_t call_index, std::string_view slot_key = {});
 
 }  // namespace dlb::redis

@@ -43,6 +43,21 @@ TEST(KeySlot, MatchesClusterKeyslot) {
   EXPECT_EQ(KeySlot("a{b}c"), 3300);
 }
 
+TEST(HashTag, FirstNonEmptyBraces) {
+  EXPECT_EQ(HashTag("dlb:{abc}:pay"), "{abc}");
+  EXPECT_EQ(HashTag("{a}{b}"), "{a}");
+  EXPECT_EQ(HashTag("x{}y{z}"), "");  // "{}" first: the whole key is hashed
+  EXPECT_EQ(HashTag("x{y"), "");
+  EXPECT_EQ(HashTag("plain"), "");
+}
+
+TEST(SettleRoundKey, SharesTheSlotOfItsBuckets) {
+  EXPECT_EQ(SettleRoundKey("p1", 0), "dlb:round:p1:0");
+  EXPECT_EQ(SettleRoundKey("p1", 3, "dlb:{d1g}:pay"), "dlb:{d1g}:round:p1:3");
+  EXPECT_EQ(KeySlot(SettleRoundKey("p1", 3, "dlb:{d1g}:pay")), KeySlot("dlb:{d1g}:pay"));
+  EXPECT_EQ(SettleRoundKey("p1", 1, "untagged"), "dlb:round:p1:1");
+}
+
 TEST(KeySlot, HashTags) {
   // Spec examples: the first {...} with content decides; "{}" hashes the whole key.
   EXPECT_EQ(KeySlot("{user1000}.following"), 3443);
