@@ -22,6 +22,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "dlb_bpf_csum.h"
 #include "dlb_xdp.h"
 
 #ifndef ETH_P_8021AD
@@ -41,14 +42,6 @@ static __always_inline void tc_count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&dlb_tc_counters, &idx);
 	if (v)
 		*v += 1;
-}
-
-static __always_inline __u16 csum_fold(__u64 sum)
-{
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
 }
 
 /* Ethernet with up to two VLAN tags inline; IP (as the XDP program built it: no

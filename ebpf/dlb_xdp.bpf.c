@@ -28,6 +28,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "dlb_bpf_csum.h"
 #include "dlb_xdp.h"
 
 #define DLB_MAX_CPUS 256
@@ -956,14 +957,6 @@ static __always_inline int take_lease(struct dlb_xdp_user *u, __s64 cost)
 }
 
 /* ---- Frames we send ------------------------------------------------------------------ */
-
-static __always_inline __u16 csum_fold(__u64 sum)
-{
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
 
 struct dlb_pseudo {
 	__u32 len;
