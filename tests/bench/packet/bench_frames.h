@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "../../packet/frames.h"
+
 namespace dlb::bench {
 
 inline constexpr int kUserDigits = 10;
@@ -17,14 +19,8 @@ inline constexpr int kUserDigits = 10;
 inline constexpr size_t kSeqOffset = 14 + 20 + 4;
 inline constexpr size_t kPayloadOffset = 14 + 20 + 32;
 
-inline void Put16(std::vector<uint8_t>& v, uint16_t x) {
-  v.push_back(static_cast<uint8_t>(x >> 8));
-  v.push_back(static_cast<uint8_t>(x));
-}
-inline void Put32(std::vector<uint8_t>& v, uint32_t x) {
-  Put16(v, static_cast<uint16_t>(x >> 16));
-  Put16(v, static_cast<uint16_t>(x));
-}
+using packet::testing::Put16;
+using packet::testing::Put32;
 
 // Ethernet / IPv4 / TCP (timestamps option, as Linux sends) around `payload`, client
 // 10.0.x.y (x.y = flow) port 20000 + flow to server 10.128.0.1. Checksums are left
