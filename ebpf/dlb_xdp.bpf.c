@@ -172,6 +172,21 @@ struct dlb_emit {
 	__u32 pad;
 };
 
+struct dlb_decision {
+	__u32 allowed;
+	__u64 retry_ns;
+	__s64 remaining;
+};
+
+/* The tries after a failed swap, one per bpf_loop call: the operation and the user's key
+ * are in the CPU's scratch (the callback looks the user up again by the key). */
+struct dlb_tat_op {
+	__u64 cap, t_ns, local_t_ns, cost, now;
+	struct dlb_decision d;
+	__u32 decide;                  /* 1: gcra_try(), 0: charge_try() */
+	__u32 done;
+};
+
 /* Per-CPU scratch: the head copied out of the packet, the user key, and the segment
  * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
  * map lookup per byte. */
@@ -194,6 +209,7 @@ struct dlb_scratch {
 	 * combination of known field values. */
 	struct dlb_scan scan;
 	struct dlb_xdp_user_key key;
+	struct dlb_tat_op tat_op;     /* a bucket's tries after a failed swap */
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
 
@@ -883,24 +899,34 @@ static __always_inline __u32 host_without_port(__u32 cpu, __u32 off, __u32 len)
 
 /* ---- Buckets ------------------------------------------------------------------------ */
 
-struct dlb_decision {
-	__u32 allowed;
-	__u64 retry_ns;
-	__s64 remaining;
-};
+/* The local bucket's TAT is changed by compare-and-swap rather than under the value's
+ * spin lock (bpf_spin_lock disables interrupts around the section, which costs more than
+ * the rest of the decision on a paravirtualised guest). An admission reads the TAT,
+ * computes the next one and swaps it in if the TAT is still the one it read, else reads
+ * again: every CPU decides on the TAT of every admission before it, as under the lock. A
+ * limit writes nothing and is decided on the TAT it read. The agent's control program
+ * stores the TAT whole (a swap after it reads again). A swap fails only when another CPU
+ * admitted in between; after DLB_TAT_RETRIES failures in a row the head is limited (and
+ * charge_local() leaves the TAT as it is). */
+#define DLB_TAT_RETRIES (1U << 20)
+
+static __always_inline __u64 tat_read(const struct dlb_xdp_user *u)
+{
+	return *(const volatile __u64 *)&u->tat_ns;
+}
 
 /* GCRA in whole nanoseconds (lib/dlb/bucket.h): admit iff max(TAT, now) + n*T - now <=
- * C*T. interval_ns == 0: a bucket that never leaks; TAT counts admitted units. */
-static __always_inline void local_decide(struct dlb_xdp_user *u, __u64 cap, __u64 t_ns,
-					 __u64 cost, __u64 now, struct dlb_decision *d)
+ * C*T. interval_ns == 0: a bucket that never leaks; TAT counts admitted units. One try:
+ * 1 once *d is decided, 0 when the TAT changed between the read and the swap. */
+static __always_inline int gcra_try(struct dlb_xdp_user *u, __u64 cap, __u64 t_ns, __u64 cost,
+				    __u64 now, struct dlb_decision *d)
 {
-	__u64 tat, base, next, limit;
+	__u64 tat = tat_read(u), base, next, limit;
 
-	bpf_spin_lock(&u->lock);
-	tat = u->tat_ns;
 	if (t_ns == 0) {
 		if (tat + cost <= cap) {
-			u->tat_ns = tat + cost;
+			if (__sync_val_compare_and_swap(&u->tat_ns, tat, tat + cost) != tat)
+				return 0;
 			d->allowed = 1;
 			d->remaining = cap - tat - cost;
 		} else {
@@ -908,14 +934,14 @@ static __always_inline void local_decide(struct dlb_xdp_user *u, __u64 cap, __u6
 			d->retry_ns = DLB_NEVER;
 			d->remaining = tat < cap ? cap - tat : 0;
 		}
-		bpf_spin_unlock(&u->lock);
-		return;
+		return 1;
 	}
 	base = tat > now ? tat : now;
 	next = base + cost * t_ns;
 	limit = cap * t_ns;
 	if (next - now <= limit) {
-		u->tat_ns = next;
+		if (__sync_val_compare_and_swap(&u->tat_ns, tat, next) != tat)
+			return 0;
 		d->allowed = 1;
 		d->remaining = (limit - (next - now)) / t_ns;
 	} else {
@@ -923,24 +949,89 @@ static __always_inline void local_decide(struct dlb_xdp_user *u, __u64 cap, __u6
 		d->retry_ns = next - now - limit;
 		d->remaining = (limit - (base - now)) / t_ns;
 	}
-	bpf_spin_unlock(&u->lock);
+	return 1;
 }
 
 /* A leased admission also fills the local share bucket (one global unit is about T of
  * its TAT whatever the share): the agent sets that bucket to the global level without
  * this host's unused lease, so the local bucket then tracks the global level and never
- * admits, once the lease is spent, what the global bucket has no room for. */
-static __always_inline void charge_local(struct dlb_xdp_user *u, const struct dlb_xdp_rule *r,
-					 __u64 now)
+ * admits, once the lease is spent, what the global bucket has no room for. One try, as
+ * gcra_try(). */
+static __always_inline int charge_try(struct dlb_xdp_user *u, __u64 local_t_ns, __u64 t_ns,
+				      __u64 cost, __u64 now)
 {
-	bpf_spin_lock(&u->lock);
-	if (r->local_interval_ns == 0) {
-		u->tat_ns += r->cost;
-	} else {
-		__u64 base = u->tat_ns > now ? u->tat_ns : now;
-		u->tat_ns = base + r->cost * r->interval_ns;
+	__u64 tat, base;
+
+	if (local_t_ns == 0) {
+		__sync_fetch_and_add(&u->tat_ns, cost);
+		return 1;
 	}
-	bpf_spin_unlock(&u->lock);
+	tat = tat_read(u);
+	base = tat > now ? tat : now;
+	return __sync_val_compare_and_swap(&u->tat_ns, tat, base + cost * t_ns) == tat;
+}
+
+static long tat_retry(__u32 idx, __u32 *cpu_arg);
+
+static __always_inline void local_decide(struct dlb_scratch *sc, struct dlb_xdp_user *u,
+					 __u64 cap, __u64 t_ns, __u64 cost, __u64 now,
+					 struct dlb_decision *d)
+{
+	struct dlb_tat_op *op = &sc->tat_op;
+	__u32 cpu;
+
+	if (gcra_try(u, cap, t_ns, cost, now, d))
+		return;
+	op->cap = cap;
+	op->t_ns = t_ns;
+	op->cost = cost;
+	op->now = now;
+	op->decide = 1;
+	op->done = 0;
+	cpu = sc->scan.cpu;
+	bpf_loop(DLB_TAT_RETRIES, tat_retry, &cpu, 0);
+	if (op->done) {
+		d->allowed = op->d.allowed;
+		d->retry_ns = op->d.retry_ns;
+		d->remaining = op->d.remaining;
+	} else {
+		d->allowed = 0;
+		d->retry_ns = DLB_NS_PER_S;
+		d->remaining = 0;
+	}
+}
+
+static __always_inline void charge_local(struct dlb_scratch *sc, struct dlb_xdp_user *u,
+					 const struct dlb_xdp_rule *r, __u64 now)
+{
+	struct dlb_tat_op *op = &sc->tat_op;
+	__u32 cpu;
+
+	if (charge_try(u, r->local_interval_ns, r->interval_ns, r->cost, now))
+		return;
+	op->t_ns = r->interval_ns;
+	op->local_t_ns = r->local_interval_ns;
+	op->cost = r->cost;
+	op->now = now;
+	op->decide = 0;
+	op->done = 0;
+	cpu = sc->scan.cpu;
+	bpf_loop(DLB_TAT_RETRIES, tat_retry, &cpu, 0);
+}
+
+static long tat_retry(__u32 idx, __u32 *cpu_arg)
+{
+	struct dlb_scratch *sc = &dlb_scratch[*cpu_arg & (DLB_MAX_CPUS - 1)];
+	struct dlb_tat_op *op = &sc->tat_op;
+	struct dlb_xdp_user *u = user_of(&sc->key, sc->key.id_len, 0);
+
+	if (!u)
+		return 1;
+	if (op->decide)
+		op->done = gcra_try(u, op->cap, op->t_ns, op->cost, op->now, &op->d);
+	else
+		op->done = charge_try(u, op->local_t_ns, op->t_ns, op->cost, op->now);
+	return op->done;
 }
 
 static __always_inline int take_lease(struct dlb_xdp_user *u, __s64 cost)
@@ -1322,6 +1413,37 @@ static __always_inline void note_scan(const struct dlb_scan *s)
 	l->scan_seq++;
 }
 
+/* Word k of an ID of len bytes at src: the bytes past len are zero. */
+static __always_inline __u64 id_word(const __u8 *src, int k, __u32 len)
+{
+	__u64 w = *(const __u64 *)(src + 8 * k);
+	__u32 have = len > 8 * (__u32)k ? len - 8 * (__u32)k : 0;
+
+	if (have >= 8)
+		return w;
+	return have ? w & ((1ULL << (8 * have)) - 1) : 0;
+}
+
+/* The ID's bytes [off, off + len) of the head into key->id, zero past len. A short ID
+ * (the short key's DLB_XDP_SHORT_ID bytes) a word at a time: the head buffer is followed
+ * by more scratch, so the words read past the head's end stay inside the map value, and
+ * their bytes past len are masked off. */
+static __always_inline void copy_id(struct dlb_scratch *sc, struct dlb_xdp_user_key *key,
+				    __u32 off, __u32 len)
+{
+	const __u8 *src = sc->head + (off & DLB_SCAN_MASK);
+
+	if (len <= DLB_XDP_SHORT_ID) {
+		__u64 *dst = (__u64 *)key->id;
+#pragma unroll
+		for (int k = 0; k < DLB_XDP_SHORT_ID / 8; k++)
+			dst[k] = id_word(src, k, len);
+		return;
+	}
+	__builtin_memset(key->id + DLB_XDP_SHORT_ID, 0, DLB_XDP_MAX_ID - DLB_XDP_SHORT_ID);
+	bpf_probe_read_kernel(key->id, len & (DLB_XDP_MAX_ID * 2 - 1), src);
+}
+
 /* ---- The program ----------------------------------------------------------------- */
 
 SEC("xdp")
@@ -1462,11 +1584,9 @@ int dlb_xdp(struct xdp_md *ctx)
 		__u32 len = s.id_len;
 		if (len > DLB_XDP_MAX_ID)
 			return XDP_PASS;
-		if (len > DLB_XDP_SHORT_ID)
-			__builtin_memset(key->id + DLB_XDP_SHORT_ID, 0, DLB_XDP_MAX_ID - DLB_XDP_SHORT_ID);
 		key->kind = DLB_XDP_KEY_IDENTITY;
 		key->id_len = len;
-		bpf_probe_read_kernel(key->id, len, sc->head + (s.id_off & DLB_SCAN_MASK));
+		copy_id(sc, key, s.id_off, len);
 	} else {
 		count(c, DLB_XDP_C_identity_missing);
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {
@@ -1498,7 +1618,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	u->last_seen_ns = now;
 	if (r->mode == DLB_XDP_MODE_LOCAL) {
 		count(c, DLB_XDP_C_local_decisions);
-		local_decide(u, r->capacity, r->interval_ns, r->cost, now, &d);
+		local_decide(sc, u, r->capacity, r->interval_ns, r->cost, now, &d);
 		goto decided;
 	}
 	/* synced (strict is decided as synced: a packet path never waits on Redis) */
@@ -1522,7 +1642,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	} else if (take_lease(u, r->cost)) {
 		count(c, DLB_XDP_C_leased);
 		d.allowed = 1;
-		charge_local(u, r, now);
+		charge_local(sc, u, r, now);
 		goto decided;
 	} else if (now < u->hold_until_ns) {
 		count(c, DLB_XDP_C_held);
@@ -1532,7 +1652,7 @@ int dlb_xdp(struct xdp_md *ctx)
 		goto decided;
 	}
 	count(c, DLB_XDP_C_local_decisions);
-	local_decide(u, r->local_capacity, r->local_interval_ns, r->cost, now, &d);
+	local_decide(sc, u, r->local_capacity, r->local_interval_ns, r->cost, now, &d);
 	if (d.allowed)
 		__sync_fetch_and_add(&u->debt, r->cost);
 

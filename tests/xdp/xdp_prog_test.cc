@@ -12,11 +12,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstring>
+#include <ctime>
 #include <ostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../packet/frames.h"
@@ -520,6 +523,141 @@ TEST_F(XdpProgTest, SyncedRuleAdmitsAgainstTheLeaseAndHolds) {
   ASSERT_TRUE(prog_->SetStoreDown(true).ok());
   EXPECT_EQ(RunHead(Head("GET", "/s", "max"), 49010).action, XDP_TX);
   EXPECT_EQ(Counter(DLB_XDP_C_store_down_closed), 1u);
+}
+
+// Runs `frame` `repeat` times on CPU 0 and CPU 1 at once (both threads start together),
+// the program's buckets shared by the two CPUs. False when the machine has one CPU.
+bool RunOnTwoCpus(int prog_fd, const std::vector<uint8_t>& frame, int repeat) {
+  if (std::thread::hardware_concurrency() < 2) return false;
+  std::atomic<int> ready{0};
+  std::atomic<bool> ok{true};
+  auto run = [&](int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) ok = false;
+    ready.fetch_add(1);
+    while (ready.load() < 2) {
+    }
+    std::vector<uint8_t> out(4096);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+                .data_size_in = static_cast<__u32>(frame.size()),
+                .data_size_out = static_cast<__u32>(out.size()), .repeat = repeat);
+    if (bpf_prog_test_run_opts(prog_fd, &opts) != 0 || opts.retval != XDP_PASS) ok = false;
+  };
+  std::thread a(run, 0), b(run, 1);
+  a.join();
+  b.join();
+  return ok.load();
+}
+
+uint64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The local bucket's TAT changes by compare-and-swap: two CPUs deciding the same user at
+// once admit exactly the capacity (a lost update would admit more), and the TAT is the
+// first admission's time plus one interval per admission. Also for a bucket that never
+// leaks (its TAT counts units). Shadow rules: limited heads pass the frame unchanged.
+TEST_F(XdpProgTest, LocalBucketIsExactAcrossCpus) {
+  constexpr int kRepeat = 40000;
+  constexpr int64_t kCapacity = 50000;   // runs out while both CPUs are deciding
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("leaky", "/l", kCapacity, 0.001, Mode::kLocal, packet::Action::kShadow),
+             Rule("never", "/n", kCapacity, 0, Mode::kLocal, packet::Action::kShadow)};
+  Configure(c);
+  ASSERT_EQ(tables_.rules[0].interval_ns, 1'000'000'000'000ULL);
+  ASSERT_EQ(tables_.rules[1].interval_ns, 0u);
+  for (const char* path : {"/l", "/n"}) {
+    ASSERT_TRUE(prog_->ClearState().ok());
+    SegmentSpec s;
+    s.payload = Head("GET", path, "racer");
+    const uint64_t t0 = MonotonicNs();
+    if (!RunOnTwoCpus(prog_->prog_fd(), BuildSegment(s), kRepeat)) {
+      GTEST_SKIP() << "needs two CPUs";
+    }
+    const uint64_t t1 = MonotonicNs();
+    EXPECT_EQ(Counter(DLB_XDP_C_allowed), static_cast<uint64_t>(kCapacity)) << path;
+    EXPECT_EQ(Counter(DLB_XDP_C_limited), static_cast<uint64_t>(2 * kRepeat - kCapacity)) << path;
+    EXPECT_EQ(Counter(DLB_XDP_C_shadow_limited), static_cast<uint64_t>(2 * kRepeat - kCapacity));
+    dlb_xdp_user_key key{};
+    key.rule = path[1] == 'l' ? 0 : 1;
+    key.kind = DLB_XDP_KEY_IDENTITY;
+    key.id_len = 5;
+    std::memcpy(key.id, "racer", 5);
+    auto u = prog_->LookupUser(key);
+    ASSERT_TRUE(u.ok()) << path;
+    if (path[1] == 'l') {
+      const uint64_t first = u->tat_ns - static_cast<uint64_t>(kCapacity) * tables_.rules[0].interval_ns;
+      EXPECT_GE(first, t0);
+      EXPECT_LE(first, t1);
+    } else {
+      EXPECT_EQ(u->tat_ns, static_cast<uint64_t>(kCapacity));
+    }
+  }
+}
+
+// A leased admission charges the local share bucket by compare-and-swap: two CPUs
+// admitting against one lease at once add exactly one interval per head to its TAT.
+TEST_F(XdpProgTest, LeasedAdmissionsChargeTheLocalBucketExactlyAcrossCpus) {
+  constexpr int kRepeat = 40000;
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("sync", "/s", 1'000'000, 0.001, Mode::kSynced)};
+  Configure(c);
+  ASSERT_EQ(RunHead(Head("GET", "/s", "leaser"), 49100).action, XDP_PASS);   // the user
+  dlb_xdp_user_key key{};
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) { key = k; }).ok());
+  std::vector<dlb_xdp_ctl> cmd(1);
+  cmd[0].key = key;
+  cmd[0].op = DLB_XDP_CTL_GRANT;
+  cmd[0].in_lease = 2 * kRepeat;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  ASSERT_EQ(cmd[0].found, 1u);
+  auto before = prog_->LookupUser(key);
+  ASSERT_TRUE(before.ok());
+  ASSERT_GT(before->tat_ns, MonotonicNs());   // the TAT stays ahead of the clock
+  SegmentSpec s;
+  s.payload = Head("GET", "/s", "leaser");
+  if (!RunOnTwoCpus(prog_->prog_fd(), BuildSegment(s), kRepeat)) GTEST_SKIP() << "needs two CPUs";
+  EXPECT_EQ(Counter(DLB_XDP_C_leased), static_cast<uint64_t>(2 * kRepeat));
+  auto after = prog_->LookupUser(key);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->lease, 0);
+  EXPECT_EQ(after->tat_ns - before->tat_ns, 2ULL * kRepeat * tables_.rules[0].interval_ns);
+}
+
+// A short ID is copied into its key a word at a time, reading past the ID (and, at the
+// end of the scan window, past the head buffer) into stale scratch bytes: the key holds
+// the ID's bytes and zeros, at every alignment up to the window's last bytes.
+TEST_F(XdpProgTest, IdCopiedWholeAtTheEndOfTheScanWindow) {
+  // A limited head first: its 429 leaves bytes in the scratch that follows the head.
+  for (int i = 0; i < 4; ++i) RunHead(Head("POST", "/pay", "filler"), 49200 + i);
+  ASSERT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  const std::string ids[] = {"a", "ab", "abcdefg", "abcdefgh", "abcdefghi", std::string(40, 'z')};
+  uint16_t port = 49300;
+  for (const std::string& id : ids) {
+    for (size_t pad = 0; pad < 9; ++pad) {
+      // The head ends exactly at DLB_XDP_SCAN_BYTES - pad.
+      const std::string start = "GET /e HTTP/1.1\r\nX-Pad: ";
+      const std::string tail = "\r\nX-User-ID: " + id + "\r\n\r\n";
+      const size_t total = DLB_XDP_SCAN_BYTES - pad;
+      std::string head = start + std::string(total - start.size() - tail.size(), 'p') + tail;
+      ASSERT_EQ(head.size(), total);
+      EXPECT_EQ(RunHead(head, port++).action, XDP_PASS) << id << " pad " << pad;
+    }
+  }
+  std::vector<std::string> seen;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    for (size_t b = k.id_len; b < DLB_XDP_MAX_ID; ++b) EXPECT_EQ(k.id[b], 0) << "byte " << b;
+    if (k.rule == tables_.rules.size() - 1) seen.push_back(UserIdOf(k));
+  }).ok());
+  std::vector<std::string> want(std::begin(ids), std::end(ids));
+  std::sort(want.begin(), want.end());
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 4 + 9 * std::size(ids));
 }
 
 // IDs on both sides of DLB_XDP_SHORT_ID (short keys in one map, long ones in the
