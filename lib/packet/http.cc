@@ -1095,7 +1095,10 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
   const char* const text = reinterpret_cast<const char*>(data);
 
   // The request line.
-  const size_t first_lf = NextBit(lf_masks, 0, end_lf + 1);
+  const uint64_t first_lfs = hm.c[0].lf;
+  const size_t first_lf = first_lfs != 0 && static_cast<size_t>(__builtin_ctzll(first_lfs)) <= end_lf
+                              ? static_cast<size_t>(__builtin_ctzll(first_lfs))
+                              : NextBit(lf_masks, 0, end_lf + 1);
   const size_t bad = cls.bad ? FirstBad(data, end_lf) : SIZE_MAX;
   if (bad < first_lf) return HeadResult::kBadRequestLine;
   size_t line_end = first_lf > 0 && data[first_lf - 1] == '\r' ? first_lf - 1 : first_lf;
@@ -1103,7 +1106,19 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
   // where the masks say, and need no search.
   size_t sp1 = std::string_view::npos;
   size_t sp2 = std::string_view::npos;
-  if (const size_t q = NextBit(ctl_masks, 0, line_end); q < line_end && data[q] == ' ') {
+  if (line_end < 64) {
+    // Within the first chunk: its controls below the line's end, lowest first.
+    const uint64_t ctl = hm.c[0].ctl & ((uint64_t{1} << line_end) - 1);
+    const uint64_t after_first = ctl & (ctl - 1);
+    if (ctl != 0 && after_first != 0 && (after_first & (after_first - 1)) == 0) {
+      const size_t q = static_cast<size_t>(__builtin_ctzll(ctl));
+      const size_t r = static_cast<size_t>(__builtin_ctzll(after_first));
+      if (data[q] == ' ' && data[r] == ' ') {
+        sp1 = q;
+        sp2 = r;
+      }
+    }
+  } else if (const size_t q = NextBit(ctl_masks, 0, line_end); q < line_end && data[q] == ' ') {
     if (const size_t r = NextBit(ctl_masks, q + 1, line_end);
         r < line_end && data[r] == ' ' && NextBit(ctl_masks, r + 1, line_end) == line_end) {
       sp1 = q;
@@ -1137,8 +1152,6 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
       while (sel != 0) {
         const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
         sel &= sel - 1;
-        // The line's own start is the nearest one before its colon (a start further
-        // back may sit at one of those distances too).
         const size_t name_bytes = colon - PrevBit(Row(hm, &ChunkBits::start), colon);
         if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 && name_bytes != id_bytes) continue;
         const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
