@@ -780,6 +780,43 @@ static long scan_step(__u32 idx, __u32 *cpu_arg)
 	return scan_done(s, DLB_H_MALFORMED);
 }
 
+/* Payload bytes [from, to) into sc->head at the same offsets, read from the frame's
+ * linear part by 8-byte loads: words from `from` (a multiple of 8) while they end by
+ * `to`, then the word that ends at `to` (it may overlap the one before; it starts at 0 at
+ * the earliest, since to >= 8). No helper call: bpf_xdp_load_bytes costs several times
+ * what the loads of a short head do. 0 when the bytes are not all in the linear part
+ * (the caller then copies with bpf_xdp_load_bytes, which also reads fragments), or
+ * when the payload starts 16 KiB or more into the frame (the verifier bounds packet
+ * offsets). */
+#define DLB_COPY_DIRECT(ctx, sc, off, from, to, words)                                   \
+	({                                                                               \
+		const __u8 *p_ = (const __u8 *)(long)(ctx)->data + ((off) & 0x3fff);     \
+		void *end_ = (void *)(long)(ctx)->data_end;                              \
+		int ok_ = (to) >= 8 && (off) < 0x4000;                                   \
+		_Pragma("unroll")                                                        \
+		for (int k_ = (from) / 8; ok_ && k_ < (from) / 8 + (words); k_++) {      \
+			if (8 * k_ + 8 > (to))                                           \
+				break;                                                   \
+			if ((void *)(p_ + 8 * k_ + 8) > end_) {                          \
+				ok_ = 0;                                                 \
+				break;                                                   \
+			}                                                                \
+			*(__u64 *)((sc)->head + 8 * k_) = *(const __u64 *)(p_ + 8 * k_);  \
+		}                                                                        \
+		if (ok_ && ((to) & 7)) {                                                 \
+			__u32 last_ = ((to) - 8) & DLB_SCAN_MASK;                        \
+			if ((void *)(p_ + last_ + 8) > end_)                             \
+				ok_ = 0;                                                 \
+			else                                                             \
+				*(__u64 *)((sc)->head + last_) = *(const __u64 *)(p_ + last_); \
+		}                                                                        \
+		ok_;                                                                     \
+	})
+
+/* Heads up to this many bytes are copied by loads (DLB_COPY_DIRECT), longer ones with
+ * bpf_xdp_load_bytes after the first DLB_METHOD_BYTES. */
+#define DLB_DIRECT_BYTES 256
+
 /* The head at the payload's start, into sc->scan: the method from the first
  * DLB_METHOD_BYTES bytes, then the rest copied and scanned line by line. A global
  * function: verified once, apart from the program. */
@@ -797,7 +834,8 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 	if (n < 1 || n > DLB_XDP_SCAN_BYTES || off > 0xffff)
 		return DLB_H_ERROR;
 	first = n < DLB_METHOD_BYTES ? n : DLB_METHOD_BYTES;
-	if (bpf_xdp_load_bytes(ctx, off, sc->head, first))
+	if (!DLB_COPY_DIRECT(ctx, sc, off, 0, first, DLB_METHOD_BYTES / 8) &&
+	    bpf_xdp_load_bytes(ctx, off, sc->head, first))
 		return DLB_H_ERROR;
 	if (scan_method(sc, s, n))
 		return s->result;
@@ -807,9 +845,13 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 		return DLB_H_ERROR;
 	if (n > DLB_METHOD_BYTES) {
 		__u32 rest = (n - DLB_METHOD_BYTES) & (DLB_XDP_SCAN_BYTES - 1);
-		if (rest == 0 || bpf_xdp_load_bytes(ctx, off + DLB_METHOD_BYTES,
-						    sc->head + DLB_METHOD_BYTES, rest))
-			return DLB_H_ERROR;
+		if (n > DLB_DIRECT_BYTES ||
+		    !DLB_COPY_DIRECT(ctx, sc, off, DLB_METHOD_BYTES, n,
+				     (DLB_DIRECT_BYTES - DLB_METHOD_BYTES) / 8)) {
+			if (rest == 0 || bpf_xdp_load_bytes(ctx, off + DLB_METHOD_BYTES,
+							    sc->head + DLB_METHOD_BYTES, rest))
+				return DLB_H_ERROR;
+		}
 	}
 	bpf_loop(DLB_XDP_SCAN_BYTES, scan_step, &cpu, 0);
 	return s->result;

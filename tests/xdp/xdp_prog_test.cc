@@ -869,6 +869,49 @@ TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
   }
 }
 
+// The head is copied out of the frame by 8-byte loads up to a few hundred bytes (a
+// helper past that, and below 8 bytes): at every length across those bounds, behind
+// IPv4, IPv6 and two VLAN tags, and after a payload that left other bytes in the
+// scratch, the scan sees exactly the payload's bytes.
+TEST_F(XdpProgTest, HeadScanSeesThePayloadAtEveryLength) {
+  std::string full = "POST /pay/x?y=1 HTTP/1.1\r\nHost: api.example.com:8080\r\nX-User-ID: alice\r\n";
+  while (full.size() < 330) full += "X-Pad: " + std::string(full.size() % 23, 'p') + "\r\n";
+  full += "\r\n";
+  const std::string junk = "GET /" + std::string(DLB_XDP_SCAN_BYTES, '\n');
+  struct Layout {
+    int ipv;
+    std::vector<uint16_t> vlans;
+  };
+  uint16_t port = 20000;
+  uint64_t ok = 0;
+  for (const Layout& layout : {Layout{4, {}}, Layout{6, {}}, Layout{4, {7, 9}}}) {
+    for (size_t len = 1; len <= full.size(); ++len) {
+      RunHead(junk, port++, layout.ipv, layout.vlans);
+      const std::string payload = full.substr(0, len);
+      RunHead(payload, port++, layout.ipv, layout.vlans);
+      auto last = prog_->ReadLast(0);
+      ASSERT_TRUE(last.ok());
+      ScanOutcome got;
+      got.result = last->scan_result;
+      if (got.result == DLB_XDP_SCAN_OK) {
+        got.sp1 = last->scan_sp1;
+        got.sp2 = last->scan_sp2;
+        got.q = last->scan_q;
+        got.head_end = last->scan_head_end;
+        got.host_off = last->scan_host_off;
+        got.host_len = last->scan_host_len;
+        got.id_off = last->scan_id_off;
+        got.id_len = last->scan_id_len;
+        ++ok;
+      }
+      ScanOutcome want = ReferenceScan(payload, "X-User-ID", 256);
+      if (want.result != DLB_XDP_SCAN_OK) want = ScanOutcome{.result = want.result};
+      ASSERT_EQ(got, want) << "IPv" << layout.ipv << " tags " << layout.vlans.size() << " length " << len;
+    }
+  }
+  EXPECT_EQ(ok, 3u);   // the whole head, once per layout
+}
+
 // Cases the scan decides at word edges and on single bytes, each against the
 // specification and with the outcome spelled out.
 TEST_F(XdpProgTest, HeadScanEdgeCases) {
