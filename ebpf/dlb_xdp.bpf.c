@@ -1271,9 +1271,11 @@ static __always_inline __u32 digits_of(__u64 v)
 	return d;
 }
 
+/* The digit count and the offset returned pass through launder(): the verifier then
+ * checks the code after a number once, not once per count it could have. */
 static __always_inline __u32 put_number(struct dlb_scratch *sc, __u32 off, __u64 v)
 {
-	__u32 d = digits_of(v);
+	__u32 d = launder(&sc->scan, digits_of(v)) & 31;
 #pragma unroll
 	for (int k = 0; k < 20; k++) {
 		if (k < d) {
@@ -1281,7 +1283,7 @@ static __always_inline __u32 put_number(struct dlb_scratch *sc, __u32 off, __u64
 			v /= 10;
 		}
 	}
-	return off + d;
+	return launder(&sc->scan, off + d);
 }
 
 static __always_inline void flow_key_of(const struct dlb_view *v, struct dlb_xdp_flow_key *k)
