@@ -1147,7 +1147,19 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
         hm.c[c].wanted |= StartsBefore(Row(hm, &ChunkBits::start), c, id_bytes) & hm.c[c].first_colon;
       }
     }
+    // The chunks that hold marked colons, gathered without a branch per chunk (a head
+    // of 4 KiB or more takes them all).
+    uint64_t chunks = ~uint64_t{0};
+    if (last < 64) {
+      chunks = 0;
+      for (size_t c = 0; c <= last; ++c) chunks |= uint64_t{hm.c[c].wanted != 0} << c;
+    }
     for (size_t c = 0; c <= last; ++c) {
+      if (c < 64) {
+        if (chunks == 0) break;
+        c = static_cast<size_t>(__builtin_ctzll(chunks));
+        chunks &= chunks - 1;
+      }
       uint64_t sel = hm.c[c].wanted;
       while (sel != 0) {
         const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
