@@ -77,22 +77,24 @@ struct {
  * a fresh bucket is added when there is none. Each map has its own lookup call: a call
  * that may see either map is not inlined by the verifier and costs an indirect call (the
  * compiler may share the calls that add a user between the maps: once per new user). */
+/* A fresh user's value: zeros, in global data rather than on the stack. */
+static __u64 dlb_fresh_user[sizeof(struct dlb_xdp_user) / 8];
+
 static __always_inline struct dlb_xdp_user *user_of(const void *key, __u32 id_len, int create)
 {
-	struct dlb_xdp_user fresh = {};
 	struct dlb_xdp_user *u;
 
 	if (id_len <= DLB_XDP_SHORT_ID) {
 		u = bpf_map_lookup_elem(&dlb_users_short, key);
 		if (u || !create)
 			return u;
-		bpf_map_update_elem(&dlb_users_short, key, &fresh, BPF_NOEXIST);
+		bpf_map_update_elem(&dlb_users_short, key, dlb_fresh_user, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&dlb_users_short, key);
 	}
 	u = bpf_map_lookup_elem(&dlb_users, key);
 	if (u || !create)
 		return u;
-	bpf_map_update_elem(&dlb_users, key, &fresh, BPF_NOEXIST);
+	bpf_map_update_elem(&dlb_users, key, dlb_fresh_user, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&dlb_users, key);
 }
 
@@ -1296,6 +1298,45 @@ static __always_inline void flow_key_of(const struct dlb_view *v, struct dlb_xdp
 	k->family = v->ipv;
 }
 
+/* Which flows may be in dlb_rejected, so that a segment of any other flow skips the
+ * lookup (the LRU map's lookup is about 30 ns of every segment here): per slot (a hash
+ * of the client's address and both ports), a count of the map's entries whose flow
+ * hashes there, incremented before an insert and decremented after a delete that removed
+ * an entry. A slot at 0 has no entry. Counts only err high (an entry the LRU evicted, an
+ * insert that failed, a flow inserted twice, the agent's ClearState); such a slot costs
+ * the lookup, as every segment did without the filter. */
+#define DLB_FLOW_SLOT_BITS 14
+static __u32 dlb_flow_slots[1 << DLB_FLOW_SLOT_BITS];
+
+static __always_inline __u32 flow_slot(const struct dlb_view *v)
+{
+	const __u32 *a = (const __u32 *)v->src;
+	__u32 h = a[0] ^ a[1] ^ a[2] ^ a[3] ^ ((__u32)v->sport << 16 | v->dport);
+
+	return (h * 0x9e3779b1U) >> (32 - DLB_FLOW_SLOT_BITS);
+}
+
+static __always_inline struct dlb_xdp_flow *flow_lookup(const struct dlb_view *v,
+							const struct dlb_xdp_flow_key *k)
+{
+	if (!*(volatile __u32 *)&dlb_flow_slots[flow_slot(v)])
+		return 0;
+	return bpf_map_lookup_elem(&dlb_rejected, k);
+}
+
+static __always_inline void flow_insert(const struct dlb_view *v, const struct dlb_xdp_flow_key *k,
+					const struct dlb_xdp_flow *f)
+{
+	__sync_fetch_and_add(&dlb_flow_slots[flow_slot(v)], 1);
+	bpf_map_update_elem(&dlb_rejected, k, f, BPF_ANY);
+}
+
+static __always_inline void flow_delete(const struct dlb_view *v, const struct dlb_xdp_flow_key *k)
+{
+	if (bpf_map_delete_elem(&dlb_rejected, k) == 0)
+		__sync_fetch_and_sub(&dlb_flow_slots[flow_slot(v)], 1);
+}
+
 static __always_inline __u32 segment_end(const struct dlb_view *v)
 {
 	__u32 e = v->seq + v->payload_len;
@@ -1310,12 +1351,12 @@ static __always_inline __u32 segment_end(const struct dlb_view *v)
  * its RST from the client's next segment. */
 static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 				  const struct dlb_view *v, const struct dlb_xdp_rule *r,
-				  const struct dlb_decision *d, struct dlb_xdp_counters *c)
+				  const struct dlb_decision *d, const struct dlb_xdp_flow_key *fk,
+				  struct dlb_xdp_counters *c)
 {
 	__u64 retry_s;
 	__u64 remaining = d->remaining > 0 ? d->remaining : 0;
 	__u32 off = 0;
-	struct dlb_xdp_flow_key fk;
 	struct dlb_xdp_flow fv = {};
 
 	if (d->retry_ns >= DLB_NEVER - 1)
@@ -1339,7 +1380,6 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 	off = put_number(sc, off, retry_s);
 	off = put_piece(sc, off, r, 5);
 
-	flow_key_of(v, &fk);
 	fv.server_next_seq = v->seq;
 	if (emit_segment(ctx, sc, v, 1, v->ack, segment_end(v), 0x19 /* FIN PSH ACK */, off)) {
 		count(c, DLB_XDP_C_reject_failed);
@@ -1358,13 +1398,13 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 				/* the TC program resets the server; the client's next pure ACK
 				 * (of the 429) is dropped, what follows gets a RST */
 				fv.server_reset = 2;
-				bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+				flow_insert(v, fk, &fv);
 				count(c, DLB_XDP_C_tc_rejects);
 				return XDP_PASS;
 			}
 		}
 	}
-	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+	flow_insert(v, fk, &fv);
 	return XDP_TX;
 }
 
@@ -1387,11 +1427,11 @@ static __always_inline int rejected_flow(struct xdp_md *ctx, struct dlb_scratch 
 		return XDP_PASS;
 	}
 	if (v->flags & 0x04) {
-		bpf_map_delete_elem(&dlb_rejected, fk);
+		flow_delete(v, fk);
 		count(c, DLB_XDP_C_rejected_flow_dropped);
 		return XDP_DROP;
 	}
-	bpf_map_delete_elem(&dlb_rejected, fk);
+	flow_delete(v, fk);
 	if (emit_segment(ctx, sc, v, 1, v->ack, segment_end(v), 0x14 /* RST ACK */, 0))
 		return XDP_DROP;
 	count(c, DLB_XDP_C_client_resets);
@@ -1401,27 +1441,26 @@ static __always_inline int rejected_flow(struct xdp_md *ctx, struct dlb_scratch 
 /* The reset head policy: the head becomes a RST to the server (it expects this very
  * sequence number); the client's retransmission then gets a RST. */
 static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc,
-				      const struct dlb_view *v, struct dlb_xdp_counters *c)
+				      const struct dlb_view *v, const struct dlb_xdp_flow_key *fk,
+				      struct dlb_xdp_counters *c)
 {
-	struct dlb_xdp_flow_key fk;
 	struct dlb_xdp_flow fv = {.server_next_seq = v->seq, .server_reset = 1};
 
-	flow_key_of(v, &fk);
 	if (emit_segment(ctx, sc, v, 0, v->seq, 0, 0x04, 0))
 		return XDP_DROP;
-	bpf_map_update_elem(&dlb_rejected, &fk, &fv, BPF_ANY);
+	flow_insert(v, fk, &fv);
 	count(c, DLB_XDP_C_server_resets);
 	return XDP_PASS;
 }
 
 static __always_inline int head_policy(struct xdp_md *ctx, struct dlb_scratch *sc,
-				       const struct dlb_view *v, __u8 policy,
-				       struct dlb_xdp_counters *c)
+				       const struct dlb_view *v, const struct dlb_xdp_flow_key *fk,
+				       __u8 policy, struct dlb_xdp_counters *c)
 {
 	if (policy == DLB_XDP_HEAD_DROP)
 		return XDP_DROP;
 	if (policy == DLB_XDP_HEAD_RESET)
-		return reset_head(ctx, sc, v, c);
+		return reset_head(ctx, sc, v, fk, c);
 	return XDP_PASS;
 }
 
@@ -1537,11 +1576,11 @@ int dlb_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	flow_key_of(&v, &fk);
-	f = bpf_map_lookup_elem(&dlb_rejected, &fk);
+	f = flow_lookup(&v, &fk);
 	if (f) {
 		/* a SYN reuses the 4-tuple for a new connection: the old flow is over */
 		if ((v.flags & 0x12) == 0x02)
-			bpf_map_delete_elem(&dlb_rejected, &fk);
+			flow_delete(&v, &fk);
 		else
 			return rejected_flow(ctx, sc, &v, f, &fk, c);
 	}
@@ -1567,13 +1606,23 @@ int dlb_xdp(struct xdp_md *ctx)
 	__builtin_memcpy(sc->id_mask, cfg->id_mask, DLB_XDP_MAX_ID_NAME);
 	if (dlb_scan_head(ctx, sc) == DLB_H_ERROR)
 		return XDP_PASS;
-	struct dlb_scan s = *sp;
-	note_scan(&s);
+	/* What the rest of the program uses of the scan, on the stack (the whole state
+	 * would leave the callbacks too little of it). */
+	struct {
+		__u32 result, head_end, sp1, sp2, q, host_off, host_len, id_off, id_len;
+		__u8 have_host, have_id;
+	} s = {
+		.result = sp->result, .head_end = sp->head_end, .sp1 = sp->sp1, .sp2 = sp->sp2,
+		.q = sp->q, .host_off = sp->host_off, .host_len = sp->host_len,
+		.id_off = sp->id_off, .id_len = sp->id_len, .have_host = sp->have_host,
+		.have_id = sp->have_id,
+	};
+	note_scan(sp);
 	if (s.result == DLB_H_MORE) {
 		/* no end of head in this packet */
 		if (v.payload_len >= cfg->max_head_bytes) {
 			count(c, DLB_XDP_C_oversize_heads);
-			return head_policy(ctx, sc, &v, cfg->on_oversize_head, c);
+			return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
 		}
 		count(c, DLB_XDP_C_slow_path_split);
 		return XDP_PASS;
@@ -1589,11 +1638,11 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 	if (s.result == DLB_H_MALFORMED) {
 		count(c, DLB_XDP_C_malformed_heads);
-		return head_policy(ctx, sc, &v, cfg->on_malformed_head, c);
+		return head_policy(ctx, sc, &v, &fk, cfg->on_malformed_head, c);
 	}
 	if (s.head_end > cfg->max_head_bytes) {
 		count(c, DLB_XDP_C_oversize_heads);
-		return head_policy(ctx, sc, &v, cfg->on_oversize_head, c);
+		return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
 	}
 	tstart = s.sp1;                         /* 1 + SP = first target byte */
 	tend = s.q ? s.q - 1 : s.sp2 - 1;
@@ -1717,7 +1766,7 @@ decided:
 		count(c, DLB_XDP_C_dropped);
 		return XDP_DROP;
 	}
-	return reject(ctx, sc, &v, r, &d, c);
+	return reject(ctx, sc, &v, r, &d, &fk, c);
 }
 
 /* The agent's atomic operations on user buckets: run with bpf_prog_test_run over an

@@ -389,6 +389,61 @@ TEST_F(XdpProgTest, RejectedFlowResetsTheServerThenTheClient) {
   EXPECT_EQ(Counter(DLB_XDP_C_client_resets), 1u);
 }
 
+// Segments skip the rejected-flow lookup when no rejected flow hashes to their slot: with
+// 2000 rejected flows (many sharing slots), half of them ended (their entries removed),
+// every other one still gets its RSTs, the ended ones pass untouched, and a flow
+// rejected again after a SYN reused its 4-tuple is found again.
+TEST_F(XdpProgTest, RejectedFlowsAreFoundAfterOthersInTheirSlotsEnded) {
+  constexpr int kFlows = 2000;
+  constexpr uint16_t kPort = 30000;
+  const std::string head = Head("POST", "/pay", "erin");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(RunHead(head, 29000 + i).action, XDP_PASS);
+  auto segment = [&](int i, uint8_t flags, bool with_head) {
+    SegmentSpec s;
+    s.src.port = static_cast<uint16_t>(kPort + i);
+    s.seq = 7000;
+    s.flags = flags;
+    if (with_head) {
+      s.payload = head;
+    } else {
+      s.seq += static_cast<uint32_t>(head.size());
+    }
+    return BuildSegment(s);
+  };
+  auto flags_of = [](const RunResult& r) {
+    packet::PacketView v;
+    EXPECT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+    return v.tcp_flags;
+  };
+  for (int i = 0; i < kFlows; ++i) ASSERT_EQ(RunXdp(prog_->prog_fd(), segment(i, 0x18, true)).action, XDP_TX) << i;
+  // The even flows end: FIN (the server's RST), FIN again (the client's RST, entry gone).
+  for (int i = 0; i < kFlows; i += 2) {
+    RunResult r = RunXdp(prog_->prog_fd(), segment(i, 0x11, false));
+    ASSERT_EQ(r.action, XDP_PASS) << i;
+    EXPECT_EQ(flags_of(r), packet::tcp_flags::kRst) << i;
+    ASSERT_EQ(RunXdp(prog_->prog_fd(), segment(i, 0x11, false)).action, XDP_TX) << i;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_client_resets), static_cast<uint64_t>(kFlows / 2));
+  for (int i = 1; i < kFlows; i += 2) {
+    RunResult r = RunXdp(prog_->prog_fd(), segment(i, 0x11, false));
+    ASSERT_EQ(r.action, XDP_PASS) << i;
+    EXPECT_EQ(flags_of(r), packet::tcp_flags::kRst) << "flow " << i << " not found";
+  }
+  for (int i = 0; i < kFlows; i += 2) {
+    RunResult r = RunXdp(prog_->prog_fd(), segment(i, 0x11, false));
+    ASSERT_EQ(r.action, XDP_PASS) << i;
+    EXPECT_EQ(flags_of(r), packet::tcp_flags::kFin | packet::tcp_flags::kAck) << "ended flow " << i;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), static_cast<uint64_t>(kFlows));
+  EXPECT_EQ(Counter(DLB_XDP_C_client_resets), static_cast<uint64_t>(kFlows / 2));
+  // A SYN reuses an odd flow's 4-tuple: the old entry goes, a new reject is found.
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), segment(1, 0x02, false)).action, XDP_PASS);
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), segment(1, 0x18, true)).action, XDP_TX);
+  RunResult r = RunXdp(prog_->prog_fd(), segment(1, 0x11, false));
+  ASSERT_EQ(r.action, XDP_PASS);
+  EXPECT_EQ(flags_of(r), packet::tcp_flags::kRst);
+}
+
 TEST_F(XdpProgTest, QinQAndIpv6HeadsAreDecided) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(RunHead(Head("POST", "/pay", "erin"), 43000 + i, 4, {100, 200}).action, XDP_PASS);
