@@ -761,13 +761,12 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 	return scan_suspend(s, DLB_PH_NAME, e + 1);
 }
 
-/* One call: the rest of the request line, or one header line, from where the last call
+/* One step: the rest of the request line, or one header line, from where the last step
  * stopped. Returns 1 once s->result is set (DLB_H_MORE: the head does not end before
  * n). */
-static long scan_step(__u32 idx, __u32 *cpu_arg)
+static __always_inline long scan_one(__u32 cpu)
 {
-	__u32 cpu = *cpu_arg & (DLB_MAX_CPUS - 1);
-	struct dlb_scratch *sc = &dlb_scratch[cpu];
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
 	struct dlb_scan *s = &sc->scan;
 	__u32 n = s->n, p = s->pos, phase = s->phase;
 
@@ -780,6 +779,21 @@ static long scan_step(__u32 idx, __u32 *cpu_arg)
 	if (phase == DLB_PH_NAME || phase == DLB_PH_VALUE)
 		return scan_header(sc, s, phase, p, n);
 	return scan_done(s, DLB_H_MALFORMED);
+}
+
+/* Steps per bpf_loop call: the call's own cost is shared by two lines. The CPU is read
+ * again for each step, so that the compiler does not keep the scratch's addresses
+ * across them (its stack would outgrow what the verifier allows). */
+#define DLB_SCAN_STEPS_PER_CALL 2
+
+static long scan_step(__u32 idx, __u32 *cpu_arg)
+{
+#pragma unroll
+	for (int i = 0; i < DLB_SCAN_STEPS_PER_CALL; i++) {
+		if (scan_one(*(volatile __u32 *)cpu_arg))
+			return 1;
+	}
+	return 0;
 }
 
 /* Payload bytes [from, to) into sc->head at the same offsets, read from the frame's
@@ -855,7 +869,7 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 				return DLB_H_ERROR;
 		}
 	}
-	bpf_loop(DLB_XDP_SCAN_BYTES, scan_step, &cpu, 0);
+	bpf_loop(DLB_XDP_SCAN_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
 	return s->result;
 }
 
