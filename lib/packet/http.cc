@@ -1164,6 +1164,8 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
       while (sel != 0) {
         const size_t colon = (c << 6) + static_cast<size_t>(__builtin_ctzll(sel));
         sel &= sel - 1;
+        // The line's own start is the nearest one before its colon (a start further
+        // back may sit at one of those distances too).
         const size_t name_bytes = colon - PrevBit(Row(hm, &ChunkBits::start), colon);
         if (name_bytes != 4 && name_bytes != 14 && name_bytes != 17 && name_bytes != id_bytes) continue;
         const size_t lf = NextBit(lf_masks, colon, end_lf + 1);
