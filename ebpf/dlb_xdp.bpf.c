@@ -189,6 +189,17 @@ struct dlb_tat_op {
 	__u32 done;
 };
 
+/* The request's parts the rules match, in the CPU's scratch (the program's stack is
+ * full). */
+struct dlb_match {
+	__u32 cpu;
+	__u32 method_off, method_len;
+	__u32 path_off, path_len;
+	__u32 host_off, host_len;      /* port removed */
+	__u32 count;
+	__u32 found;
+};
+
 /* Per-CPU scratch: the head copied out of the packet, the user key, and the segment
  * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
  * map lookup per byte. */
@@ -212,6 +223,7 @@ struct dlb_scratch {
 	struct dlb_scan scan;
 	struct dlb_xdp_user_key key;
 	struct dlb_tat_op tat_op;     /* a bucket's tries after a failed swap */
+	struct dlb_match match;       /* the rule match's arguments and result */
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
 
@@ -829,13 +841,47 @@ static long scan_step(__u32 idx, __u32 *cpu_arg)
 		ok_;                                                                     \
 	})
 
-/* Heads up to this many bytes are copied by loads (DLB_COPY_DIRECT), longer ones with
- * bpf_xdp_load_bytes after the first DLB_METHOD_BYTES. */
-#define DLB_DIRECT_BYTES 256
+/* Payload bytes [0, to), to >= DLB_COPY_BLOCK, into sc->head by blocks of
+ * DLB_COPY_BLOCK bytes read from the frame's linear part, the last block ending at `to`
+ * (it may overlap the one before): one bounds check per block, the words within it
+ * unconditional. 0 as DLB_COPY_DIRECT. */
+#define DLB_COPY_BLOCK 128
+
+static __always_inline int copy_blocks(struct xdp_md *ctx, struct dlb_scratch *sc, __u32 off,
+				       __u32 to)
+{
+	const __u8 *p = (const __u8 *)(long)ctx->data + (off & 0x3fff);
+	void *end = (void *)(long)ctx->data_end;
+	__u32 start = 0;
+
+	if (off >= 0x4000 || to < DLB_COPY_BLOCK || to > DLB_XDP_SCAN_BYTES)
+		return 0;
+#pragma clang loop unroll(disable)
+	for (int b = 0; b < DLB_XDP_SCAN_BYTES / DLB_COPY_BLOCK; b++) {
+		const __u8 *q;
+		__u8 *d;
+
+		if (start + DLB_COPY_BLOCK > to)
+			start = to - DLB_COPY_BLOCK;
+		start &= DLB_XDP_SCAN_BYTES - 1;
+		q = p + start;
+		if ((void *)(q + DLB_COPY_BLOCK) > end)
+			return 0;
+		d = sc->head + start;
+#pragma unroll
+		for (int k = 0; k < DLB_COPY_BLOCK / 8; k++)
+			((__u64 *)d)[k] = ((const __u64 *)q)[k];
+		start += DLB_COPY_BLOCK;
+		if (start >= to)
+			return 1;
+	}
+	return 1;
+}
 
 /* The head at the payload's start, into sc->scan: the method from the first
- * DLB_METHOD_BYTES bytes, then the rest copied and scanned line by line. A global
- * function: verified once, apart from the program. */
+ * DLB_METHOD_BYTES bytes, then the rest copied (by loads; bpf_xdp_load_bytes where the
+ * frame's linear part does not hold it) and scanned line by line. A global function:
+ * verified once, apart from the program. */
 __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 {
 	struct dlb_scan *s;
@@ -861,9 +907,9 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 		return DLB_H_ERROR;
 	if (n > DLB_METHOD_BYTES) {
 		__u32 rest = (n - DLB_METHOD_BYTES) & (DLB_XDP_SCAN_BYTES - 1);
-		if (n > DLB_DIRECT_BYTES ||
+		if (n >= DLB_COPY_BLOCK ? !copy_blocks(ctx, sc, off, n) :
 		    !DLB_COPY_DIRECT(ctx, sc, off, DLB_METHOD_BYTES, n,
-				     (DLB_DIRECT_BYTES - DLB_METHOD_BYTES) / 8)) {
+				     (DLB_COPY_BLOCK - DLB_METHOD_BYTES) / 8)) {
 			if (rest == 0 || bpf_xdp_load_bytes(ctx, off + DLB_METHOD_BYTES,
 							    sc->head + DLB_METHOD_BYTES, rest))
 				return DLB_H_ERROR;
@@ -875,17 +921,9 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 
 /* ---- Rules ------------------------------------------------------------------------ */
 
-struct dlb_match {
-	__u32 cpu;
-	__u32 method_off, method_len;
-	__u32 path_off, path_len;
-	__u32 host_off, host_len;      /* port removed */
-	__u32 count;
-	__u32 found;
-};
-
-static long match_rule(__u32 idx, struct dlb_match *m)
+static long match_rule(__u32 idx, __u32 *cpu_arg)
 {
+	struct dlb_match *m = &dlb_scratch[*cpu_arg & (DLB_MAX_CPUS - 1)].match;
 	const struct dlb_xdp_rule *r;
 	__u32 cpu = m->cpu;
 	__u32 key = idx;
@@ -1551,7 +1589,6 @@ int dlb_xdp(struct xdp_md *ctx)
 	struct dlb_xdp_counters *c = bpf_map_lookup_elem(&dlb_counters, &zero);
 	struct dlb_view v = {};
 	struct dlb_scratch *sc;
-	struct dlb_match m = {};
 	struct dlb_xdp_flow_key fk;
 	struct dlb_xdp_flow *f;
 	const struct dlb_xdp_rule *r;
@@ -1666,19 +1703,24 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 	count(c, DLB_XDP_C_heads);
 
-	m.cpu = cpu;
-	m.method_off = 0;
-	m.method_len = s.sp1 - 1;
-	m.path_off = tstart;
-	m.path_len = tend - tstart;
-	m.host_off = s.host_off;
-	m.host_len = s.have_host ? host_without_port(cpu, s.host_off, s.host_len) : 0;
-	m.count = cfg->rule_count;
-	m.found = 0;
-	if (m.count == 0 || m.count > DLB_XDP_MAX_RULES)
-		return XDP_PASS;
-	bpf_loop(DLB_XDP_MAX_RULES, match_rule, &m, 0);
-	rule = m.found;
+	{
+		struct dlb_match *m = &sc->match;
+		__u32 count = cfg->rule_count;
+
+		m->cpu = cpu;
+		m->method_off = 0;
+		m->method_len = s.sp1 - 1;
+		m->path_off = tstart;
+		m->path_len = tend - tstart;
+		m->host_off = s.host_off;
+		m->host_len = s.have_host ? host_without_port(cpu, s.host_off, s.host_len) : 0;
+		m->count = count;
+		m->found = 0;
+		if (count == 0 || count > DLB_XDP_MAX_RULES)
+			return XDP_PASS;
+		bpf_loop(DLB_XDP_MAX_RULES, match_rule, &cpu, 0);
+		rule = m->found;
+	}
 	r = bpf_map_lookup_elem(&dlb_rules, &rule);
 	if (!r)
 		return XDP_PASS;

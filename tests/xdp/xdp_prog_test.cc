@@ -924,13 +924,13 @@ TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
   }
 }
 
-// The head is copied out of the frame by 8-byte loads up to a few hundred bytes (a
-// helper past that, and below 8 bytes): at every length across those bounds, behind
-// IPv4, IPv6 and two VLAN tags, and after a payload that left other bytes in the
-// scratch, the scan sees exactly the payload's bytes.
+// The head is copied out of the frame by 8-byte loads, word by word up to 128 bytes and
+// in overlapping blocks of 128 bytes past that (a helper below 8 bytes): at every length
+// across those bounds, behind IPv4, IPv6 and two VLAN tags, and after a payload that
+// left other bytes in the scratch, the scan sees exactly the payload's bytes.
 TEST_F(XdpProgTest, HeadScanSeesThePayloadAtEveryLength) {
   std::string full = "POST /pay/x?y=1 HTTP/1.1\r\nHost: api.example.com:8080\r\nX-User-ID: alice\r\n";
-  while (full.size() < 330) full += "X-Pad: " + std::string(full.size() % 23, 'p') + "\r\n";
+  while (full.size() < 520) full += "X-Pad: " + std::string(full.size() % 23, 'p') + "\r\n";
   full += "\r\n";
   const std::string junk = "GET /" + std::string(DLB_XDP_SCAN_BYTES, '\n');
   struct Layout {
