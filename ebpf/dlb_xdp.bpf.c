@@ -921,9 +921,10 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 
 /* ---- Rules ------------------------------------------------------------------------ */
 
-static long match_rule(__u32 idx, __u32 *cpu_arg)
+/* Rule idx against the request: 1 once m->found is set (the default rule always is). */
+static __always_inline long match_one(__u32 idx, __u32 cpu_arg)
 {
-	struct dlb_match *m = &dlb_scratch[*cpu_arg & (DLB_MAX_CPUS - 1)].match;
+	struct dlb_match *m = &dlb_scratch[cpu_arg & (DLB_MAX_CPUS - 1)].match;
 	const struct dlb_xdp_rule *r;
 	__u32 cpu = m->cpu;
 	__u32 key = idx;
@@ -973,6 +974,19 @@ static long match_rule(__u32 idx, __u32 *cpu_arg)
 	}
 	m->found = idx;
 	return 1;
+}
+
+/* Rules per bpf_loop call (the CPU read again for each, as in scan_step). */
+#define DLB_RULES_PER_CALL 2
+
+static long match_rule(__u32 idx, __u32 *cpu_arg)
+{
+#pragma unroll
+	for (int j = 0; j < DLB_RULES_PER_CALL; j++) {
+		if (match_one(idx * DLB_RULES_PER_CALL + j, *(volatile __u32 *)cpu_arg))
+			return 1;
+	}
+	return 0;
 }
 
 /* The host without its port: "[v6]:port", "name:port". */
@@ -1718,7 +1732,7 @@ int dlb_xdp(struct xdp_md *ctx)
 		m->found = 0;
 		if (count == 0 || count > DLB_XDP_MAX_RULES)
 			return XDP_PASS;
-		bpf_loop(DLB_XDP_MAX_RULES, match_rule, &cpu, 0);
+		bpf_loop(DLB_XDP_MAX_RULES / DLB_RULES_PER_CALL, match_rule, &cpu, 0);
 		rule = m->found;
 	}
 	r = bpf_map_lookup_elem(&dlb_rules, &rule);

@@ -444,6 +444,27 @@ TEST_F(XdpProgTest, RejectedFlowsAreFoundAfterOthersInTheirSlotsEnded) {
   EXPECT_EQ(flags_of(r), packet::tcp_flags::kRst);
 }
 
+// Rules are matched two per bpf_loop call: with 1 to 7 rules and with the most the
+// program takes, a head matching rule k (or none: the default, last) is decided by it,
+// whichever of a call's two places it has.
+TEST_F(XdpProgTest, EveryRulePositionMatches) {
+  uint16_t port = 21000;
+  for (size_t rules : {1, 2, 3, 4, 5, 6, 7, DLB_XDP_MAX_RULES - 1}) {
+    packet::PacketConfig c = BaseConfig();
+    c.rules.clear();
+    for (size_t k = 0; k < rules; ++k) {
+      c.rules.push_back(Rule("r" + std::to_string(k), "/r" + std::to_string(k) + "/", 100, 1));
+    }
+    Configure(c);
+    for (size_t k = 0; k <= rules; ++k) {   // k == rules: no rule matches
+      ASSERT_EQ(RunHead(Head("GET", "/r" + std::to_string(k) + "/x", "rita"), port++).action, XDP_PASS);
+      auto last = prog_->ReadLast(0);
+      ASSERT_TRUE(last.ok());
+      EXPECT_EQ(last->rule, k) << rules << " rules, head for rule " << k;
+    }
+  }
+}
+
 TEST_F(XdpProgTest, QinQAndIpv6HeadsAreDecided) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(RunHead(Head("POST", "/pay", "erin"), 43000 + i, 4, {100, 200}).action, XDP_PASS);
