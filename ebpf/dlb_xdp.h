@@ -150,8 +150,10 @@ DLB_XDP_STATIC_ASSERT(__builtin_offsetof(struct dlb_xdp_user_skey, id) ==
 
 /* One user's bucket on this host. The program and the agent change lease, demand and
  * debt with atomic instructions only (the agent through the control program), so no
- * admission is lost between a read and a write; the local bucket's TAT is read and
- * written under the spin lock. */
+ * admission is lost between a read and a write; the program changes the local bucket's
+ * TAT by compare-and-swap (an admission swaps in the TAT it computed from the one it
+ * read, or reads again), and the control program stores it whole under the lock, which
+ * only the control program takes (and BPF_F_LOCK reads of the value). */
 struct dlb_xdp_user {
 	struct bpf_spin_lock lock;
 	__u32 pad;
