@@ -82,6 +82,22 @@ std::ostream& operator<<(std::ostream& os, const ScanOutcome& o) {
             << " id " << o.id_off << "/" << o.id_len << "}";
 }
 
+// What the program's last record says of its scan (the fields of a head that scanned).
+ScanOutcome OutcomeOf(const dlb_xdp_last& last) {
+  ScanOutcome o;
+  o.result = last.scan_result;
+  if (o.result != DLB_XDP_SCAN_OK) return o;
+  o.sp1 = last.scan_sp1;
+  o.sp2 = last.scan_sp2;
+  o.q = last.scan_q;
+  o.head_end = last.scan_head_end;
+  o.host_off = last.scan_host_off;
+  o.host_len = last.scan_host_len;
+  o.id_off = last.scan_id_off;
+  o.id_len = last.scan_id_len;
+  return o;
+}
+
 bool IsTchar(uint8_t c) {
   return c < 128 && c > 32 && std::strchr("\"(),/:;<=>?@[\\]{}", c) == nullptr && c != 127;
 }
@@ -918,18 +934,7 @@ TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
       ASSERT_TRUE(last.ok());
       ASSERT_GT(last->scan_seq, last_seq) << "payload not scanned: " << testing::PrintToString(payload);
       last_seq = last->scan_seq;
-      ScanOutcome got;
-      got.result = last->scan_result;
-      if (got.result == DLB_XDP_SCAN_OK) {
-        got.sp1 = last->scan_sp1;
-        got.sp2 = last->scan_sp2;
-        got.q = last->scan_q;
-        got.head_end = last->scan_head_end;
-        got.host_off = last->scan_host_off;
-        got.host_len = last->scan_host_len;
-        got.id_off = last->scan_id_off;
-        got.id_len = last->scan_id_len;
-      }
+      const ScanOutcome got = OutcomeOf(*last);
       ScanOutcome want = ReferenceScan(payload, var.id_name, var.max_id);
       if (want.result != DLB_XDP_SCAN_OK) want = ScanOutcome{.result = want.result};
       ASSERT_EQ(got, want) << var.id_name << " head " << i << ": " << testing::PrintToString(payload);
@@ -967,19 +972,8 @@ TEST_F(XdpProgTest, HeadScanSeesThePayloadAtEveryLength) {
       RunHead(payload, port++, layout.ipv, layout.vlans);
       auto last = prog_->ReadLast(0);
       ASSERT_TRUE(last.ok());
-      ScanOutcome got;
-      got.result = last->scan_result;
-      if (got.result == DLB_XDP_SCAN_OK) {
-        got.sp1 = last->scan_sp1;
-        got.sp2 = last->scan_sp2;
-        got.q = last->scan_q;
-        got.head_end = last->scan_head_end;
-        got.host_off = last->scan_host_off;
-        got.host_len = last->scan_host_len;
-        got.id_off = last->scan_id_off;
-        got.id_len = last->scan_id_len;
-        ++ok;
-      }
+      const ScanOutcome got = OutcomeOf(*last);
+      if (got.result == DLB_XDP_SCAN_OK) ++ok;
       ScanOutcome want = ReferenceScan(payload, "X-User-ID", 256);
       if (want.result != DLB_XDP_SCAN_OK) want = ScanOutcome{.result = want.result};
       ASSERT_EQ(got, want) << "IPv" << layout.ipv << " tags " << layout.vlans.size() << " length " << len;
