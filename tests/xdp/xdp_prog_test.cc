@@ -926,10 +926,7 @@ TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
     for (int i = 0; i < 2500; ++i) {
       const std::string payload = gen.Next();
       if (payload.empty()) continue;
-      SegmentSpec s;
-      s.src.port = port++;   // a malformed head resets its flow: each head a new one
-      s.payload = payload;
-      RunXdp(prog_->prog_fd(), BuildSegment(s));
+      RunHead(payload, port++);  // a malformed head resets its flow: each head a new one
       auto last = prog_->ReadLast(0);
       ASSERT_TRUE(last.ok());
       ASSERT_GT(last->scan_seq, last_seq) << "payload not scanned: " << testing::PrintToString(payload);
@@ -1029,10 +1026,7 @@ TEST_F(XdpProgTest, HeadScanEdgeCases) {
       if (shift > 0 && k.result != DLB_XDP_SCAN_NOT_HTTP && head.rfind("GET /", 0) == 0) {
         head.insert(5, std::string(shift, 'p'));
       }
-      SegmentSpec s;
-      s.src.port = port++;   // a malformed head resets its flow: each case a new one
-      s.payload = head;
-      RunXdp(prog_->prog_fd(), BuildSegment(s));
+      RunHead(head, port++);  // a malformed head resets its flow: each case a new one
       auto last = prog_->ReadLast(0);
       ASSERT_TRUE(last.ok());
       EXPECT_EQ(last->scan_result, k.result)
