@@ -127,6 +127,10 @@ struct {
 	__type(value, struct dlb_xdp_last);
 } dlb_last SEC(".maps");
 
+/* Set by the loader (read-only once loaded): 1 keeps each head's scan and decision in
+ * dlb_last for tests. At 0 the verifier drops that code, so attached programs pay nothing. */
+const volatile __u8 dlb_record_last = 0;
+
 struct dlb_scan {
 	__u32 cpu;
 	__u32 n;
@@ -1533,7 +1537,11 @@ static __always_inline int head_policy(struct xdp_md *ctx, struct dlb_scratch *s
 static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
 {
 	__u32 zero = 0;
-	struct dlb_xdp_last *l = bpf_map_lookup_elem(&dlb_last, &zero);
+	struct dlb_xdp_last *l;
+
+	if (!dlb_record_last)
+		return;
+	l = bpf_map_lookup_elem(&dlb_last, &zero);
 	if (!l)
 		return;
 	l->rule = rule;
@@ -1547,7 +1555,11 @@ static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
 static __always_inline void note_scan(const struct dlb_scan *s)
 {
 	__u32 zero = 0;
-	struct dlb_xdp_last *l = bpf_map_lookup_elem(&dlb_last, &zero);
+	struct dlb_xdp_last *l;
+
+	if (!dlb_record_last)
+		return;
+	l = bpf_map_lookup_elem(&dlb_last, &zero);
 	if (!l)
 		return;
 	l->scan_result = s->result;

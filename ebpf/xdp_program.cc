@@ -26,6 +26,7 @@ Status Errno(const std::string& what, int err) {
 StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
   dlb_xdp_bpf* skel = dlb_xdp_bpf__open();
   if (skel == nullptr) return Errno("opening the XDP program", errno);
+  skel->rodata->dlb_record_last = options.record_last ? 1 : 0;
   // Each of the two user maps (short and long IDs) holds up to max_users users.
   for (bpf_map* m : {skel->maps.dlb_users_short, skel->maps.dlb_users}) {
     if (int err = bpf_map__set_max_entries(m, options.max_users); err) {
@@ -282,6 +283,9 @@ StatusOr<XdpCounters> XdpProgram::ReadCounters() const {
 }
 
 StatusOr<dlb_xdp_last> XdpProgram::ReadLast(int cpu) const {
+  if (!skel_->rodata->dlb_record_last) {
+    return Status::InvalidArgument("the program was loaded without record_last");
+  }
   const int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0 || cpu < 0 || cpu >= ncpu) return Status::InvalidArgument("cpu out of range");
   std::vector<dlb_xdp_last> per(static_cast<size_t>(ncpu));

@@ -27,6 +27,9 @@ struct ProgramOptions {
   // Entries of each user map: up to max_users users with IDs of at most
   // DLB_XDP_SHORT_ID bytes (and source addresses), and as many with longer IDs.
   uint32_t max_users = 65536;
+  // Tests: the program keeps each CPU's last head scan and decision for ReadLast. Off,
+  // the verifier removes that bookkeeping from the program.
+  bool record_last = false;
 };
 
 // Counters summed over CPUs.
@@ -60,6 +63,8 @@ class XdpProgram {
   Status Push(const XdpTables& tables);
   Status SetStoreDown(bool down);
   StatusOr<XdpCounters> ReadCounters() const;
+  // The last head scanned and decided on `cpu`; only for a program loaded with
+  // record_last (InvalidArgument otherwise).
   StatusOr<dlb_xdp_last> ReadLast(int cpu) const;
 
   // User keys are struct dlb_xdp_user_key whatever their length: the program keeps

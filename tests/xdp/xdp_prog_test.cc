@@ -265,7 +265,7 @@ class XdpProgTest : public ::testing::Test {
  protected:
   // Verifying the program takes seconds: one load for the suite, state cleared per test.
   static void SetUpTestSuite() {
-    auto p = XdpProgram::Load({.max_users = 1024});
+    auto p = XdpProgram::Load({.max_users = 1024, .record_last = true});
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     shared_ = std::move(*p).release();
   }
@@ -321,6 +321,28 @@ TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) {
   EXPECT_EQ(Counter(DLB_XDP_C_heads), 6u);
   EXPECT_EQ(Counter(DLB_XDP_C_allowed), 5u);
   EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+}
+
+// The program as the agent loads it, without the tests' per-head record: it decides
+// the same, and ReadLast says it has nothing to read.
+TEST_F(XdpProgTest, ProgramWithoutRecordDecidesTheSame) {
+  auto plain = XdpProgram::Load({.max_users = 1024});
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  prog_ = plain->get();
+  Configure(BaseConfig());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40000 + i).action, XDP_PASS) << i;
+  }
+  const RunResult limited = RunHead(Head("POST", "/pay/1", "alice"), 40010);
+  EXPECT_EQ(limited.action, XDP_TX);
+  EXPECT_NE(std::string(limited.frame.begin(), limited.frame.end()).find("HTTP/1.1 429 Too Many Requests"),
+            std::string::npos);
+  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "bob"), 40011).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 5u);
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 4u);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  EXPECT_FALSE(prog_->ReadLast(0).ok());
+  prog_ = shared_;
 }
 
 TEST_F(XdpProgTest, RejectFrameReadsBackAs429WithFinAndCorrectNumbers) {
