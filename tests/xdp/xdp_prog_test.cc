@@ -304,24 +304,29 @@ class XdpProgTest : public ::testing::Test {
     EXPECT_TRUE(c.ok());
     return c.ok() ? (*c)[idx] : 0;
   }
+  // Capacity 3 on POST /pay: three heads of one user pass, the fourth gets a 429;
+  // another user and another rule are not affected.
+  void ExpectAllowedUpToCapacityThenLimited() {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40000 + i).action, XDP_PASS) << i;
+    }
+    const RunResult limited = RunHead(Head("POST", "/pay/1", "alice"), 40010);
+    EXPECT_EQ(limited.action, XDP_TX);
+    EXPECT_NE(std::string(limited.frame.begin(), limited.frame.end()).find("HTTP/1.1 429 Too Many Requests"),
+              std::string::npos);
+    EXPECT_EQ(RunHead(Head("POST", "/pay/1", "bob"), 40011).action, XDP_PASS);
+    EXPECT_EQ(RunHead(Head("GET", "/other", "alice"), 40012).action, XDP_PASS);
+    EXPECT_EQ(Counter(DLB_XDP_C_heads), 6u);
+    EXPECT_EQ(Counter(DLB_XDP_C_allowed), 5u);
+    EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  }
   static inline XdpProgram* shared_ = nullptr;
   XdpProgram* prog_ = nullptr;
   XdpTables tables_;
 };
 
 
-TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) {
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40000 + i).action, XDP_PASS) << i;
-  }
-  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40010).action, XDP_TX);
-  // Another user and another rule are not affected.
-  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "bob"), 40011).action, XDP_PASS);
-  EXPECT_EQ(RunHead(Head("GET", "/other", "alice"), 40012).action, XDP_PASS);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 6u);
-  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 5u);
-  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
-}
+TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) { ExpectAllowedUpToCapacityThenLimited(); }
 
 // The program as the agent loads it, without the tests' per-head record: it decides
 // the same, and ReadLast says it has nothing to read.
@@ -330,17 +335,7 @@ TEST_F(XdpProgTest, ProgramWithoutRecordDecidesTheSame) {
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
   prog_ = plain->get();
   Configure(BaseConfig());
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(RunHead(Head("POST", "/pay/1", "alice"), 40000 + i).action, XDP_PASS) << i;
-  }
-  const RunResult limited = RunHead(Head("POST", "/pay/1", "alice"), 40010);
-  EXPECT_EQ(limited.action, XDP_TX);
-  EXPECT_NE(std::string(limited.frame.begin(), limited.frame.end()).find("HTTP/1.1 429 Too Many Requests"),
-            std::string::npos);
-  EXPECT_EQ(RunHead(Head("POST", "/pay/1", "bob"), 40011).action, XDP_PASS);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 5u);
-  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 4u);
-  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  ExpectAllowedUpToCapacityThenLimited();
   EXPECT_FALSE(prog_->ReadLast(0).ok());
   prog_ = shared_;
 }
