@@ -1534,14 +1534,18 @@ static __always_inline int head_policy(struct xdp_md *ctx, struct dlb_scratch *s
 	return XDP_PASS;
 }
 
-static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
+/* This CPU's record of its last head, or NULL when the program keeps none. */
+static __always_inline struct dlb_xdp_last *last_record(void)
 {
 	__u32 zero = 0;
-	struct dlb_xdp_last *l;
 
-	if (!dlb_record_last)
-		return;
-	l = bpf_map_lookup_elem(&dlb_last, &zero);
+	return dlb_record_last ? bpf_map_lookup_elem(&dlb_last, &zero) : NULL;
+}
+
+static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
+{
+	struct dlb_xdp_last *l = last_record();
+
 	if (!l)
 		return;
 	l->rule = rule;
@@ -1554,12 +1558,8 @@ static __always_inline void note_last(__u32 rule, const struct dlb_decision *d)
 /* The last head scanned, for tests that compare the scan with its specification. */
 static __always_inline void note_scan(const struct dlb_scan *s)
 {
-	__u32 zero = 0;
-	struct dlb_xdp_last *l;
+	struct dlb_xdp_last *l = last_record();
 
-	if (!dlb_record_last)
-		return;
-	l = bpf_map_lookup_elem(&dlb_last, &zero);
 	if (!l)
 		return;
 	l->scan_result = s->result;
