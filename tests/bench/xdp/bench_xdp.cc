@@ -3,7 +3,10 @@
 // short head with a 36-byte and a 100-byte ID, a 212-byte head with a body, browser-like heads of 400-600 bytes with the identity
 // header at a random position), a segment with a body, a bare ACK, and traffic to
 // another port; then a short head of one user decided on two CPUs at once (the user's
-// bucket shared, its TAT changed by compare-and-swap), ns per packet on each. Needs root.
+// bucket shared, its TAT changed by compare-and-swap), ns per packet on each.
+// Beside each packet, in the same run: the floor of a head decision on this kernel
+// (xdp_floor.bpf.c: L2-L4, the scan to the end of the head, the clock and one hash
+// lookup, nothing else), then the floor by part. Needs root.
 //
 //   build-rel/tests/bench/xdp/bench_xdp [repeat]
 #include <bpf/bpf.h>
@@ -16,6 +19,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -24,6 +28,7 @@
 #include "../../packet/frames.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
+#include "xdp_floor.skel.h"
 
 namespace {
 
@@ -165,13 +170,52 @@ int main(int argc, char** argv) {
   s.payload = Head("GET", "/", "alice");
   s.dst.port = 8080;
   cases.push_back({"other port", s});
-  std::printf("%-44s %12s %8s\n", "packet", "ns/packet", "action");
-  for (const Case& k : cases) {
-    int action = -1;
-    const double ns = NsPerPacket((*prog)->prog_fd(), BuildSegment(k.spec), repeat, &action);
-    std::printf("%-44s %12.1f %8s\n", k.name, ns,
-                action == XDP_PASS ? "PASS" : action == XDP_TX ? "TX" : action == XDP_DROP ? "DROP" : "?");
+  xdp_floor_bpf* floor = xdp_floor_bpf__open_and_load();
+  if (floor == nullptr) {
+    std::fprintf(stderr, "bench_xdp: cannot load the floor programs\n");
+    return 1;
   }
+  const auto action_name = [](int action) {
+    return action == XDP_PASS ? "PASS" : action == XDP_TX ? "TX" : action == XDP_DROP ? "DROP" : "?";
+  };
+  // The floor's parts, cumulative as the file describes them.
+  const std::pair<const char*, bpf_program*> parts[] = {
+      {"harness", floor->progs.floor_harness}, {"l2-l4", floor->progs.floor_l4},
+      {"+clock", floor->progs.floor_clock},    {"+lookup", floor->progs.floor_lookup},
+      {"l2-l4+scan", floor->progs.floor_scan}, {"floor", floor->progs.floor_all},
+  };
+  // The floor is that of a head: it runs on the head packets only.
+  const auto is_head = [](const Case& k) { return std::string_view(k.name).starts_with("head"); };
+  std::printf("%-44s %12s %8s %10s %8s\n", "packet", "ns/packet", "action", "floor ns", "floor");
+  std::vector<std::pair<const char*, std::vector<double>>> by_part;
+  for (const Case& k : cases) {
+    const std::vector<uint8_t> frame = BuildSegment(k.spec);
+    int action = -1;
+    const double ns = NsPerPacket((*prog)->prog_fd(), frame, repeat, &action);
+    if (!is_head(k)) {
+      std::printf("%-44s %12.1f %8s %10s %8s\n", k.name, ns, action_name(action), "-", "-");
+      continue;
+    }
+    std::vector<double> part_ns;
+    int floor_action = -1;
+    for (const auto& [name, p] : parts) {
+      part_ns.push_back(NsPerPacket(bpf_program__fd(p), frame, repeat, &floor_action));
+    }
+    std::printf("%-44s %12.1f %8s %10.1f %8s\n", k.name, ns, action_name(action), part_ns.back(),
+                action_name(floor_action));
+    by_part.emplace_back(k.name, std::move(part_ns));
+  }
+  std::printf("\nfloor by part, ns/packet (each includes the ones before it; l2-l4+scan has no clock or lookup)\n");
+  std::printf("%-44s", "packet");
+  for (const auto& [name, p] : parts) std::printf(" %10s", name);
+  std::printf("\n");
+  for (const auto& [name, part_ns] : by_part) {
+    std::printf("%-44s", name);
+    for (double ns : part_ns) std::printf(" %10.1f", ns);
+    std::printf("\n");
+  }
+  xdp_floor_bpf__destroy(floor);
+  std::printf("\n");
   if (std::thread::hardware_concurrency() >= 2) {
     SegmentSpec one;
     one.payload = Head("GET", "/", "alice");
