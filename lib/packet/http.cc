@@ -275,12 +275,16 @@ struct LeanMasks {
   uint64_t colon = 0;
   uint64_t ctl = 0;
   uint64_t special = 0;
+  // Scanners with kBack: the bytes 5, 15, 18 or id + 1 after an LF, where the colon of
+  // a line whose name is 4, 14, 17 or id bytes long would be.
+  uint64_t back = 0;
 };
 
 // The chunk scanners: one per instruction set, their constants built once per head.
-// operator() classifies the 64 bytes at p; WithPrev those at p with the two bytes
-// before p, which the caller has.
+// operator() classifies the 64 bytes at p; WithPrev those at p with the bytes before p
+// (two, or with kBack up to 64), which the caller has.
 struct ScanSse2 {
+  static constexpr bool kBack = false;
 #if defined(__SSE2__)
   const __m128i lf = _mm_set1_epi8('\n');
   const __m128i cr = _mm_set1_epi8('\r');
@@ -302,7 +306,7 @@ struct ScanSse2 {
     }
     return m;
   }
-  LeanMasks WithPrev(const uint8_t* p) const {
+  LeanMasks WithPrev(const uint8_t* p, size_t) const {
     LeanMasks m;
     for (int b = 0; b < 4; ++b) {
       const uint8_t* q = p + 16 * b;
@@ -338,7 +342,7 @@ struct ScanSse2 {
     }
     return m;
   }
-  LeanMasks WithPrev(const uint8_t* p) const {
+  LeanMasks WithPrev(const uint8_t* p, size_t) const {
     LeanMasks m;
     for (int i = 0; i < 64; ++i) {
       const uint64_t bit = uint64_t{1} << i;
@@ -361,6 +365,10 @@ struct ScanSse2 {
 #define DLB_AVX512 gnu::target("avx512f,avx512bw,bmi,bmi2,popcnt")
 #define DLB_AVX2 gnu::target("avx2,bmi,bmi2,popcnt")
 struct ScanAvx512 {
+  // The line-start distances are found by loads and compares (spare vector work)
+  // instead of shifts of the start masks (scarce scalar work); measured slower for
+  // the narrower scanners, which need twice or four times the vector instructions.
+  static constexpr bool kBack = true;
   __m512i lf, cr, colon, space;
   [[DLB_AVX512]] ScanAvx512()
       : lf(_mm512_set1_epi8('\n')), cr(_mm512_set1_epi8('\r')), colon(_mm512_set1_epi8(':')),
@@ -375,8 +383,13 @@ struct ScanAvx512 {
     m.ctl = _mm512_cmple_epu8_mask(v, space);
     return m;
   }
-  [[DLB_AVX512]] LeanMasks WithPrev(const uint8_t* p) const {
+  [[DLB_AVX512]] __m512i XorLf(const uint8_t* p) const { return _mm512_xor_si512(_mm512_loadu_si512(p), lf); }
+  // id1: the identity name's length + 1, at most 64.
+  [[DLB_AVX512]] LeanMasks WithPrev(const uint8_t* p, size_t id1) const {
     const __m512i v = _mm512_loadu_si512(p);
+    // An LF at any of the four distances back: the minimum of the bytes XOR LF is 0.
+    const __m512i near = _mm512_min_epu8(_mm512_min_epu8(XorLf(p - 5), XorLf(p - 15)),
+                                         _mm512_min_epu8(XorLf(p - 18), XorLf(p - id1)));
     const __m512i v1 = _mm512_loadu_si512(p - 1);
     const __m512i v2 = _mm512_loadu_si512(p - 2);
     const __mmask64 is_lf = _mm512_cmpeq_epi8_mask(v, lf);
@@ -389,11 +402,13 @@ struct ScanAvx512 {
     m.colon = _mm512_cmpeq_epi8_mask(v, colon);
     m.ctl = _mm512_cmple_epu8_mask(v, space);
     m.special = end | (after_cr & ~is_lf) | _mm512_testn_epi8_mask(v, v);
+    m.back = _mm512_testn_epi8_mask(near, near);
     return m;
   }
 };
 
 struct ScanAvx2 {
+  static constexpr bool kBack = false;
   __m256i lf, cr, colon, space;
   [[DLB_AVX2]] ScanAvx2()
       : lf(_mm256_set1_epi8('\n')), cr(_mm256_set1_epi8('\r')), colon(_mm256_set1_epi8(':')),
@@ -434,7 +449,7 @@ struct ScanAvx2 {
     h.ctl = _mm256_cmpeq_epi8(_mm256_max_epu8(v, space), space);
     return h;
   }
-  [[DLB_AVX2]] LeanMasks WithPrev(const uint8_t* p) const {
+  [[DLB_AVX2]] LeanMasks WithPrev(const uint8_t* p, size_t) const {
     const Half a = HalfWithPrev(p);
     const Half b = HalfWithPrev(p + 32);
     LeanMasks m;
@@ -633,6 +648,7 @@ template <class Scan>
   uint64_t prev_starts = 0;
   const unsigned id_shift = static_cast<unsigned>(id_bytes);
   const unsigned id_back = 64 - id_shift;
+  const size_t id1 = id_bytes + 1;  // <= 64: the lean loop starts at byte 64
   const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
     hm.c[c].lf = m.lf;
     hm.c[c].ctl = m.ctl;
@@ -693,27 +709,36 @@ template <class Scan>
     uint64_t bad = 0;
     uint64_t lines = 0;
     bool special = false;
-    for (base = 64; limit - base >= 64; base += 64) {
-      const LeanMasks m = scan.WithPrev(data + base);
+    // Pointers, not an index: the loop is short of registers.
+    const uint8_t* p = data + 64;
+    const uint8_t* const last = data + limit - 64;  // the last whole chunk starts here
+    ChunkBits* cb = &hm.c[1];
+    for (; p <= last; p += 64, ++cb) {
+      const LeanMasks m = scan.WithPrev(p, id1);
       if (m.special != 0) [[unlikely]] {
         special = true;
         break;
       }
-      ChunkBits& cb = hm.c[base >> 6];
-      cb.lf = m.lf;
-      cb.ctl = m.ctl;  // a request line may run past the first chunk
-      cb.start = m.starts;
+      cb->lf = m.lf;
+      cb->ctl = m.ctl;  // a request line may run past the first chunk
+      cb->start = m.starts;
       const uint64_t not_colon = ~m.colon;
       const uint64_t names = AddCarry(not_colon, m.starts, carry) ^ not_colon;
       bad |= (names & m.ctl) | (m.starts & m.colon);
-      const uint64_t back = StartsBack<4>(m.starts, prev) | StartsBack<14>(m.starts, prev) |
-                            StartsBack<17>(m.starts, prev) | m.starts << id_shift | prev >> id_back;
-      cb.wanted = names & m.colon & back;
+      if constexpr (Scan::kBack) {
+        cb->wanted = names & m.colon & m.back;
+      } else {
+        const uint64_t back = StartsBack<4>(m.starts, prev) | StartsBack<14>(m.starts, prev) |
+                              StartsBack<17>(m.starts, prev) | m.starts << id_shift | prev >> id_back;
+        cb->wanted = names & m.colon & back;
+        prev = m.starts;
+      }
       lines += static_cast<uint64_t>(__builtin_popcountll(m.starts));
-      prev = m.starts;
     }
+    base = static_cast<size_t>(p - data);
     carry_name = carry;
-    prev_starts = prev;
+    // The previous chunk's line starts, for the chunk after the loop.
+    prev_starts = Scan::kBack ? hm.c[(base >> 6) - 1].start : prev;
     trouble |= bad;
     header_lines += lines;
     if (special) {

@@ -302,6 +302,62 @@ TEST_P(HeadReferenceTest, RequestLinesAgreeWithTheReference) {
   EXPECT_GT(ok, 2000) << "too few valid lines to be a useful comparison";
 }
 
+// Every identity name length below 64 (the scanners find the lines whose name may be
+// the identity's by their distance from a line start), with names of the other lengths
+// looked at (4, 14, 17) and of neighbouring lengths around it, anywhere in heads long
+// enough to cross several chunks.
+TEST_P(HeadReferenceTest, IdentityNamesOfEveryLength) {
+  std::mt19937 rng(99);
+  const char* const kOthers[] = {"Host: h.example", "Content-Length: 3", "Transfer-Encoding: chunked",
+                                 "Accept: */*", "X-Forwarded-Proto: https", "Accept-Charset: utf-8"};
+  int found = 0;
+  for (size_t n = 1; n < 64; ++n) {
+    std::string name;
+    for (size_t i = 0; i < n; ++i) name += static_cast<char>('a' + (i * 7 + n) % 26);
+    HeadOptions o;
+    o.identity_header = name;
+    o.max_identity_bytes = 64;
+    for (int trial = 0; trial < 120; ++trial) {
+      // The reference knows two request lines; a first header line of random length
+      // moves the rest against the chunk boundaries.
+      std::string s = rng() % 2 ? "GET / HTTP/1.1\r\n" : "POST /p?q HTTP/1.0\n";
+      s += "F: " + std::string(rng() % 90, 'f') + "\r\n";
+      const int lines = static_cast<int>(rng() % 12);
+      const int id_at = static_cast<int>(rng() % (lines + 1));
+      for (int i = 0; i <= lines; ++i) {
+        if (i == id_at && rng() % 8 != 0) {
+          std::string sent = name;
+          if (rng() % 2) sent[rng() % n] ^= 0x20;                 // another case
+          if (rng() % 6 == 0) sent.erase(rng() % n, 1);           // one byte shorter
+          if (rng() % 6 == 0) sent.insert(rng() % n, 1, 'q');     // one byte longer
+          s += sent + ":" + std::string(rng() % 2, ' ') + "id" + std::to_string(trial) + "\r\n";
+        }
+        if (i < lines) {
+          if (rng() % 3 == 0) {
+            s += kOthers[rng() % std::size(kOthers)];
+          } else {
+            s += std::string(1 + rng() % 30, 'h') + ": " + std::string(rng() % 60, 'v');
+          }
+          s += rng() % 5 == 0 ? "\n" : "\r\n";
+        }
+      }
+      s += "\r\n";
+      if (rng() % 2) s += std::string(rng() % 70, 'b');
+      const Ref want = Reference(s, o);
+      RequestHead got;
+      const HeadResult r = ParseRequestHead(reinterpret_cast<const uint8_t*>(s.data()), s.size(), o, got);
+      ASSERT_EQ(HeadResultName(r), std::string(HeadResultName(want.result))) << n << " " << ::testing::PrintToString(s);
+      if (r == HeadResult::kOk) {
+        ASSERT_EQ(std::string(got.identity), want.identity) << n << " " << ::testing::PrintToString(s);
+        ASSERT_EQ(got.content_length, want.content_length) << n << " " << ::testing::PrintToString(s);
+        ASSERT_EQ(got.chunked, want.chunked) << n << " " << ::testing::PrintToString(s);
+        if (!want.identity.empty()) ++found;
+      }
+    }
+  }
+  EXPECT_GT(found, 2000) << "too few heads with an identity to be a useful comparison";
+}
+
 // Identity names of 64 bytes and more are found by another route than shorter ones.
 TEST_P(HeadReferenceTest, LongIdentityNames) {
   std::mt19937 rng(7);
