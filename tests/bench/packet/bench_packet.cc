@@ -43,6 +43,7 @@
 #include "dlb/packet/engine.h"
 #include "dlb/packet/shard_sync.h"
 #include "bench_frames.h"
+#include "floor.h"
 #ifdef DLB_BENCH_REDIS
 #include "redis/lease_script.h"
 #include "redis/pool.h"
@@ -270,6 +271,69 @@ void RunHeadFrames(benchmark::State& state, Mode mode) {
 
 void BM_HeadFrames(benchmark::State& state) { RunHeadFrames(state, Mode::kLocal); }
 BENCHMARK(BM_HeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kNanosecond)
+    ->MinTime(2.0);
+
+// BM_FloorHeadFrames/<users>: the same frames, users and burst through FloorDecider
+// (floor.h): only what any decision of a head must do. Run beside BM_HeadFrames.
+void BM_FloorHeadFrames(benchmark::State& state) {
+  const uint64_t users = static_cast<uint64_t>(state.range(0));
+  std::mt19937_64 rng(42);
+  HeadRing ring = MakeHeadRing(rng);
+  // The default rule's bucket: capacity 100 at 10/s.
+  bench::FloorDecider floor(users, 100'000'000, 99 * 100'000'000LL);
+  std::vector<bench::FloorDecider::Frame> frames(kRingFrames);
+  for (size_t i = 0; i < kRingFrames; ++i) {
+    frames[i] = {ring.frames[i].data(), static_cast<uint32_t>(ring.frames[i].size())};
+  }
+  {
+    std::vector<bool> seen(kFlows);
+    for (size_t i = 0; i < kRingFrames; ++i) {
+      if (!seen[ring.flow_of[i]]) floor.Expect(frames[i]);
+      seen[ring.flow_of[i]] = true;
+    }
+  }
+  // The floor must find each frame's identity (its scalar path too, where it has AVX-512).
+  for (size_t i = 0; i < kRingFrames; ++i) {
+    const uint8_t* head = frames[i].data + bench::kPayloadOffset;
+    const size_t n = frames[i].bytes - bench::kPayloadOffset;
+    const uint64_t want = floor.HashOf(frames[i].data + ring.user_at[i], bench::kUserDigits);
+    if (floor.IdentityOf(head, n) != want || floor.ScalarIdentityOf(head, n) != want) {
+      state.SkipWithError("the floor did not find a frame's identity");
+      return;
+    }
+  }
+  int64_t now_ns = kStartNs;
+  uint32_t lap = 0;
+  // Fill the buckets (not timed): every user once.
+  for (uint64_t u = 0; u < users; lap++) {
+    PrepareLap(ring, lap, [&](size_t) { return u < users ? u++ : rng() % users; });
+    for (size_t i = 0; i < kRingFrames; i += kBurst, now_ns += kFrameSpacingNs * kBurst) {
+      floor.Burst(&frames[i], kBurst, now_ns);
+    }
+  }
+  const uint64_t decided_before = floor.decided();
+  uint64_t n = 0;
+  size_t pos = kRingFrames;
+  for (auto _ : state) {
+    if (pos == kRingFrames) {
+      state.PauseTiming();
+      PrepareLap(ring, lap++, [&](size_t) { return rng() % users; });
+      pos = 0;
+      state.ResumeTiming();
+    }
+    benchmark::DoNotOptimize(floor.Burst(&frames[pos], kBurst, now_ns));
+    now_ns += kFrameSpacingNs * kBurst;
+    pos += kBurst;
+    n += kBurst;
+  }
+  if (floor.decided() - decided_before != n) state.SkipWithError("not every frame was decided as a head");
+  state.SetItemsProcessed(static_cast<int64_t>(n));
+  state.SetLabel(floor.avx512() ? "avx512" : "scalar");
+  state.counters["ns_per_frame"] = benchmark::Counter(static_cast<double>(n),
+                                                       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["Mpps"] = benchmark::Counter(static_cast<double>(n) / 1e6, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FloorHeadFrames)->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kNanosecond)
     ->MinTime(2.0);
 
 #ifdef DLB_BENCH_REDIS
