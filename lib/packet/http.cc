@@ -498,6 +498,9 @@ struct Classified {
   // Some header line may be malformed (a name with whitespace or controls, no colon,
   // an empty name, a folded line): walk the lines one by one to say which.
   bool suspect = false;
+  // The lean pass: bit c set when chunk c holds a wanted colon (heads of < 64 chunks).
+  bool chunks_known = false;
+  uint64_t wanted_chunks = 0;
 };
 
 // Bits of a line start d bytes before (0 < d < 64), from this chunk's starts and the
@@ -649,6 +652,7 @@ template <class Scan>
   const unsigned id_shift = static_cast<unsigned>(id_bytes);
   const unsigned id_back = 64 - id_shift;
   const size_t id1 = id_bytes + 1;  // <= 64: the lean loop starts at byte 64
+  uint64_t wanted_chunks = 0;
   const auto add = [&](size_t c, const ChunkMasks& m, uint64_t prev_cr, uint64_t in_head, uint64_t starts) {
     hm.c[c].lf = m.lf;
     hm.c[c].ctl = m.ctl;
@@ -659,7 +663,9 @@ template <class Scan>
     trouble |= (((prev_cr & ~m.lf) | m.nul) & in_head) | (names & m.ctl) | (starts & m.colon);
     const uint64_t back = StartsBack<4>(starts, prev_starts) | StartsBack<14>(starts, prev_starts) |
                           StartsBack<17>(starts, prev_starts) | starts << id_shift | prev_starts >> id_back;
-    hm.c[c].wanted = names & m.colon & back;
+    const uint64_t wanted = names & m.colon & back;
+    hm.c[c].wanted = wanted;
+    wanted_chunks |= uint64_t{wanted != 0} << (c & 63);
     header_lines += static_cast<uint64_t>(__builtin_popcountll(starts));
     prev_starts = starts;
   };
@@ -674,6 +680,8 @@ template <class Scan>
     out.end_lf = base + static_cast<size_t>(e);
     out.header_lines = header_lines;
     out.suspect = trouble != 0;  // the caller runs Classify for the details
+    out.chunks_known = true;
+    out.wanted_chunks = wanted_chunks;
     return out;
   };
   // A chunk scanned the usual way, after the bytes before it: with carries from them.
@@ -713,7 +721,9 @@ template <class Scan>
     const uint8_t* p = data + 64;
     const uint8_t* const last = data + limit - 64;  // the last whole chunk starts here
     ChunkBits* cb = &hm.c[1];
-    for (; p <= last; p += 64, ++cb) {
+    uint64_t chunk_bit = 2;  // this chunk's bit in wanted_chunks (0 from chunk 64 on)
+    uint64_t gathered = 0;
+    for (; p <= last; p += 64, ++cb, chunk_bit <<= 1) {
       const LeanMasks m = scan.WithPrev(p, id1);
       if (m.special != 0) [[unlikely]] {
         special = true;
@@ -725,17 +735,21 @@ template <class Scan>
       const uint64_t not_colon = ~m.colon;
       const uint64_t names = AddCarry(not_colon, m.starts, carry) ^ not_colon;
       bad |= (names & m.ctl) | (m.starts & m.colon);
+      uint64_t wanted;
       if constexpr (Scan::kBack) {
-        cb->wanted = names & m.colon & m.back;
+        wanted = names & m.colon & m.back;
       } else {
         const uint64_t back = StartsBack<4>(m.starts, prev) | StartsBack<14>(m.starts, prev) |
                               StartsBack<17>(m.starts, prev) | m.starts << id_shift | prev >> id_back;
-        cb->wanted = names & m.colon & back;
+        wanted = names & m.colon & back;
         prev = m.starts;
       }
+      cb->wanted = wanted;
+      gathered |= wanted != 0 ? chunk_bit : 0;
       lines += static_cast<uint64_t>(__builtin_popcountll(m.starts));
     }
     base = static_cast<size_t>(p - data);
+    wanted_chunks |= gathered;
     carry_name = carry;
     // The previous chunk's line starts, for the chunk after the loop.
     prev_starts = Scan::kBack ? hm.c[(base >> 6) - 1].start : prev;
@@ -1176,8 +1190,12 @@ HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& 
     // of 4 KiB or more takes them all).
     uint64_t chunks = ~uint64_t{0};
     if (last < 64) {
-      chunks = 0;
-      for (size_t c = 0; c <= last; ++c) chunks |= uint64_t{hm.c[c].wanted != 0} << c;
+      if (cls.chunks_known) {
+        chunks = cls.wanted_chunks;
+      } else {
+        chunks = 0;
+        for (size_t c = 0; c <= last; ++c) chunks |= uint64_t{hm.c[c].wanted != 0} << c;
+      }
     }
     for (size_t c = 0; c <= last; ++c) {
       if (c < 64) {

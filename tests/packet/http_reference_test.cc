@@ -358,6 +358,40 @@ TEST_P(HeadReferenceTest, IdentityNamesOfEveryLength) {
   EXPECT_GT(found, 2000) << "too few heads with an identity to be a useful comparison";
 }
 
+// Heads of 3 to 7 KiB: the lines to visit lie in chunks on both sides of the 64th (the
+// parser tracks which chunks hold them in one 64-bit word, up to the 64th).
+TEST_P(HeadReferenceTest, LongHeadsAcrossTheSixtyFourthChunk) {
+  std::mt19937 rng(64);
+  HeadOptions o;
+  o.max_head_bytes = 8192;
+  o.max_header_lines = 200;
+  int found = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string s = rng() % 2 ? "GET / HTTP/1.1\r\n" : "POST /p?q HTTP/1.0\n";
+    const int lines = 40 + static_cast<int>(rng() % 60);
+    const int id_at = static_cast<int>(rng() % (lines + 1));
+    const int host_at = static_cast<int>(rng() % (lines + 1));
+    for (int i = 0; i <= lines; ++i) {
+      if (i == id_at) s += "X-User-ID: u" + std::to_string(trial) + "\r\n";
+      if (i == host_at) s += "Host: h" + std::to_string(trial) + "\r\n";
+      if (i < lines) s += "L" + std::to_string(i) + ": " + std::string(30 + rng() % 80, 'v') + "\r\n";
+    }
+    if (rng() % 4 == 0) s += "Content-Length: 12\r\n";
+    s += "\r\n";
+    const Ref want = Reference(s, o);
+    RequestHead got;
+    const HeadResult r = ParseRequestHead(reinterpret_cast<const uint8_t*>(s.data()), s.size(), o, got);
+    ASSERT_EQ(HeadResultName(r), std::string(HeadResultName(want.result))) << s.size();
+    if (r == HeadResult::kOk) {
+      ASSERT_EQ(std::string(got.identity), want.identity) << s.size() << " " << id_at;
+      ASSERT_EQ(std::string(got.host), "h" + std::to_string(trial)) << s.size() << " " << host_at;
+      ASSERT_EQ(got.content_length, want.content_length);
+      if (s.size() > 4096) ++found;
+    }
+  }
+  EXPECT_GT(found, 50) << "too few heads past 4 KiB to be a useful comparison";
+}
+
 // Identity names of 64 bytes and more are found by another route than shorter ones.
 TEST_P(HeadReferenceTest, LongIdentityNames) {
   std::mt19937 rng(7);
