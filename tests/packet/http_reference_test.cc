@@ -392,6 +392,34 @@ TEST_P(HeadReferenceTest, LongHeadsAcrossTheSixtyFourthChunk) {
   EXPECT_GT(found, 50) << "too few heads past 4 KiB to be a useful comparison";
 }
 
+// Host values of every length up to 40 bytes, with a port or none, bracketed or not,
+// the ':' or ']' at every position (the port is found eight bytes at a time).
+TEST_P(HeadReferenceTest, HostPortsAtEveryPosition) {
+  std::mt19937 rng(80);
+  int checked = 0;
+  for (size_t n = 0; n <= 40; ++n) {
+    for (int trial = 0; trial < 40; ++trial) {
+      std::string value;
+      // obs-text too: bytes above 0x7f are allowed in a value and must not look like ':'.
+      for (size_t i = 0; i < n; ++i) value += static_cast<char>("abcxyz019.-\xfa\xba\xff"[rng() % 14]);
+      if (n > 0 && trial % 4 == 1) value[rng() % n] = ':';
+      if (n > 1 && trial % 4 == 2) {
+        value[0] = '[';
+        value[1 + rng() % (n - 1)] = ']';
+      }
+      if (n > 2 && trial % 4 == 3) value[rng() % n] = ':', value[rng() % n] = ':';
+      const std::string head = "GET / HTTP/1.1\r\nHost: " + value + "\r\n\r\n";
+      RequestHead got;
+      ASSERT_EQ(ParseRequestHead(reinterpret_cast<const uint8_t*>(head.data()), head.size(), HeadOptions{}, got),
+                HeadResult::kOk)
+          << value;
+      ASSERT_EQ(std::string(got.host), RefStripPort(value)) << value;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 41 * 40);
+}
+
 // Identity names of 64 bytes and more are found by another route than shorter ones.
 TEST_P(HeadReferenceTest, LongIdentityNames) {
   std::mt19937 rng(7);
