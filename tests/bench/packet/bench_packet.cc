@@ -9,6 +9,9 @@
 //   shard is filled with all of them first. Parse + flow + head + rule + SipHash +
 //   shard decision per frame. Rules use action "shadow" so that limited users keep
 //   their connections (a reject would close them and make later frames cheap).
+// BM_FloorHeadFrames/<users>: the same frames and users through the floor of a head
+//   decision (floor.h: L2-L4, flow slot, scan to the end of the head and the identity,
+//   SipHash, a GCRA bucket; no validation, rules or stream state), for comparison.
 // BM_HeadFramesSynced/<users>: the same with every rule synced, decided through
 //   ShardSync against a private redis-server (started by the benchmark): each bucket
 //   registered and settled first; the control thread's Round() runs untimed after
@@ -312,6 +315,7 @@ void BM_FloorHeadFrames(benchmark::State& state) {
     }
   }
   const uint64_t decided_before = floor.decided();
+  const uint64_t admitted_before = floor.admitted();
   uint64_t n = 0;
   size_t pos = kRingFrames;
   for (auto _ : state) {
@@ -329,6 +333,8 @@ void BM_FloorHeadFrames(benchmark::State& state) {
   if (floor.decided() - decided_before != n) state.SkipWithError("not every frame was decided as a head");
   state.SetItemsProcessed(static_cast<int64_t>(n));
   state.SetLabel(floor.avx512() ? "avx512" : "scalar");
+  state.counters["limited_frac"] =
+      1.0 - static_cast<double>(floor.admitted() - admitted_before) / static_cast<double>(n);
   state.counters["ns_per_frame"] = benchmark::Counter(static_cast<double>(n),
                                                        benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["Mpps"] = benchmark::Counter(static_cast<double>(n) / 1e6, benchmark::Counter::kIsRate);
