@@ -146,11 +146,11 @@ ShardEntry* BucketShard::Find(const ShardProbe& p, dlb::u128 now_fp, bool& in_b,
   unsigned free = 0;
   const auto classify = [&](const ShardEntry& e, unsigned bit, bool second) {
     const uint64_t tat_ns = e.tat_ns & kTatMask;
-    hits |= unsigned{(e.tag == p.tag) & (((e.tat_ns & kSecondLineBit) != 0) == second)} << bit;
+    hits |= static_cast<unsigned>((e.tag == p.tag) & (((e.tat_ns & kSecondLineBit) != 0) == second)) << bit;
     // Reusable(), less its sync check: TAT <= now, and not a bucket that never leaks.
     const bool drained = ((tat_ns < now_ns) | ((tat_ns == now_ns) & (e.tat_frac <= now_frac))) &
                          ((e.tat_ns & kNeverLeaksBit) == 0);
-    free |= unsigned{(e.tag == 0) | drained} << bit;
+    free |= static_cast<unsigned>((e.tag == 0) | drained) << bit;
   };
   for (unsigned k = 0; k < kEntriesPerLine; ++k) {
     classify(a.entries[k], k, false);

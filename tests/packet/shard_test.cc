@@ -142,6 +142,65 @@ TEST(ShardTest, FullTableNeverEvictsABucketWithLevel) {
   EXPECT_EQ(shard->counters().reused_entries, 1u);
 }
 
+// An entry the sync layer holds keeps its index for the control thread: a new key
+// never takes it, however drained its bucket, until the sync layer lets it go.
+TEST(ShardTest, HeldEntriesAreNeverReused) {
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 5, kEpochNs, /*with_sync=*/true);
+  ASSERT_TRUE(shard.ok());
+  ASSERT_EQ(shard->entries(), 8u);
+  shard->EngageSync();
+  const dlb::BucketProfile p = Profile(2, 1);
+  const int64_t now = kEpochNs + 1;
+  for (uint64_t k = 0; k < 8; ++k) {
+    dlb::Decision d;
+    ASSERT_TRUE(shard->Decide(shard->Probe(k, 0), p, now, 1, d));
+  }
+  ASSERT_EQ(shard->CountUsed(), 8u);
+  // All eight buckets drain within 2 s; six of them are held.
+  for (size_t i = 0; i < 8; ++i) {
+    if (i != 2 && i != 5) shard->sync_slot(i).avail.store(3);
+  }
+  const int64_t later = now + 5'000'000'000;
+  for (uint64_t k = 100; k < 102; ++k) {
+    dlb::Decision d;
+    ASSERT_TRUE(shard->Decide(shard->Probe(k, 0), p, later, 1, d)) << k;
+  }
+  EXPECT_EQ(shard->counters().reused_entries, 2u);
+  // Only the two free entries went to new keys; the held ones still hold their tags.
+  const uint32_t fresh_a = shard->Probe(100, 0).tag;
+  const uint32_t fresh_b = shard->Probe(101, 0).tag;
+  for (size_t i = 0; i < 8; ++i) {
+    const bool taken = shard->entry_tag(i) == fresh_a || shard->entry_tag(i) == fresh_b;
+    EXPECT_EQ(taken, i == 2 || i == 5) << i;
+  }
+  dlb::Decision d;
+  EXPECT_FALSE(shard->Decide(shard->Probe(102, 0), p, later, 1, d));  // the rest is held
+  // Let go, an entry is free again.
+  shard->sync_slot(0).avail.store(kNotSynced);
+  EXPECT_TRUE(shard->Decide(shard->Probe(102, 0), p, later, 1, d));
+}
+
+// Two keys with the same tag whose lines are each other's second: an entry counts as a
+// key's only in the line its placement bit names, so the two never share a bucket.
+TEST(ShardTest, SameTagInSwappedLinesIsAnotherKey) {
+  auto shard = BucketShard::Create(HeapAllocator::Instance(), 5, kEpochNs);
+  ASSERT_TRUE(shard.ok());
+  const dlb::BucketProfile p = Profile(1, 1);
+  const ShardProbe x{.line_a = 0, .line_b = 1, .tag = 77};
+  const ShardProbe y{.line_a = 1, .line_b = 0, .tag = 77};
+  const int64_t now = kEpochNs + 1;
+  dlb::Decision d;
+  ASSERT_TRUE(shard->Decide(x, p, now, 1, d));
+  EXPECT_TRUE(d.allowed);
+  ASSERT_TRUE(shard->Decide(y, p, now, 1, d));
+  EXPECT_TRUE(d.allowed) << "y took x's bucket";
+  ASSERT_TRUE(shard->Decide(x, p, now, 1, d));
+  EXPECT_FALSE(d.allowed);
+  ASSERT_TRUE(shard->Decide(y, p, now, 1, d));
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(shard->CountUsed(), 2u);
+}
+
 TEST(ShardTest, QuotaBucketsAreNeverReused) {
   auto shard = BucketShard::Create(HeapAllocator::Instance(), 5, kEpochNs);
   ASSERT_TRUE(shard.ok());
