@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <string>
+#include <vector>
+
 namespace dlb::packet {
 namespace {
 
@@ -36,6 +40,43 @@ TEST(RulesTest, FirstMatchWinsThenDefault) {
   EXPECT_EQ(set->Match(H(Method::kOther, "PURGEX", "/x", "")), 3);
   EXPECT_EQ(set->Match(H(Method::kGet, "GET", "/v2", "")), set->default_index());
   EXPECT_EQ(set->rule(set->default_index()).name, "default");
+}
+
+// Path prefixes of every length from 1 to 24 bytes (compared as words from 8 to 16),
+// against paths equal to them, one byte shorter, longer, or different at each position:
+// Match picks what a plain first-match search over the rules picks.
+TEST(RulesTest, PrefixesOfEveryLengthMatchAsAPlainSearchDoes) {
+  std::mt19937_64 rng(2024);
+  const std::string base = "/v1/payments/charge/now/extra";
+  for (size_t len = 1; len <= 24; ++len) {
+    const std::string prefix = base.substr(0, len);
+    auto set = RuleSet::Compile({Rule("post", "POST", prefix, ""), Rule("any", "", prefix + "x", "")},
+                                DefaultRuleConfig());
+    ASSERT_TRUE(set.ok()) << set.status().ToString();
+    std::vector<std::string> paths = {prefix, prefix.substr(0, len - 1), base, prefix + "x", prefix + "xy"};
+    for (size_t i = 0; i < len; ++i) {
+      std::string p = prefix;
+      p[i] = static_cast<char>(p[i] ^ (1 << (rng() % 7)));
+      paths.push_back(p);
+      paths.push_back(p + "/more/of/the/path");
+    }
+    for (const std::string& path : paths) {
+      for (const Method m : {Method::kPost, Method::kGet}) {
+        // Each path on its own heap block of exactly its size: a read past it is caught
+        // by the sanitizers.
+        const std::vector<char> bytes(path.begin(), path.end());
+        const std::string_view view(bytes.data(), bytes.size());
+        uint16_t want = set->default_index();
+        if (m == Method::kPost && view.substr(0, len) == prefix) {
+          want = 0;
+        } else if (view.substr(0, len + 1) == prefix + "x") {
+          want = 1;
+        }
+        EXPECT_EQ(set->Match(H(m, m == Method::kPost ? "POST" : "GET", view, "")), want)
+            << "prefix '" << prefix << "' path '" << path << "'";
+      }
+    }
+  }
 }
 
 TEST(RulesTest, PolicyHeaderCarriesQuotaAndWindow) {
