@@ -6,15 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
-#include <new>
 #include <random>
-#include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "../../packet/frames.h"
-#include "dlb/packet/allocator.h"
 
 namespace dlb::bench {
 
@@ -52,48 +48,6 @@ inline std::vector<uint8_t> BuildTcpFrame(int flow, uint32_t seq, uint8_t flags,
   f.insert(f.end(), payload.begin(), payload.end());
   return f;
 }
-
-// Frames where the appliance has them: in one buffer of huge pages, each 2304 bytes
-// after the last and 256 bytes into its element. That is the layout of a DPDK mbuf
-// pool (a 128-byte rte_mbuf, 128 bytes of headroom, 2048 bytes of data room), which
-// the appliance's ports receive into. Frames in heap blocks of their own would sit on
-// 4 KiB pages: a TLB miss for most frames of a large ring, which no NIC ring has.
-class FramePool {
- public:
-  static constexpr size_t kStride = 2304;
-  static constexpr size_t kDataOffset = 256;
-  static constexpr size_t kMaxFrameBytes = 2048;
-  struct Span {
-    uint8_t* data;
-    uint32_t bytes;
-  };
-
-  explicit FramePool(size_t capacity)
-      : capacity_(capacity),
-        base_(static_cast<uint8_t*>(packet::HeapAllocator::Instance().Allocate(capacity * kStride, 64))) {
-    if (base_ == nullptr) throw std::bad_alloc();
-  }
-  ~FramePool() { packet::HeapAllocator::Instance().Free(base_); }
-  FramePool(const FramePool&) = delete;
-  FramePool& operator=(const FramePool&) = delete;
-  FramePool(FramePool&& o) noexcept
-      : capacity_(o.capacity_), base_(std::exchange(o.base_, nullptr)), spans_(std::move(o.spans_)) {}
-
-  // Copies `frame` into the next element.
-  void Add(const std::vector<uint8_t>& frame) {
-    if (spans_.size() == capacity_ || frame.size() > kMaxFrameBytes) throw std::length_error("frame pool");
-    uint8_t* at = base_ + spans_.size() * kStride + kDataOffset;
-    std::copy(frame.begin(), frame.end(), at);
-    spans_.push_back({at, static_cast<uint32_t>(frame.size())});
-  }
-  const Span& operator[](size_t i) const { return spans_[i]; }
-  size_t size() const { return spans_.size(); }
-
- private:
-  size_t capacity_;
-  uint8_t* base_;
-  std::vector<Span> spans_;
-};
 
 // Writes `user` as kUserDigits decimal digits at `p` (an identity placeholder).
 inline void WriteUser(uint8_t* p, uint64_t user) {

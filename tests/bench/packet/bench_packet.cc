@@ -156,9 +156,11 @@ struct Bench {
 #endif
   }
 
-  void Run(const bench::FramePool& ring, size_t begin, size_t count, FrameResult* out) {
+  void Run(const std::vector<std::vector<uint8_t>>& ring, size_t begin, size_t count, FrameResult* out) {
     Frame frames[kBurst];
-    for (size_t i = 0; i < count; ++i) frames[i] = {ring[begin + i].data, ring[begin + i].bytes};
+    for (size_t i = 0; i < count; ++i) {
+      frames[i] = {ring[begin + i].data(), static_cast<uint32_t>(ring[begin + i].size())};
+    }
     engine->ProcessBurst(frames, count, now_ns, out);
     now_ns += kFrameSpacingNs * static_cast<int64_t>(count);
   }
@@ -172,7 +174,7 @@ struct Bench {
 };
 
 struct HeadRing {
-  bench::FramePool frames{kRingFrames};
+  std::vector<std::vector<uint8_t>> frames;
   std::vector<size_t> user_at;    // frame offset of the identity digits
   std::vector<int> flow_of;
   std::vector<uint32_t> lap_advance;  // per flow: stream bytes of one lap
@@ -194,7 +196,7 @@ HeadRing MakeHeadRing(std::mt19937_64& rng) {
     ring.flow_of.push_back(flow);
     next[flow] += static_cast<uint32_t>(head.size());
     ring.lap_advance[flow] += static_cast<uint32_t>(head.size());
-    ring.frames.Add(frame);
+    ring.frames.push_back(std::move(frame));
   }
   return ring;
 }
@@ -204,7 +206,7 @@ HeadRing MakeHeadRing(std::mt19937_64& rng) {
 template <typename F>
 void PrepareLap(HeadRing& ring, uint32_t lap, F&& next_user) {
   for (size_t i = 0; i < ring.frames.size(); ++i) {
-    uint8_t* f = ring.frames[i].data;
+    uint8_t* f = ring.frames[i].data();
     const uint32_t seq = ring.seq0[i] + lap * ring.lap_advance[ring.flow_of[i]];
     f[bench::kSeqOffset] = static_cast<uint8_t>(seq >> 24);
     f[bench::kSeqOffset + 1] = static_cast<uint8_t>(seq >> 16);
@@ -284,7 +286,7 @@ void BM_FloorHeadFrames(benchmark::State& state) {
   bench::FloorDecider floor(users, 100'000'000, 99 * 100'000'000LL);
   std::vector<bench::FloorDecider::Frame> frames(kRingFrames);
   for (size_t i = 0; i < kRingFrames; ++i) {
-    frames[i] = {ring.frames[i].data, ring.frames[i].bytes};
+    frames[i] = {ring.frames[i].data(), static_cast<uint32_t>(ring.frames[i].size())};
   }
   {
     std::vector<bool> seen(kFlows);
@@ -441,13 +443,13 @@ void RunNonHead(benchmark::State& state, bool body) {
     }
   }
   const std::string payload = body ? std::string(1400, 'b') : std::string();
-  bench::FramePool ring(kRingFrames);
+  std::vector<std::vector<uint8_t>> ring;
   std::vector<int> flow_of;
   std::vector<uint32_t> seq0;
   std::vector<uint32_t> lap_advance(kFlows, 0);
   for (size_t i = 0; i < kRingFrames; ++i) {
     const int f = static_cast<int>(rng() % kFlows);
-    ring.Add(bench::BuildTcpFrame(f, next[f], body ? 0x18 : 0x10, payload));
+    ring.push_back(bench::BuildTcpFrame(f, next[f], body ? 0x18 : 0x10, payload));
     flow_of.push_back(f);
     seq0.push_back(next[f]);
     next[f] += static_cast<uint32_t>(payload.size());
@@ -464,7 +466,7 @@ void RunNonHead(benchmark::State& state, bool body) {
       ++lap;
       for (size_t i = 0; i < ring.size(); ++i) {
         const uint32_t seq = seq0[i] + lap * lap_advance[flow_of[i]];
-        uint8_t* p = ring[i].data + bench::kSeqOffset;
+        uint8_t* p = ring[i].data() + bench::kSeqOffset;
         p[0] = static_cast<uint8_t>(seq >> 24);
         p[1] = static_cast<uint8_t>(seq >> 16);
         p[2] = static_cast<uint8_t>(seq >> 8);
