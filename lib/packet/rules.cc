@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 
 namespace dlb::packet {
 namespace {
@@ -108,46 +107,21 @@ StatusOr<RuleSet> RuleSet::Compile(const std::vector<RuleConfig>& rules,
     if (prev.name == default_rule.name) return RuleError(default_rule.name, "name", "is used by two rules");
   }
   set.rules_.push_back(std::move(d).value());
-  for (size_t i = 0; i + 1 < set.rules_.size(); ++i) {
-    const CompiledRule& r = set.rules_[i];
-    Matcher m;
-    m.any_method = r.any_method;
-    m.method = r.method;
-    m.prefix_len = static_cast<uint32_t>(r.path_prefix.size());
-    m.by_words = m.prefix_len >= 8 && m.prefix_len <= 16;
-    if (m.by_words) {
-      std::memcpy(&m.prefix_head, r.path_prefix.data(), 8);
-      std::memcpy(&m.prefix_tail, r.path_prefix.data() + m.prefix_len - 8, 8);
-    }
-    m.has_host = !r.host_lower.empty();
-    set.matchers_.push_back(m);
-  }
   return set;
 }
 
 uint16_t RuleSet::Match(const RequestHead& head) const {
-  const size_t n = matchers_.size();
-  const std::string_view path = head.path;
+  const size_t n = rules_.size() - 1;
   for (size_t i = 0; i < n; ++i) {
-    const Matcher& m = matchers_[i];
-    if (!m.any_method) {
-      if (m.method != head.method) continue;
-      if (m.method == Method::kOther && head.method_token != rules_[i].method_token) continue;
+    const CompiledRule& r = rules_[i];
+    if (!r.any_method) {
+      if (r.method != head.method) continue;
+      if (r.method == Method::kOther && head.method_token != r.method_token) continue;
     }
-    if (m.prefix_len != 0) {
-      if (path.size() < m.prefix_len) continue;
-      if (m.by_words) {
-        // The words lie inside the path: [0, 8) and [len - 8, len) with len <= its size.
-        uint64_t head_word;
-        uint64_t tail_word;
-        std::memcpy(&head_word, path.data(), 8);
-        std::memcpy(&tail_word, path.data() + m.prefix_len - 8, 8);
-        if ((head_word ^ m.prefix_head) | (tail_word ^ m.prefix_tail)) continue;
-      } else if (std::memcmp(path.data(), rules_[i].path_prefix.data(), m.prefix_len) != 0) {
-        continue;
-      }
+    if (!r.path_prefix.empty() && head.path.substr(0, r.path_prefix.size()) != r.path_prefix) {
+      continue;
     }
-    if (m.has_host && !HostEquals(head.host, rules_[i].host_lower)) continue;
+    if (!r.host_lower.empty() && !HostEquals(head.host, r.host_lower)) continue;
     return static_cast<uint16_t>(i);
   }
   return static_cast<uint16_t>(n);

@@ -136,55 +136,38 @@ ShardProbe BucketShard::Probe(uint64_t key_hash, uint16_t rule) const {
 ShardEntry* BucketShard::Find(const ShardProbe& p, dlb::u128 now_fp, bool& in_b, bool& fresh) {
   ShardLine& a = lines_[p.line_a];
   ShardLine& b = lines_[p.line_b];
-  // All eight entries of the key's two lines at once, as bit masks (entry k of line a
-  // is bit k, of line b bit 4 + k): which one holds the key, and which could take a
-  // new key. Which entry holds a key, and whether a key is new, are random from one
-  // request to the next: branches on them would be mispredicted on most lookups.
-  const uint64_t now_ns = static_cast<uint64_t>(now_fp >> dlb::kFracBits);
-  const uint32_t now_frac = static_cast<uint32_t>(now_fp);
-  unsigned hits = 0;
-  unsigned free = 0;
-  const auto classify = [&](const ShardEntry& e, unsigned bit, bool second) {
-    const uint64_t tat_ns = e.tat_ns & kTatMask;
-    hits |= static_cast<unsigned>((e.tag == p.tag) & (((e.tat_ns & kSecondLineBit) != 0) == second)) << bit;
-    // Reusable(), less its sync check: TAT <= now, and not a bucket that never leaks.
-    const bool drained = ((tat_ns < now_ns) | ((tat_ns == now_ns) & (e.tat_frac <= now_frac))) &
-                         ((e.tat_ns & kNeverLeaksBit) == 0);
-    free |= static_cast<unsigned>((e.tag == 0) | drained) << bit;
-  };
-  for (unsigned k = 0; k < kEntriesPerLine; ++k) {
-    classify(a.entries[k], k, false);
-    classify(b.entries[k], k + kEntriesPerLine, true);
+  fresh = false;
+  in_b = false;
+  for (ShardEntry& e : a.entries) {
+    if (e.tag == p.tag && !(e.tat_ns & kSecondLineBit)) return &e;
   }
-  if (hits != 0) [[likely]] {
-    fresh = false;
-    const unsigned k = static_cast<unsigned>(__builtin_ctz(hits));  // line a's first, as ever
-    in_b = k >= kEntriesPerLine;
-    return in_b ? &b.entries[k - kEntriesPerLine] : &a.entries[k];
-  }
-  fresh = true;
-  if (sync_engaged_) {
-    // An entry the sync layer holds is never reused (see Reusable).
-    for (unsigned m = free; m != 0; m &= m - 1) {
-      const unsigned k = static_cast<unsigned>(__builtin_ctz(m));
-      const ShardEntry& e = k < kEntriesPerLine ? a.entries[k] : b.entries[k - kEntriesPerLine];
-      if (e.tag != 0 && !Reusable(e, now_fp)) free &= ~(1u << k);
+  for (ShardEntry& e : b.entries) {
+    if (e.tag == p.tag && (e.tat_ns & kSecondLineBit)) {
+      in_b = true;
+      return &e;
     }
   }
+  fresh = true;
   // A new key: the less loaded of its two lines (two-choice balancing keeps both lines
-  // of a key from filling long before the table does); line a when they tie.
-  constexpr unsigned kLineA = (1u << kEntriesPerLine) - 1;
-  const unsigned free_a = free & kLineA;
-  const unsigned free_b = free >> kEntriesPerLine;
-  if (free != 0) {
-    in_b = __builtin_popcount(free_b) > __builtin_popcount(free_a);
-    return in_b ? &b.entries[__builtin_ctz(free_b)] : &a.entries[__builtin_ctz(free_a)];
+  // of a key from filling long before the table does).
+  ShardEntry* free_a = nullptr;
+  ShardEntry* free_b = nullptr;
+  int n_a = 0;
+  int n_b = 0;
+  for (ShardEntry& e : a.entries) {
+    if (Reusable(e, now_fp)) { if (!free_a) free_a = &e; ++n_a; }
   }
-  // Both lines hold buckets with level: move one of their entries to its other line
-  // if that has room (one step of cuckoo displacement; nothing is ever forgotten).
-  in_b = false;
-  ShardEntry* slot = Relocate(p, now_fp, in_b);
-  if (slot == nullptr) ++counters_.table_full;
+  for (ShardEntry& e : b.entries) {
+    if (Reusable(e, now_fp)) { if (!free_b) free_b = &e; ++n_b; }
+  }
+  ShardEntry* slot = n_a >= n_b ? free_a : free_b;
+  in_b = slot != nullptr && slot == free_b && n_b > n_a;
+  if (slot == nullptr) {
+    // Both lines hold buckets with level: move one of their entries to its other line
+    // if that has room (one step of cuckoo displacement; nothing is ever forgotten).
+    slot = Relocate(p, now_fp, in_b);
+    if (slot == nullptr) ++counters_.table_full;
+  }
   return slot;
 }
 

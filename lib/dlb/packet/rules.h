@@ -52,20 +52,7 @@ class RuleSet {
   const CompiledRule& rule(uint16_t index) const { return rules_[index]; }
 
  private:
-  // What Match reads of a rule, 32 bytes apart (a CompiledRule is several cache lines):
-  // the method, and the path prefix's first and last eight bytes as words when it is 8
-  // to 16 bytes long (compared without a call; other lengths use the rule's string).
-  struct Matcher {
-    uint64_t prefix_head = 0;  // prefix bytes [0, 8)
-    uint64_t prefix_tail = 0;  // prefix bytes [len - 8, len)
-    uint32_t prefix_len = 0;
-    bool any_method = true;
-    Method method = Method::kOther;
-    bool by_words = false;     // 8 <= prefix_len <= 16
-    bool has_host = false;
-  };
   std::vector<CompiledRule> rules_;  // the default rule last
-  std::vector<Matcher> matchers_;    // one per rule but the default
 };
 
 // The largest C*T (ns) a compiled rule may have: the shards store a bucket's TAT as
