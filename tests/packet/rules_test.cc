@@ -42,9 +42,9 @@ TEST(RulesTest, FirstMatchWinsThenDefault) {
   EXPECT_EQ(set->rule(set->default_index()).name, "default");
 }
 
-// Path prefixes of every length from 1 to 24 bytes (compared as words from 8 to 16),
-// against paths equal to them, one byte shorter, longer, or different at each position:
-// Match picks what a plain first-match search over the rules picks.
+// Path prefixes of every length from 1 to 24 bytes, against paths equal to them, one
+// byte shorter, longer, or different at each position: Match picks what a plain
+// first-match search over the rules picks, and reads no byte outside the path.
 TEST(RulesTest, PrefixesOfEveryLengthMatchAsAPlainSearchDoes) {
   std::mt19937_64 rng(2024);
   const std::string base = "/v1/payments/charge/now/extra";
