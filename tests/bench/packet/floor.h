@@ -25,6 +25,7 @@
 #endif
 
 #include "dlb/packet/allocator.h"
+#include "dlb/packet/parse.h"
 #include "dlb/siphash.h"
 
 namespace dlb::bench {
@@ -88,7 +89,7 @@ class FloorDecider {
   void Expect(const Frame& f) {
     const uint8_t* d = f.data;
     const size_t tcp = 14 + (d[14] & 0x0f) * 4u;
-    FlowFor(d + 14 + 12, d + tcp).next_seq = Get32(d + tcp + 4);
+    FlowFor(d + 14 + 12, d + tcp).next_seq = packet::LoadBe32(d + tcp + 4);
   }
 
  private:
@@ -115,12 +116,6 @@ class FloorDecider {
     for (uint32_t off = 0; off < n; off += 64) __builtin_prefetch(f.data + off);
   }
 
-  static uint32_t Get32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return __builtin_bswap32(v);
-  }
-
   Flow& FlowFor(const uint8_t* addrs, const uint8_t* ports) {
     uint8_t key[12];
     std::memcpy(key, addrs, 8);
@@ -143,7 +138,7 @@ class FloorDecider {
     const size_t ip = 14;
     const size_t ihl = (d[ip] & 0x0f) * 4u;
     if ((d[ip] >> 4) != 4 || ihl < 20 || d[ip + 9] != 6) return 0;
-    const size_t ip_total = static_cast<size_t>(d[ip + 2]) << 8 | d[ip + 3];
+    const size_t ip_total = packet::LoadBe16(d + ip + 2);
     if (ip_total < ihl + 20 || ip + ip_total > len) return 0;
     if ((d[ip + 6] & 0x3f) != 0 || d[ip + 7] != 0) return 0;  // a fragment
     const size_t tcp = ip + ihl;
@@ -153,7 +148,7 @@ class FloorDecider {
     const size_t bytes = ip + ip_total - payload;
     if (bytes == 0) return 0;
     Flow& fl = FlowFor(d + ip + 12, d + tcp);
-    const uint32_t seq = Get32(d + tcp + 4);
+    const uint32_t seq = packet::LoadBe32(d + tcp + 4);
     if (seq != fl.next_seq) return 0;  // out of order: the engine would buffer it
     fl.next_seq = seq + static_cast<uint32_t>(bytes);
     return IdentityOf(d + payload, bytes);
