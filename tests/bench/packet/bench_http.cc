@@ -8,6 +8,9 @@
 //   the chunk scanner chosen at start (auto) or forced (sse2, avx2, avx512; skipped
 //   where the CPU lacks it). Each head sits in a buffer of its own size, as a segment
 //   holding one head is passed by the engine. Counters: ns_per_head, bytes_per_second.
+// BM_FloorIdentity: the same heads through the floor's head step (floor.h: the scan to
+//   the end of the head, the identity line found by where its colon lies, the identity's
+//   SipHash-1-3; no validation, no request line, no other header), for comparison.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include "dlb/packet/http.h"
 #include "../../../lib/packet/http_internal.h"
 #include "bench_frames.h"
+#include "floor.h"
 
 namespace dlb::packet {
 namespace {
@@ -69,6 +73,31 @@ void BM_ParseHead_Auto(benchmark::State& s) { Parse(s, internal::HeadScanner::kA
 void BM_ParseHead_Sse2(benchmark::State& s) { Parse(s, internal::HeadScanner::kSse2); }
 void BM_ParseHead_Avx2(benchmark::State& s) { Parse(s, internal::HeadScanner::kAvx2); }
 void BM_ParseHead_Avx512(benchmark::State& s) { Parse(s, internal::HeadScanner::kAvx512); }
+void BM_FloorIdentity(benchmark::State& state) {
+  const std::vector<std::string> heads = MakeHeads();
+  std::vector<std::vector<uint8_t>> bufs;
+  for (const std::string& h : heads) bufs.emplace_back(h.begin(), h.end());
+  bench::FloorDecider floor(1000, 1, 1);
+  // The floor must find the identity the parser finds in every head.
+  for (const std::vector<uint8_t>& b : bufs) {
+    RequestHead head;
+    if (ParseRequestHead(b.data(), b.size(), HeadOptions(), head) != HeadResult::kOk || !head.has_identity ||
+        floor.IdentityOf(b.data(), b.size()) !=
+            floor.HashOf(reinterpret_cast<const uint8_t*>(head.identity.data()), head.identity.size())) {
+      state.SkipWithError("the floor did not find a head's identity");
+      return;
+    }
+  }
+  size_t i = 0;
+  for (auto _ : state) {
+    const std::vector<uint8_t>& b = bufs[i++ & 1023];
+    benchmark::DoNotOptimize(floor.IdentityOf(b.data(), b.size()));
+  }
+  state.SetLabel(floor.avx512() ? "avx512" : "scalar");
+  state.counters["ns_per_head"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_FloorIdentity);
 BENCHMARK(BM_ParseHead_Auto);
 BENCHMARK(BM_ParseHead_Sse2);
 BENCHMARK(BM_ParseHead_Avx2);
