@@ -27,14 +27,16 @@
 namespace dlb::packet {
 namespace {
 
-std::vector<std::string> MakeHeads() {
+// Each head in a buffer of its own size, so that a read past the head would be a read
+// past the allocation (as a segment's payload ends with the head).
+std::vector<std::vector<uint8_t>> MakeHeads() {
   std::mt19937_64 rng(42);
-  std::vector<std::string> heads;
+  std::vector<std::vector<uint8_t>> heads;
   for (int i = 0; i < 1024; ++i) {
     size_t at = 0;
     std::string h = bench::MakeHead(rng, &at);
     bench::WriteUser(reinterpret_cast<uint8_t*>(h.data()) + at, 1'000'000'000 + rng() % 1'000'000'000);
-    heads.push_back(std::move(h));
+    heads.emplace_back(h.begin(), h.end());
   }
   return heads;
 }
@@ -44,11 +46,7 @@ void Parse(benchmark::State& state, internal::HeadScanner scanner) {
     state.SkipWithError("CPU lacks this scanner");
     return;
   }
-  const std::vector<std::string> heads = MakeHeads();
-  // Each head in a buffer of its own size, so that a read past the head would be a read
-  // past the allocation (as a segment's payload ends with the head).
-  std::vector<std::vector<uint8_t>> bufs;
-  for (const std::string& h : heads) bufs.emplace_back(h.begin(), h.end());
+  const std::vector<std::vector<uint8_t>> bufs = MakeHeads();
   HeadOptions o;
   size_t i = 0;
 
@@ -74,9 +72,7 @@ void BM_ParseHead_Sse2(benchmark::State& s) { Parse(s, internal::HeadScanner::kS
 void BM_ParseHead_Avx2(benchmark::State& s) { Parse(s, internal::HeadScanner::kAvx2); }
 void BM_ParseHead_Avx512(benchmark::State& s) { Parse(s, internal::HeadScanner::kAvx512); }
 void BM_FloorIdentity(benchmark::State& state) {
-  const std::vector<std::string> heads = MakeHeads();
-  std::vector<std::vector<uint8_t>> bufs;
-  for (const std::string& h : heads) bufs.emplace_back(h.begin(), h.end());
+  const std::vector<std::vector<uint8_t>> bufs = MakeHeads();
   bench::FloorDecider floor(1000, 1, 1);
   // The floor must find the identity the parser finds in every head.
   for (const std::vector<uint8_t>& b : bufs) {
