@@ -779,8 +779,14 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 
 /* One step: the rest of the request line, or one header line, from where the last step
  * stopped. Returns 1 once s->result is set (DLB_H_MORE: the head does not end before
- * n). */
-static __always_inline long scan_one(__u32 cpu)
+ * n).
+ *
+ * A global function: the verifier checks it once, on its own, with an unknown CPU
+ * index, instead of inside the bpf_loop callback, whose body recent kernels verify
+ * again and again until its states converge (with every phase's branches multiplied
+ * in each round). This keeps the program's processed instructions a fraction of the
+ * verifier's limit on every kernel (tests/xdp: VerifierHeadroom). */
+__noinline long dlb_scan_one(__u32 cpu)
 {
 	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
 	struct dlb_scan *s = &sc->scan;
@@ -806,7 +812,7 @@ static long scan_step(__u32 idx, __u32 *cpu_arg)
 {
 #pragma unroll
 	for (int i = 0; i < DLB_SCAN_STEPS_PER_CALL; i++) {
-		if (scan_one(*(volatile __u32 *)cpu_arg))
+		if (dlb_scan_one(*(volatile __u32 *)cpu_arg))
 			return 1;
 	}
 	return 0;
@@ -925,8 +931,10 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 
 /* ---- Rules ------------------------------------------------------------------------ */
 
-/* Rule idx against the request: 1 once m->found is set (the default rule always is). */
-static __always_inline long match_one(__u32 idx, __u32 cpu_arg)
+/* Rule idx against the request: 1 once m->found is set (the default rule always is).
+ * Global for the same reason as dlb_scan_one: checked once, not once per round of the
+ * callback's verification. */
+__noinline long dlb_match_one(__u32 idx, __u32 cpu_arg)
 {
 	struct dlb_match *m = &dlb_scratch[cpu_arg & (DLB_MAX_CPUS - 1)].match;
 	const struct dlb_xdp_rule *r;
@@ -987,7 +995,7 @@ static long match_rule(__u32 idx, __u32 *cpu_arg)
 {
 #pragma unroll
 	for (int j = 0; j < DLB_RULES_PER_CALL; j++) {
-		if (match_one(idx * DLB_RULES_PER_CALL + j, *(volatile __u32 *)cpu_arg))
+		if (dlb_match_one(idx * DLB_RULES_PER_CALL + j, *(volatile __u32 *)cpu_arg))
 			return 1;
 	}
 	return 0;

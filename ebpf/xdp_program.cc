@@ -235,6 +235,20 @@ Status XdpProgram::Detach() {
 
 int XdpProgram::prog_fd() const { return bpf_program__fd(skel_->progs.dlb_xdp); }
 
+StatusOr<std::vector<XdpProgram::VerifierCount>> XdpProgram::VerifierCounts() const {
+  std::vector<VerifierCount> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (int err = bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len); err) {
+      return Errno(std::string("reading the info of program ") + bpf_program__name(prog), err);
+    }
+    out.push_back({.program = bpf_program__name(prog), .verified_insns = info.verified_insns});
+  }
+  return out;
+}
+
 Status XdpProgram::Push(const XdpTables& tables) {
   const int rules_fd = bpf_map__fd(skel_->maps.dlb_rules);
   for (uint32_t i = 0; i < tables.rules.size(); ++i) {

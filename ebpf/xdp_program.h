@@ -85,6 +85,16 @@ class XdpProgram {
   // Whether the program runs through libxdp's dispatcher (other XDP programs attached
   // through libxdp share the interface). When not, dispatcher_note() tells why, in
   // libxdp's words (e.g. its compatibility check failed, or no bpffs at /sys/fs/bpf).
+  // Instructions the kernel's verifier processed to load each program of the object
+  // (bpf_prog_info.verified_insns; 0 on kernels older than 5.16). A program near the
+  // verifier's limit (kVerifierInsnLimit) on one kernel can be over it on the next, so
+  // the tests hold every program under a fraction of it.
+  struct VerifierCount {
+    std::string program;
+    uint32_t verified_insns = 0;
+  };
+  static constexpr uint32_t kVerifierInsnLimit = 1000000;
+  StatusOr<std::vector<VerifierCount>> VerifierCounts() const;
   bool dispatcher() const { return dispatcher_; }
   const std::string& dispatcher_note() const { return dispatcher_note_; }
 

@@ -6,6 +6,7 @@
 // against a byte-at-a-time specification of it on generated and mutated heads; the
 // hand-over of a 429 to the TC program, and that program on frames without one.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <ostream>
@@ -327,6 +329,35 @@ class XdpProgTest : public ::testing::Test {
 
 
 TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) { ExpectAllowedUpToCapacityThenLimited(); }
+
+// Every program of both builds (with and without the test's record) leaves the kernel's
+// verifier most of its instruction limit: a program near the limit on one kernel is over
+// it on the next (the verifier's exploration differs between kernel versions and hosts).
+TEST_F(XdpProgTest, VerifierHeadroom) {
+  constexpr uint32_t kBudget = XdpProgram::kVerifierInsnLimit * 3 / 10;
+  auto plain = XdpProgram::Load({.max_users = 1024});
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  for (const XdpProgram* p : {prog_, plain->get()}) {
+    auto counts = p->VerifierCounts();
+    ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+    ASSERT_EQ(counts->size(), 2u);   // dlb_xdp and its control program
+    for (const auto& c : *counts) {
+      std::printf("verifier: %s processed %u instructions (%.1f%% of the limit)\n", c.program.c_str(),
+                  c.verified_insns, 100.0 * c.verified_insns / XdpProgram::kVerifierInsnLimit);
+      EXPECT_GT(c.verified_insns, 0u) << c.program;   // kernels before 5.16 do not report it
+      EXPECT_LE(c.verified_insns, kBudget) << c.program;
+    }
+  }
+  dlb_tc_bpf* tc = dlb_tc_bpf__open_and_load();
+  ASSERT_NE(tc, nullptr);
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(bpf_program__fd(tc->progs.dlb_tc_reject), &info, &len), 0);
+  std::printf("verifier: dlb_tc_reject processed %u instructions\n", info.verified_insns);
+  EXPECT_GT(info.verified_insns, 0u);
+  EXPECT_LE(info.verified_insns, kBudget);
+  dlb_tc_bpf__destroy(tc);
+}
 
 // The program as the agent loads it, without the tests' per-head record: it decides
 // the same, and ReadLast says it has nothing to read.
