@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
@@ -130,12 +131,28 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::Load(const ProgramOptions& opt
   return p;
 }
 
+// libxdp's dispatcher and its programs are charged to RLIMIT_MEMLOCK on kernels that
+// still count BPF memory there (before 5.11, or where memcg accounting is off); a
+// limit of a few MiB then makes the dispatcher fail to load ("Operation not
+// permitted") and the program attach alone. Raise the limit as far as this process may:
+// unlimited, else up to the hard limit.
+static void RaiseMemlockLimit() {
+  rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  if (setrlimit(RLIMIT_MEMLOCK, &unlimited) == 0) return;
+  rlimit cur{};
+  if (getrlimit(RLIMIT_MEMLOCK, &cur) == 0 && cur.rlim_cur < cur.rlim_max) {
+    cur.rlim_cur = cur.rlim_max;
+    (void)setrlimit(RLIMIT_MEMLOCK, &cur);
+  }
+}
+
 StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOptions& options,
                                                                 const std::string& iface,
                                                                 AttachMode* mode_used,
                                                                 std::string* native_error) {
   const unsigned ifindex = if_nametoindex(iface.c_str());
   if (ifindex == 0) return Status::InvalidArgument("interface '" + iface + "': no such interface");
+  RaiseMemlockLimit();
   auto skel = OpenSkeleton(options);
   if (!skel.ok()) return skel.status();
   std::unique_ptr<XdpProgram> p(new XdpProgram());

@@ -163,6 +163,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dlb-xdp: %s\n", prog.status().ToString().c_str());
     return 1;
   }
+  if (auto counts = (*prog)->VerifierCounts(); counts.ok()) {
+    for (const auto& c : *counts) {
+      DLB_LOG_INFO("verifier: {} processed {} instructions ({:.1f}% of its limit)", c.program,
+                   c.verified_insns, 100.0 * c.verified_insns / dlb::xdp::XdpProgram::kVerifierInsnLimit);
+    }
+  }
   if (mode == dlb::xdp::AttachMode::kSkb) {
     DLB_LOG_WARN("native XDP on {} failed ({}): attached in generic (skb) mode, slower",
                  a.iface, native_error);
