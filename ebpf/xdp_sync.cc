@@ -53,6 +53,27 @@ XdpSync::XdpSync(SyncOptions options, redis::Pool* pool, XdpProgram* program, Xd
 Status XdpSync::Round() { return RunRound(false); }
 Status XdpSync::ReturnAll() { return RunRound(true); }
 
+void XdpSync::ForgetDrainedLocalUsers(int64_t now_ns) {
+  if (now_ns - last_local_sweep_ns_ < 1'000'000'000) return;
+  last_local_sweep_ns_ = now_ns;
+  const int64_t idle_ns = std::chrono::nanoseconds(opts_.idle_to_forget).count();
+  std::vector<dlb_xdp_user_key> local;
+  (void)program_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    if (k.rule < tables_->info.size() && tables_->info[k.rule].mode == Mode::kLocal) local.push_back(k);
+  });
+  for (const dlb_xdp_user_key& k : local) {
+    auto u = program_->LookupUser(k);
+    if (!u.ok()) continue;
+    // The program's clock is CLOCK_MONOTONIC, as MonoNs. A bucket whose TAT is past
+    // holds no level: forgetting it changes no decision. A quota (a rule that never
+    // leaks; its TAT counts units) never drains: forgetting it would hand out a new one.
+    const bool quota = tables_->rules[k.rule].interval_ns == 0;
+    const bool drained = quota ? u->tat_ns == 0 : static_cast<int64_t>(u->tat_ns) <= now_ns;
+    if (!drained || now_ns - static_cast<int64_t>(u->last_seen_ns) <= idle_ns) continue;
+    if (program_->DeleteUser(k).ok()) ++stats_.forgotten_users;
+  }
+}
+
 Status XdpSync::RunRound(bool returning_all) {
   // 0. A round whose reply was lost goes first, verbatim: it is applied once, and the
   //    buckets it carries are not collected again before its grants are known.
@@ -62,6 +83,7 @@ Status XdpSync::RunRound(bool returning_all) {
     if (Status s = Send(std::move(pending_)); !s.ok()) return s;
   }
   const int64_t now = MonoNs();
+  if (!returning_all) ForgetDrainedLocalUsers(now);
   // 1. Collect every synced user's lease, demand and debt.
   std::vector<dlb_xdp_ctl> cmds;
   Status st = program_->ForEachUser([&](const dlb_xdp_user_key& k) {

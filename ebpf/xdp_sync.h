@@ -115,6 +115,10 @@ class XdpSync {
   };
 
   Status RunRound(bool returning_all);
+  // Forgets the users of local rules whose bucket has drained and who were not seen for
+  // idle_to_forget (the lease round never collects them). At most once a second: it
+  // reads every user of the table.
+  void ForgetDrainedLocalUsers(int64_t now_ns);
   // Sends `trip`; on success applies its replies, else keeps it for a re-send.
   Status Send(std::unique_ptr<Trip> trip);
   Status Fail(std::unique_ptr<Trip> trip, Status cause);
@@ -128,6 +132,7 @@ class XdpSync {
   SyncStats stats_;
   int consecutive_failures_ = 0;
   int64_t last_announce_ns_ = 0;
+  int64_t last_local_sweep_ns_ = 0;
   bool share_changed_ = false;
   std::unique_ptr<Trip> pending_;
   uint64_t round_base_ = 0;

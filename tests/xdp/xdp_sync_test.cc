@@ -210,6 +210,62 @@ TEST_F(XdpSyncTest, DemoRateWithinBoundAndUserUnderTheLimitAlwaysAdmitted) {
 // once, its returned lease and its debt neither dropped nor charged twice. Heads admitted
 // meanwhile (by the local bucket and, once the store is marked down, its policy) are
 // charged by the rounds after it.
+// Users of local rules are forgotten by the agent once their bucket has drained (the
+// lease round never collects them, so nothing else would); a quota (a rule that never
+// leaks) is never forgotten, or its user would get a second one.
+TEST_F(XdpSyncTest, DrainedLocalUsersAreForgottenQuotasAreKept) {
+  packet::PacketConfig c;
+  c.service_ports = {80};
+  packet::RuleConfig leaky;
+  leaky.name = "pay";
+  leaky.path_prefix = "/pay";
+  leaky.bucket = {.capacity = 2, .leak_rate_per_s = 1000};   // drains in 2 ms
+  leaky.mode = Mode::kLocal;
+  packet::RuleConfig quota = leaky;
+  quota.name = "quota";
+  quota.path_prefix = "/quota";
+  quota.bucket = {.capacity = 2, .leak_rate_per_s = 0};
+  c.rules = {leaky, quota};
+  c.default_rule.name = "default";
+  c.default_rule.bucket = {.capacity = 1000, .leak_rate_per_s = 1000};
+  c.default_rule.mode = Mode::kLocal;
+  auto t = CompileXdpTables(c, 1.0);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  tables_ = *t;
+  ASSERT_TRUE(prog_->Push(tables_).ok());
+  SyncOptions o;
+  o.participant_id = participant_;
+  o.idle_to_forget = std::chrono::seconds(0);
+  sync_ = std::make_unique<XdpSync>(o, pool_.get(), prog_.get(), &tables_);
+
+  auto run = [&](const std::string& path, const std::string& user) {
+    SegmentSpec s;
+    s.payload = Head("POST", path, user);
+    s.src.port = static_cast<uint16_t>(20000 + (port_++ % 20000));
+    return xdptest::RunXdp(prog_->prog_fd(), BuildSegment(s)).action;
+  };
+  auto users = [&] {
+    int n = 0;
+    EXPECT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key&) { ++n; }).ok());
+    return n;
+  };
+  EXPECT_EQ(run("/pay", "alice"), XDP_PASS);
+  EXPECT_EQ(run("/quota", "bob"), XDP_PASS);
+  EXPECT_EQ(run("/quota", "bob"), XDP_PASS);
+  EXPECT_NE(run("/quota", "bob"), XDP_PASS);
+  ASSERT_EQ(users(), 2);
+  // Until alice's bucket has drained (2 ms at most), a round keeps her.
+  const int64_t drained_at = MonoNs() + 3'000'000;
+  while (MonoNs() < drained_at) {
+    timespec ts{.tv_sec = 0, .tv_nsec = 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  ASSERT_TRUE(sync_->Round().ok());
+  EXPECT_EQ(users(), 1);                       // alice forgotten, bob's quota kept
+  EXPECT_GE(sync_->stats().forgotten_users, 1u);
+  EXPECT_NE(run("/quota", "bob"), XDP_PASS);   // still spent
+}
+
 TEST_F(XdpSyncTest, LostReplyIsResentAndAppliedOnce) {
   Configure(1000, 0, std::chrono::microseconds(1'000'000));   // generous: only the stopped server misses it
   const std::string key = RedisKey("eve", "pay");
