@@ -1732,8 +1732,10 @@ int dlb_xdp(struct xdp_md *ctx)
 	tstart = s.sp1;                         /* 1 + SP = first target byte */
 	tend = s.q ? s.q - 1 : s.sp2 - 1;
 	if (head_byte(cpu, tstart) != '/' && head_byte(cpu, tstart) != '*') {
+		/* The server routes an absolute-form target by its path, which this program
+		 * does not match on: refused, never passed undecided. */
 		count(c, DLB_XDP_C_slow_path_absolute_form);
-		return XDP_PASS;
+		return head_policy(ctx, sc, &v, &fk, cfg->on_malformed_head, c);
 	}
 	count(c, DLB_XDP_C_heads);
 
@@ -1765,8 +1767,11 @@ int dlb_xdp(struct xdp_md *ctx)
 	key->rule = rule;
 	if (s.have_id && s.id_len > 0) {
 		__u32 len = s.id_len;
-		if (len > DLB_XDP_MAX_ID)
-			return XDP_PASS;
+		if (len > DLB_XDP_MAX_ID) {
+			/* as the engine: an identity longer than the key holds is refused */
+			count(c, DLB_XDP_C_oversize_heads);
+			return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
+		}
 		key->kind = DLB_XDP_KEY_IDENTITY;
 		key->id_len = len;
 		copy_id(sc, key, s.id_off, len);

@@ -577,6 +577,21 @@ TEST_F(XdpProgTest, SplitHeadsGoToTheSlowPath) {
   EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
 }
 
+// An absolute-form target is routed by the server on its path, which this program does
+// not match: the head is refused by the malformed-head policy (default: a RST to the
+// server), never passed undecided.
+TEST_F(XdpProgTest, AbsoluteFormHeadsAreRefused) {
+  const RunResult r = RunHead("POST http://api.example/pay HTTP/1.1\r\nHost: api.example\r\n"
+                              "X-User-ID: ivan\r\n\r\n", 45100);
+  EXPECT_EQ(r.action, XDP_PASS);
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_absolute_form), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+}
+
 TEST_F(XdpProgTest, MalformedFramesAndHeads) {
   SegmentSpec spec;
   spec.payload = Head("GET", "/", "x");
