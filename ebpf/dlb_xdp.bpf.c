@@ -150,7 +150,12 @@ struct dlb_scan {
 	__u32 payload_off;             /* the payload's offset in the frame */
 	__u32 tmp, tmp2;               /* see launder() */
 	__u8 have_host, have_id, result;
-	__u8 pad[1];
+	__u8 have_cl;                  /* a Content-Length line: its value in cl */
+	__u8 have_te;                  /* a Transfer-Encoding line (any value) */
+	__u8 http10;                   /* the request line's version is HTTP/1.0 */
+	__u8 pad[2];
+	__u32 cl;
+	__u32 hv_which, hv_from, hv_end;   /* a value line for dlb_header_value; which 0: none */
 };
 
 struct dlb_view {
@@ -379,6 +384,7 @@ enum dlb_phase {
 #define DLB_SCAN_STEPS 32
 
 #define DLB_ONES 0x0101010101010101ULL
+#define DLB_FOLD 0x2020202020202020ULL     /* letters to lower case (names compared) */
 #define DLB_HIGHS 0x8080808080808080ULL
 #define DLB_LOW7 0x7f7f7f7f7f7f7f7fULL
 #define DLB_HTTP11 0x312e312f50545448ULL   /* "HTTP/1.1" as a little-endian word */
@@ -595,9 +601,33 @@ static __always_inline long scan_version(struct dlb_scratch *sc, struct dlb_scan
 	vo = s->sp2;
 	if (le != vo + 8 || vo == s->sp1 + 1 || (head_word(sc, vo) | (1ULL << 56)) != DLB_HTTP11)
 		return scan_done(s, DLB_H_MALFORMED);
+	s->http10 = sc->head[(vo + 7) & DLB_SCAN_MASK] == '0';
 	s->line_no = 1;
 	s->line_start = e + 1;
 	return scan_suspend(s, DLB_PH_NAME, e + 1);
+}
+
+/* A Content-Length value [vs, ve): 1 to DLB_MAX_CL_DIGITS digits, nothing else (a list,
+ * a sign or a space inside is malformed, as in the engine). 0 when malformed. */
+#define DLB_MAX_CL_DIGITS 9
+static __always_inline int parse_cl(const struct dlb_scratch *sc, __u32 vs, __u32 ve, __u32 *out)
+{
+	__u32 v = 0;
+
+	if (ve <= vs || ve - vs > DLB_MAX_CL_DIGITS)
+		return 0;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_MAX_CL_DIGITS; k++) {
+		__u8 c;
+		if (vs + k >= ve)
+			break;
+		c = sc->head[(vs + k) & DLB_SCAN_MASK];
+		if (c < '0' || c > '9')
+			return 0;
+		v = v * 10 + (c - '0');
+	}
+	*out = v;
+	return 1;
 }
 
 /* The value of a Host or identity line, [from, e): OWS and CR trimmed at both ends. */
@@ -657,6 +687,59 @@ static __always_inline void trim_value(const struct dlb_scratch *sc, struct dlb_
 	}
 }
 
+/* The lines whose values the program keeps (dlb_header_value's `which`). */
+#define DLB_HV_HOST 1
+#define DLB_HV_ID 2
+#define DLB_HV_CL 4
+
+/* The value [hv_from, hv_end) of the Host, identity or Content-Length line the last
+ * step found (hv_which), trimmed and kept in the scan; 1 once the head is found
+ * malformed (s->result set). A global function, for
+ * the reason given at dlb_scan_one: its branches are checked once, not once per path
+ * through the line's scan. */
+__noinline long dlb_header_value(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	struct dlb_scan *s = &sc->scan;
+	__u32 which = s->hv_which, from = s->hv_from, e = s->hv_end;
+	__u32 vs, ve;
+
+	s->hv_which = 0;
+	if (!which)
+		return 0;
+	if (e > DLB_XDP_SCAN_BYTES || from > e)
+		return scan_done(s, DLB_H_MALFORMED);
+	trim_value(sc, s, from, e);
+	vs = s->vstart;
+	ve = s->vend;
+	if (vs > ve || ve > e)
+		return scan_done(s, DLB_H_MALFORMED);
+	if (which & DLB_HV_HOST) {
+		if (s->have_host)
+			return scan_done(s, DLB_H_MALFORMED);   /* duplicate Host */
+		s->have_host = 1;
+		s->host_off = vs;
+		s->host_len = ve - vs;
+	}
+	if (which & DLB_HV_CL) {
+		__u32 cl = 0;
+		if (s->have_cl || !parse_cl(sc, vs, ve, &cl))
+			return scan_done(s, DLB_H_MALFORMED);   /* duplicate or not a number */
+		s->have_cl = 1;
+		s->cl = cl;
+	}
+	if (which & DLB_HV_ID) {
+		if (s->have_id)
+			return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
+		if (ve - vs > s->max_id)
+			return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
+		s->have_id = 1;
+		s->id_off = vs;
+		s->id_len = ve - vs;
+	}
+	return 0;
+}
+
 /* A header line from its start: the name (tchar and CR, at least one byte) up to ':',
  * then the value up to LF; or the empty line that ends the head. */
 static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan *s,
@@ -664,7 +747,7 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 {
 	__u32 ls = s->line_start;
 	__u32 resume = 0, colon, e, name_len;
-	int host_m, id_m;
+	int host_m, id_m, cl_m, te_m;
 
 	if (ls > p || ls >= DLB_XDP_SCAN_BYTES)
 		return scan_done(s, DLB_H_MALFORMED);
@@ -740,36 +823,26 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 		__builtin_memcpy(w, h, 32);
 		host_m = name_len == 4 &&
 			 ((w[0] | 0x20202020ULL) & 0xffffffffULL) == 0x74736f68ULL;  /* "host" */
+		/* "content-length" and "transfer-encoding", the body's framing: letters
+		 * folded, the '-' compared as it is */
+		cl_m = name_len == 14 && (w[0] | 0x0020202020202020ULL) == 0x2d746e65746e6f63ULL &&
+		       ((w[1] | DLB_FOLD) & 0xffffffffffffULL) == 0x6874676e656cULL;
+		te_m = name_len == 17 && (w[0] | DLB_FOLD) == 0x726566736e617274ULL &&
+		       (w[1] | 0x2020202020202000ULL) == 0x6e69646f636e652dULL &&
+		       ((w[2] | DLB_FOLD) & 0xffULL) == 0x67ULL;
 		id_m = name_len == s->id_name_len &&
 		       ((w[0] | sc->id_fold[0]) & sc->id_mask[0]) == sc->id_name[0] &&
 		       ((w[1] | sc->id_fold[1]) & sc->id_mask[1]) == sc->id_name[1] &&
 		       ((w[2] | sc->id_fold[2]) & sc->id_mask[2]) == sc->id_name[2] &&
 		       ((w[3] | sc->id_fold[3]) & sc->id_mask[3]) == sc->id_name[3];
 	}
-	if (host_m || id_m) {
-		__u32 vs, ve;
-		trim_value(sc, s, colon + 1, e);
-		vs = s->vstart;
-		ve = s->vend;
-		if (vs > ve || ve > e)
-			return scan_done(s, DLB_H_MALFORMED);
-		if (host_m) {
-			if (s->have_host)
-				return scan_done(s, DLB_H_MALFORMED);   /* duplicate Host */
-			s->have_host = 1;
-			s->host_off = vs;
-			s->host_len = ve - vs;
-		}
-		if (id_m) {
-			if (s->have_id)
-				return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
-			if (ve - vs > s->max_id)
-				return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
-			s->have_id = 1;
-			s->id_off = vs;
-			s->id_len = ve - vs;
-		}
-	}
+	if (te_m)
+		s->have_te = 1;
+	/* The value is kept by dlb_header_value, called by scan_step right after this step
+	 * (not from here: one call frame fewer on the verifier's stack budget). */
+	s->hv_which = (host_m ? DLB_HV_HOST : 0) | (id_m ? DLB_HV_ID : 0) | (cl_m ? DLB_HV_CL : 0);
+	s->hv_from = colon + 1;
+	s->hv_end = e;
 	s->line_no++;
 	if (s->line_no > s->max_lines)
 		return scan_done(s, DLB_H_MALFORMED);   /* too many header lines */
@@ -813,6 +886,8 @@ static long scan_step(__u32 idx, __u32 *cpu_arg)
 #pragma unroll
 	for (int i = 0; i < DLB_SCAN_STEPS_PER_CALL; i++) {
 		if (dlb_scan_one(*(volatile __u32 *)cpu_arg))
+			return 1;
+		if (dlb_header_value(*(volatile __u32 *)cpu_arg))
 			return 1;
 	}
 	return 0;

@@ -110,7 +110,7 @@ ScanOutcome ReferenceScan(const std::string& payload, const std::string& id_name
   const size_t n = std::min<size_t>(payload.size(), DLB_XDP_SCAN_BYTES);
   const auto* h = reinterpret_cast<const uint8_t*>(payload.data());
   size_t line_start = 0, line_no = 0, colon = 0, vstart = 0, vend = 0;
-  bool have_host = false, have_id = false;
+  bool have_host = false, have_id = false, have_cl = false;
   auto name_is = [&](size_t ls, size_t len, const std::string& name) {
     if (len != name.size()) return false;
     for (size_t k = 0; k < len; ++k) {
@@ -174,6 +174,14 @@ ScanOutcome ReferenceScan(const std::string& payload, const std::string& id_name
         have_host = true;
         o.host_off = static_cast<uint32_t>(vs);
         o.host_len = static_cast<uint32_t>(ve - vs + 1);
+      }
+      if (name_is(ls, name_len, "content-length")) {
+        // 1 to 9 digits and nothing else, once
+        const size_t len = vstart ? ve - vs + 1 : 0;
+        bool ok = !have_cl && len >= 1 && len <= 9;
+        for (size_t k = 0; ok && k < len; ++k) ok = h[vs + k] >= '0' && h[vs + k] <= '9';
+        if (!ok) return done(DLB_XDP_SCAN_MALFORMED);
+        have_cl = true;
       }
       if (name_is(ls, name_len, id_name)) {
         if (have_id || ve - vs > max_id) return done(DLB_XDP_SCAN_MALFORMED);
