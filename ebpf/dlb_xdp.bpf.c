@@ -105,6 +105,14 @@ struct {
 	__type(value, struct dlb_xdp_flow);
 } dlb_rejected SEC(".maps");
 
+/* Client-to-server flows of the service ports (dlb_xdp.h, struct dlb_xdp_stream). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);          /* resized by the agent before load */
+	__type(key, struct dlb_xdp_flow_key);
+	__type(value, struct dlb_xdp_stream);
+} dlb_streams SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -130,6 +138,11 @@ struct {
 /* Set by the loader (read-only once loaded): 1 keeps each head's scan and decision in
  * dlb_last for tests. At 0 the verifier drops that code, so attached programs pay nothing. */
 const volatile __u8 dlb_record_last = 0;
+
+/* Set by the loader for benchmarks and tests that run one frame many times (read-only
+ * once loaded): 1 reads every data segment as the next head of its flow, without the
+ * stream map. Never set by the agent: a segment is then decided however it was sent. */
+const volatile __u8 dlb_replay_heads = 0;
 
 struct dlb_scan {
 	__u32 cpu;
@@ -233,6 +246,12 @@ struct dlb_scratch {
 	struct dlb_xdp_user_key key;
 	struct dlb_tat_op tat_op;     /* a bucket's tries after a failed swap */
 	struct dlb_match match;       /* the rule match's arguments and result */
+	struct dlb_xdp_flow_key fk;   /* the segment's flow */
+	struct dlb_xdp_stream replay; /* the stream of dlb_replay_heads */
+	__u32 head_off;               /* the head's offset in the payload */
+	__u32 stream_next;            /* the stream after the head passes: next byte */
+	__u32 stream_body;            /* ... and body bytes still to come */
+	__u32 pad2;
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
 
@@ -382,6 +401,11 @@ enum dlb_phase {
 /* Words (or single-byte steps) one call of the scan's loop body takes in one search
  * before it saves its position and returns to bpf_loop, which calls it again. */
 #define DLB_SCAN_STEPS 32
+
+#define DLB_TCP_FIN 0x01
+#define DLB_TCP_SYN 0x02
+#define DLB_TCP_RST 0x04
+#define DLB_TCP_ACK 0x10
 
 #define DLB_ONES 0x0101010101010101ULL
 #define DLB_FOLD 0x2020202020202020ULL     /* letters to lower case (names compared) */
@@ -1490,6 +1514,100 @@ static __always_inline void flow_delete(const struct dlb_view *v, const struct d
 		__sync_fetch_and_sub(&dlb_flow_slots[flow_slot(v)], 1);
 }
 
+/* ---- Streams ---------------------------------------------------------------------- */
+
+/* What a data segment's bytes are, from the flow's stream. */
+enum dlb_stream_verdict {
+	DLB_ST_PASS,                   /* body bytes, or bytes passed before: pass */
+	DLB_ST_DROP,                   /* after a gap, may hold a head: the client sends it again */
+	DLB_ST_HEAD,                   /* a head starts at *off of the payload */
+};
+
+/* The client's SYN: a new stream, unless the flow is live (in use, not closed, seen in
+ * the last DLB_XDP_STREAM_IDLE_NS): a SYN in the middle of a connection changes nothing
+ * (RFC 5961; Linux answers it with a challenge ACK). A SYN sent again is its own SYN. */
+static __always_inline void stream_syn(const struct dlb_view *v, const struct dlb_xdp_flow_key *fk,
+				       const struct dlb_xdp_stream *st, __u64 now,
+				       struct dlb_xdp_counters *c)
+{
+	struct dlb_xdp_stream fresh = {.next_seq = v->seq + 1, .last_ns = now};
+
+	if (st && !(st->flags & DLB_XDP_STREAM_CLOSED) && now - st->last_ns < DLB_XDP_STREAM_IDLE_NS &&
+	    st->next_seq != v->seq + 1) {
+		count(c, DLB_XDP_C_syn_ignored);
+		return;
+	}
+	bpf_map_update_elem(&dlb_streams, fk, &fresh, BPF_ANY);
+	count(c, DLB_XDP_C_streams_opened);
+}
+
+/* A data segment [seq, seq + len) against the stream: bytes before next_seq were passed
+ * (a retransmission: passed again, the server keeps its first copy); bytes at next_seq
+ * are body while body_left lasts, then a head starts (DLB_ST_HEAD, next_seq moved to
+ * it); a segment after a gap is passed only when all of it is body. */
+static __always_inline int stream_segment(struct dlb_xdp_stream *st, __u32 seq, __u32 len,
+					  __u32 *off, struct dlb_xdp_counters *c)
+{
+	__s32 d = (__s32)(seq - st->next_seq);
+	__u32 skip, avail;
+
+	if (d > 0) {
+		if ((__u64)d + len <= st->body_left) {
+			count(c, DLB_XDP_C_body_segments);
+			return DLB_ST_PASS;
+		}
+		count(c, DLB_XDP_C_stream_out_of_order);
+		return DLB_ST_DROP;
+	}
+	skip = (__u32)-d;
+	if (skip > DLB_XDP_STREAM_BEHIND) {
+		count(c, DLB_XDP_C_stream_out_of_order);
+		return DLB_ST_DROP;
+	}
+	if (skip >= len) {
+		count(c, DLB_XDP_C_stream_retransmits);
+		return DLB_ST_PASS;
+	}
+	avail = len - skip;
+	if (st->body_left >= avail) {
+		st->body_left -= avail;
+		st->next_seq += avail;
+		count(c, DLB_XDP_C_body_segments);
+		return DLB_ST_PASS;
+	}
+	*off = skip + st->body_left;
+	st->next_seq += st->body_left;
+	st->body_left = 0;
+	return DLB_ST_HEAD;
+}
+
+/* Empty lines before a request line are ignored (RFC 9112 2.2): the offset of the first
+ * byte at or after `off` that is not CR or LF, up to DLB_MAX_CRLF of them. */
+#define DLB_MAX_CRLF 8
+static __always_inline __u32 skip_empty_lines(struct xdp_md *ctx, const struct dlb_view *v, __u32 off)
+{
+	const __u8 *data = (const __u8 *)(long)ctx->data;
+	const __u8 *end = (const __u8 *)(long)ctx->data_end;
+
+#pragma unroll
+	for (int k = 0; k < DLB_MAX_CRLF; k++) {
+		const __u8 *b = data + ((v->payload_off + off) & 0x3fff);
+		if (off >= v->payload_len || b + 1 > end || (*b != '\r' && *b != '\n'))
+			break;
+		off++;
+	}
+	return off;
+}
+
+/* A decided head passes: the stream moves past this packet, with the body bytes still
+ * to come (sc->stream_next, sc->stream_body, set once the head was scanned). */
+static __always_inline int stream_pass(const struct dlb_scratch *sc, struct dlb_xdp_stream *st)
+{
+	st->next_seq = sc->stream_next;
+	st->body_left = sc->stream_body;
+	return XDP_PASS;
+}
+
 static __always_inline __u32 segment_end(const struct dlb_view *v)
 {
 	__u32 e = v->seq + v->payload_len;
@@ -1539,6 +1657,7 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 		return XDP_DROP;
 	}
 	count(c, DLB_XDP_C_rejected);
+	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends with the 429 */
 	{
 		__u32 zero = 0;
 		__u32 *tc_on = bpf_map_lookup_elem(&dlb_tc_on, &zero);
@@ -1602,6 +1721,7 @@ static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc
 	if (emit_segment(ctx, sc, v, 0, v->seq, 0, 0x04, 0))
 		return XDP_DROP;
 	flow_insert(v, fk, &fv);
+	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends here */
 	count(c, DLB_XDP_C_server_resets);
 	return XDP_PASS;
 }
@@ -1698,8 +1818,9 @@ int dlb_xdp(struct xdp_md *ctx)
 	struct dlb_xdp_counters *c = bpf_map_lookup_elem(&dlb_counters, &zero);
 	struct dlb_view v = {};
 	struct dlb_scratch *sc;
-	struct dlb_xdp_flow_key fk;
+	struct dlb_xdp_flow_key *fk;
 	struct dlb_xdp_flow *f;
+	struct dlb_xdp_stream *st;
 	const struct dlb_xdp_rule *r;
 	struct dlb_xdp_user_key *key;
 	struct dlb_xdp_user *u;
@@ -1735,21 +1856,71 @@ int dlb_xdp(struct xdp_md *ctx)
 		count(c, DLB_XDP_C_other_port);
 		return XDP_PASS;
 	}
-	flow_key_of(&v, &fk);
-	f = flow_lookup(&v, &fk);
+	fk = &sc->fk;   /* in the scratch: the stack is full */
+	flow_key_of(&v, fk);
+	f = flow_lookup(&v, fk);
 	if (f) {
 		/* a SYN reuses the 4-tuple for a new connection: the old flow is over */
-		if ((v.flags & 0x12) == 0x02)
-			flow_delete(&v, &fk);
+		if ((v.flags & (DLB_TCP_SYN | DLB_TCP_ACK)) == DLB_TCP_SYN)
+			flow_delete(&v, fk);
 		else
-			return rejected_flow(ctx, sc, &v, f, &fk, c);
+			return rejected_flow(ctx, sc, &v, f, fk, c);
+	}
+	now = bpf_ktime_get_ns();
+	if (dlb_replay_heads) {
+		/* one frame run again and again (benchmarks, tests): each run reads it as
+		 * its flow's next head */
+		st = &sc->replay;
+		st->next_seq = v.seq;
+		st->body_left = 0;
+		st->flags = 0;
+	} else {
+		st = bpf_map_lookup_elem(&dlb_streams, fk);
+	}
+	if ((v.flags & (DLB_TCP_SYN | DLB_TCP_ACK)) == DLB_TCP_SYN && !dlb_replay_heads) {
+		if (v.payload_len) {
+			/* data on a SYN (TCP Fast Open): not followed; the client sends it again */
+			count(c, DLB_XDP_C_stream_untracked);
+			return XDP_DROP;
+		}
+		stream_syn(&v, fk, st, now, c);
+		return XDP_PASS;
 	}
 	if (v.payload_len == 0) {
+		/* an RST or FIN exactly at the next byte ends the connection (RFC 5961) */
+		if (st && (v.flags & (DLB_TCP_FIN | DLB_TCP_RST)) && v.seq == st->next_seq &&
+		    st->body_left == 0)
+			st->flags |= DLB_XDP_STREAM_CLOSED;
 		count(c, DLB_XDP_C_no_payload);
 		return XDP_PASS;
 	}
+	if (!st) {
+		count(c, DLB_XDP_C_stream_untracked);
+		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+	}
+	st->last_ns = now;
+	if (st->flags & DLB_XDP_STREAM_NOT_HTTP)
+		return XDP_PASS;
+	{
+		__u32 off = 0;
+		int sv = stream_segment(st, v.seq, v.payload_len, &off, c);
+		if (sv == DLB_ST_PASS)
+			return XDP_PASS;
+		if (sv == DLB_ST_DROP)
+			return XDP_DROP;
+		off = skip_empty_lines(ctx, &v, off);
+		if (off >= v.payload_len) {
+			st->next_seq = v.seq + v.payload_len;
+			return XDP_PASS;
+		}
+		sc->head_off = off;
+	}
+	/* After a decision that passes the head: the stream moves past the head and the
+	 * body bytes this packet holds (set below, once the head's length is known). */
+	sc->stream_next = v.seq + v.payload_len;
+	sc->stream_body = 0;
 
-	n = v.payload_len;
+	n = v.payload_len - sc->head_off;
 	if (n > DLB_XDP_SCAN_BYTES)
 		n = DLB_XDP_SCAN_BYTES;
 
@@ -1757,7 +1928,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	__builtin_memset(sp, 0, sizeof(*sp));
 	sp->cpu = cpu;
 	sp->n = n;
-	sp->payload_off = v.payload_off;
+	sp->payload_off = v.payload_off + sc->head_off;
 	sp->id_name_len = cfg->id_name_len;
 	sp->max_id = cfg->max_identity_bytes;
 	sp->max_lines = 128;
@@ -1765,52 +1936,62 @@ int dlb_xdp(struct xdp_md *ctx)
 	__builtin_memcpy(sc->id_fold, cfg->id_fold, DLB_XDP_MAX_ID_NAME);
 	__builtin_memcpy(sc->id_mask, cfg->id_mask, DLB_XDP_MAX_ID_NAME);
 	if (dlb_scan_head(ctx, sc) == DLB_H_ERROR)
-		return XDP_PASS;
-	/* What the rest of the program uses of the scan, on the stack (the whole state
-	 * would leave the callbacks too little of it). */
-	struct {
-		__u32 result, head_end, sp1, sp2, q, host_off, host_len, id_off, id_len;
-		__u8 have_host, have_id;
-	} s = {
-		.result = sp->result, .head_end = sp->head_end, .sp1 = sp->sp1, .sp2 = sp->sp2,
-		.q = sp->q, .host_off = sp->host_off, .host_len = sp->host_len,
-		.id_off = sp->id_off, .id_len = sp->id_len, .have_host = sp->have_host,
-		.have_id = sp->have_id,
-	};
+		return XDP_DROP;               /* unreadable: the client sends it again */
 	note_scan(sp);
-	if (s.result == DLB_H_MORE) {
-		/* no end of head in this packet */
-		if (v.payload_len >= cfg->max_head_bytes) {
+	if (sp->result == DLB_H_MORE || sp->result == DLB_H_SLOW) {
+		/* No end of head in this packet: the program holds no partial head, so the
+		 * head cannot be decided; refused, never passed. */
+		if (v.payload_len - sc->head_off >= cfg->max_head_bytes) {
 			count(c, DLB_XDP_C_oversize_heads);
-			return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
+			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 		}
 		count(c, DLB_XDP_C_slow_path_split);
-		return XDP_PASS;
+		return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 	}
-	if (s.result == DLB_H_NOT_HTTP) {
-		/* mid-stream bytes (a body, a continuation) look like this too */
-		count(c, DLB_XDP_C_non_head);
-		return XDP_PASS;
+	if (sp->result == DLB_H_NOT_HTTP) {
+		/* Not HTTP where a head starts: the connection's first bytes follow
+		 * on_not_http; later, the stream is out of step with the server's. */
+		if (!(st->flags & DLB_XDP_STREAM_HEADS) && cfg->on_not_http == DLB_XDP_HEAD_FORWARD) {
+			st->flags |= DLB_XDP_STREAM_NOT_HTTP;
+			count(c, DLB_XDP_C_not_http_passed);
+			return XDP_PASS;
+		}
+		count(c, DLB_XDP_C_not_http);
+		return head_policy(ctx, sc, &v, fk,
+				   st->flags & DLB_XDP_STREAM_HEADS ? cfg->on_malformed_head :
+								      cfg->on_not_http, c);
 	}
-	if (s.result == DLB_H_SLOW) {
-		count(c, DLB_XDP_C_slow_path_split);
-		return XDP_PASS;
-	}
-	if (s.result == DLB_H_MALFORMED) {
+	if (sp->result == DLB_H_MALFORMED) {
 		count(c, DLB_XDP_C_malformed_heads);
-		return head_policy(ctx, sc, &v, &fk, cfg->on_malformed_head, c);
+		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
 	}
-	if (s.head_end > cfg->max_head_bytes) {
+	if (sp->head_end > cfg->max_head_bytes) {
 		count(c, DLB_XDP_C_oversize_heads);
-		return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
+		return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 	}
-	tstart = s.sp1;                         /* 1 + SP = first target byte */
-	tend = s.q ? s.q - 1 : s.sp2 - 1;
+	st->flags |= DLB_XDP_STREAM_HEADS;
+	if (sp->have_te) {
+		/* a chunked (or otherwise encoded) body: where the next head starts is not
+		 * followed by this program (and on HTTP/1.0 the message is faulty) */
+		count(c, DLB_XDP_C_unframed_bodies);
+		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+	}
+	{
+		__u64 body_end = (__u64)sc->head_off + sp->head_end + (sp->have_cl ? sp->cl : 0);
+		if (body_end < v.payload_len) {
+			/* another request's bytes follow in this packet: not decided here */
+			count(c, DLB_XDP_C_pipelined_refused);
+			return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+		}
+		sc->stream_body = (__u32)(body_end - v.payload_len);
+	}
+	tstart = sp->sp1;                         /* 1 + SP = first target byte */
+	tend = sp->q ? sp->q - 1 : sp->sp2 - 1;
 	if (head_byte(cpu, tstart) != '/' && head_byte(cpu, tstart) != '*') {
 		/* The server routes an absolute-form target by its path, which this program
 		 * does not match on: refused, never passed undecided. */
 		count(c, DLB_XDP_C_slow_path_absolute_form);
-		return head_policy(ctx, sc, &v, &fk, cfg->on_malformed_head, c);
+		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
 	}
 	count(c, DLB_XDP_C_heads);
 
@@ -1820,41 +2001,41 @@ int dlb_xdp(struct xdp_md *ctx)
 
 		m->cpu = cpu;
 		m->method_off = 0;
-		m->method_len = s.sp1 - 1;
+		m->method_len = sp->sp1 - 1;
 		m->path_off = tstart;
 		m->path_len = tend - tstart;
-		m->host_off = s.host_off;
-		m->host_len = s.have_host ? host_without_port(cpu, s.host_off, s.host_len) : 0;
+		m->host_off = sp->host_off;
+		m->host_len = sp->have_host ? host_without_port(cpu, sp->host_off, sp->host_len) : 0;
 		m->count = count;
 		m->found = 0;
 		if (count == 0 || count > DLB_XDP_MAX_RULES)
-			return XDP_PASS;
+			return stream_pass(sc, st);
 		bpf_loop(DLB_XDP_MAX_RULES / DLB_RULES_PER_CALL, match_rule, &cpu, 0);
 		rule = m->found;
 	}
 	r = bpf_map_lookup_elem(&dlb_rules, &rule);
 	if (!r)
-		return XDP_PASS;
+		return stream_pass(sc, st);
 
 	key = &sc->key;
 	/* The short key's bytes; a long ID zeroes the rest of the key too. */
 	__builtin_memset(key, 0, sizeof(struct dlb_xdp_user_skey));
 	key->rule = rule;
-	if (s.have_id && s.id_len > 0) {
-		__u32 len = s.id_len;
+	if (sp->have_id && sp->id_len > 0) {
+		__u32 len = sp->id_len;
 		if (len > DLB_XDP_MAX_ID) {
 			/* as the engine: an identity longer than the key holds is refused */
 			count(c, DLB_XDP_C_oversize_heads);
-			return head_policy(ctx, sc, &v, &fk, cfg->on_oversize_head, c);
+			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 		}
 		key->kind = DLB_XDP_KEY_IDENTITY;
 		key->id_len = len;
-		copy_id(sc, key, s.id_off, len);
+		copy_id(sc, key, sp->id_off, len);
 	} else {
 		count(c, DLB_XDP_C_identity_missing);
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {
 			count(c, DLB_XDP_C_identity_missing_passed);
-			return XDP_PASS;
+			return stream_pass(sc, st);
 		}
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_LIMIT) {
 			count(c, DLB_XDP_C_identity_missing_limited);
@@ -1870,7 +2051,6 @@ int dlb_xdp(struct xdp_md *ctx)
 			__builtin_memset(key->id + 4, 0, 12);
 	}
 
-	now = bpf_ktime_get_ns();
 	u = user_of(key, key->id_len, 1);
 	if (!u) {
 		count(c, DLB_XDP_C_table_full);
@@ -1924,19 +2104,19 @@ decided:
 	if (d.allowed) {
 		count(c, DLB_XDP_C_allowed);
 		c->rule_allowed[rule & (DLB_XDP_MAX_RULES - 1)]++;
-		return XDP_PASS;
+		return stream_pass(sc, st);
 	}
 	count(c, DLB_XDP_C_limited);
 	c->rule_limited[rule & (DLB_XDP_MAX_RULES - 1)]++;
 	if (r->action == DLB_XDP_ACTION_SHADOW) {
 		count(c, DLB_XDP_C_shadow_limited);
-		return XDP_PASS;
+		return stream_pass(sc, st);
 	}
 	if (r->action == DLB_XDP_ACTION_DROP) {
 		count(c, DLB_XDP_C_dropped);
 		return XDP_DROP;
 	}
-	return reject(ctx, sc, &v, r, &d, &fk, c);
+	return reject(ctx, sc, &v, r, &d, fk, c);
 }
 
 /* The agent's atomic operations on user buckets: run with bpf_prog_test_run over an

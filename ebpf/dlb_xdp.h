@@ -183,6 +183,30 @@ struct dlb_xdp_flow {
 	                                 * sent it (the client's ACK of the 429 is dropped) */
 };
 
+/* Per client-to-server flow of a service port: where the next byte the program has
+ * not passed is, and whether it starts a head or is body. Created by the client's SYN;
+ * only bytes at next_seq move it (a segment after a gap is dropped unless it is all
+ * body, a retransmission of passed bytes is passed), and SYN, FIN and RST change it only
+ * in window (RFC 5961), so that no crafted control segment moves where heads start. A
+ * flow without one (its SYN not seen, or evicted) has its data refused: the program
+ * cannot tell a head from a body. */
+struct dlb_xdp_stream {
+	__u32 next_seq;                 /* the first byte not passed yet */
+	__u32 body_left;                /* body bytes from next_seq before the next head */
+	__u32 flags;                    /* DLB_XDP_STREAM_* */
+	__u32 pad;
+	__u64 last_ns;                  /* the last segment seen (monotonic ns) */
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_stream) == 24, "stream layout");
+#define DLB_XDP_STREAM_CLOSED 1         /* an in-window FIN or RST: a SYN may reuse the tuple */
+#define DLB_XDP_STREAM_NOT_HTTP 2       /* first bytes not HTTP, on_not_http forward: passed */
+#define DLB_XDP_STREAM_HEADS 4          /* a head was seen: not-HTTP now is a desync */
+/* A SYN on a flow that is not closed starts a new connection only after this long
+ * without a segment (a live flow ignores it, as Linux does). */
+#define DLB_XDP_STREAM_IDLE_NS (30ULL * 1000000000ULL)
+/* Retransmitted bytes further than this behind next_seq are dropped, not passed. */
+#define DLB_XDP_STREAM_BEHIND (1U << 20)
+
 /* With the TC program attached (ebpf/dlb_tc.bpf.c, clsact ingress of the same
  * interface), a rejected head is not sent back with XDP_TX: the program builds the 429 +
  * FIN in place, puts this record in front of the frame (XDP metadata) and passes it. The
@@ -244,7 +268,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(other_port, "other_port", "TCP segments to other ports (passed).")          \
 	X(no_payload, "no_payload", "TCP segments without payload (passed).")         \
 	X(non_head, "non_head", "Segments whose payload does not start a request head (passed).") \
-	X(slow_path_split, "slow_path_split", "Heads not complete in one packet or past the scan bound (passed).") \
+	X(slow_path_split, "slow_path_split", "Heads not complete in one packet (refused per on_oversize_head).") \
 	X(slow_path_absolute_form, "slow_path_absolute_form", "Heads with an absolute-form target (refused per on_malformed_head).") \
 	X(not_http, "not_http", "Payloads at a head position that are not HTTP.")     \
 	X(malformed_heads, "malformed_heads", "Malformed request heads.")             \
@@ -269,7 +293,16 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(table_full, "table_full", "New users that found the user table full.")      \
 	X(server_resets, "server_resets", "RSTs passed to the local server after a 429.") \
 	X(client_resets, "client_resets", "RSTs sent to clients (reset policy, late segments).") \
-	X(rejected_flow_dropped, "rejected_flow_dropped", "Segments of a rejected flow dropped.")
+	X(rejected_flow_dropped, "rejected_flow_dropped", "Segments of a rejected flow dropped.") \
+	X(streams_opened, "streams_opened", "Client SYNs that started a tracked flow.")  \
+	X(syn_ignored, "syn_ignored", "SYNs on a live flow (not in window: the flow kept).") \
+	X(stream_untracked, "stream_untracked", "Data of flows without state (SYN not seen or evicted; refused per on_malformed_head).") \
+	X(stream_out_of_order, "stream_out_of_order", "Segments after a gap that may hold a head (dropped; sent again by the client).") \
+	X(stream_retransmits, "stream_retransmits", "Segments of bytes already passed (passed).") \
+	X(body_segments, "body_segments", "Segments of request bodies (passed).")    \
+	X(pipelined_refused, "pipelined_refused", "Packets with bytes after a whole request (refused per on_malformed_head).") \
+	X(unframed_bodies, "unframed_bodies", "Heads with Transfer-Encoding (the program follows only Content-Length; refused per on_malformed_head).") \
+	X(not_http_passed, "not_http_passed", "Flows whose first bytes are not HTTP (passed per on_not_http).")
 
 enum dlb_xdp_counter_index {
 #define DLB_XDP_X(field, name, help) DLB_XDP_C_##field,

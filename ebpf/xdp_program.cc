@@ -28,12 +28,19 @@ StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
   dlb_xdp_bpf* skel = dlb_xdp_bpf__open();
   if (skel == nullptr) return Errno("opening the XDP program", errno);
   skel->rodata->dlb_record_last = options.record_last ? 1 : 0;
+  skel->rodata->dlb_replay_heads = options.replay_heads ? 1 : 0;
   // Each of the two user maps (short and long IDs) holds up to max_users users.
   for (bpf_map* m : {skel->maps.dlb_users_short, skel->maps.dlb_users}) {
     if (int err = bpf_map__set_max_entries(m, options.max_users); err) {
       dlb_xdp_bpf__destroy(skel);
       return Errno("sizing the user maps", err);
     }
+  }
+  // The client-to-server flows of the service ports whose next head is followed
+  // (LRU: a flow evicted while live has its next data refused).
+  if (int err = bpf_map__set_max_entries(skel->maps.dlb_streams, options.max_flows); err) {
+    dlb_xdp_bpf__destroy(skel);
+    return Errno("sizing the stream map", err);
   }
   return skel;
 }
@@ -394,11 +401,13 @@ Status XdpProgram::ClearState() {
   std::vector<dlb_xdp_user_key> users;
   (void)ForEachUser([&](const dlb_xdp_user_key& k) { users.push_back(k); });
   for (const auto& k : users) (void)DeleteUser(k);
-  const int flows_fd = bpf_map__fd(skel_->maps.dlb_rejected);
-  dlb_xdp_flow_key fk{}, next{};
-  while (bpf_map_get_next_key(flows_fd, nullptr, &next) == 0) {
-    fk = next;
-    if (bpf_map_delete_elem(flows_fd, &fk)) break;
+  for (bpf_map* m : {skel_->maps.dlb_rejected, skel_->maps.dlb_streams}) {
+    const int fd = bpf_map__fd(m);
+    dlb_xdp_flow_key fk{}, next{};
+    while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
+      fk = next;
+      if (bpf_map_delete_elem(fd, &fk)) break;
+    }
   }
   const int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return Errno("counting CPUs", ncpu);

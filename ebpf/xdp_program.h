@@ -27,9 +27,16 @@ struct ProgramOptions {
   // Entries of each user map: up to max_users users with IDs of at most
   // DLB_XDP_SHORT_ID bytes (and source addresses), and as many with longer IDs.
   uint32_t max_users = 65536;
+  // Client-to-server flows of the service ports followed at once (an LRU map of 64
+  // bytes an entry with its key): a live flow evicted from it has its next data refused.
+  uint32_t max_flows = 262144;
   // Tests: the program keeps each CPU's last head scan and decision for ReadLast. Off,
   // the verifier removes that bookkeeping from the program.
   bool record_last = false;
+  // Benchmarks and tests that run one frame many times (bpf_prog_test_run's repeat):
+  // every data segment is read as its flow's next head, without following flows. Never
+  // for an attached program: a client could then have body bytes decided as heads.
+  bool replay_heads = false;
 };
 
 // Counters summed over CPUs.

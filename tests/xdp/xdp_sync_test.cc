@@ -101,7 +101,7 @@ FloodResult Flood(XdpProgram* prog, XdpSync* sync, double seconds, int64_t gap_u
     }
     s.src.port = port++;
     if (port < 30000) port = 30000;
-    auto r = xdptest::RunXdp(prog->prog_fd(), BuildSegment(s));
+    auto r = xdptest::RunXdpOnNewFlow(prog->prog_fd(), s);
     ++out.sent;
     if (r.action == XDP_PASS) ++out.admitted;
     next_head += gap_us * 1000;
@@ -146,7 +146,7 @@ class XdpSyncTest : public ::testing::Test {
     int64_t passed = 0;
     for (int i = 0; i < n; ++i) {
       s.src.port = static_cast<uint16_t>(20000 + (port_++ % 20000));
-      auto r = xdptest::RunXdp(prog_->prog_fd(), BuildSegment(s));
+      auto r = xdptest::RunXdpOnNewFlow(prog_->prog_fd(), s);
       EXPECT_GE(r.action, 0);
       if (r.action == XDP_PASS) ++passed;
     }
@@ -242,7 +242,7 @@ TEST_F(XdpSyncTest, DrainedLocalUsersAreForgottenQuotasAreKept) {
     SegmentSpec s;
     s.payload = Head("POST", path, user);
     s.src.port = static_cast<uint16_t>(20000 + (port_++ % 20000));
-    return xdptest::RunXdp(prog_->prog_fd(), BuildSegment(s)).action;
+    return xdptest::RunXdpOnNewFlow(prog_->prog_fd(), s).action;
   };
   auto users = [&] {
     int n = 0;

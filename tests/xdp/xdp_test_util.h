@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../packet/frames.h"
 #include "dlb/packet/config.h"
 #include "xdp_program.h"
 
@@ -33,6 +34,25 @@ inline RunResult RunXdp(int prog_fd, const std::vector<uint8_t>& frame) {
   r.action = static_cast<int>(opts.retval);
   r.frame.resize(opts.data_size_out);
   return r;
+}
+
+// The client's SYN of the flow `data` is sent on (its ISN one below data.seq): the
+// program follows client-to-server flows from their SYN and refuses data of flows it has
+// not seen open.
+inline std::vector<uint8_t> SynOf(const packet::testing::SegmentSpec& data) {
+  packet::testing::SegmentSpec syn = data;
+  syn.seq = data.seq - 1;
+  syn.ack = 0;
+  syn.flags = 0x02;
+  syn.payload.clear();
+  return packet::testing::BuildSegment(syn);
+}
+
+// Opens the flow of `data` with its SYN, then runs `data` on it.
+inline RunResult RunXdpOnNewFlow(int prog_fd, const packet::testing::SegmentSpec& data) {
+  const RunResult syn = RunXdp(prog_fd, SynOf(data));
+  if (syn.action != XDP_PASS) return syn;
+  return RunXdp(prog_fd, packet::testing::BuildSegment(data));
 }
 
 inline int PinToCpu0() {

@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   CPU_ZERO(&set);
   CPU_SET(0, &set);
   sched_setaffinity(0, sizeof set, &set);
-  auto prog = dlb::xdp::XdpProgram::Load({.max_users = 65536});
+  auto prog = dlb::xdp::XdpProgram::Load({.max_users = 65536, .replay_heads = true});
   if (!prog.ok()) {
     std::fprintf(stderr, "bench_xdp: %s\n", prog.status().ToString().c_str());
     return 1;
