@@ -900,18 +900,21 @@ __noinline long dlb_scan_one(__u32 cpu)
 	return scan_done(s, DLB_H_MALFORMED);
 }
 
-/* Steps per bpf_loop call: the call's own cost is shared by two lines. The CPU is read
+/* Steps per bpf_loop call: the call's own cost is shared by four lines. The CPU is read
  * again for each step, so that the compiler does not keep the scratch's addresses
  * across them (its stack would outgrow what the verifier allows). */
-#define DLB_SCAN_STEPS_PER_CALL 2
+#define DLB_SCAN_STEPS_PER_CALL 4
 
 static long scan_step(__u32 idx, __u32 *cpu_arg)
 {
 #pragma unroll
 	for (int i = 0; i < DLB_SCAN_STEPS_PER_CALL; i++) {
-		if (dlb_scan_one(*(volatile __u32 *)cpu_arg))
+		__u32 cpu = *(volatile __u32 *)cpu_arg;
+
+		if (dlb_scan_one(cpu))
 			return 1;
-		if (dlb_header_value(*(volatile __u32 *)cpu_arg))
+		/* most lines are neither Host, identity nor Content-Length: no call */
+		if (dlb_scratch[cpu & (DLB_MAX_CPUS - 1)].scan.hv_which && dlb_header_value(cpu))
 			return 1;
 	}
 	return 0;
@@ -1866,7 +1869,6 @@ int dlb_xdp(struct xdp_md *ctx)
 		else
 			return rejected_flow(ctx, sc, &v, f, fk, c);
 	}
-	now = bpf_ktime_get_ns();
 	if (dlb_replay_heads) {
 		/* one frame run again and again (benchmarks, tests): each run reads it as
 		 * its flow's next head */
@@ -1883,7 +1885,7 @@ int dlb_xdp(struct xdp_md *ctx)
 			count(c, DLB_XDP_C_stream_untracked);
 			return XDP_DROP;
 		}
-		stream_syn(&v, fk, st, now, c);
+		stream_syn(&v, fk, st, bpf_ktime_get_ns(), c);
 		return XDP_PASS;
 	}
 	if (v.payload_len == 0) {
@@ -1898,6 +1900,7 @@ int dlb_xdp(struct xdp_md *ctx)
 		count(c, DLB_XDP_C_stream_untracked);
 		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
 	}
+	now = bpf_ktime_get_ns();
 	st->last_ns = now;
 	if (st->flags & DLB_XDP_STREAM_NOT_HTTP)
 		return XDP_PASS;
