@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0 OR GPL-2.0
-/* The XDP fallback's data path (DESIGN.md, "XDP fallback"): the packet engine's parse
+/* The XDP fallback's data path (docs/xdp.md): the packet engine's parse
  * and decision semantics (lib/dlb/packet/) for request heads that are complete in one
  * packet, on an ordinary Linux gateway host.
  *
