@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0 OR GPL-2.0
-/* The TC half of the XDP fallback's reject (DESIGN.md, "XDP fallback": "XDP_TX for the
- * reply, and a TC program where a clone is needed"), attached to the clsact ingress hook
+/* The TC half of the XDP fallback's reject (docs/xdp.md: XDP_TX for the
+ * reply, and a TC program where a clone is needed), attached to the clsact ingress hook
  * of the interface the XDP program runs on.
  *
  * The XDP program hands over a rejected head as the finished 429 + FIN toward the client
@@ -164,4 +164,4 @@ fail:
 	return TC_ACT_SHOT;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "GPL"; /* the SPDX line's GPL-2.0 alternative, as the kernel names it */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0 OR GPL-2.0
-/* The XDP fallback's data path (DESIGN.md, "XDP fallback"): the packet engine's parse
+/* The XDP fallback's data path (docs/xdp.md): the packet engine's parse
  * and decision semantics (lib/dlb/packet/) for request heads that are complete in one
  * packet, on an ordinary Linux gateway host.
  *
@@ -2171,4 +2171,4 @@ int dlb_xdp_control(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "GPL"; /* the SPDX line's GPL-2.0 alternative, as the kernel names it */

@@ -1,4 +1,4 @@
-// The DPDK appliance: two ports, bump in the wire (DESIGN.md, "Appliance data path").
+// The DPDK appliance: two ports, bump in the wire (docs/appliance.md, "Data path").
 // Worker lcores run to completion: rx burst from one port -> PacketEngine::ProcessBurst
 // -> act on the verdicts -> tx burst to the other port (429s and RSTs built from the
 // rejected segment). Each worker owns queue `index` of both ports and its own engine;

@@ -1,4 +1,4 @@
-// The bucket core: a leaky bucket implemented as GCRA (see DESIGN.md, "Bucket
+// The bucket core: a leaky bucket implemented as GCRA (see docs/design.md, "Bucket
 // semantics"). One integer of state per bucket, the theoretical arrival time (TAT).
 //
 // Time is integer nanoseconds from an injected clock. The emission interval

@@ -1,4 +1,4 @@
-// Keys: the one Redis key layout shared by every form (DESIGN.md, "Keys").
+// Keys: the one Redis key layout shared by every form (docs/design.md, "Keys").
 //
 //   dlb:{<digest>}:<rule>
 //

@@ -1,4 +1,4 @@
-// Prometheus metrics (DESIGN.md, "Observability"): one exporter per process, listening
+// Prometheus metrics (docs/metrics.md): one exporter per process, listening
 // on 127.0.0.1 by default. Data paths never touch it: workers bump plain per-core
 // counters, and collectors registered here read and sum them at scrape time, on the
 // exporter's thread.

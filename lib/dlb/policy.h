@@ -1,4 +1,4 @@
-// Accuracy modes and failure policies (DESIGN.md, "Accuracy modes" and "Failure
+// Accuracy modes and failure policies (docs/design.md, "Accuracy modes" and "Failure
 // policy"): one definition for the library, the packet engine and the agents.
 #pragma once
 

@@ -1,5 +1,5 @@
-// The library's Limiter counters as `dlb_limiter_*` families. The list in README.md
-// ("Metrics") mirrors this file.
+// The library's Limiter counters as `dlb_limiter_*` families. The list in
+// docs/metrics.md ("Library") mirrors this file.
 #include <cstdint>
 
 #include "dlb/limiter.h"

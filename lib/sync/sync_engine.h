@@ -1,4 +1,4 @@
-// Leases of the global buckets: the `synced` accuracy mode (DESIGN.md, "Accuracy modes").
+// Leases of the global buckets: the `synced` accuracy mode (docs/design.md, "Accuracy modes").
 //
 // A participant is one library process, one appliance core or one XDP host. It decides
 // most requests locally, in nanoseconds, against units of the global bucket that it

@@ -1,4 +1,4 @@
-// The appliance's testbed on one machine (DESIGN.md, "Testbed on one machine"): network
+// The appliance's testbed on one machine (docs/testing.md, "Testbed on one machine"): network
 // namespaces for the client hosts and the server host, joined by veth pairs whose middle
 // ends stay in the root namespace for the appliance's net_af_packet ports, nginx in the
 // server namespace, and the appliance as a child process.

@@ -1,4 +1,4 @@
-// A Redis failover to a replica whose clock is behind (DESIGN.md, "Time"): the master
+// A Redis failover to a replica whose clock is behind (docs/design.md, "Time"): the master
 // holds a bucket a user has drained; the replica, its clock 30 s behind, is promoted;
 // the user's further admissions stay within what the old master would have allowed:
 // buckets look fuller (by r x 30 s), never a second burst.

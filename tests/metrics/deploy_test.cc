@@ -1,5 +1,5 @@
 // The operations files checked against what exists: the Grafana dashboard queries only
-// documented metrics that the programs export; the README's metric list matches the
+// documented metrics that the programs export; docs/metrics.md's metric list matches the
 // exporters; Prometheus, Redis, systemd and Docker files name only files, programs and
 // settings that exist (no Docker engine runs here: the files are parsed).
 #include <gtest/gtest.h>
@@ -135,14 +135,11 @@ struct Documented {
   std::map<std::string, std::string> type;  // name -> counter, gauge, histogram
 };
 
-// README "## Metrics": rows `| \`name\`[, \`name\`] | type | labels | meaning |`.
+// docs/metrics.md, the metrics reference: rows `| \`name\`[, \`name\`] | type | labels | meaning |`.
 Documented ReadmeMetrics() {
-  const std::string readme = Slurp(Root() + "/README.md");
-  const size_t start = readme.find("\n## Metrics");
-  EXPECT_NE(start, std::string::npos) << "README has no Metrics section";
-  size_t end = readme.find("\n## ", start + 1);
-  if (end == std::string::npos) end = readme.size();
-  std::istringstream in(readme.substr(start, end - start));
+  const std::string readme = Slurp(Root() + "/docs/metrics.md");
+  EXPECT_NE(readme.find("\n| `dlb_"), std::string::npos) << "docs/metrics.md lists no metric";
+  std::istringstream in(readme);
   Documented d;
   std::string line;
   while (std::getline(in, line)) {
@@ -228,7 +225,7 @@ TEST(DashboardTest, EveryQueriedMetricIsDocumentedInReadme) {
     for (const auto& n : DlbNames(e)) queried.insert(FamilyOf(n, d));
   }
   ASSERT_FALSE(queried.empty());
-  for (const auto& n : queried) EXPECT_EQ(d.type.count(n), 1u) << n << " is not in README Metrics";
+  for (const auto& n : queried) EXPECT_EQ(d.type.count(n), 1u) << n << " is not in docs/metrics.md";
 }
 
 TEST(DashboardTest, EveryQueriedMetricIsExported) {

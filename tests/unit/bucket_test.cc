@@ -1,4 +1,4 @@
-// Bucket core (lib/core/bucket.cc) against DESIGN.md "Bucket semantics". Time is
+// Bucket core (lib/core/bucket.cc) against docs/design.md, "Bucket semantics". Time is
 // injected as integer nanoseconds; every random choice comes from a fixed seed.
 #include "dlb/bucket.h"
 

@@ -1,5 +1,5 @@
 // Keys (lib/key): SHA-256 against reference vectors and the Redis key layout of
-// DESIGN.md "Keys". Expected digests are FIPS 180-4 / NIST examples or values computed
+// docs/design.md, "Keys". Expected digests are FIPS 180-4 / NIST examples or values computed
 // with Python's hashlib when the test was written.
 #include "dlb/key.h"
 

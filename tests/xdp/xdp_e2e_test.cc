@@ -338,7 +338,7 @@ namespace {
 // give each its own). Where the kernel runs libxdp's dispatcher, both programs are
 // attached (xdp-loader status lists them), traffic is still limited, and the other
 // program stays when the agent exits. Where it cannot (libxdp attaches the other program
-// alone; README, "Coexistence"), the agent must not replace it: it exits with an error
+// alone; docs/xdp.md, "Coexistence"), the agent must not replace it: it exits with an error
 // that names the program and libxdp's reason, and the other program keeps passing
 // traffic.
 TEST_F(XdpE2eTest, SharesTheInterfaceWithAnotherXdpProgramThroughLibxdp) {

@@ -1,5 +1,5 @@
 // Configuration of the packet engine: plain structs with designated-initializer
-// defaults (STYLE.md: never filled by position). Turned into compiled rules and sized
+// defaults (docs/style.md: never filled by position). Turned into compiled rules and sized
 // tables once at start (rules.h, engine.h); nothing here is read per packet as text.
 #pragma once
 

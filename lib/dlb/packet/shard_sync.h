@@ -1,5 +1,5 @@
 // Global sync of the per-core shards: mode `synced` (and `strict`) for the packet engine
-// (DESIGN.md, "Accuracy modes", "Failure policy", "Appliance data path").
+// (docs/design.md, "Accuracy modes", "Failure policy", "Appliance sync"; docs/appliance.md).
 //
 // Workers (one PacketEngine per core) never block and never call Redis. One control
 // thread (the appliance's control lcore) owns a ShardSync for all the engines of the
@@ -93,8 +93,8 @@
 // core over an outage of length t, owed and charged once afterwards.
 //
 // Measured (tests/sync/sim.h, `dlb_sim --packet`: 2 appliances x 4 packet cores + 2
-// library processes against one Redis and an exact oracle, I = 5 ms): see README.md,
-// "Appliance sync"; the gtest asserts the bound per user with the measured H, lease and
+// library processes against one Redis and an exact oracle, I = 5 ms): docs/performance.md,
+// "Appliance sync accuracy"; the gtest asserts the bound per user with the measured H, lease and
 // credit peaks, slots created and J.
 //
 // Exactly once: every settle call carries (round key, round id) and Redis keeps its

@@ -294,4 +294,4 @@ int floor_all(struct xdp_md *ctx)
 	return touch_bucket(&v, now_kept(), lines) == 0 ? XDP_PASS : XDP_DROP;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "GPL"; /* the SPDX line's GPL-2.0 alternative, as the kernel names it */
