@@ -113,6 +113,14 @@ struct {
 	__type(value, struct dlb_xdp_stream);
 } dlb_streams SEC(".maps");
 
+/* Heads begun and not ended, by flow (dlb_xdp.h, struct dlb_xdp_partial). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);           /* resized by the agent before load */
+	__type(key, struct dlb_xdp_flow_key);
+	__type(value, struct dlb_xdp_partial);
+} dlb_partial SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -169,6 +177,7 @@ struct dlb_scan {
 	__u8 pad[2];
 	__u32 cl;
 	__u32 hv_which, hv_from, hv_end;   /* a value line for dlb_header_value; which 0: none */
+	__u32 held;                    /* head bytes from earlier packets already in sc->head */
 };
 
 struct dlb_view {
@@ -226,6 +235,10 @@ struct dlb_match {
  * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
  * map lookup per byte. */
 struct dlb_scratch {
+	/* part_len, pad and head are laid out as struct dlb_xdp_partial: a head held until
+	 * a later packet is stored from here in one map update */
+	__u32 part_len;
+	__u32 part_pad;
 	__u8 head[DLB_XDP_SCAN_BYTES];
 	__u8 payload[2 * DLB_OUT_PAYLOAD];  /* masks with 2 * DLB_OUT_PAYLOAD - 1 stay inside */
 	__u8 hdr[64];                  /* IP header (20 or 40) then TCP header (20) */
@@ -254,6 +267,9 @@ struct dlb_scratch {
 	__u32 pad2;
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
+_Static_assert(__builtin_offsetof(struct dlb_scratch, head) - __builtin_offsetof(struct dlb_scratch, part_len) ==
+		       __builtin_offsetof(struct dlb_xdp_partial, head),
+	       "the scratch's held head is a struct dlb_xdp_partial");
 
 static __always_inline void count(struct dlb_xdp_counters *c, int idx)
 {
@@ -1007,6 +1023,19 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 	off = s->payload_off;
 	if (n < 1 || n > DLB_XDP_SCAN_BYTES || off > 0xffff)
 		return DLB_H_ERROR;
+	if (s->held) {
+		/* a held head: this packet's bytes go after it */
+		__u32 held = s->held, cnt;
+		if (held >= n || held >= DLB_XDP_SCAN_BYTES)
+			return DLB_H_ERROR;
+		cnt = (n - held) & (DLB_XDP_SCAN_BYTES - 1);
+		if (cnt == 0 || bpf_xdp_load_bytes(ctx, off, sc->head + (held & (DLB_XDP_SCAN_BYTES - 1)), cnt))
+			return DLB_H_ERROR;
+		if (scan_method(sc, s, n))
+			return s->result;
+		bpf_loop(DLB_XDP_SCAN_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
+		return s->result;
+	}
 	first = n < DLB_METHOD_BYTES ? n : DLB_METHOD_BYTES;
 	if (!DLB_COPY_DIRECT(ctx, sc, off, 0, first, DLB_METHOD_BYTES / 8) &&
 	    bpf_xdp_load_bytes(ctx, off, sc->head, first))
@@ -1602,12 +1631,40 @@ static __always_inline __u32 skip_empty_lines(struct xdp_md *ctx, const struct d
 	return off;
 }
 
+/* The held bytes of the flow's begun head (sc->fk) into sc->head, their count into
+ * sc->part_len; 0 when the flow holds none (evicted). Global: its copy loop is verified
+ * once, apart from the program. */
+__noinline long dlb_restore_held(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	const struct dlb_xdp_partial *pb = bpf_map_lookup_elem(&dlb_partial, &sc->fk);
+	__u32 held;
+
+	if (!pb)
+		return 0;
+	held = pb->len;
+	if (held == 0 || held >= DLB_XDP_SCAN_BYTES)
+		return 0;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8; k++) {
+		if (8 * k >= held)
+			break;
+		((__u64 *)sc->head)[k] = ((const __u64 *)pb->head)[k];
+	}
+	sc->part_len = held;
+	return held;
+}
+
 /* A decided head passes: the stream moves past this packet, with the body bytes still
  * to come (sc->stream_next, sc->stream_body, set once the head was scanned). */
 static __always_inline int stream_pass(const struct dlb_scratch *sc, struct dlb_xdp_stream *st)
 {
 	st->next_seq = sc->stream_next;
 	st->body_left = sc->stream_body;
+	if (st->flags & DLB_XDP_STREAM_PARTIAL) {
+		st->flags &= ~DLB_XDP_STREAM_PARTIAL;
+		bpf_map_delete_elem(&dlb_partial, &sc->fk);
+	}
 	return XDP_PASS;
 }
 
@@ -1661,6 +1718,7 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 	}
 	count(c, DLB_XDP_C_rejected);
 	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends with the 429 */
+	bpf_map_delete_elem(&dlb_partial, fk);
 	{
 		__u32 zero = 0;
 		__u32 *tc_on = bpf_map_lookup_elem(&dlb_tc_on, &zero);
@@ -1725,6 +1783,7 @@ static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc
 		return XDP_DROP;
 	flow_insert(v, fk, &fv);
 	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends here */
+	bpf_map_delete_elem(&dlb_partial, fk);
 	count(c, DLB_XDP_C_server_resets);
 	return XDP_PASS;
 }
@@ -1911,10 +1970,19 @@ int dlb_xdp(struct xdp_md *ctx)
 			return XDP_PASS;
 		if (sv == DLB_ST_DROP)
 			return XDP_DROP;
-		off = skip_empty_lines(ctx, &v, off);
-		if (off >= v.payload_len) {
-			st->next_seq = v.seq + v.payload_len;
-			return XDP_PASS;
+		sc->part_len = 0;
+		if (st->flags & DLB_XDP_STREAM_PARTIAL) {
+			/* a head begun in earlier packets: its bytes first, this packet's after */
+			if (!dlb_restore_held(cpu)) {
+				count(c, DLB_XDP_C_stream_untracked);   /* evicted */
+				return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+			}
+		} else {
+			off = skip_empty_lines(ctx, &v, off);
+			if (off >= v.payload_len) {
+				st->next_seq = v.seq + v.payload_len;
+				return XDP_PASS;
+			}
 		}
 		sc->head_off = off;
 	}
@@ -1924,13 +1992,14 @@ int dlb_xdp(struct xdp_md *ctx)
 	sc->stream_body = 0;
 
 	n = v.payload_len - sc->head_off;
-	if (n > DLB_XDP_SCAN_BYTES)
-		n = DLB_XDP_SCAN_BYTES;
+	if (n > DLB_XDP_SCAN_BYTES - sc->part_len)
+		n = DLB_XDP_SCAN_BYTES - sc->part_len;
 
 	struct dlb_scan *sp = &sc->scan;
 	__builtin_memset(sp, 0, sizeof(*sp));
 	sp->cpu = cpu;
-	sp->n = n;
+	sp->held = sc->part_len;
+	sp->n = sc->part_len + n;
 	sp->payload_off = v.payload_off + sc->head_off;
 	sp->id_name_len = cfg->id_name_len;
 	sp->max_id = cfg->max_identity_bytes;
@@ -1942,14 +2011,24 @@ int dlb_xdp(struct xdp_md *ctx)
 		return XDP_DROP;               /* unreadable: the client sends it again */
 	note_scan(sp);
 	if (sp->result == DLB_H_MORE || sp->result == DLB_H_SLOW) {
-		/* No end of head in this packet: the program holds no partial head, so the
-		 * head cannot be decided; refused, never passed. */
-		if (v.payload_len - sc->head_off >= cfg->max_head_bytes) {
+		/* No end of head yet: the server cannot act on it before its last byte, so
+		 * this packet passes and the head's bytes are held until the packet that ends
+		 * it. A head longer than the program holds is refused, never passed. */
+		__u32 total = sc->part_len + (v.payload_len - sc->head_off);
+		if (total >= cfg->max_head_bytes || total >= DLB_XDP_SCAN_BYTES) {
 			count(c, DLB_XDP_C_oversize_heads);
 			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 		}
-		count(c, DLB_XDP_C_slow_path_split);
-		return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+		sc->part_len = total;
+		if (sp->result == DLB_H_SLOW ||
+		    bpf_map_update_elem(&dlb_partial, fk, &sc->part_len, BPF_ANY)) {
+			count(c, DLB_XDP_C_slow_path_split);
+			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+		}
+		st->flags |= DLB_XDP_STREAM_PARTIAL;
+		st->next_seq = v.seq + v.payload_len;
+		count(c, DLB_XDP_C_split_heads_held);
+		return XDP_PASS;
 	}
 	if (sp->result == DLB_H_NOT_HTTP) {
 		/* Not HTTP where a head starts: the connection's first bytes follow
@@ -1980,7 +2059,9 @@ int dlb_xdp(struct xdp_md *ctx)
 		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
 	}
 	{
-		__u64 body_end = (__u64)sc->head_off + sp->head_end + (sp->have_cl ? sp->cl : 0);
+		/* the head's bytes start part_len bytes before this packet's head_off */
+		__u64 body_end = (__u64)sc->head_off + sp->head_end + (sp->have_cl ? sp->cl : 0) -
+				 sc->part_len;
 		if (body_end < v.payload_len) {
 			/* another request's bytes follow in this packet: not decided here */
 			count(c, DLB_XDP_C_pipelined_refused);

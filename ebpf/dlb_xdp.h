@@ -201,6 +201,17 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_stream) == 24, "stream layout");
 #define DLB_XDP_STREAM_CLOSED 1         /* an in-window FIN or RST: a SYN may reuse the tuple */
 #define DLB_XDP_STREAM_NOT_HTTP 2       /* first bytes not HTTP, on_not_http forward: passed */
 #define DLB_XDP_STREAM_HEADS 4          /* a head was seen: not-HTTP now is a desync */
+#define DLB_XDP_STREAM_PARTIAL 8        /* a head begun, its bytes in dlb_partial */
+
+/* The bytes of a head begun in earlier packets of a flow, held until the packet that ends
+ * it (the server cannot act on a head before its last byte): then the whole head is
+ * scanned and decided. Up to DLB_XDP_SCAN_BYTES bytes. */
+struct dlb_xdp_partial {
+	__u32 len;
+	__u32 pad;
+	__u8 head[DLB_XDP_SCAN_BYTES];
+};
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_partial) == 8 + DLB_XDP_SCAN_BYTES, "partial layout");
 /* A SYN on a flow that is not closed starts a new connection only after this long
  * without a segment (a live flow ignores it, as Linux does). */
 #define DLB_XDP_STREAM_IDLE_NS (30ULL * 1000000000ULL)
@@ -268,7 +279,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(other_port, "other_port", "TCP segments to other ports (passed).")          \
 	X(no_payload, "no_payload", "TCP segments without payload (passed).")         \
 	X(non_head, "non_head", "Segments whose payload does not start a request head (passed).") \
-	X(slow_path_split, "slow_path_split", "Heads not complete in one packet (refused per on_oversize_head).") \
+	X(slow_path_split, "slow_path_split", "Heads that could not be held until their end (refused per on_oversize_head).") \
 	X(slow_path_absolute_form, "slow_path_absolute_form", "Heads with an absolute-form target (refused per on_malformed_head).") \
 	X(not_http, "not_http", "Payloads at a head position that are not HTTP.")     \
 	X(malformed_heads, "malformed_heads", "Malformed request heads.")             \
@@ -296,6 +307,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(rejected_flow_dropped, "rejected_flow_dropped", "Segments of a rejected flow dropped.") \
 	X(streams_opened, "streams_opened", "Client SYNs that started a tracked flow.")  \
 	X(syn_ignored, "syn_ignored", "SYNs on a live flow (not in window: the flow kept).") \
+	X(split_heads_held, "split_heads_held", "Packets of a head that ends in a later packet (passed, the head held until then).") \
 	X(stream_untracked, "stream_untracked", "Data of flows without state (SYN not seen or evicted; refused per on_malformed_head).") \
 	X(stream_out_of_order, "stream_out_of_order", "Segments after a gap that may hold a head (dropped; sent again by the client).") \
 	X(stream_retransmits, "stream_retransmits", "Segments of bytes already passed (passed).") \

@@ -42,6 +42,10 @@ StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
     dlb_xdp_bpf__destroy(skel);
     return Errno("sizing the stream map", err);
   }
+  if (int err = bpf_map__set_max_entries(skel->maps.dlb_partial, options.max_held_heads); err) {
+    dlb_xdp_bpf__destroy(skel);
+    return Errno("sizing the held-head map", err);
+  }
   return skel;
 }
 
@@ -401,7 +405,7 @@ Status XdpProgram::ClearState() {
   std::vector<dlb_xdp_user_key> users;
   (void)ForEachUser([&](const dlb_xdp_user_key& k) { users.push_back(k); });
   for (const auto& k : users) (void)DeleteUser(k);
-  for (bpf_map* m : {skel_->maps.dlb_rejected, skel_->maps.dlb_streams}) {
+  for (bpf_map* m : {skel_->maps.dlb_rejected, skel_->maps.dlb_streams, skel_->maps.dlb_partial}) {
     const int fd = bpf_map__fd(m);
     dlb_xdp_flow_key fk{}, next{};
     while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {

@@ -30,6 +30,9 @@ struct ProgramOptions {
   // Client-to-server flows of the service ports followed at once (an LRU map of 64
   // bytes an entry with its key): a live flow evicted from it has its next data refused.
   uint32_t max_flows = 262144;
+  // Heads begun and not ended held at once (2 KiB each): an LRU map, so a flow that
+  // stalls mid-head gives its entry back under pressure (its next data is then refused).
+  uint32_t max_held_heads = 4096;
   // Tests: the program keeps each CPU's last head scan and decision for ReadLast. Off,
   // the verifier removes that bookkeeping from the program.
   bool record_last = false;

@@ -600,21 +600,6 @@ TEST_F(XdpProgTest, NonHeadsAndOtherTrafficPass) {
   EXPECT_EQ(Counter(DLB_XDP_C_heads), 1u);
 }
 
-// The program holds no partial head: a head that does not end in its packet cannot be
-// decided, so it is refused (default: a RST to the server), never passed.
-TEST_F(XdpProgTest, SplitHeadsAreRefused) {
-  for (int i = 0; i < 5; ++i) {
-    const RunResult r = RunHead("POST /pay HTTP/1.1\r\nHost: a\r\nX-User-ID: hank\r\n", 44000 + i);
-    EXPECT_EQ(r.action, XDP_PASS);
-    packet::PacketView v;
-    ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
-    EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
-  }
-  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_split), 5u);
-  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 5u);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
-}
-
 // The stream of one client flow, segment by segment: what each does to the program.
 class XdpStreamTest : public XdpProgTest {
  protected:
@@ -714,6 +699,38 @@ TEST_F(XdpStreamTest, ControlSegmentsOutOfWindowChangeNothing) {
   EXPECT_EQ(SendAt(1000, Head("GET", "/other", "ida")).action, XDP_PASS);
   EXPECT_EQ(Counter(DLB_XDP_C_stream_retransmits), 1u);
   EXPECT_EQ(Counter(DLB_XDP_C_heads), 4u);
+}
+
+// A head that spans packets is decided on the packet that ends it (the server cannot act
+// on it before): the earlier packets pass, the head's bytes held until then.
+TEST_F(XdpStreamTest, HeadsSpanningPacketsAreDecidedOnTheirLastPacket) {
+  const std::string head = "POST /pay HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(700, 'p') +
+                           "\r\nX-User-ID: lena\r\n\r\n";
+  for (int i = 0; i < 3; ++i) {   // capacity 3, then limited
+    ASSERT_EQ(Send(head.substr(0, 20)).action, XDP_PASS) << i;
+    ASSERT_EQ(Send(head.substr(20, 500)).action, XDP_PASS) << i;
+    EXPECT_EQ(Counter(DLB_XDP_C_heads), static_cast<uint64_t>(i));
+    ASSERT_EQ(Send(head.substr(520)).action, XDP_PASS) << i;
+    EXPECT_EQ(Counter(DLB_XDP_C_heads), static_cast<uint64_t>(i + 1));
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_split_heads_held), 6u);
+  ASSERT_EQ(Send(head.substr(0, 600)).action, XDP_PASS);
+  // A retransmission of held bytes passes; the packet that ends the head gets the 429.
+  EXPECT_EQ(SendAt(next_ - 600, head.substr(0, 600)).action, XDP_PASS);
+  const RunResult r = Send(head.substr(600));
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  EXPECT_TRUE(UserKnown("lena"));
+}
+
+// A head longer than the program holds (DLB_XDP_SCAN_BYTES) is refused, never passed.
+TEST_F(XdpStreamTest, HeadsLongerThanTheProgramHoldsAreRefused) {
+  const std::string head = "POST /pay HTTP/1.1\r\nX-Pad: " + std::string(DLB_XDP_SCAN_BYTES, 'p') + "\r\n";
+  ASSERT_EQ(Send(head.substr(0, 1400)).action, XDP_PASS);
+  const RunResult r = Send(head.substr(1400));
+  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
 }
 
 // Empty lines before a request line are skipped (RFC 9112 2.2) and the head decided.
