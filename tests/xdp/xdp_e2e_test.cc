@@ -214,6 +214,60 @@ class XdpE2eTest : public ::testing::Test {
   pid_t nginx_ = 0, redis_ = 0, agent_ = 0, nginx2_ = 0, agent2_ = 0;
 };
 
+// A client (in the client namespace) that writes `pieces` one TCP segment each (Nagle
+// off, each write once the one before was acknowledged), then prints the status line
+// of the response ("none" when there is none).
+std::string SegmentedClientScript() {
+  return R"PY(
+import fcntl, socket, struct, sys, termios, time
+pieces = [bytes.fromhex(p) for p in sys.argv[2:]]
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for p in pieces:
+    s.sendall(p)
+    for _ in range(5000):
+        if struct.unpack('i', fcntl.ioctl(s, termios.TIOCOUTQ, b'\0\0\0\0'))[0] == 0:
+            break
+        time.sleep(0.001)
+try:
+    data = s.recv(4096)
+except OSError:
+    data = b''
+print(data.split(b'\r\n')[0].decode() if data else 'none')
+)PY";
+}
+
+TEST_F(XdpE2eTest, BodiesAreNotHeadsAndHeadsAcrossSegmentsAreDecided) {
+  std::ofstream(dir_ + "/client.py") << SegmentedClientScript();
+  auto hex = [](const std::string& b) {
+    static const char* d = "0123456789abcdef";
+    std::string h;
+    for (unsigned char c : b) h += {d[c >> 4], d[c & 15]};
+    return h;
+  };
+  auto send = [&](const std::vector<std::string>& pieces) {
+    std::string cmd = "ip netns exec " + cns_ + " python3 " + dir_ + "/client.py 10.77.0.2";
+    for (const auto& p : pieces) cmd += " " + hex(p);
+    std::string out = Sh(cmd);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
+  };
+  // eve's upload: a body of four segments, each starting like a head of victim's.
+  const std::string fake = "POST /local HTTP/1.1\r\nHost: x\r\nX-User-ID: victim\r\n\r\n";
+  std::vector<std::string> upload = {"POST /upload HTTP/1.1\r\nHost: x\r\nX-User-ID: eve\r\n"
+                                     "Content-Length: " + std::to_string(4 * fake.size()) + "\r\n\r\n",
+                                     fake, fake, fake, fake};
+  EXPECT_EQ(send(upload), "HTTP/1.1 200 OK");
+  // victim sent nothing before: the whole capacity (3) is theirs.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "victim"), "200") << i;
+  // A head in three segments is decided on the last: 3 admitted, then 429.
+  const std::string head = "GET /local HTTP/1.1\r\nHost: x\r\nX-User-ID: split\r\n\r\n";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(send({head.substr(0, 10), head.substr(10, 25), head.substr(35)}), "HTTP/1.1 200 OK") << i;
+  }
+  EXPECT_EQ(send({head.substr(0, 10), head.substr(10, 25), head.substr(35)}), "HTTP/1.1 429 Too Many Requests");
+}
+
 TEST_F(XdpE2eTest, OverLimitGets429OthersPass) {
   // Local rule: exactly capacity admitted, then 429 with Retry-After.
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "alice"), "200") << i;
