@@ -551,18 +551,8 @@ struct PacketEngine::Impl {
     fs.flow->phase = Phase::kClosed;
   }
 
-  static dlb::Decision NoKeyDecision(const CompiledRule& r) {
-    dlb::Decision d;
-    d.allowed = false;
-    d.level = static_cast<double>(r.profile.spec().capacity);
-    d.remaining = 0;
-    // One emission interval: when a request of a fresh bucket would pass again.
-    d.retry_after_ns = r.profile.leaks()
-                           ? static_cast<int64_t>((r.profile.interval_fp() >> dlb::kFracBits) + 1)
-                           : dlb::kNever;
-    d.reset_after_ns = d.retry_after_ns;
-    return d;
-  }
+  // One rule for every form (dlb/retry_after.h, computed when the rule compiled).
+  static dlb::Decision NoKeyDecision(const CompiledRule& r) { return NoBucketDecision(r); }
 
   void Flush() {
     for (size_t i = 0; i < event_count; ++i) {

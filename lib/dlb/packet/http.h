@@ -36,7 +36,9 @@ Method MethodFromToken(std::string_view token);
   X(kContentLengthWithTransferEncoding, "content_length_with_transfer_encoding") \
   X(kDuplicateHost, "duplicate_host")                                        \
   X(kDuplicateIdentity, "duplicate_identity")                                \
-  X(kIdentityTooLong, "identity_too_long")
+  X(kIdentityTooLong, "identity_too_long")                                  \
+  X(kBadIdentity, "bad_identity")                                            \
+  X(kBadPath, "bad_path")
 
 enum class HeadResult : uint8_t {
 #define DLB_X(name, str) name,
