@@ -449,6 +449,33 @@ TEST_F(EngineTest, NoBucketRetryAfterIsOneIntervalInWholeSeconds) {
   EXPECT_EQ(r.decision.retry_after_ns, 1'000'000'000);
 }
 
+// Behind a terminator every connection comes from its address: with trusted_proxies
+// the client is the one X-Forwarded-For names, keyed as a direct client would be.
+TEST_F(EngineTest, TrustedProxyNamesTheClientInForwardedFor) {
+  config_.trusted_proxies = 1;
+  Start();
+  auto head = [](const std::string& xff) {
+    return "POST /pay HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: " + xff + "\r\n\r\n";
+  };
+  Conn a(40060);
+  Send(a.Syn());
+  // Two clients behind one terminator address: separate buckets.
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(a.Data(head("192.0.2.1"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(head("192.0.2.2"))).verdict, Verdict::kForward);
+  // What the client wrote left of the trusted hop does not move it to another bucket.
+  Conn b(40061);
+  Send(b.Syn());
+  EXPECT_EQ(Send(b.Data(head("203.0.113.5, 192.0.2.1"))).verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_source_ip, 4u);
+  // No client address: limited, with the no-bucket Retry-After.
+  Conn c(40062);
+  Send(c.Syn());
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "")));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_no_client_address, 1u);
+  EXPECT_EQ(r.decision.retry_after_ns, 1'000'000'000);
+}
+
 TEST_F(EngineTest, MissingIdentityUsesSourceAddress) {
   Start();
   Conn a(40016);
