@@ -1087,6 +1087,7 @@ inline void ResetHead(RequestHead& head) {
   head.host = {};
   head.identity = {};
   head.has_identity = false;
+  head.path_normal = false;
   head.http10 = false;
   head.chunked = false;
   head.has_content_length = false;
@@ -1094,11 +1095,33 @@ inline void ResetHead(RequestHead& head) {
   head.head_bytes = 0;
 }
 
-HeadResult FinishHead(const HeaderState& st, const RequestHead& head) {
+// Whether a path is plainly normal: '/' first, then no '%', '.', '?' or '#' and no
+// "//" (the usual API path). A cheap first test, one table load per byte; a path it
+// refuses may still be normal (dlb_path_is_normal decides).
+inline bool IsPlainNormalPath(std::string_view path) {
+  static constexpr auto kSpecial = [] {
+    std::array<uint8_t, 256> t{};
+    t['%'] = t['.'] = t['?'] = t['#'] = 1;
+    t['/'] = 2;
+    return t;
+  }();
+  if (path.empty() || path.front() != '/' || path.size() > DLB_PATH_MAX_BYTES) return false;
+  uint8_t prev = 2;
+  for (size_t i = 1; i < path.size(); ++i) {
+    const uint8_t k = kSpecial[static_cast<uint8_t>(path[i])];
+    if ((k & 1) | (k & prev)) return false;  // a special byte, or '/' after '/'
+    prev = k;
+  }
+  return true;
+}
+
+HeadResult FinishHead(const HeaderState& st, RequestHead& head) {
   // A path rules cannot normalize (a bad escape, or longer than DLB_PATH_MAX_BYTES) is
   // one most servers refuse; deciding it by its raw bytes could miss its rule.
-  if (!dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(head.path.data()),
-                          static_cast<dlb_path_u32>(head.path.size()), 0)) {
+  head.path_normal = IsPlainNormalPath(head.path) ||
+                     dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(head.path.data()),
+                                        static_cast<dlb_path_u32>(head.path.size()), 0);
+  if (!head.path_normal) {
     dlb_path_u8 buf[DLB_PATH_MAX_BYTES + 1];
     if (dlb_path_normalize(reinterpret_cast<const dlb_path_u8*>(head.path.data()),
                            static_cast<dlb_path_u32>(head.path.size()), buf, sizeof buf, 0) < 0) {

@@ -169,7 +169,7 @@ uint16_t RuleSet::Match(const RequestHead& head) const {
   dlb_path_u8 buf[DLB_PATH_MAX_BYTES + 1];
   const auto* raw = reinterpret_cast<const dlb_path_u8*>(head.path.data());
   const auto raw_len = static_cast<dlb_path_u32>(head.path.size());
-  if (!dlb_path_is_normal(raw, raw_len, 0)) {
+  if (!head.path_normal && !dlb_path_is_normal(raw, raw_len, 0)) {
     const int len = dlb_path_normalize(raw, raw_len, buf, sizeof buf, 0);
     if (len >= 0) path = std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(len));
   }

@@ -225,6 +225,28 @@ TEST(HttpTest, PathThatCannotBeNormalizedIsMalformed) {
   EXPECT_EQ(h.path, "//x/../%70ay");
 }
 
+// head.path_normal (the parser's cheap test, then dlb_path_is_normal) says exactly
+// whether the path is its own normalization: rules skip normalizing when it is set.
+TEST(HttpTest, PathNormalFlagIsExact) {
+  static const char* kPieces[] = {"/", "//", ".", "..", "%2e", "%70", "%3F", "a", "B", "pay", "-", "~", ".x"};
+  std::mt19937 rng(20);
+  int normal = 0;
+  for (int n = 0; n < 20000; ++n) {
+    std::string path = "/";
+    const int pieces = static_cast<int>(rng() % 6);
+    for (int i = 0; i < pieces; ++i) path += kPieces[rng() % (sizeof kPieces / sizeof *kPieces)];
+    const std::string head = "GET " + path + "?q HTTP/1.1\r\n\r\n";
+    RequestHead h;
+    ASSERT_EQ(ParseWhole(head, h), HeadResult::kOk) << path;
+    const bool want = dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(path.data()),
+                                         static_cast<dlb_path_u32>(path.size()), 0) != 0;
+    ASSERT_EQ(h.path_normal, want) << path;
+    normal += want;
+  }
+  EXPECT_GT(normal, 2000);
+  EXPECT_LT(normal, 18000);
+}
+
 TEST(HttpTest, EveryMalformedReason) {
   const BadCase cases[] = {
       {"\x16\x03 / HTTP/1.1\r\n\r\n", HeadResult::kNotHttp},

@@ -75,6 +75,8 @@ struct RequestHead {
                                // case as sent, port removed
   std::string_view identity;   // the identity header's value, OWS trimmed; empty if absent
   bool has_identity = false;
+  bool path_normal = false;    // path is its own normalization (dlb/path.h): set by the
+                               // parser so that rules need not check it again
   bool http10 = false;
   bool chunked = false;        // Transfer-Encoding ends in "chunked"
   bool has_content_length = false;
