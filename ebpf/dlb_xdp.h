@@ -50,7 +50,7 @@
 #define DLB_XDP_TMPL_PIECES 6
 /* Control commands per test-run call of the control program (fits one page). */
 #define DLB_XDP_CTL_BATCH 8
-#define DLB_XDP_RETRY_MAX_S (365ULL * 24 * 3600)
+#define DLB_XDP_RETRY_MAX_S (365ULL * 24 * 3600) /* DLB_RETRY_AFTER_MAX_S */
 
 enum dlb_xdp_mode { DLB_XDP_MODE_STRICT = 0, DLB_XDP_MODE_LOCAL = 1, DLB_XDP_MODE_SYNCED = 2 };
 enum dlb_xdp_action { DLB_XDP_ACTION_REJECT = 0, DLB_XDP_ACTION_DROP = 1, DLB_XDP_ACTION_SHADOW = 2 };
@@ -103,7 +103,8 @@ struct dlb_xdp_rule {
 	__u8 action;                    /* enum dlb_xdp_action */
 	__u8 on_store_failure;          /* enum dlb_xdp_failure */
 	__u8 on_table_full;             /* enum dlb_xdp_overflow */
-	__u8 pad0;
+	__u8 fold_case;                 /* 1: compare paths with letters folded
+	                                 * (DLB_PATH_FOLD_CASE, lib/dlb/path.h) */
 	__u64 capacity;
 	__u64 interval_ns;
 	__u64 cost;
@@ -114,7 +115,11 @@ struct dlb_xdp_rule {
 	__u16 tmpl_off[DLB_XDP_TMPL_PIECES];
 	__u16 tmpl_len[DLB_XDP_TMPL_PIECES];
 	__u16 body_static_len;          /* bytes of the JSON body without its number */
-	__u16 pad1[3];
+	__u16 pad1;
+	/* Retry-After (s) of a head refused without a bucket (no identity under limit,
+	 * a full table under limit): dlb_no_bucket_retry_after_s (lib/dlb/retry_after.h),
+	 * the engine's value for the same rule. */
+	__u32 no_bucket_retry_s;
 	__u8 tmpl[DLB_XDP_TMPL_BYTES];
 };
 DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_rule) == 152 + 8 + 40 + 32 + 512, "dlb_xdp_rule layout");

@@ -3,10 +3,15 @@
 #include <cmath>
 #include <cstring>
 
+#include "dlb/packet/reject.h"
 #include "dlb/packet/rules.h"
+#include "dlb/retry_after.h"
 
 namespace dlb::xdp {
 namespace {
+
+static_assert(DLB_XDP_RETRY_MAX_S == DLB_RETRY_AFTER_MAX_S, "one Retry-After ceiling for every form");
+static_assert(DLB_RETRY_AFTER_MAX_S <= 0xffffffffULL, "no_bucket_retry_s holds any Retry-After");
 
 Status FieldError(const std::string& rule, const std::string& field, const std::string& what) {
   return Status::InvalidArgument("rule '" + rule + "': " + field + ": " + what);
@@ -41,6 +46,10 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
     return Status::InvalidArgument("rules: at most " + std::to_string(DLB_XDP_MAX_RULES - 1) +
                                    " rules and the default fit the XDP program, got " +
                                    std::to_string(rs.size() - 1));
+  }
+  if (config.trusted_proxies != 0) {
+    return Status::InvalidArgument(
+        "trusted_proxies: the XDP program keys by the packet's source address only; set 0");
   }
   XdpTables t;
   dlb_xdp_config& c = t.config;
@@ -91,6 +100,13 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
     }
     std::memcpy(r.path_prefix, cr.path_prefix.data(), cr.path_prefix.size());
     r.path_len = static_cast<__u8>(cr.path_prefix.size());
+    // The program compares the raw target with the prefix: until it folds case (it
+    // reads fold_case), a folding rule would miss every other case there.
+    if (cr.fold_case) {
+      return FieldError(cr.name, "fold_case", "the XDP program does not fold case yet");
+    }
+    r.fold_case = cr.fold_case ? 1 : 0;
+    r.no_bucket_retry_s = static_cast<__u32>(cr.no_bucket_retry_after_s);
     if (cr.host_lower.size() > DLB_XDP_MAX_HOST) {
       return FieldError(cr.name, "host", "the XDP program takes at most 64 bytes");
     }

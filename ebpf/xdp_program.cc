@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "dlb/key.h"
 #include "dlb_xdp.skel.h"
 
 namespace dlb::xdp {
@@ -428,9 +429,7 @@ Status XdpProgram::ClearState() {
 
 std::string UserIdOf(const dlb_xdp_user_key& key) {
   if (key.kind == DLB_XDP_KEY_IPV4 || key.kind == DLB_XDP_KEY_IPV6) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    inet_ntop(key.kind == DLB_XDP_KEY_IPV4 ? AF_INET : AF_INET6, key.id, buf, sizeof buf);
-    return buf;
+    return SourceAddressUserId(key.kind == DLB_XDP_KEY_IPV4 ? 4 : 6, key.id);
   }
   const size_t n = key.id_len > DLB_XDP_MAX_ID ? DLB_XDP_MAX_ID : key.id_len;
   return std::string(reinterpret_cast<const char*>(key.id), n);

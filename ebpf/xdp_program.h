@@ -121,9 +121,9 @@ class XdpProgram {
   bool have_pushed_ = false;
 };
 
-// The user ID whose bucket a key names (the identity header's bytes, or the client's
-// address as text for source-IP keys): dlb::RedisKey(UserIdOf(key), rule name) is then
-// the same key as every other form's.
+// The user ID whose bucket a key names (the identity header's bytes, or
+// dlb::SourceAddressUserId of the client's address for source-IP keys):
+// dlb::RedisKey(UserIdOf(key), rule name) is then the same key as every other form's.
 std::string UserIdOf(const dlb_xdp_user_key& key);
 
 }  // namespace dlb::xdp

@@ -32,6 +32,15 @@ UserDigest DigestUserId(std::string_view user_id);
 // Appends "dlb:{<18 chars>}:<rule>" to `out` (no allocation if `out` has capacity).
 void AppendRedisKey(const UserDigest& digest, std::string_view rule, std::string& out);
 std::string RedisKey(std::string_view user_id, std::string_view rule);
+// The user ID of a client known only by its address (a head without identity under
+// `on_missing_identity: source_ip`): "ip:" and the address as inet_ntop writes it,
+// "ip:10.0.0.1" / "ip:2001:db8::1". Every form keys an address by this one string, so
+// one client has one bucket in Redis. `address` holds 4 bytes (ip_version 4) or 16
+// (ip_version 6), network order; any other version gives "". The prefix keeps a header
+// value "10.0.0.1" apart from the address; docs/identity.md says why a header value
+// "ip:10.0.0.1" is no new power over that bucket.
+std::string SourceAddressUserId(int ip_version, const uint8_t* address);
+
 // The rule name of a spec when the caller names none (AllowRequest): 5 base64url
 // characters of SHA-256("<capacity>:<leak rate %.17g>"), so that one (capacity, leak
 // rate) is one bucket and different specs of one user are different buckets.

@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -44,6 +46,13 @@ std::string RedisKey(std::string_view user_id, std::string_view rule) {
   out.reserve(8 + kDigestChars + rule.size());
   AppendRedisKey(DigestUserId(user_id), rule, out);
   return out;
+}
+
+std::string SourceAddressUserId(int ip_version, const uint8_t* address) {
+  if (ip_version != 4 && ip_version != 6) return {};
+  char buf[3 + INET6_ADDRSTRLEN] = "ip:";
+  if (inet_ntop(ip_version == 4 ? AF_INET : AF_INET6, address, buf + 3, sizeof buf - 3) == nullptr) return {};
+  return buf;
 }
 
 std::string RuleNameForSpec(int64_t capacity, double leak_rate_per_s) {

@@ -93,6 +93,7 @@ class Reader {
   std::string file_;
 };
 
+constexpr std::pair<const char*, bool> kBools[] = {{"true", true}, {"false", false}};
 constexpr std::pair<const char*, Mode> kModes[] = {
     {"strict", Mode::kStrict}, {"synced", Mode::kSynced}, {"local", Mode::kLocal}};
 constexpr std::pair<const char*, Action> kActions[] = {
@@ -121,6 +122,7 @@ RuleConfig ReadRule(const Reader& r, const YAML::Node& node, const std::string& 
     else if (key == "method") rule.method = r.String(v, f);
     else if (key == "path_prefix") rule.path_prefix = r.String(v, f);
     else if (key == "host") rule.host = r.String(v, f);
+    else if (key == "fold_case") rule.fold_case = r.Enum(v, f, kBools);
     else if (key == "capacity") rule.bucket.capacity = r.Int(v, f, 1, dlb::kMaxCapacity);
     else if (key == "leak_rate_per_s") rule.bucket.leak_rate_per_s = r.Number(v, f, 0, dlb::kMaxLeakRatePerS);
     else if (key == "cost") rule.cost = r.Int(v, f, 1, dlb::kMaxCapacity);
@@ -166,6 +168,8 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
       c.max_identity_bytes = static_cast<uint32_t>(r.Int(v, key, 1, 4096));
     } else if (key == "on_missing_identity") {
       c.on_missing_identity = r.Enum(v, key, kMissing);
+    } else if (key == "trusted_proxies") {
+      c.trusted_proxies = static_cast<uint8_t>(r.Int(v, key, 0, kMaxTrustedProxies));
     } else if (key == "max_head_bytes") {
       c.max_head_bytes = static_cast<uint32_t>(r.Int(v, key, 64, 65536));
     } else if (key == "max_header_lines") {

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "dlb/packet/client_address.h"
 #include "dlb/packet/shard_sync.h"
 #include "flow.h"
 
@@ -269,6 +270,18 @@ struct PacketEngine::Impl {
     std::memcpy(identities[event_count - 1], data, len);
   }
 
+  // The client a head without identity is keyed by: the packet's source address, or
+  // behind trusted proxies the one they name in X-Forwarded-For (client_address.h).
+  bool ClientAddressOf(const RequestHead& head, const PacketView& v, ClientAddress& a) const {
+    if (config.trusted_proxies == 0) {
+      a.ip_version = v.ip_version == 4 ? 4 : 6;
+      std::memcpy(a.bytes, v.src_addr, a.size());
+      return true;
+    }
+    return ForwardedClientAddress(reinterpret_cast<const uint8_t*>(head.method_token.data()), head.head_bytes,
+                                  config.trusted_proxies, a);
+  }
+
   // A complete head: pick its rule and key, queue its decision.
   bool OnHead(FlowSlot& f, const RequestHead& head) {
     ++counters.heads;
@@ -282,11 +295,15 @@ struct PacketEngine::Impl {
     ++counters.identity_missing;
     switch (config.on_missing_identity) {
       case MissingIdentityPolicy::kSourceIp: {
+        ClientAddress a;
+        if (!ClientAddressOf(head, results[current].view, a)) {
+          ++counters.identity_no_client_address;
+          Emit(EventKind::kLimitNoKey, f, rule, 0);
+          return AfterEmit();
+        }
         ++counters.identity_source_ip;
-        const PacketView& v = results[current].view;
-        Emit(EventKind::kDecide, f, rule, SipHash13(address_key, v.src_addr, v.ip_version == 4 ? 4 : 16));
-        KeepIdentity(rule, v.ip_version == 4 ? IdentityKind::kIpv4 : IdentityKind::kIpv6, v.src_addr,
-                     v.ip_version == 4 ? 4 : 16);
+        Emit(EventKind::kDecide, f, rule, SipHash13(address_key, a.bytes, a.size()));
+        KeepIdentity(rule, a.ip_version == 4 ? IdentityKind::kIpv4 : IdentityKind::kIpv6, a.bytes, a.size());
         return AfterEmit();
       }
       case MissingIdentityPolicy::kLimit:
@@ -551,18 +568,8 @@ struct PacketEngine::Impl {
     fs.flow->phase = Phase::kClosed;
   }
 
-  static dlb::Decision NoKeyDecision(const CompiledRule& r) {
-    dlb::Decision d;
-    d.allowed = false;
-    d.level = static_cast<double>(r.profile.spec().capacity);
-    d.remaining = 0;
-    // One emission interval: when a request of a fresh bucket would pass again.
-    d.retry_after_ns = r.profile.leaks()
-                           ? static_cast<int64_t>((r.profile.interval_fp() >> dlb::kFracBits) + 1)
-                           : dlb::kNever;
-    d.reset_after_ns = d.retry_after_ns;
-    return d;
-  }
+  // One rule for every form (dlb/retry_after.h, computed when the rule compiled).
+  static dlb::Decision NoKeyDecision(const CompiledRule& r) { return NoBucketDecision(r); }
 
   void Flush() {
     for (size_t i = 0; i < event_count; ++i) {

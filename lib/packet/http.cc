@@ -1,5 +1,7 @@
 #include "dlb/packet/http.h"
 
+#include "dlb/path.h"
+
 #include "http_internal.h"
 
 #include <array>
@@ -155,6 +157,16 @@ inline bool ParseDecimal(std::string_view s, uint64_t& out) {
   }
   out = v;
   return true;
+}
+
+// Whether a header value has a control byte (below SP, HTAB included) or DEL.
+inline bool HasCtlOrDelInValue(std::string_view v) {
+  uint8_t bad = 0;
+  for (char ch : v) {
+    const uint8_t c = static_cast<uint8_t>(ch);
+    bad |= static_cast<uint8_t>(c < 0x20) | static_cast<uint8_t>(c == 0x7f);
+  }
+  return bad != 0;
 }
 
 // The last comma-separated element of a Transfer-Encoding value, OWS trimmed.
@@ -991,6 +1003,7 @@ inline bool ParseUsualRequestLine(const uint8_t* data, size_t sp1, size_t sp2, s
 
 struct HeaderState {
   bool authority_host = false;
+  bool seen_identity = false;
   bool seen_host = false;
   bool seen_te = false;
 };
@@ -999,9 +1012,14 @@ struct HeaderState {
 [[gnu::always_inline]] inline HeadResult OnHeader(std::string_view name, std::string_view raw_value, const HeadOptions& options,
                     HeaderState& st, RequestHead& head) {
   if (name.size() == options.identity_header.size() && EqualsIgnoreCase(name, options.identity_header)) {
+    // Exactly one identity line: a second one, even after an empty first, would let a
+    // backend that joins or picks lines read a user we did not decide for.
+    if (st.seen_identity) return HeadResult::kDuplicateIdentity;
+    st.seen_identity = true;
     const std::string_view value = TrimOws(raw_value);
-    if (head.has_identity) return HeadResult::kDuplicateIdentity;
     if (value.size() > options.max_identity_bytes) return HeadResult::kIdentityTooLong;
+    // Controls inside would make distinct IDs of what a backend trims to one user.
+    if (HasCtlOrDelInValue(value)) return HeadResult::kBadIdentity;
     head.has_identity = !value.empty();
     head.identity = value;
     return HeadResult::kOk;
@@ -1069,6 +1087,7 @@ inline void ResetHead(RequestHead& head) {
   head.host = {};
   head.identity = {};
   head.has_identity = false;
+  head.path_normal = false;
   head.http10 = false;
   head.chunked = false;
   head.has_content_length = false;
@@ -1076,8 +1095,43 @@ inline void ResetHead(RequestHead& head) {
   head.head_bytes = 0;
 }
 
-HeadResult FinishHead(const HeaderState& st, const RequestHead& head) {
+// Whether a path is plainly normal: '/' first, then no '%', '.', '?' or '#' and no
+// "//" (the usual API path). A cheap first test, one table load per byte; a path it
+// refuses may still be normal (dlb_path_is_normal decides).
+inline bool IsPlainNormalPath(std::string_view path) {
+  static constexpr auto kSpecial = [] {
+    std::array<uint8_t, 256> t{};
+    t['%'] = t['.'] = t['?'] = t['#'] = 1;
+    t['/'] = 2;
+    return t;
+  }();
+  if (path.empty() || path.front() != '/' || path.size() > DLB_PATH_MAX_BYTES) return false;
+  uint8_t prev = 2;
+  for (size_t i = 1; i < path.size(); ++i) {
+    const uint8_t k = kSpecial[static_cast<uint8_t>(path[i])];
+    if ((k & 1) | (k & prev)) return false;  // a special byte, or '/' after '/'
+    prev = k;
+  }
+  return true;
+}
+
+HeadResult FinishHead(const HeaderState& st, RequestHead& head) {
+  // A path rules cannot normalize (a bad escape, or longer than DLB_PATH_MAX_BYTES) is
+  // one most servers refuse; deciding it by its raw bytes could miss its rule.
+  head.path_normal = IsPlainNormalPath(head.path) ||
+                     dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(head.path.data()),
+                                        static_cast<dlb_path_u32>(head.path.size()), 0);
+  if (!head.path_normal) {
+    dlb_path_u8 buf[DLB_PATH_MAX_BYTES + 1];
+    if (dlb_path_normalize(reinterpret_cast<const dlb_path_u8*>(head.path.data()),
+                           static_cast<dlb_path_u32>(head.path.size()), buf, sizeof buf, 0) < 0) {
+      return HeadResult::kBadPath;
+    }
+  }
   if (st.seen_te) {
+    // RFC 9112, 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing; a
+    // server that ignores it (Go) reads the body as the next requests.
+    if (head.http10) return HeadResult::kBadTransferEncoding;
     if (!head.chunked) return HeadResult::kBadTransferEncoding;
     // Both framings at once is the classic smuggling vector (RFC 9112, 6.3).
     if (head.has_content_length) return HeadResult::kContentLengthWithTransferEncoding;

@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "dlb/path.h"
+#include "dlb/retry_after.h"
+
 namespace dlb::packet {
 namespace {
 
@@ -47,7 +50,23 @@ StatusOr<CompiledRule> CompileRule(const RuleConfig& rc) {
   if (!rc.path_prefix.empty() && rc.path_prefix.front() != '/') {
     return RuleError(rc.name, "path_prefix", "must start with '/', got '" + rc.path_prefix + "'");
   }
+  if (!rc.path_prefix.empty()) {
+    const uint32_t flags = rc.fold_case ? DLB_PATH_FOLD_CASE : 0;
+    const auto* p = reinterpret_cast<const dlb_path_u8*>(rc.path_prefix.data());
+    const auto len = static_cast<dlb_path_u32>(rc.path_prefix.size());
+    if (!dlb_path_is_normal(p, len, flags)) {
+      std::string normal(rc.path_prefix.size() + 1, '\0');
+      const int n = dlb_path_normalize(p, len, reinterpret_cast<dlb_path_u8*>(normal.data()),
+                                       static_cast<dlb_path_u32>(normal.size()), flags);
+      if (n < 0) return RuleError(rc.name, "path_prefix", "is not a path: '" + rc.path_prefix + "'");
+      normal.resize(static_cast<size_t>(n));
+      return RuleError(rc.name, "path_prefix",
+                       "must be a normalized path (rules match normalized paths): write '" + normal +
+                           "' for '" + rc.path_prefix + "'");
+    }
+  }
   r.path_prefix = rc.path_prefix;
+  r.fold_case = rc.fold_case;
   for (char c : rc.host) r.host_lower.push_back(LowerChar(c));
 
   auto profile = dlb::BucketProfile::Make(rc.bucket);
@@ -65,6 +84,13 @@ StatusOr<CompiledRule> CompileRule(const RuleConfig& rc) {
     }
   }
   r.profile = *profile;
+  uint64_t interval_ns = 0;  // T rounded up to whole ns; 0: never leaks
+  if (profile->leaks()) {
+    const dlb::u128 one = dlb::u128{1} << dlb::kFracBits;
+    const dlb::u128 ns = (profile->interval_fp() + one - 1) >> dlb::kFracBits;
+    interval_ns = ns == 0 ? 1 : ns > ~uint64_t{0} ? ~uint64_t{0} : static_cast<uint64_t>(ns);
+  }
+  r.no_bucket_retry_after_s = static_cast<int64_t>(dlb_no_bucket_retry_after_s(interval_ns));
   r.cost = rc.cost;
   r.mode = rc.mode;
   r.action = rc.action;
@@ -85,6 +111,16 @@ StatusOr<CompiledRule> CompileRule(const RuleConfig& rc) {
 }
 
 }  // namespace
+
+dlb::Decision NoBucketDecision(const CompiledRule& rule) {
+  dlb::Decision d;
+  d.allowed = false;
+  d.level = static_cast<double>(rule.profile.spec().capacity);
+  d.remaining = 0;
+  d.retry_after_ns = rule.profile.leaks() ? rule.no_bucket_retry_after_s * 1'000'000'000 : dlb::kNever;
+  d.reset_after_ns = d.retry_after_ns;
+  return d;
+}
 
 StatusOr<RuleSet> RuleSet::Compile(const std::vector<RuleConfig>& rules,
                                    const RuleConfig& default_rule) {
@@ -110,7 +146,33 @@ StatusOr<RuleSet> RuleSet::Compile(const std::vector<RuleConfig>& rules,
   return set;
 }
 
+namespace {
+
+// Whether `path` starts with `prefix`, ASCII letters of the path folded when `fold`
+// (the prefix is folded already).
+bool HasPathPrefix(std::string_view path, const std::string& prefix, bool fold) {
+  if (path.size() < prefix.size()) return false;
+  if (!fold) return path.substr(0, prefix.size()) == prefix;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (LowerChar(path[i]) != prefix[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 uint16_t RuleSet::Match(const RequestHead& head) const {
+  // Normalized without folding: a rule that folds compares its folded prefix with the
+  // path's letters folded, which is the same as comparing the folded normalization
+  // (folding changes no segment and escapes keep upper-case digits on both sides).
+  std::string_view path = head.path;
+  dlb_path_u8 buf[DLB_PATH_MAX_BYTES + 1];
+  const auto* raw = reinterpret_cast<const dlb_path_u8*>(head.path.data());
+  const auto raw_len = static_cast<dlb_path_u32>(head.path.size());
+  if (!head.path_normal && !dlb_path_is_normal(raw, raw_len, 0)) {
+    const int len = dlb_path_normalize(raw, raw_len, buf, sizeof buf, 0);
+    if (len >= 0) path = std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(len));
+  }
   const size_t n = rules_.size() - 1;
   for (size_t i = 0; i < n; ++i) {
     const CompiledRule& r = rules_[i];
@@ -118,9 +180,7 @@ uint16_t RuleSet::Match(const RequestHead& head) const {
       if (r.method != head.method) continue;
       if (r.method == Method::kOther && head.method_token != r.method_token) continue;
     }
-    if (!r.path_prefix.empty() && head.path.substr(0, r.path_prefix.size()) != r.path_prefix) {
-      continue;
-    }
+    if (!r.path_prefix.empty() && !HasPathPrefix(path, r.path_prefix, r.fold_case)) continue;
     if (!r.host_lower.empty() && !HostEquals(head.host, r.host_lower)) continue;
     return static_cast<uint16_t>(i);
   }

@@ -30,15 +30,12 @@ uint64_t RandomU64() {
   return (uint64_t{rd()} << 32) ^ rd();
 }
 
-// The user ID of an identity: the header's bytes, or the address as text.
+// The user ID of an identity: the header's bytes, or the address's (dlb/key.h).
 std::string UserId(const SyncRegistration& r) {
   if (r.kind == IdentityKind::kHeader) {
     return std::string(reinterpret_cast<const char*>(r.identity), r.identity_len);
   }
-  char buf[INET6_ADDRSTRLEN + 4] = "ip:";
-  const int af = r.kind == IdentityKind::kIpv4 ? AF_INET : AF_INET6;
-  if (inet_ntop(af, r.identity, buf + 3, sizeof buf - 3) == nullptr) return std::string("ip:?");
-  return buf;
+  return SourceAddressUserId(r.kind == IdentityKind::kIpv4 ? 4 : 6, r.identity);
 }
 
 }  // namespace

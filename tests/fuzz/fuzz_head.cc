@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dlb/packet/http.h"
+#include "dlb/path.h"
 #include "packet/http_internal.h"
 
 using namespace dlb::packet;
@@ -17,6 +18,7 @@ bool SameHead(HeadResult ra, const RequestHead& a, HeadResult rb, const RequestH
   if (ra != rb) return false;
   if (ra != HeadResult::kOk) return true;
   return a.method == b.method && a.method_token == b.method_token && a.target == b.target && a.path == b.path &&
+         a.path_normal == b.path_normal &&
          a.host == b.host && a.identity == b.identity && a.has_identity == b.has_identity &&
          a.http10 == b.http10 && a.chunked == b.chunked && a.has_content_length == b.has_content_length &&
          a.content_length == b.content_length && a.head_bytes == b.head_bytes;
@@ -60,6 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (s.data() < b || s.data() + s.size() > e) __builtin_trap();
       }
       if (h.identity.size() > o.max_identity_bytes) __builtin_trap();
+      // The parser's path_normal is exactly dlb_path_is_normal (rules trust it).
+      const bool normal = dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(h.path.data()),
+                                             static_cast<dlb_path_u32>(h.path.size()), 0) != 0;
+      if (h.path_normal != normal) __builtin_trap();
+      for (char c : h.identity) {
+        if (static_cast<uint8_t>(c) < 0x20 || c == 0x7f) __builtin_trap();
+      }
     }
   }
   {

@@ -52,6 +52,27 @@ default_rule: {name: fallback, capacity: 100, leak_rate_per_s: 10, mode: local}
   EXPECT_EQ(c->default_rule.mode, Mode::kLocal);
 }
 
+TEST(ConfigYamlTest, FoldCaseAndTrustedProxies) {
+  const char* yaml = R"(
+trusted_proxies: 2
+rules:
+  - {name: admin, path_prefix: /admin/, fold_case: true}
+  - {name: pay, path_prefix: /pay}
+)";
+  auto c = LoadPacketConfigYaml(yaml, "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->trusted_proxies, 2);
+  ASSERT_EQ(c->rules.size(), 2u);
+  EXPECT_TRUE(c->rules[0].fold_case);
+  EXPECT_FALSE(c->rules[1].fold_case);
+  EXPECT_FALSE(LoadPacketConfigYaml("rules: [{name: a, fold_case: yes please}]", "t.yaml").ok());
+  EXPECT_FALSE(LoadPacketConfigYaml("trusted_proxies: 9", "t.yaml").ok());
+  // A path prefix rules could never see (not normalized) is refused with the hint.
+  auto bad = LoadPacketConfigYaml("rules: [{name: a, path_prefix: //pay}]", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("write '/pay'"), std::string::npos) << bad.status().message();
+}
+
 TEST(ConfigYamlTest, EmptyDocumentGivesDefaults) {
   auto c = LoadPacketConfigYaml("", "empty.yaml");
   ASSERT_TRUE(c.ok());

@@ -376,6 +376,106 @@ TEST_F(EngineTest, Ipv6AndVlanTagsWork) {
   EXPECT_EQ(r.view.ip_version, 6);
 }
 
+// Once /pay is limited, every spelling a normalizing server (nginx) routes to /pay is
+// limited too: they share the rule and the bucket.
+TEST_F(EngineTest, PathSpellingsShareTheLimitedRule) {
+  Start();
+  Conn c(40040);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "eve"))).verdict, Verdict::kForward);
+  uint16_t port = 40100;
+  for (const char* p : {"/pay", "//pay", "/%70ay", "/./pay", "/x/../pay", "/pay?x", "http://h/pay",
+                        "/%2e%2e/pay", "/x%2F..%2Fpay"}) {
+    Conn d(port++);  // a rejected connection is closed: one per spelling
+    Send(d.Syn());
+    const FrameResult r = Send(d.Data(Head("POST", p, "eve")));
+    EXPECT_EQ(r.verdict, Verdict::kReject) << p;
+    EXPECT_EQ(r.rule, 0) << p;
+  }
+  // Not /pay: the default rule's bucket.
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay/..", "eve"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/PAY", "eve"))).verdict, Verdict::kForward);
+}
+
+TEST_F(EngineTest, CaseFoldingRuleLimitsEveryCase) {
+  config_.rules[0].fold_case = true;
+  Start();
+  Conn c(40042);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "eve"))).verdict, Verdict::kForward);
+  Conn d(40043);
+  Send(d.Syn());
+  EXPECT_EQ(Send(d.Data(Head("POST", "/PAY", "eve"))).verdict, Verdict::kReject);
+}
+
+// A target the rules cannot normalize is malformed: refused by the policy (reset).
+TEST_F(EngineTest, UnnormalizablePathIsMalformed) {
+  Start();
+  Conn c(40044);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay%zz", "eve"))).verdict, Verdict::kReset);
+}
+
+// A head refused without a bucket (no identity under limit, a full table under limit)
+// is told to retry after one emission interval rounded up to whole seconds
+// (dlb/retry_after.h), the same value the XDP agent writes for the program.
+TEST_F(EngineTest, NoBucketRetryAfterIsOneIntervalInWholeSeconds) {
+  config_.on_missing_identity = MissingIdentityPolicy::kLimit;
+  config_.default_rule.bucket = {.capacity = 3, .leak_rate_per_s = 0.004};  // T = 250 s
+  config_.default_rule.on_table_full = OverflowPolicy::kLimit;
+  config_.shard_users = 5;  // 8 entries
+  Start();
+  Conn a(40050);
+  Send(a.Syn());
+  FrameResult r = Send(a.Data(Head("GET", "/", "")));
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.decision.retry_after_ns, 250'000'000'000);
+  Conn b(40051);
+  Send(b.Syn());
+  for (int u = 0; u < 8; ++u) Send(b.Data(Head("GET", "/", "user" + std::to_string(u))));
+  Conn d(40052);
+  Send(d.Syn());
+  r = Send(d.Data(Head("GET", "/", "newcomer")));
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(C().shard_table_full_limited, 1u);
+  EXPECT_EQ(r.decision.retry_after_ns, 250'000'000'000);
+
+  config_.default_rule.bucket = {.capacity = 3, .leak_rate_per_s = 1000};  // T = 1 ms: 1 s
+  Start();
+  Conn e(40053);
+  Send(e.Syn());
+  r = Send(e.Data(Head("GET", "/", "")));
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.decision.retry_after_ns, 1'000'000'000);
+}
+
+// Behind a terminator every connection comes from its address: with trusted_proxies
+// the client is the one X-Forwarded-For names, keyed as a direct client would be.
+TEST_F(EngineTest, TrustedProxyNamesTheClientInForwardedFor) {
+  config_.trusted_proxies = 1;
+  Start();
+  auto head = [](const std::string& xff) {
+    return "POST /pay HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: " + xff + "\r\n\r\n";
+  };
+  Conn a(40060);
+  Send(a.Syn());
+  // Two clients behind one terminator address: separate buckets.
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(a.Data(head("192.0.2.1"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(head("192.0.2.2"))).verdict, Verdict::kForward);
+  // What the client wrote left of the trusted hop does not move it to another bucket.
+  Conn b(40061);
+  Send(b.Syn());
+  EXPECT_EQ(Send(b.Data(head("203.0.113.5, 192.0.2.1"))).verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_source_ip, 4u);
+  // No client address: limited, with the no-bucket Retry-After.
+  Conn c(40062);
+  Send(c.Syn());
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "")));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_no_client_address, 1u);
+  EXPECT_EQ(r.decision.retry_after_ns, 1'000'000'000);
+}
+
 TEST_F(EngineTest, MissingIdentityUsesSourceAddress) {
   Start();
   Conn a(40016);

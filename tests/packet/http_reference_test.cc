@@ -86,7 +86,7 @@ Ref Reference(const std::string& s, const HeadOptions& o) {
     ref.result = HeadResult::kBadHeader;
     return ref;
   }
-  bool seen_host = false, seen_te = false, has_cl = false, has_id = false;
+  bool seen_host = false, seen_te = false, has_cl = false, seen_id = false;
   uint32_t lines = 0;
   size_t pos = first_lf + 1;
   for (;;) {
@@ -105,9 +105,12 @@ Ref Reference(const std::string& s, const HeadOptions& o) {
     }
     const std::string_view v = Trim(hl.substr(colon + 1));
     if (IEq(name, o.identity_header)) {
-      if (has_id) return Err(HeadResult::kDuplicateIdentity);
+      if (seen_id) return Err(HeadResult::kDuplicateIdentity);
+      seen_id = true;
       if (v.size() > o.max_identity_bytes) return Err(HeadResult::kIdentityTooLong);
-      has_id = !v.empty();
+      for (char c : v) {
+        if (static_cast<uint8_t>(c) < 0x20 || c == 0x7f) return Err(HeadResult::kBadIdentity);
+      }
       ref.identity = std::string(v);
     } else if (IEq(name, "host")) {
       if (seen_host) return Err(HeadResult::kDuplicateHost);
@@ -126,6 +129,7 @@ Ref Reference(const std::string& s, const HeadOptions& o) {
       ref.chunked = IEq(Trim(comma == std::string_view::npos ? v : v.substr(comma + 1)), "chunked");
     }
   }
+  if (seen_te && line == kLines[1]) return Err(HeadResult::kBadTransferEncoding);  // HTTP/1.0
   if (seen_te && !ref.chunked) return Err(HeadResult::kBadTransferEncoding);
   if (seen_te && has_cl) return Err(HeadResult::kContentLengthWithTransferEncoding);
   ref.result = HeadResult::kOk;

@@ -1,4 +1,5 @@
 #include "dlb/packet/http.h"
+#include "dlb/path.h"
 
 #include <gtest/gtest.h>
 
@@ -166,6 +167,86 @@ struct BadCase {
   HeadResult want;
 };
 
+// RFC 9112, 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (a server
+// that ignores it on 1.0 reads the body as requests), whatever the coding.
+TEST(HttpTest, Http10WithTransferEncodingIsMalformed) {
+  RequestHead h;
+  EXPECT_EQ(ParseWhole("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\nX-User-ID: eve\r\n\r\n", h),
+            HeadResult::kBadTransferEncoding);
+  EXPECT_EQ(ParseWhole("POST /x HTTP/1.0\r\nConnection: keep-alive\r\ntransfer-encoding: gzip, chunked\r\n\r\n", h),
+            HeadResult::kBadTransferEncoding);
+  EXPECT_EQ(ParseWhole("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", h), HeadResult::kOk);
+  EXPECT_TRUE(h.chunked);
+  EXPECT_EQ(ParseWhole("POST /x HTTP/1.0\r\nContent-Length: 3\r\n\r\n", h), HeadResult::kOk);
+}
+
+// Exactly one identity line: an empty first line does not let a second choose the user.
+TEST(HttpTest, AnySecondIdentityLineIsADuplicate) {
+  RequestHead h;
+  for (const char* head : {"GET / HTTP/1.1\r\nX-User-ID:\r\nX-User-ID: victim\r\n\r\n",
+                           "GET / HTTP/1.1\r\nX-User-ID:  \t\r\nx-user-id: victim\r\n\r\n",
+                           "GET / HTTP/1.1\r\nX-User-ID: victim\r\nHost: a\r\nX-User-ID:\r\n\r\n",
+                           "GET / HTTP/1.1\r\nX-User-ID:\r\nX-User-ID:\r\n\r\n"}) {
+    EXPECT_EQ(ParseWhole(head, h), HeadResult::kDuplicateIdentity) << head;
+  }
+  EXPECT_EQ(ParseWhole("GET / HTTP/1.1\r\nX-User-ID:\r\n\r\n", h), HeadResult::kOk);
+  EXPECT_FALSE(h.has_identity);
+}
+
+// Controls or DEL in the value are malformed (a backend that trims them would see one
+// user where we see several); only SP and HTAB around the value are trimmed.
+TEST(HttpTest, IdentityWithControlsIsMalformed) {
+  RequestHead h;
+  for (const std::string& v : {std::string("alice\x0b"), std::string("al\x01ice"), std::string("alice\x7f\xff"),
+                              std::string("\x0c" "alice"), std::string("al\tice"), std::string("alice\x1b")}) {
+    const std::string head = "GET / HTTP/1.1\r\nX-User-ID: " + v + "\r\n\r\n";
+    EXPECT_EQ(ParseWhole(head, h), HeadResult::kBadIdentity) << ::testing::PrintToString(v);
+  }
+  const std::string spaced = "GET / HTTP/1.1\r\nX-User-ID: \t alice smith\t \r\n\r\n";
+  EXPECT_EQ(ParseWhole(spaced, h), HeadResult::kOk);
+  EXPECT_EQ(h.identity, "alice smith");
+  const std::string utf8 = "GET / HTTP/1.1\r\nX-User-ID: \xc3\xa9lise\r\n\r\n";
+  EXPECT_EQ(ParseWhole(utf8, h), HeadResult::kOk);
+  EXPECT_EQ(h.identity, "\xc3\xa9lise");
+}
+
+// A path that cannot be normalized (dlb/path.h) is malformed; every other is kept as sent
+// in head.path (rules normalize it).
+TEST(HttpTest, PathThatCannotBeNormalizedIsMalformed) {
+  RequestHead h;
+  EXPECT_EQ(ParseWhole("GET /pay%4 HTTP/1.1\r\n\r\n", h), HeadResult::kBadPath);
+  EXPECT_EQ(ParseWhole("GET http://h/%g0 HTTP/1.1\r\n\r\n", h), HeadResult::kBadPath);
+  const std::string long_path = "GET /" + std::string(DLB_PATH_MAX_BYTES, 'a') + " HTTP/1.1\r\n\r\n";
+  HeadOptions o;
+  o.max_head_bytes = 2 * DLB_PATH_MAX_BYTES;
+  EXPECT_EQ(ParseWhole(long_path, h, o), HeadResult::kBadPath);
+  const std::string ok = "GET //x/../%70ay?a=%zz HTTP/1.1\r\n\r\n";
+  EXPECT_EQ(ParseWhole(ok, h), HeadResult::kOk);
+  EXPECT_EQ(h.path, "//x/../%70ay");
+}
+
+// head.path_normal (the parser's cheap test, then dlb_path_is_normal) says exactly
+// whether the path is its own normalization: rules skip normalizing when it is set.
+TEST(HttpTest, PathNormalFlagIsExact) {
+  static const char* kPieces[] = {"/", "//", ".", "..", "%2e", "%70", "%3F", "a", "B", "pay", "-", "~", ".x"};
+  std::mt19937 rng(20);
+  int normal = 0;
+  for (int n = 0; n < 20000; ++n) {
+    std::string path = "/";
+    const int pieces = static_cast<int>(rng() % 6);
+    for (int i = 0; i < pieces; ++i) path += kPieces[rng() % (sizeof kPieces / sizeof *kPieces)];
+    const std::string head = "GET " + path + "?q HTTP/1.1\r\n\r\n";
+    RequestHead h;
+    ASSERT_EQ(ParseWhole(head, h), HeadResult::kOk) << path;
+    const bool want = dlb_path_is_normal(reinterpret_cast<const dlb_path_u8*>(path.data()),
+                                         static_cast<dlb_path_u32>(path.size()), 0) != 0;
+    ASSERT_EQ(h.path_normal, want) << path;
+    normal += want;
+  }
+  EXPECT_GT(normal, 2000);
+  EXPECT_LT(normal, 18000);
+}
+
 TEST(HttpTest, EveryMalformedReason) {
   const BadCase cases[] = {
       {"\x16\x03 / HTTP/1.1\r\n\r\n", HeadResult::kNotHttp},
@@ -186,6 +267,8 @@ TEST(HttpTest, EveryMalformedReason) {
        HeadResult::kContentLengthWithTransferEncoding},
       {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", HeadResult::kDuplicateHost},
       {"GET / HTTP/1.1\r\nX-User-ID: a\r\nX-User-Id: b\r\n\r\n", HeadResult::kDuplicateIdentity},
+      {"GET / HTTP/1.1\r\nX-User-ID: al\x01ice\r\n\r\n", HeadResult::kBadIdentity},
+      {"GET /pay%zz HTTP/1.1\r\n\r\n", HeadResult::kBadPath},
   };
   std::set<HeadResult> seen;
   for (const BadCase& c : cases) {

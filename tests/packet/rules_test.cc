@@ -119,3 +119,46 @@ TEST(RulesTest, BadRulesAreRefusedWithTheField) {
 
 }  // namespace
 }  // namespace dlb::packet
+
+namespace dlb::packet {
+namespace {
+
+// Rules see the normalized path (dlb/path.h): every spelling a normalizing server
+// routes to /pay matches the /pay rule; fold_case adds case.
+TEST(RulesTest, MatchesTheNormalizedPath) {
+  RuleConfig pay = Rule("pay", "POST", "/pay", "");
+  RuleConfig admin = Rule("admin", "", "/admin/", "");
+  admin.fold_case = true;
+  auto set = RuleSet::Compile({pay, admin}, DefaultRuleConfig());
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  for (const char* p : {"/pay", "//pay", "/%70ay", "/./pay", "/x/../pay", "/%2e%2e/pay", "/pay/..%2Fpay",
+                        "/x%2F..%2Fpay", "http://h/pay", "/payments"}) {
+    EXPECT_EQ(set->Match(H(Method::kPost, "POST", p, "")), 0) << p;
+  }
+  for (const char* p : {"/PAY", "/pay/..", "/x/pay", "/%2570ay", "/pa"}) {
+    EXPECT_EQ(set->Match(H(Method::kPost, "POST", p, "")), set->default_index()) << p;
+  }
+  for (const char* p : {"/admin/x", "/ADMIN/x", "/Admin//./x", "/%41dmin/"}) {
+    EXPECT_EQ(set->Match(H(Method::kGet, "GET", p, "")), 1) << p;
+  }
+  EXPECT_EQ(set->Match(H(Method::kGet, "GET", "/admin", "")), set->default_index());
+}
+
+TEST(RulesTest, PathPrefixMustBeNormalized) {
+  for (const char* p : {"/%70ay", "//pay", "/x/../pay", "/pay/.", "/p%zz"}) {
+    auto set = RuleSet::Compile({Rule("pay", "", p, "")}, DefaultRuleConfig());
+    ASSERT_FALSE(set.ok()) << p;
+    EXPECT_NE(set.status().message().find("path_prefix"), std::string::npos) << set.status().message();
+  }
+  auto hint = RuleSet::Compile({Rule("pay", "", "/x/../%70ay", "")}, DefaultRuleConfig());
+  ASSERT_FALSE(hint.ok());
+  EXPECT_NE(hint.status().message().find("'/pay'"), std::string::npos) << hint.status().message();
+  RuleConfig folded = Rule("pay", "", "/Pay", "");
+  folded.fold_case = true;
+  EXPECT_FALSE(RuleSet::Compile({folded}, DefaultRuleConfig()).ok());
+  folded.path_prefix = "/pay";
+  EXPECT_TRUE(RuleSet::Compile({folded}, DefaultRuleConfig()).ok());
+}
+
+}  // namespace
+}  // namespace dlb::packet

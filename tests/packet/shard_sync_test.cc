@@ -268,11 +268,21 @@ TEST_F(ShardSyncTest, NewBucketsAreHandedOverThroughTheRing) {
   ASSERT_TRUE(a.Round().ok());
   EXPECT_EQ(a.sync().Stats().tracked, 11u);
   for (int u = 0; u < 10; ++u) EXPECT_GE(Level("user" + std::to_string(u), "syn", spec), 1) << u;
-  EXPECT_GE(Level("ip:10.0.0.1", "syn", spec), 1);
+  // The address's user ID is the one every form uses (dlb::SourceAddressUserId; the
+  // XDP agent's UserIdOf too), so one client has one Redis bucket.
+  const uint8_t client[4] = {10, 0, 0, 1};
+  EXPECT_EQ(SourceAddressUserId(4, client), "ip:10.0.0.1");
+  EXPECT_GE(Level(SourceAddressUserId(4, client), "syn", spec), 1);
+  EXPECT_EQ(Level("ip:10.0.0.1", "syn", spec), Level(SourceAddressUserId(4, client), "syn", spec));
+  // A header naming the address is another user, charged in a bucket of its own.
+  EXPECT_EQ(Level("10.0.0.1", "syn", spec), 0);
+  EXPECT_EQ(a.Request(0, "10.0.0.1"), Verdict::kForward);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_GE(Level("10.0.0.1", "syn", spec), 1);
   // The same user on another core is another participant's slot of the same bucket.
   EXPECT_EQ(a.Request(1, "user0"), Verdict::kForward);
   ASSERT_TRUE(a.Round().ok());
-  EXPECT_EQ(a.sync().Stats().tracked, 12u);
+  EXPECT_EQ(a.sync().Stats().tracked, 13u);
 }
 
 // A full ring refuses the registration (counted); the bucket is then decided by its

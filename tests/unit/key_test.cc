@@ -217,5 +217,24 @@ TEST(RuleNameForSpec, DistinguishesAdjacentRates) {
   EXPECT_NE(RuleNameForSpec(10, 5.0), RuleNameForSpec(11, 5.0));
 }
 
+// One user ID per client address for every form: "ip:" and the address's text.
+TEST(KeyTest, SourceAddressUserId) {
+  const uint8_t v4[4] = {10, 0, 0, 1};
+  EXPECT_EQ(SourceAddressUserId(4, v4), "ip:10.0.0.1");
+  const uint8_t v4b[4] = {192, 0, 2, 255};
+  EXPECT_EQ(SourceAddressUserId(4, v4b), "ip:192.0.2.255");
+  uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8};
+  v6[15] = 1;
+  EXPECT_EQ(SourceAddressUserId(6, v6), "ip:2001:db8::1");
+  uint8_t mapped[16] = {};
+  mapped[10] = mapped[11] = 0xff;
+  mapped[12] = 10;
+  mapped[15] = 1;
+  EXPECT_EQ(SourceAddressUserId(6, mapped), "ip:::ffff:10.0.0.1");
+  EXPECT_EQ(SourceAddressUserId(5, v4), "");
+  // Never the bucket of a header that spells the address.
+  EXPECT_NE(RedisKey(SourceAddressUserId(4, v4), "r"), RedisKey("10.0.0.1", "r"));
+}
+
 }  // namespace
 }  // namespace dlb

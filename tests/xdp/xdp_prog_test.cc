@@ -808,7 +808,7 @@ TEST_F(XdpProgTest, MissingIdentityIsKeyedBySourceAddress) {
   EXPECT_EQ(Counter(DLB_XDP_C_identity_source_ip), 4u);
   bool found = false;
   ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
-    if (k.kind == DLB_XDP_KEY_IPV4) found = UserIdOf(k) == "10.0.0.1";
+    if (k.kind == DLB_XDP_KEY_IPV4) found = UserIdOf(k) == "ip:10.0.0.1";
   }).ok());
   EXPECT_TRUE(found);
 }

@@ -50,16 +50,22 @@ const char* MissingIdentityPolicyName(MissingIdentityPolicy p);
 const char* HeadPolicyName(HeadPolicy p);
 const char* FramePolicyName(FramePolicy p);
 
+inline constexpr int kMaxTrustedProxies = 8;
+
 struct RuleConfig {
   // A token of [A-Za-z0-9_.-], at most 64 bytes: it appears in the Redis key, in metric
   // labels and quoted in the RateLimit headers.
   std::string name;
   // Match conditions; empty matches anything. The method is compared exactly (methods
   // are case-sensitive), the host case-insensitively without its port, the path as a
-  // byte prefix of the raw target path.
+  // byte prefix of the request's normalized path (dlb/path.h, docs/paths.md); the
+  // prefix itself must be a normalized path.
   std::string method;
   std::string path_prefix;
   std::string host;
+  // Compare paths with ASCII letters folded to lower case, for servers that route
+  // case-insensitively.
+  bool fold_case = false;
   dlb::BucketSpec bucket = {.capacity = 100, .leak_rate_per_s = 10.0};
   int64_t cost = 1;
   Mode mode = Mode::kSynced;
@@ -82,6 +88,12 @@ struct PacketConfig {
   std::string identity_header = "X-User-ID";
   uint32_t max_identity_bytes = 256;
   MissingIdentityPolicy on_missing_identity = MissingIdentityPolicy::kSourceIp;
+  // The client address that `source_ip` keys by, behind proxies (docs/identity.md).
+  // 0: the packet's source address. N >= 1: the N trusted proxies in front each append
+  // the address they received from to X-Forwarded-For, so the client is the N-th
+  // address from the right of the last X-Forwarded-For line; a head without one is
+  // treated as having no client address (limited, as on_missing_identity: limit).
+  uint8_t trusted_proxies = 0;
 
   uint32_t max_head_bytes = 8192;       // also the reassembly buffer size
   uint32_t max_header_lines = 128;

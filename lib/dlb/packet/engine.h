@@ -67,6 +67,7 @@ class CoreSync;
   X(shadow_limited, "shadow_limited")                                            \
   X(identity_missing, "identity_missing")                                        \
   X(identity_source_ip, "identity_source_ip")                                    \
+  X(identity_no_client_address, "identity_no_client_address")                    \
   X(identity_missing_passed, "identity_missing_passed")                          \
   X(identity_missing_limited, "identity_missing_limited")                        \
   X(shard_table_full, "shard_table_full")                                        \

@@ -36,7 +36,9 @@ Method MethodFromToken(std::string_view token);
   X(kContentLengthWithTransferEncoding, "content_length_with_transfer_encoding") \
   X(kDuplicateHost, "duplicate_host")                                        \
   X(kDuplicateIdentity, "duplicate_identity")                                \
-  X(kIdentityTooLong, "identity_too_long")
+  X(kIdentityTooLong, "identity_too_long")                                  \
+  X(kBadIdentity, "bad_identity")                                            \
+  X(kBadPath, "bad_path")
 
 enum class HeadResult : uint8_t {
 #define DLB_X(name, str) name,
@@ -73,6 +75,8 @@ struct RequestHead {
                                // case as sent, port removed
   std::string_view identity;   // the identity header's value, OWS trimmed; empty if absent
   bool has_identity = false;
+  bool path_normal = false;    // path is its own normalization (dlb/path.h): set by the
+                               // parser so that rules need not check it again
   bool http10 = false;
   bool chunked = false;        // Transfer-Encoding ends in "chunked"
   bool has_content_length = false;

@@ -11,6 +11,7 @@
 #include "dlb/bucket.h"
 #include "dlb/packet/parse.h"
 #include "dlb/packet/rules.h"
+#include "dlb/retry_after.h"
 
 namespace dlb::packet {
 
@@ -18,7 +19,7 @@ namespace dlb::packet {
 inline constexpr size_t kMaxBuiltFrameBytes = 1024;
 // Retry-After for a bucket that never leaks (a spent quota): one year, the longest
 // value clients are known to honour sensibly.
-inline constexpr int64_t kMaxRetryAfterS = 365 * 24 * 3600;
+inline constexpr int64_t kMaxRetryAfterS = static_cast<int64_t>(DLB_RETRY_AFTER_MAX_S);
 
 // Whole seconds, rounded up, never 0 for a limited request: a too-short Retry-After
 // only brings the next request back to be rejected again.

@@ -24,7 +24,8 @@ struct CompiledRule {
   bool any_method = true;
   Method method = Method::kOther;
   std::string method_token;     // compared when method == kOther
-  std::string path_prefix;
+  std::string path_prefix;     // normalized (lower case if fold_case)
+  bool fold_case = false;
   std::string host_lower;       // empty: any host
   dlb::BucketProfile profile;
   int64_t cost = 1;
@@ -35,7 +36,16 @@ struct CompiledRule {
   // `"name";q=<capacity>;w=<seconds to drain a full bucket>` (w omitted for a bucket
   // that never leaks): the RateLimit-Policy value (IETF httpapi ratelimit headers).
   std::string policy_header;
+  // Retry-After (s) of a head refused without a bucket (no identity under `limit`, a
+  // full table under `limit`): dlb_no_bucket_retry_after_s (dlb/retry_after.h) of the
+  // rule's emission interval, the value every form sends.
+  int64_t no_bucket_retry_after_s = 1;
 };
+
+// The decision for a head of `rule` refused without a bucket: limited, nothing
+// remaining, Retry-After rule.no_bucket_retry_after_s (never for a rule that never
+// leaks).
+dlb::Decision NoBucketDecision(const CompiledRule& rule);
 
 class RuleSet {
  public:
@@ -45,6 +55,9 @@ class RuleSet {
                                    const RuleConfig& default_rule);
 
   // The index of the first rule that matches the head; the default rule's otherwise.
+  // Paths are compared normalized (dlb/path.h): a head whose path cannot be
+  // normalized is malformed (kBadPath) before it gets here, and matches as its raw
+  // path if it does. No allocation.
   uint16_t Match(const RequestHead& head) const;
 
   size_t size() const { return rules_.size(); }          // the default rule included

@@ -1,0 +1,96 @@
+// The XDP agent's meanings that need no kernel: the user ID and Redis key of a
+// source-address user key (one bucket per client, the same as the appliance's), the
+// Retry-After the agent writes for heads refused without a bucket (the engine's), and
+// the settings the program cannot honour, refused with their field.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "dlb/key.h"
+#include "dlb/packet/rules.h"
+#include "dlb/retry_after.h"
+#include "xdp_config.h"
+#include "xdp_program.h"
+
+namespace dlb::xdp {
+namespace {
+
+dlb_xdp_user_key AddressKey(__u8 kind, const uint8_t* addr, size_t len) {
+  dlb_xdp_user_key k{};
+  k.kind = kind;
+  k.id_len = static_cast<__u16>(len);
+  std::memcpy(k.id, addr, len);
+  return k;
+}
+
+TEST(XdpAgentTest, SourceAddressHasTheApplianceUserIdAndRedisKey) {
+  const uint8_t v4[4] = {10, 0, 0, 1};
+  const dlb_xdp_user_key k4 = AddressKey(DLB_XDP_KEY_IPV4, v4, 4);
+  EXPECT_EQ(UserIdOf(k4), "ip:10.0.0.1");
+  EXPECT_EQ(UserIdOf(k4), SourceAddressUserId(4, v4));
+  EXPECT_EQ(RedisKey(UserIdOf(k4), "pay"), RedisKey(SourceAddressUserId(4, v4), "pay"));
+
+  uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8};
+  v6[15] = 1;
+  const dlb_xdp_user_key k6 = AddressKey(DLB_XDP_KEY_IPV6, v6, 16);
+  EXPECT_EQ(UserIdOf(k6), "ip:2001:db8::1");
+  EXPECT_EQ(RedisKey(UserIdOf(k6), "pay"), RedisKey(SourceAddressUserId(6, v6), "pay"));
+
+  // A header that names the address is another user, with another Redis bucket.
+  dlb_xdp_user_key header{};
+  header.kind = DLB_XDP_KEY_IDENTITY;
+  header.id_len = 8;
+  std::memcpy(header.id, "10.0.0.1", 8);
+  EXPECT_EQ(UserIdOf(header), "10.0.0.1");
+  EXPECT_NE(RedisKey(UserIdOf(header), "pay"), RedisKey(UserIdOf(k4), "pay"));
+}
+
+packet::RuleConfig Rule(const std::string& name, int64_t capacity, double leak_rate_per_s) {
+  packet::RuleConfig r;
+  r.name = name;
+  r.path_prefix = "/" + name;
+  r.bucket = {.capacity = capacity, .leak_rate_per_s = leak_rate_per_s};
+  return r;
+}
+
+// One emission interval rounded up to whole seconds, at least 1 s; a year for a rule
+// that never leaks: what the engine answers (NoBucketDecision) for the same rule.
+TEST(XdpAgentTest, NoBucketRetryAfterIsTheEngines) {
+  packet::PacketConfig c;
+  c.rules = {Rule("fast", 10, 100), Rule("slow", 10, 0.004), Rule("quota", 10, 0), Rule("onehz", 5, 1)};
+  auto t = CompileXdpTables(c, 1.0);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto rs = packet::RuleSet::Compile(c.rules, c.default_rule);
+  ASSERT_TRUE(rs.ok());
+  const __u32 want[] = {1, 250, static_cast<__u32>(DLB_RETRY_AFTER_MAX_S), 1};
+  for (uint16_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(t->rules[i].no_bucket_retry_s, want[i]) << c.rules[i].name;
+    EXPECT_EQ(static_cast<int64_t>(t->rules[i].no_bucket_retry_s), rs->rule(i).no_bucket_retry_after_s);
+    const Decision d = packet::NoBucketDecision(rs->rule(i));
+    EXPECT_FALSE(d.allowed);
+    if (c.rules[i].bucket.leak_rate_per_s > 0) {
+      EXPECT_EQ(d.retry_after_ns, static_cast<int64_t>(want[i]) * 1'000'000'000) << c.rules[i].name;
+    } else {
+      EXPECT_EQ(d.retry_after_ns, kNever);
+    }
+  }
+}
+
+TEST(XdpAgentTest, SettingsTheProgramCannotHonourAreRefused) {
+  packet::PacketConfig c;
+  c.rules = {Rule("pay", 10, 1)};
+  c.rules[0].fold_case = true;
+  auto t = CompileXdpTables(c, 1.0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("fold_case"), std::string::npos) << t.status().message();
+
+  c.rules[0].fold_case = false;
+  c.trusted_proxies = 1;
+  t = CompileXdpTables(c, 1.0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("trusted_proxies"), std::string::npos) << t.status().message();
+}
+
+}  // namespace
+}  // namespace dlb::xdp
