@@ -30,6 +30,9 @@
 
 #include "dlb_bpf_csum.h"
 #include "dlb_xdp.h"
+#define DLB_PATH_MAX_BYTES DLB_XDP_SCAN_BYTES
+#define DLB_PATH_BYTE(path, i) ((path)[(i) & (DLB_XDP_SCAN_BYTES - 1)])
+#include "dlb/path.h"
 
 #define DLB_MAX_CPUS 256
 #define DLB_SCAN_MASK (DLB_XDP_SCAN_BYTES - 1)
@@ -262,6 +265,8 @@ struct dlb_scratch {
 	struct dlb_xdp_flow_key fk;   /* the segment's flow */
 	struct dlb_xdp_stream replay; /* the stream of dlb_replay_heads */
 	__u32 head_off;               /* the head's offset in the payload */
+	__u32 path_off, path_len;     /* the path dlb_path_normal checks */
+	struct dlb_path_check path_check;
 	__u32 stream_next;            /* the stream after the head passes: next byte */
 	__u32 stream_body;            /* ... and body bytes still to come */
 	__u32 pad2;
@@ -771,8 +776,19 @@ __noinline long dlb_header_value(__u32 cpu)
 	if (which & DLB_HV_ID) {
 		if (s->have_id)
 			return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
-		if (ve - vs > s->max_id)
+		if (ve - vs > s->max_id || ve - vs > DLB_XDP_MAX_ID)
 			return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
+		/* a control byte or DEL in the value: the same ID to a server that strips
+		 * them, another bucket here (docs/identity.md) */
+#pragma clang loop unroll(disable)
+		for (int k = 0; k < DLB_XDP_MAX_ID; k++) {
+			__u8 ch;
+			if (vs + k >= ve)
+				break;
+			ch = sc->head[(vs + k) & DLB_SCAN_MASK];
+			if (ch < 0x20 || ch == 0x7f)
+				return scan_done(s, DLB_H_MALFORMED);
+		}
 		s->have_id = 1;
 		s->id_off = vs;
 		s->id_len = ve - vs;
@@ -1060,6 +1076,32 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 	return s->result;
 }
 
+/* 1 when the path [off, off + len) of the head in the CPU's scratch is its own normal
+ * form (lib/dlb/path.h, docs/paths.md): rules match it as it is. The program does not
+ * rewrite paths; a target the server would route under another spelling is refused.
+ * Global: the byte loop is verified once, apart from the program. */
+static long path_step(__u32 idx, __u32 *cpu_arg)
+{
+	struct dlb_scratch *sc = &dlb_scratch[*(volatile __u32 *)cpu_arg & (DLB_MAX_CPUS - 1)];
+
+	return dlb_path_check_step(&sc->path_check, sc->head + (sc->path_off & DLB_SCAN_MASK),
+				   sc->path_len, 0);
+}
+
+__noinline long dlb_path_normal(__u32 cpu, __u32 off, __u32 len)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+
+	if (off >= DLB_XDP_SCAN_BYTES || len > DLB_XDP_SCAN_BYTES - off)
+		return 0;
+	sc->path_off = off;
+	sc->path_len = len;
+	dlb_path_check_start(&sc->path_check, sc->head + off, len);
+	/* one byte (an escape: three) per call, the end as one more */
+	bpf_loop(DLB_XDP_SCAN_BYTES + 1, path_step, &cpu, 0);
+	return sc->path_check.result == 1;
+}
+
 /* ---- Rules ------------------------------------------------------------------------ */
 
 /* Rule idx against the request: 1 once m->found is set (the default rule always is).
@@ -1095,9 +1137,13 @@ __noinline long dlb_match_one(__u32 idx, __u32 cpu_arg)
 		if (r->path_len > m->path_len)
 			return 0;
 		for (int k = 0; k < DLB_XDP_MAX_PREFIX; k++) {
+			__u8 c;
 			if (k >= r->path_len)
 				break;
-			if (head_byte(cpu, m->path_off + k) != r->path_prefix[k])
+			c = head_byte(cpu, m->path_off + k);
+			if (r->fold_case && c >= 'A' && c <= 'Z')
+				c |= 0x20;   /* the prefix is folded by the agent */
+			if (c != r->path_prefix[k])
 				return 0;
 		}
 	}
@@ -2077,6 +2123,10 @@ int dlb_xdp(struct xdp_md *ctx)
 		count(c, DLB_XDP_C_slow_path_absolute_form);
 		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
 	}
+	if (head_byte(cpu, tstart) == '/' && !dlb_path_normal(cpu, tstart, tend - tstart)) {
+		count(c, DLB_XDP_C_paths_not_normal);
+		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+	}
 	count(c, DLB_XDP_C_heads);
 
 	{
@@ -2124,7 +2174,8 @@ int dlb_xdp(struct xdp_md *ctx)
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_LIMIT) {
 			count(c, DLB_XDP_C_identity_missing_limited);
 			d.allowed = 0;
-			d.retry_ns = DLB_NS_PER_S;
+			/* lib/dlb/retry_after.h: the same Retry-After as the engine's */
+			d.retry_ns = (__u64)r->no_bucket_retry_s * DLB_NS_PER_S;
 			goto decided;
 		}
 		count(c, DLB_XDP_C_identity_source_ip);
@@ -2139,7 +2190,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	if (!u) {
 		count(c, DLB_XDP_C_table_full);
 		d.allowed = r->on_table_full == DLB_XDP_OVERFLOW_ALLOW;
-		d.retry_ns = DLB_NS_PER_S;
+		d.retry_ns = (__u64)r->no_bucket_retry_s * DLB_NS_PER_S;
 		goto decided;
 	}
 	u->last_seen_ns = now;

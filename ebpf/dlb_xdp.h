@@ -319,6 +319,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(body_segments, "body_segments", "Segments of request bodies (passed).")    \
 	X(pipelined_refused, "pipelined_refused", "Packets with bytes after a whole request (refused per on_malformed_head).") \
 	X(unframed_bodies, "unframed_bodies", "Heads with Transfer-Encoding (the program follows only Content-Length; refused per on_malformed_head).") \
+	X(paths_not_normal, "paths_not_normal", "Targets whose path is not its normal form (refused per on_malformed_head).") \
 	X(not_http_passed, "not_http_passed", "Flows whose first bytes are not HTTP (passed per on_not_http).")
 
 enum dlb_xdp_counter_index {

@@ -98,13 +98,14 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
     if (cr.path_prefix.size() > DLB_XDP_MAX_PREFIX) {
       return FieldError(cr.name, "path_prefix", "the XDP program takes at most 64 bytes");
     }
-    std::memcpy(r.path_prefix, cr.path_prefix.data(), cr.path_prefix.size());
-    r.path_len = static_cast<__u8>(cr.path_prefix.size());
-    // The program compares the raw target with the prefix: until it folds case (it
-    // reads fold_case), a folding rule would miss every other case there.
-    if (cr.fold_case) {
-      return FieldError(cr.name, "fold_case", "the XDP program does not fold case yet");
+    // The program refuses targets whose path is not normal (lib/dlb/path.h) and
+    // compares the rest with the prefix as they are, letters folded for a fold_case
+    // rule: the prefix is written folded.
+    for (size_t k = 0; k < cr.path_prefix.size(); ++k) {
+      const char ch = cr.path_prefix[k];
+      r.path_prefix[k] = static_cast<__u8>(cr.fold_case && ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
     }
+    r.path_len = static_cast<__u8>(cr.path_prefix.size());
     r.fold_case = cr.fold_case ? 1 : 0;
     r.no_bucket_retry_s = static_cast<__u32>(cr.no_bucket_retry_after_s);
     if (cr.host_lower.size() > DLB_XDP_MAX_HOST) {

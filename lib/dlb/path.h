@@ -184,52 +184,103 @@ static inline int dlb_path_normalize(const dlb_path_u8 *target, dlb_path_u32 len
 	return (int)o;
 }
 
+/* The byte at i of a path: a BPF program may define this before including the header
+ * to mask the index into a buffer the verifier can bound. */
+#ifndef DLB_PATH_BYTE
+#define DLB_PATH_BYTE(path, i) ((path)[i])
+#endif
+
+/* dlb_path_is_normal's state between steps (a BPF program keeps it in memory and takes
+ * one step per bpf_loop call; C++ loops over the steps). */
+struct dlb_path_check {
+	dlb_path_u32 i;        /* the next byte to look at, 1 .. len (len: the end) */
+	dlb_path_u32 seg_len;  /* bytes of the segment so far */
+	dlb_path_u32 seg_dots; /* '.' among them */
+	int result;            /* -1 while undecided, then 0 or 1 */
+};
+
+/* Starts a check of `path` (len bytes); result already set when the first byte decides. */
+static inline void dlb_path_check_start(struct dlb_path_check *st, const dlb_path_u8 *path,
+				       dlb_path_u32 len) {
+	st->i = 1;
+	st->seg_len = 0;
+	st->seg_dots = 0;
+	st->result = -1;
+	if (len == 0)
+		st->result = 1;
+	else if (DLB_PATH_BYTE(path, 0) != '/' || len > DLB_PATH_MAX_BYTES)
+		st->result = 0;
+}
+
+/* One step of the check: the byte at st->i (an escape's three bytes at once, the end
+ * as a final '/'). Returns 1 once st->result is set. */
+static inline int dlb_path_check_step(struct dlb_path_check *st, const dlb_path_u8 *path,
+				      dlb_path_u32 len, dlb_path_u32 flags) {
+	dlb_path_u32 i = st->i;
+	dlb_path_u8 c;
+	if (st->result >= 0)
+		return 1;
+	if (i > len || i > DLB_PATH_MAX_BYTES) {
+		st->result = 1;
+		return 1;
+	}
+	c = i < len ? DLB_PATH_BYTE(path, i) : '/';
+	st->i = i + 1;
+	if (c == '/') {
+		if ((st->seg_len == 0 && i < len) ||   /* "//" */
+		    (st->seg_len == st->seg_dots && (st->seg_dots == 1 || st->seg_dots == 2))) {
+			st->result = 0;                /* or a "." or ".." segment */
+			return 1;
+		}
+		st->seg_len = 0;
+		st->seg_dots = 0;
+		return 0;
+	}
+	if (c == '?' || c == '#') {
+		st->result = 0;
+		return 1;
+	}
+	if (c == '%') {
+		int hi, lo;
+		dlb_path_u8 h1, h2, v;
+		if (i + 2 >= len) {
+			st->result = 0;
+			return 1;
+		}
+		h1 = DLB_PATH_BYTE(path, i + 1);
+		h2 = DLB_PATH_BYTE(path, i + 2);
+		hi = dlb_path_hex(h1);
+		lo = dlb_path_hex(h2);
+		v = (dlb_path_u8)(hi * 16 + lo);
+		/* a bad escape, lower-case hex, or an escape decoding would remove */
+		if (hi < 0 || lo < 0 || h1 >= 'a' || h2 >= 'a' || dlb_path_is_unreserved(v) || v == '/') {
+			st->result = 0;
+			return 1;
+		}
+		st->i = i + 3;
+		st->seg_len += 3;
+		return 0;
+	}
+	if ((flags & DLB_PATH_FOLD_CASE) && c >= 'A' && c <= 'Z') {
+		st->result = 0;
+		return 1;
+	}
+	st->seg_len++;
+	st->seg_dots += c == '.';
+	return 0;
+}
+
 /* 1 iff dlb_path_normalize(path, len, ..., flags) would return path itself: starts
  * with '/', no '?' or '#', no empty segment but a final one, no "." or ".." segment,
  * every '%' followed by two upper-case hex digits of a byte that is not decoded, and
  * with DLB_PATH_FOLD_CASE no upper-case letter outside escapes. One pass, no output:
  * the XDP program's test for refusing a non-normal target on a limited route. */
 static inline int dlb_path_is_normal(const dlb_path_u8 *path, dlb_path_u32 len, dlb_path_u32 flags) {
-	dlb_path_u32 i, seg_len = 0, seg_dots = 0;
-	if (len == 0)
-		return 1;
-	if (path[0] != '/' || len > DLB_PATH_MAX_BYTES)
-		return 0;
-	for (i = 1; i <= len && i <= DLB_PATH_MAX_BYTES; i++) {
-		dlb_path_u8 c = i < len ? path[i] : '/';
-		if (c == '/') {
-			if (seg_len == 0 && i < len)
-				return 0; /* "//" */
-			if (seg_len == seg_dots && (seg_dots == 1 || seg_dots == 2))
-				return 0; /* "." or ".." */
-			seg_len = 0;
-			seg_dots = 0;
-			continue;
-		}
-		if (c == '?' || c == '#')
-			return 0;
-		if (c == '%') {
-			int hi, lo;
-			dlb_path_u8 v;
-			if (i + 2 >= len)
-				return 0;
-			hi = dlb_path_hex(path[i + 1]);
-			lo = dlb_path_hex(path[i + 2]);
-			if (hi < 0 || lo < 0 || (path[i + 1] >= 'a') || (path[i + 2] >= 'a'))
-				return 0;
-			v = (dlb_path_u8)(hi * 16 + lo);
-			if (dlb_path_is_unreserved(v) || v == '/')
-				return 0;
-			i += 2;
-			seg_len += 3;
-			continue;
-		}
-		if ((flags & DLB_PATH_FOLD_CASE) && c >= 'A' && c <= 'Z')
-			return 0;
-		seg_len++;
-		seg_dots += c == '.';
+	struct dlb_path_check st;
+	dlb_path_check_start(&st, path, len);
+	while (!dlb_path_check_step(&st, path, len, flags)) {
 	}
-	return 1;
+	return st.result;
 }
 
 #endif /* DLB_PATH_H_ */

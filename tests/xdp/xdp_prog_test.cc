@@ -187,6 +187,9 @@ ScanOutcome ReferenceScan(const std::string& payload, const std::string& id_name
       }
       if (name_is(ls, name_len, id_name)) {
         if (have_id || ve - vs > max_id) return done(DLB_XDP_SCAN_MALFORMED);
+        for (size_t k = vs; vstart && k < ve; ++k) {   // no control byte or DEL in the value
+          if (h[k] < 0x20 || h[k] == 0x7f) return done(DLB_XDP_SCAN_MALFORMED);
+        }
         have_id = true;
         o.id_off = static_cast<uint32_t>(vs);
         o.id_len = static_cast<uint32_t>(ve - vs + 1);
@@ -756,6 +759,42 @@ TEST_F(XdpStreamTest, PipelinedAndChunkedRequestsAreRefused) {
   EXPECT_FALSE(UserKnown("kim"));
 }
 
+// Rules match the normalized path (lib/dlb/path.h). The program does not rewrite paths:
+// a target the server would route under another spelling (nginx: "//pay", "/%70ay",
+// "/./pay", "/x/../pay" are all /pay) is refused, never decided under the default rule.
+TEST_F(XdpProgTest, TargetsThatAreNotTheirNormalPathAreRefused) {
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(RunHead(Head("POST", "/pay", "olga"), 45200 + i).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("POST", "/pay", "olga"), 45210).action, XDP_TX);
+  uint16_t port = 45220;
+  for (const char* spelling : {"//pay", "/%70ay", "/./pay", "/x/../pay", "/pay/.", "/p%61y", "/%2fpay"}) {
+    const RunResult r = RunHead(Head("POST", spelling, "olga"), port++);
+    packet::PacketView v;
+    ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp) << spelling;
+    EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst) << spelling;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_paths_not_normal), 7u);
+  // Normal paths with escapes that are not decoded, and a query, are decided as usual.
+  EXPECT_EQ(RunHead(Head("POST", "/other%20x?a=/./b", "olga"), port++).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 5u);
+}
+
+// A fold_case rule matches its prefix in any case; its Retry-After for a missing identity
+// is the rule's (lib/dlb/retry_after.h), as in the engine.
+TEST_F(XdpProgTest, FoldCaseRulesAndTheSharedRetryAfter) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules[0].fold_case = true;
+  c.on_missing_identity = packet::MissingIdentityPolicy::kLimit;
+  Configure(c);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(RunHead(Head("POST", i == 0 ? "/PAY" : "/Pay", "pia"), 45300 + i).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("POST", "/pAy", "pia"), 45310).action, XDP_TX);
+  const RunResult r = RunHead("POST /pay HTTP/1.1\r\nHost: a\r\n\r\n", 45311);
+  ASSERT_EQ(r.action, XDP_TX);
+  const std::string frame(r.frame.begin(), r.frame.end());
+  const std::string want = "\r\nRetry-After: " + std::to_string(tables_.rules[0].no_bucket_retry_s) + "\r\n";
+  EXPECT_NE(frame.find(want), std::string::npos) << want;
+  EXPECT_EQ(tables_.rules[0].no_bucket_retry_s, 1000u);   // one interval of 1/0.001 s
+}
+
 // An absolute-form target is routed by the server on its path, which this program does
 // not match: the head is refused by the malformed-head policy (default: a RST to the
 // server), never passed undecided.
@@ -1002,7 +1041,7 @@ TEST_F(XdpProgTest, IdCopiedWholeAtTheEndOfTheScanWindow) {
 // (ForEachUser, LookupUser, Control, DeleteUser, ClearState) find every key in its map.
 TEST_F(XdpProgTest, ShortAndLongIdsDecideInSeparateBuckets) {
   static_assert(DLB_XDP_SHORT_ID == 40, "the IDs below straddle the short key's length");
-  std::string binary = "\x01\x7f\x80\xff\xfe-";
+  std::string binary = "\x80\xff\xfe-";
   for (int i = 0; i < 40; ++i) binary += static_cast<char>(0x80 + i);   // 46 bytes: long
   const std::vector<std::string> ids = {
       "a",                          // 1 byte
@@ -1237,7 +1276,8 @@ TEST_F(XdpProgTest, HeadScanEdgeCases) {
       {"GET / HTTP/1.1\r\n\r\n", DLB_XDP_SCAN_OK},
       {"GET / HTTP/1.0\n\n", DLB_XDP_SCAN_OK},
       {"GET / HTTP/1.1\r\nHo\rst: a\r\n\r\n", DLB_XDP_SCAN_OK},          // bare CR in a name
-      {"GET / HTTP/1.1\r\nX-User-ID: a\rb\r\n\r\n", DLB_XDP_SCAN_OK},    // bare CR in a value
+      {"GET / HTTP/1.1\r\nX-User-ID: a\rb\r\n\r\n", DLB_XDP_SCAN_MALFORMED},   // bare CR in the identity
+      {"GET / HTTP/1.1\r\nA: a\rb\r\n\r\n", DLB_XDP_SCAN_OK},            // in another value
       {std::string("GET / HTTP/1.1\r\nA: \0\r\n\r\n", 25), DLB_XDP_SCAN_OK},   // NUL in a value
       {std::string("GET / HTTP/1.1\r\nA\0: x\r\n\r\n", 25), DLB_XDP_SCAN_MALFORMED},  // in a name
       {"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", DLB_XDP_SCAN_MALFORMED},
