@@ -81,14 +81,26 @@ class CoreSync;
   X(flows_closed, "flows_closed")                                                \
   X(flows_expired, "flows_expired")                                              \
   X(flow_table_full, "flow_table_full")                                          \
-  X(midstream_flows, "midstream_flows")                                          \
-  X(resyncs, "resyncs")                                                          \
+  X(flow_table_full_syns_dropped, "flow_table_full_syns_dropped")                \
+  X(untracked_segments_reset, "untracked_segments_reset")                        \
+  X(untracked_segments_dropped, "untracked_segments_dropped")                    \
+  X(syns_ignored, "syns_ignored")                                                \
+  X(fins_ignored, "fins_ignored")                                                \
+  X(rsts_ignored, "rsts_ignored")                                                \
+  X(data_after_fin_dropped, "data_after_fin_dropped")                            \
   X(retransmitted_segments, "retransmitted_segments")                            \
+  X(conflicting_overlaps, "conflicting_overlaps")                                \
   X(out_of_order_segments, "out_of_order_segments")                              \
+  X(out_of_order_dropped, "out_of_order_dropped")                                \
   X(reassembly_buffers_exhausted, "reassembly_buffers_exhausted")                \
-  X(reassembly_window_exceeded, "reassembly_window_exceeded")                    \
+  X(stalled_heads_reclaimed, "stalled_heads_reclaimed")                          \
+  X(stalled_heads_reset, "stalled_heads_reset")                                  \
   X(closed_flow_segments_dropped, "closed_flow_segments_dropped")                \
-  X(deferred_heads, "deferred_heads")
+  X(deferred_heads, "deferred_heads")                                            \
+  X(desync_resets, "desync_resets")                                              \
+  X(switch_held_segments, "switch_held_segments")                                \
+  X(protocol_switches, "protocol_switches")                                      \
+  X(protocol_switches_refused, "protocol_switches_refused")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;
