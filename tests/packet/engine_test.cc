@@ -756,6 +756,33 @@ TEST_F(EngineTest, RandomSegmentationGivesTheSameDecisions) {
   }
 }
 
+// A segment that continues a held partial head and is larger than the buffer's room:
+// the held head ends in it, and every head after it is decided too (one crossing the
+// buffer's end included), the last partial one held again.
+TEST_F(EngineTest, SegmentLargerThanTheBufferRoomAfterAPartialHead) {
+  config_.max_head_bytes = 256;
+  config_.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 1};
+  Start();
+  Conn c(40080);
+  Send(c.Syn());
+  const std::string first = Head("GET", "/a", "kai", "X-Pad: " + std::string(60, 'p') + "\r\n");
+  Send(c.Data(first.substr(0, 40)));
+  ASSERT_EQ(engine_->free_reassembly_buffers(), 7u);
+  std::string rest = first.substr(40);
+  for (int i = 0; i < 8; ++i) rest += Head("GET", "/b" + std::to_string(i), "kai");
+  const std::string last = Head("POST", "/pay", "kai");
+  rest += last.substr(0, 25);
+  ASSERT_GT(rest.size(), 256u);
+  FrameResult r = Send(c.Data(rest));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 9);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  r = Send(c.Data(last.substr(25)));
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().allowed, 10u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
 // --- TCP control segments act only in window (RFC 5961, as Linux) -------------------
 
 TEST_F(EngineTest, SynOnLiveFlowDoesNotResetItsSequence) {
