@@ -783,6 +783,34 @@ TEST_F(EngineTest, SegmentLargerThanTheBufferRoomAfterAPartialHead) {
   EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
 }
 
+// The same with the held head limited under `drop`: decided before the buffer moves on,
+// the segment is dropped and the held bytes stay, so that the retransmission is decided
+// again, whole.
+TEST_F(EngineTest, LimitedHeldHeadInASegmentLargerThanTheBufferRoom) {
+  config_.max_head_bytes = 256;
+  config_.rules[0].action = Action::kDrop;
+  config_.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 1};
+  Start();
+  Conn c(40081);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "lea")));
+  const std::string held = Head("POST", "/pay", "lea", "X-Pad: " + std::string(60, 'p') + "\r\n");
+  Send(c.Data(held.substr(0, 40)));
+  std::string rest = held.substr(40);
+  for (int i = 0; i < 8; ++i) rest += Head("GET", "/b" + std::to_string(i), "lea");
+  rest += Head("GET", "/c", "lea").substr(0, 20);
+  const uint32_t seg = c.next;
+  FrameResult r = Send(c.At(seg, rest));
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(C().dropped, 1u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  now_ += 1'000'000'000;
+  r = Send(c.At(seg, rest));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 9);
+  EXPECT_EQ(C().allowed, 2u + 9u);
+}
+
 // --- TCP control segments act only in window (RFC 5961, as Linux) -------------------
 
 TEST_F(EngineTest, SynOnLiveFlowDoesNotResetItsSequence) {
