@@ -992,7 +992,7 @@ struct PacketEngine::Impl {
     for (uint32_t off = 0; off < n; off += 64) __builtin_prefetch(payload + off);
   }
 
-  void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out) {
+  void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out, Arrival arrival) {
     if (count > kMaxBurst) {
       for (size_t i = kMaxBurst; i < count; ++i) out[i] = FrameResult();
       count = kMaxBurst;
@@ -1032,7 +1032,7 @@ struct PacketEngine::Impl {
         continue;
       }
       const PacketView& v = res.view;
-      if (IsServicePort(v.dst_port)) {
+      if (IsServicePort(v.dst_port) && arrival != Arrival::kServerPort) {
         ++counters.client_segments;
         // A pure ACK changes nothing we track: no lookup at all.
         if (v.payload_bytes == 0 &&
@@ -1043,7 +1043,7 @@ struct PacketEngine::Impl {
         __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
         client_mask |= 1u << i;
         state[i].done = state[i].committed = false;
-      } else if (IsServicePort(v.src_port)) {
+      } else if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
         ++counters.server_segments;
         if ((v.tcp_flags & tcp_flags::kRst) || v.payload_bytes > 0) server_mask |= 1u << i;
       }
@@ -1144,8 +1144,8 @@ PacketEngine::PacketEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 PacketEngine::~PacketEngine() = default;
 
 void PacketEngine::ProcessBurst(const Frame* frames, size_t count, int64_t now_ns,
-                                FrameResult* results) {
-  impl_->ProcessBurst(frames, count, now_ns, results);
+                                FrameResult* results, Arrival arrival) {
+  impl_->ProcessBurst(frames, count, now_ns, results, arrival);
 }
 
 void PacketEngine::SetRules(const RuleSet& rules) { impl_->rules = &rules; }

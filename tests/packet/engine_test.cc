@@ -1028,6 +1028,35 @@ TEST_F(EngineTest, UpgradeSwitchesOnlyOn101) {
   EXPECT_EQ(Send(d.Data("\x81\x85" "abcd")).verdict, Verdict::kForward);
 }
 
+// With the port of arrival known, a client cannot pass a segment off as the server's:
+// neither a status line that would open a tunnel nor an RST that would end the flow.
+TEST_F(EngineTest, ClientCannotSpeakForTheServer) {
+  Start();
+  Conn c(40075);
+  auto from_client = [&](const SegmentSpec& s) {
+    frames_.push_back(BuildSegment(s));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r, Arrival::kClientPort);
+    return r;
+  };
+  from_client(c.Syn());
+  from_client(c.Data("CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: fay\r\n\r\n"));
+  EXPECT_EQ(from_client(ServerReply(c, "HTTP/1.1 200 Connection Established\r\n\r\n")).verdict, Verdict::kForward);
+  SegmentSpec rst = ServerReply(c, "");
+  rst.flags = 0x04;
+  from_client(rst);
+  EXPECT_EQ(C().protocol_switches, 0u);
+  EXPECT_EQ(engine_->active_flows(), 1u);
+  EXPECT_EQ(from_client(c.Data(Head("POST", "/pay", "fay"))).verdict, Verdict::kDrop);  // still held
+  // The server's own answer, from its side, does count.
+  frames_.push_back(BuildSegment(ServerReply(c, "HTTP/1.1 405 Method Not Allowed\r\n\r\n")));
+  const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+  FrameResult r;
+  engine_->ProcessBurst(&f, 1, now_, &r, Arrival::kServerPort);
+  EXPECT_EQ(C().protocol_switches_refused, 1u);
+}
+
 // on_not_http: forward is for connections that never were HTTP; after a request,
 // bytes that are not a request are a desync and are refused.
 TEST_F(EngineTest, NotHttpAfterARequestIsADesync) {

@@ -154,6 +154,16 @@ struct Frame {
   uint32_t bytes = 0;
 };
 
+// The port a burst arrived on, when the caller knows it. Segments are then told apart
+// by their port of arrival as well as their TCP ports: a client cannot pass a crafted
+// segment off as the server's (an RST that ends a flow, a status line that opens a
+// tunnel). A segment that claims the other side is forwarded untouched.
+enum class Arrival : uint8_t {
+  kEither,      // by TCP ports alone (one port carries both directions)
+  kClientPort,  // from the clients' side
+  kServerPort,  // from the servers' side
+};
+
 struct FrameResult {
   Verdict verdict = Verdict::kForward;
   ParseResult parse = ParseResult::kNotIp;
@@ -181,8 +191,10 @@ class PacketEngine {
   PacketEngine& operator=(const PacketEngine&) = delete;
 
   // Decides a burst of at most kMaxBurst frames (the rest are forwarded unexamined) at
-  // `now_ns` (monotonic, >= the start time). results[i] belongs to frames[i].
-  void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results);
+  // `now_ns` (monotonic, >= the start time), all arrived on `arrival`. results[i]
+  // belongs to frames[i].
+  void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results,
+                    Arrival arrival = Arrival::kEither);
 
   // Replaces the rule set (a reload), called by the thread that calls ProcessBurst,
   // between bursts: no decision is pending then. `rules` must outlive the engine or the
