@@ -184,7 +184,8 @@ void Worker::Handle(int in_side, rte_mbuf** mbufs, uint16_t count, int64_t now_n
   }
   counters_.rx_packets[in_side] += count;
   counters_.rx_bytes[in_side] += bytes;
-  engine_->ProcessBurst(frames, count, now_ns, results);
+  engine_->ProcessBurst(frames, count, now_ns, results,
+                        in_side == kClientSide ? packet::Arrival::kClientPort : packet::Arrival::kServerPort);
 
   rte_mbuf* forward[kBurst];
   uint16_t n_forward = 0;

@@ -182,6 +182,9 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
       c.on_malformed_head = r.Enum(v, key, kHeadPolicies);
     } else if (key == "on_oversize_head") {
       c.on_oversize_head = r.Enum(v, key, kHeadPolicies);
+    } else if (key == "on_untracked_flow") {
+      c.on_untracked_flow = r.Enum(v, key, kHeadPolicies);
+      if (c.on_untracked_flow == HeadPolicy::kForward) r.Fail(v, key, "must be drop or reset");
     } else if (key == "on_fragment") {
       c.on_fragment = r.Enum(v, key, kFramePolicies);
     } else if (key == "on_malformed_frame") {
@@ -192,6 +195,8 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
       c.reassembly_buffers = static_cast<uint32_t>(r.Int(v, key, 0, 1 << 20));
     } else if (key == "flow_idle_timeout_s") {
       c.flow_idle_timeout_ns = static_cast<int64_t>(r.Number(v, key, 0.001, 86400.0) * 1e9);
+    } else if (key == "partial_head_timeout_s") {
+      c.partial_head_timeout_ns = static_cast<int64_t>(r.Number(v, key, 0.001, 86400.0) * 1e9);
     } else if (key == "shard_users") {
       c.shard_users = static_cast<uint64_t>(r.Int(v, key, 1, int64_t{1} << 32));
     } else if (key == "rules") {

@@ -46,11 +46,25 @@ inline bool StartsWithKnownMethod(const uint8_t* p, uint32_t len) {
   return t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z');
 }
 
+// Whether a head (request line to the empty line) has an Upgrade header field. Looked
+// for in the first head of a connection only.
+inline bool HasUpgradeField(const uint8_t* p, uint32_t len) {
+  static constexpr char kName[] = "upgrade:";
+  for (uint32_t i = 0; i + 9 < len; ++i) {
+    if (p[i] != '\n') continue;
+    uint32_t k = 0;
+    while (k < 8 && (p[i + 1 + k] | 0x20) == kName[k]) ++k;  // ':' | 0x20 == ':'
+    if (k == 8) return true;
+  }
+  return false;
+}
+
 enum class EventKind : uint8_t {
   kDecide,         // a head with a key: decide it in the shard
   kLimitNoKey,     // no identity and the policy limits it
   kPolicyDrop,     // not HTTP / malformed / oversize under HeadPolicy::kDrop
   kPolicyReset,    // ... under HeadPolicy::kReset
+  kHold,           // bytes after a CONNECT / Upgrade head wait for the server's answer
 };
 
 struct Event {
@@ -69,12 +83,10 @@ struct FrameState {
   uint32_t seg_start = 0;     // stream seq of the segment's first payload byte
   uint32_t seg_end = 0;
   uint32_t stream_pos = 0;    // the server's next expected byte when the frame arrived
-  bool had_buffer = false;    // the flow had a reassembly buffer before this frame
   bool stopped = false;       // a verdict other than forward: no more heads decided
   bool done = false;          // fully processed (its flow may be committed)
   bool committed = false;
   bool fin = false;
-  bool clipped = false;       // bytes did not fit the reassembly window
   uint16_t pending_events = 0;  // queued since the last flush
 };
 
@@ -105,7 +117,6 @@ struct PacketEngine::Impl {
   FrameResult* results = nullptr;
   FrameState state[kMaxBurst];
   uint64_t flow_hash[kMaxBurst] = {};
-  FlowSlot temp_flows[kMaxBurst];
   Event events[kMaxEvents];
   size_t event_count = 0;
   uint64_t pending_frames = 0;  // frames with events queued since the last flush
@@ -115,6 +126,7 @@ struct PacketEngine::Impl {
   CoreSync* sync = nullptr;
   uint8_t identities[kMaxEvents][kSyncIdentityBytes];
   uint16_t current = 0;  // the frame being streamed
+  int64_t next_reclaim_scan_ns = 0;  // ReclaimStalledHeads: not before this time
 
   explicit Impl(BucketShard s) : shard(std::move(s)) {}
   ~Impl() {
@@ -122,6 +134,15 @@ struct PacketEngine::Impl {
   }
 
   bool IsServicePort(uint16_t port) const { return service_ports[port / 64] >> (port % 64) & 1; }
+
+  // Whether a frame the engine cannot inspect (a fragment, a malformed frame) may carry
+  // a service's bytes: TCP or an unknown protocol, to or from a service port or with
+  // ports unknown.
+  bool MayBeService(const PacketView& v) const {
+    if (v.l4_protocol != 0 && v.l4_protocol != 6) return false;
+    if (!v.has_ports) return true;
+    return IsServicePort(v.dst_port) || IsServicePort(v.src_port);
+  }
 
   // --- flow table -----------------------------------------------------------------
 
@@ -161,7 +182,6 @@ struct PacketEngine::Impl {
   }
 
   void Erase(FlowSlot& f) {
-    if (f.flags & flow_flags::kTemp) return;
     ReleaseBuffer(f);
     f.hash = 0;
     f.flags = 0;
@@ -213,12 +233,18 @@ struct PacketEngine::Impl {
 
   // --- stream ---------------------------------------------------------------------
 
-  void Emit(EventKind kind, const FlowSlot& f, uint16_t rule, uint64_t key_hash) {
+  // The server's next expected byte as far as the engine knows: past the partial head
+  // held in the buffer, if any (the server has those bytes).
+  uint32_t StreamPos(const FlowSlot& f) const {
+    return f.buffer >= 0 ? f.buf_seq + pool.ContiguousEnd(f.buffer, f.next_seq - f.buf_seq) : f.next_seq;
+  }
+
+  void Emit(EventKind kind, uint32_t head_seq, uint16_t rule, uint64_t key_hash) {
     Event& e = events[event_count++];
     e.kind = kind;
     e.frame = current;
     e.rule = rule;
-    e.head_seq = f.next_seq;
+    e.head_seq = head_seq;
     ++state[current].pending_events;
     pending_frames |= uint64_t{1} << current;
     if (kind == EventKind::kDecide) {
@@ -240,18 +266,19 @@ struct PacketEngine::Impl {
     return !state[current].stopped;
   }
 
-  // A head that cannot be decided (not HTTP, malformed, too large).
-  void HeadPolicyEvent(FlowSlot& f, HeadPolicy policy) {
+  // A head that cannot be decided (not HTTP, malformed, too large), starting at
+  // `head_seq`.
+  void HeadPolicyEvent(FlowSlot& f, HeadPolicy policy, uint32_t head_seq) {
     switch (policy) {
       case HeadPolicy::kForward:
         f.phase = Phase::kPassthrough;
         return;
       case HeadPolicy::kDrop:
-        Emit(EventKind::kPolicyDrop, f, 0, 0);
+        Emit(EventKind::kPolicyDrop, head_seq, 0, 0);
         AfterEmit();
         return;
       case HeadPolicy::kReset:
-        Emit(EventKind::kPolicyReset, f, 0, 0);
+        Emit(EventKind::kPolicyReset, head_seq, 0, 0);
         AfterEmit();
         return;
     }
@@ -282,13 +309,15 @@ struct PacketEngine::Impl {
                                   config.trusted_proxies, a);
   }
 
-  // A complete head: pick its rule and key, queue its decision.
-  bool OnHead(FlowSlot& f, const RequestHead& head) {
+  // A complete head starting at `head_seq` (its leading empty lines included, so that a
+  // limited head behind CRLFs that start its segment is answered directly, not deferred
+  // behind a cut): pick its rule and key, queue its decision.
+  bool OnHead(const RequestHead& head, uint32_t head_seq) {
     ++counters.heads;
     ++results[current].heads;
     const uint16_t rule = rules->Match(head);
     if (head.has_identity) {
-      Emit(EventKind::kDecide, f, rule, SipHash13(identity_key, head.identity.data(), head.identity.size()));
+      Emit(EventKind::kDecide, head_seq, rule, SipHash13(identity_key, head.identity.data(), head.identity.size()));
       KeepIdentity(rule, IdentityKind::kHeader, head.identity.data(), head.identity.size());
       return AfterEmit();
     }
@@ -298,16 +327,16 @@ struct PacketEngine::Impl {
         ClientAddress a;
         if (!ClientAddressOf(head, results[current].view, a)) {
           ++counters.identity_no_client_address;
-          Emit(EventKind::kLimitNoKey, f, rule, 0);
+          Emit(EventKind::kLimitNoKey, head_seq, rule, 0);
           return AfterEmit();
         }
         ++counters.identity_source_ip;
-        Emit(EventKind::kDecide, f, rule, SipHash13(address_key, a.bytes, a.size()));
+        Emit(EventKind::kDecide, head_seq, rule, SipHash13(address_key, a.bytes, a.size()));
         KeepIdentity(rule, a.ip_version == 4 ? IdentityKind::kIpv4 : IdentityKind::kIpv6, a.bytes, a.size());
         return AfterEmit();
       }
       case MissingIdentityPolicy::kLimit:
-        Emit(EventKind::kLimitNoKey, f, rule, 0);
+        Emit(EventKind::kLimitNoKey, head_seq, rule, 0);
         return AfterEmit();
       case MissingIdentityPolicy::kPass:
         ++counters.identity_missing_passed;
@@ -316,14 +345,42 @@ struct PacketEngine::Impl {
     return true;
   }
 
+  // Frees the buffers of partial heads that started more than partial_head_timeout_ns
+  // ago. Those heads can no longer be decided, so their flows are refused (reset) at
+  // their next segment; until then the server holds an incomplete head, which it does
+  // not execute. A scan of the pool, only when it is empty and at most four times per
+  // timeout, so that an attacker who keeps it empty cannot make every segment pay for
+  // a scan.
+  bool ReclaimStalledHeads() {
+    if (now_ns < next_reclaim_scan_ns) return false;
+    next_reclaim_scan_ns = now_ns + config.partial_head_timeout_ns / 4;
+    bool freed = false;
+    for (uint32_t b = 0; b < pool.count(); ++b) {
+      FlowSlot* owner = pool.Owner(static_cast<int32_t>(b));
+      if (owner == nullptr || (owner->flags & flow_flags::kPending) ||
+          now_ns - pool.SinceNs(static_cast<int32_t>(b)) <= config.partial_head_timeout_ns) {
+        continue;
+      }
+      owner->next_seq = StreamPos(*owner);
+      ReleaseBuffer(*owner);
+      owner->phase = Phase::kRefused;
+      ++counters.stalled_heads_reclaimed;
+      freed = true;
+    }
+    return freed;
+  }
+
   // Keeps an incomplete head that arrived in the packet itself: copied into a buffer at
   // offset 0 (buf_seq = the head's start).
-  void StashHead(FlowSlot& f, const uint8_t* p, uint32_t len) {
-    if (f.flags & flow_flags::kTemp) return;  // no state to keep it in
-    f.buffer = pool.Acquire();
+  void StashHead(FlowSlot& f, const uint8_t* p, uint32_t len, uint32_t head_seq) {
+    f.buffer = pool.Acquire(&f, now_ns);
+    if (f.buffer < 0 && ReclaimStalledHeads()) f.buffer = pool.Acquire(&f, now_ns);
     if (f.buffer < 0) {
+      // Forwarding the partial head would let it complete undecided: the segment is
+      // dropped (heads before it in the segment go on) and the client retransmits it.
       ++counters.reassembly_buffers_exhausted;
-      f.phase = Phase::kResync;
+      Emit(EventKind::kPolicyDrop, head_seq, 0, 0);
+      AfterEmit();
       return;
     }
     f.buf_seq = f.next_seq;
@@ -358,12 +415,13 @@ struct PacketEngine::Impl {
             f.scan_from = 0;
           } else if (r == ChunkedDecoder::Result::kError) {
             ++counters.malformed_chunked;
-            HeadPolicyEvent(f, config.on_malformed_head);
+            HeadPolicyEvent(f, config.on_malformed_head, f.next_seq);
             return;
           }
           break;
         }
         case Phase::kHead: {
+          const uint32_t head_seq = f.next_seq;
           if (f.scan_from == 0) {
             // Empty lines before a request line are ignored (RFC 9112, 2.2); clients
             // send a stray CRLF after a body.
@@ -396,33 +454,55 @@ struct PacketEngine::Impl {
           }
           if (r == HeadResult::kNotHttp) {
             ++counters.not_http;
-            HeadPolicyEvent(f, config.on_not_http);
+            if (f.flags & flow_flags::kSeenHead) {
+              // Not a request where one must start: the server frames this stream in a
+              // way the engine did not follow (or someone hopes it does). Refused;
+              // on_not_http is for connections that never were HTTP.
+              ++counters.desync_resets;
+              HeadPolicyEvent(f, HeadPolicy::kReset, head_seq);
+            } else {
+              HeadPolicyEvent(f, config.on_not_http, head_seq);
+            }
             return;
           }
           if (r == HeadResult::kTooLarge) {
             ++counters.oversize_heads;
-            HeadPolicyEvent(f, config.on_oversize_head);
+            HeadPolicyEvent(f, config.on_oversize_head, head_seq);
             return;
           }
           if (r == HeadResult::kIncomplete) {
-            if (!from_buffer) StashHead(f, p, len);
+            if (!from_buffer) StashHead(f, p, len, head_seq);
             return;
           }
           const uint32_t head_bytes = head.head_bytes;
           if (r != HeadResult::kOk) {
             ++counters.malformed_heads;
             ++counters.malformed_head[static_cast<int>(r)];
-            HeadPolicyEvent(f, config.on_malformed_head);
+            HeadPolicyEvent(f, config.on_malformed_head, head_seq);
             return;
           }
-          if (!OnHead(f, head)) return;  // a flush stopped this frame (and rolled f back)
+          const bool first = !(f.flags & flow_flags::kSeenHead);
+          if (!OnHead(head, head_seq)) return;  // a flush stopped this frame (and rolled f back)
+          f.flags |= flow_flags::kSeenHead;
+          // A tunnel (CONNECT) or another protocol (Upgrade) follows only if the server
+          // agrees. Followed for the first request of a connection, whose answer is the
+          // server's first status line; later ones stay HTTP (if the server switches
+          // anyway, the next client bytes are not a request: a desync, refused).
+          const bool await_switch =
+              first && !head.chunked && head.content_length == 0 &&
+              (head.method == Method::kConnect || HasUpgradeField(p, head_bytes));
           f.next_seq += head_bytes;
           p += head_bytes;
           len -= head_bytes;
           f.scan_from = 0;
-          if (head.method == Method::kConnect) {
-            f.phase = Phase::kPassthrough;  // a tunnel follows, not HTTP
-          } else if (head.chunked) {
+          if (await_switch) {
+            f.phase = Phase::kAwaitSwitch;
+            f.flags = static_cast<uint8_t>(head.method == Method::kConnect
+                                               ? (f.flags | flow_flags::kAwaitConnect)
+                                               : (f.flags & ~flow_flags::kAwaitConnect));
+            return;
+          }
+          if (head.chunked) {
             f.phase = Phase::kChunked;
             f.chunked.Reset();
           } else if (head.content_length > 0) {
@@ -433,134 +513,142 @@ struct PacketEngine::Impl {
         }
         case Phase::kPassthrough:
         case Phase::kClosed:
-        case Phase::kResync:
+        case Phase::kAwaitSwitch:
+        case Phase::kRefused:
           return;
       }
     }
   }
 
+  // New client bytes of a flow waiting for the server's answer to CONNECT / Upgrade
+  // (from `seq` on) are held back: cut off or dropped, retransmitted by the client.
+  void HoldForSwitch(uint32_t seq) {
+    ++counters.switch_held_segments;
+    Emit(EventKind::kHold, seq, 0, 0);
+    AfterEmit();
+  }
+
   // A segment's payload p[0, len) at stream seq `seq`.
   void Stream(FlowSlot& f, const uint8_t* p, uint32_t len, uint32_t seq) {
     FrameState& fs = state[current];
-    if (f.phase == Phase::kPassthrough || f.phase == Phase::kClosed) return;
-    if (f.phase == Phase::kResync) {
-      // Only a segment that starts with a request line of a standard method re-anchors
-      // the stream (a body that happens to start with a word must not).
-      if (!StartsWithKnownMethod(p, len)) return;
-      ++counters.resyncs;
-      ReleaseBuffer(f);
-      f.phase = Phase::kHead;
-      f.next_seq = seq;
-      f.scan_from = 0;
-      fs.stream_pos = seq;
-      fs.had_buffer = false;
-    }
-    int32_t lead = static_cast<int32_t>(seq - f.next_seq);
-    if (lead < 0) {
-      // Bytes already consumed: the first copy counted, this one is ignored.
-      const uint32_t skip = static_cast<uint32_t>(-static_cast<int64_t>(lead));
-      if (!fs.had_buffer) ++counters.retransmitted_segments;
-      if (skip >= len) {
-        if (fs.had_buffer) ++counters.retransmitted_segments;
-        return;
-      }
-      p += skip;
-      len -= skip;
-      seq = f.next_seq;
-      lead = 0;
-    }
-    if (f.phase == Phase::kBody && f.buffer < 0 && lead > 0) {
-      // Ahead of order inside a Content-Length body: the bytes in between are body,
-      // whatever they are, so the stream position may move to the segment's end. The
-      // body's end (next_seq + body_remaining) stays where it is.
+    if (f.phase == Phase::kPassthrough) return;
+    const uint32_t pos = fs.stream_pos;
+    const uint32_t end = seq + len;
+    if (SeqBefore(pos, seq)) {
       ++counters.out_of_order_segments;
-      const uint64_t reach = uint64_t(uint32_t(lead)) + len;
-      if (reach < f.body_remaining) {
-        f.next_seq += static_cast<uint32_t>(reach);
+      if (f.phase == Phase::kBody && f.buffer < 0 &&
+          uint64_t{seq - f.next_seq} + len <= f.body_remaining) {
+        // Ahead of order inside a Content-Length body: the bytes in between are body,
+        // whatever they are, and so is this segment; no head can start before the
+        // body's end, which stays where it is.
+        const uint32_t reach = end - f.next_seq;
+        f.next_seq = end;
         f.body_remaining -= reach;
+        if (f.body_remaining == 0) {
+          f.phase = Phase::kHead;
+          f.scan_from = 0;
+        }
         return;
       }
-      if (uint64_t(uint32_t(lead)) <= f.body_remaining) {
-        // The segment reaches past the body: what follows the body is the next head.
-        const uint32_t skip = static_cast<uint32_t>(f.body_remaining) - static_cast<uint32_t>(lead);
-        f.next_seq += static_cast<uint32_t>(f.body_remaining);
-        f.body_remaining = 0;
-        f.phase = Phase::kHead;
-        f.scan_from = 0;
-        Consume(f, p + skip, len - skip, false);
-        return;
-      }
-      // Starts beyond the body's end: buffered below, relative to the body's end.
-      f.next_seq += static_cast<uint32_t>(f.body_remaining);
-      f.body_remaining = 0;
-      f.phase = Phase::kHead;
-      f.scan_from = 0;
-      lead = static_cast<int32_t>(seq - f.next_seq);
-      if (lead == 0) {
-        Consume(f, p, len, false);
-        return;
-      }
-    } else if (lead > 0) {
-      ++counters.out_of_order_segments;
-    }
-    if (f.buffer < 0) {
-      if (lead == 0) {
-        Consume(f, p, len, false);
-        return;
-      }
-      if (static_cast<uint32_t>(lead) >= pool.bytes() || (f.flags & flow_flags::kTemp)) {
-        ++counters.reassembly_window_exceeded;
-        fs.clipped = true;
-        return;
-      }
-      f.buffer = pool.Acquire();
-      if (f.buffer < 0) {
-        ++counters.reassembly_buffers_exhausted;
-        fs.clipped = true;
-        return;
-      }
-      f.buf_seq = f.next_seq;
-    }
-    const uint32_t off = seq - f.buf_seq;  // >= 0: seq >= next_seq >= buf_seq
-    if (fs.had_buffer && SeqBefore(seq, fs.stream_pos)) ++counters.retransmitted_segments;
-    if (off >= pool.bytes()) {
-      ++counters.reassembly_window_exceeded;
-      fs.clipped = true;
+      // Bytes after a gap must not reach the server before the gap's bytes are
+      // decided: a limited head in the gap would otherwise be followed by bytes the
+      // server already has. Dropped, never consumed; the client retransmits them.
+      ++counters.out_of_order_dropped;
+      results[current].verdict = Verdict::kDrop;
+      fs.stopped = true;
       return;
     }
-    uint32_t n = len;
-    if (n > pool.bytes() - off) {
-      n = pool.bytes() - off;
-      ++counters.reassembly_window_exceeded;
-      fs.clipped = true;
+    if (SeqBefore(seq, pos)) {
+      ++counters.retransmitted_segments;
+      // The overlap with bytes of the partial head the server holds must be the same
+      // bytes: Linux may keep either copy, so a conflict means the engine cannot know
+      // what the server reads.
+      if (f.buffer >= 0) {
+        const uint32_t from = SeqBefore(seq, f.buf_seq) ? f.buf_seq : seq;
+        const uint32_t to = SeqBefore(end, pos) ? end : pos;
+        if (SeqBefore(from, to) &&
+            std::memcmp(pool.Data(f.buffer) + (from - f.buf_seq), p + (from - seq), to - from) != 0) {
+          ++counters.conflicting_overlaps;
+          Emit(EventKind::kPolicyReset, f.next_seq, 0, 0);
+          AfterEmit();
+          return;
+        }
+      }
+      if (!SeqBefore(pos, end)) return;  // nothing new
+      p += pos - seq;
+      len = end - pos;
+      seq = pos;
     }
-    pool.Write(f.buffer, off, p, n);
-    const uint32_t start = f.next_seq - f.buf_seq;
-    const uint32_t end = pool.ContiguousEnd(f.buffer, start);
-    if (end > start) Consume(f, pool.Data(f.buffer) + start, end - start, true);
+    if (f.phase == Phase::kAwaitSwitch) {
+      HoldForSwitch(seq);
+      return;
+    }
+    if (f.buffer < 0) {
+      Consume(f, p, len, false);
+      if (f.phase == Phase::kAwaitSwitch && f.next_seq != seq + len) HoldForSwitch(f.next_seq);
+      return;
+    }
+    // Appended to the held partial head. A segment larger than the room left is taken
+    // in pieces: the held head ends in the first, what follows is consumed as usual.
+    uint32_t off = seq - f.buf_seq;
+    for (;;) {
+      const uint32_t room = pool.bytes() - off;
+      const uint32_t n = len < room ? len : room;
+      pool.Write(f.buffer, off, p, n);
+      const uint32_t start = f.next_seq - f.buf_seq;
+      Consume(f, pool.Data(f.buffer) + start, off + n - start, true);
+      p += n;
+      len -= n;
+      seq += n;
+      if (fs.stopped) return;
+      if (f.phase == Phase::kAwaitSwitch) {
+        if (f.next_seq != seq + len) HoldForSwitch(f.next_seq);
+        return;
+      }
+      if (len == 0 || f.phase == Phase::kPassthrough) return;
+      if (f.phase == Phase::kHead && f.next_seq == f.buf_seq) return;  // a policy event is queued
+      // The buffer is about to change: heads queued from it are decided first, so that
+      // a rollback never needs bytes that left the buffer.
+      if (fs.pending_events > 0) {
+        Flush();
+        if (fs.stopped) return;
+      }
+      if (f.next_seq == seq) {
+        // All held bytes consumed: the rest is read from the packet.
+        ReleaseBuffer(f);
+        Consume(f, p, len, false);
+        if (f.phase == Phase::kAwaitSwitch && f.next_seq != seq + len) HoldForSwitch(f.next_seq);
+        return;
+      }
+      // A new partial head at next_seq: moved to the buffer's start.
+      const uint32_t shift = f.next_seq - f.buf_seq;
+      pool.ShiftLeft(f.buffer, shift);
+      f.buf_seq = f.next_seq;
+      pool.SetSinceNs(f.buffer, now_ns);
+      off = seq - f.buf_seq;
+    }
   }
 
   // --- decisions ------------------------------------------------------------------
 
-  // Undoes a dropped frame's effect on its flow: back to the dropped head's start; the
-  // bytes this frame added to the buffer are forgotten (the client retransmits them).
-  void Rollback(FrameState& fs, uint32_t head_seq) {
+  // Undoes a dropped frame's effect on its flow: back to `head_seq` (the dropped head's
+  // start) in `phase`; the bytes this frame added to the buffer are forgotten (the
+  // client retransmits them), so nothing of a dropped frame counts as consumed.
+  void Rollback(FrameState& fs, uint32_t head_seq, Phase phase = Phase::kHead) {
     FlowSlot& f = *fs.flow;
-    f.phase = Phase::kHead;
+    f.phase = phase;
     f.next_seq = head_seq;
     f.scan_from = 0;
     f.body_remaining = 0;
     f.chunked.Reset();
     if (f.buffer < 0) return;
-    if (!fs.had_buffer) {
-      ReleaseBuffer(f);
-      return;
+    uint32_t from = SeqBefore(fs.seg_start, fs.stream_pos) ? fs.stream_pos : fs.seg_start;
+    if (SeqBefore(from, f.buf_seq)) from = f.buf_seq;
+    if (SeqBefore(from, fs.seg_end) && from - f.buf_seq < pool.bytes()) {
+      pool.Clear(f.buffer, from - f.buf_seq, fs.seg_end - f.buf_seq);
     }
-    const uint32_t from = SeqBefore(fs.seg_start, fs.stream_pos) ? fs.stream_pos : fs.seg_start;
-    if (SeqBefore(fs.seg_end, from) || fs.seg_end == from) return;
-    const uint32_t rel_from = from - f.buf_seq;
-    const uint32_t rel_to = fs.seg_end - f.buf_seq;
-    if (rel_from < pool.bytes()) pool.Clear(f.buffer, rel_from, rel_to);
+    // A head before the buffer's start means the buffer holds only this frame's bytes.
+    if (SeqBefore(head_seq, f.buf_seq) || !pool.AnyFrom(f.buffer, 0)) ReleaseBuffer(f);
   }
 
   void Close(FrameState& fs) {
@@ -571,15 +659,26 @@ struct PacketEngine::Impl {
   // One rule for every form (dlb/retry_after.h, computed when the rule compiled).
   static dlb::Decision NoKeyDecision(const CompiledRule& r) { return NoBucketDecision(r); }
 
+  // Cuts the frame at `seq` (forwarding what precedes it, decided bytes) or drops it when
+  // nothing new precedes it.
+  static void CutOrDrop(const FrameState& fs, uint32_t seq, FrameResult& res) {
+    if (SeqBefore(fs.seg_start, seq) && SeqBefore(fs.stream_pos, seq)) {
+      res.verdict = Verdict::kForwardPrefix;
+      res.forward_bytes = seq - fs.seg_start;
+    } else {
+      res.verdict = Verdict::kDrop;
+    }
+  }
+
   void Flush() {
     for (size_t i = 0; i < event_count; ++i) {
       const Event& e = events[i];
       FrameState& fs = state[e.frame];
       if (fs.stopped) continue;
       FrameResult& res = results[e.frame];
-      if (e.kind == EventKind::kPolicyDrop) {
-        Rollback(fs, e.head_seq);
-        res.verdict = Verdict::kDrop;
+      if (e.kind == EventKind::kPolicyDrop || e.kind == EventKind::kHold) {
+        Rollback(fs, e.head_seq, e.kind == EventKind::kHold ? Phase::kAwaitSwitch : Phase::kHead);
+        CutOrDrop(fs, e.head_seq, res);
         fs.stopped = true;
         continue;
       }
@@ -674,21 +773,21 @@ struct PacketEngine::Impl {
     FlowSlot* f = fs.flow;
     if (f == nullptr) return;
     f->flags &= static_cast<uint8_t>(~flow_flags::kPending);
-    if (f->flags & flow_flags::kTemp) return;
     if (fs.fin && results[i].verdict == Verdict::kForward && !(f->flags & flow_flags::kFinished)) {
-      // The client is done sending: nothing more to decide. The slot lingers (until
-      // kFinLingerNs, or the RST / new SYN of the 4-tuple) so that a retransmission of
-      // this segment is not taken for a new connection and decided again.
-      ++counters.flows_closed;
-      ReleaseBuffer(*f);
-      f->phase = Phase::kPassthrough;
-      f->flags |= flow_flags::kFinished;
-      return;
-    }
-    if (fs.clipped && f->phase != Phase::kClosed && f->phase != Phase::kPassthrough) {
-      // Bytes we could not keep will not come again (the server has them): the stream
-      // position is lost until a segment starts a request again.
-      f->phase = Phase::kResync;
+      // Linux takes a FIN in order only: it ends the stream where the stream is, with
+      // nothing undecided before it. A FIN elsewhere changes nothing.
+      if (f->phase == Phase::kPassthrough || StreamPos(*f) == fs.seg_end) {
+        // The client is done sending: nothing more to decide. The slot lingers (until
+        // kFinLingerNs, or the RST / new SYN of the 4-tuple) so that a retransmission
+        // of this segment is not taken for a new connection and decided again.
+        ++counters.flows_closed;
+        ReleaseBuffer(*f);
+        f->phase = Phase::kPassthrough;
+        f->flags |= flow_flags::kFinished;
+        f->next_seq = fs.seg_end + 1;
+        return;
+      }
+      ++counters.fins_ignored;
     }
     if (f->buffer < 0) return;
     if (f->phase != Phase::kHead && f->phase != Phase::kBody && f->phase != Phase::kChunked) {
@@ -703,10 +802,35 @@ struct PacketEngine::Impl {
     if (shift > 0) {
       pool.ShiftLeft(f->buffer, shift);
       f->buf_seq = f->next_seq;
+      pool.SetSinceNs(f->buffer, now_ns);  // a new head started
     }
   }
 
   // --- one client segment ---------------------------------------------------------
+
+  // RFC 5961 3.2, as Linux: an RST ends the connection only at the receiver's next
+  // expected sequence number. Flows the engine no longer follows byte by byte
+  // (passthrough, closed, refused) take any RST: losing them refuses, never admits.
+  bool RstAcceptable(const FlowSlot& f, uint32_t seq) const {
+    if (f.flags & flow_flags::kFinished) return seq == f.next_seq || seq == f.next_seq - 1;
+    if (f.phase == Phase::kPassthrough || f.phase == Phase::kClosed || f.phase == Phase::kRefused) {
+      return true;
+    }
+    return seq == StreamPos(f);
+  }
+
+  // Data of a connection without a flow: where its heads start is unknown.
+  void RefuseUntracked(FrameResult& res) {
+    if (config.on_untracked_flow == HeadPolicy::kDrop) {
+      ++counters.untracked_segments_dropped;
+      res.verdict = Verdict::kDrop;
+      return;
+    }
+    ++counters.untracked_segments_reset;
+    ++counters.resets;
+    res.verdict = Verdict::kReset;
+    res.reset_seq = res.view.seq;
+  }
 
   void ClientSegment(uint16_t i) {
     FrameResult& res = results[i];
@@ -725,42 +849,48 @@ struct PacketEngine::Impl {
           f = FindFlow(hash, v.src_port);
         }
         if (f != nullptr) {
-          if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
-          Erase(*f);
+          if (RstAcceptable(*f, v.seq)) {
+            if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
+            Erase(*f);
+          } else {
+            ++counters.rsts_ignored;  // forwarded: the server answers a challenge ACK
+          }
         }
       }
       fs.done = fs.committed = true;
       return;
     }
+    // Only a SYN starts a flow: the engine must see a connection from its start to know
+    // where its heads begin.
     bool fresh = false;
-    FlowSlot* f = FindOrCreateFlow(hash, v.src_port, syn || v.payload_bytes > 0, fresh);
+    FlowSlot* f = FindOrCreateFlow(hash, v.src_port, syn, fresh);
     if (f != nullptr && (f->flags & flow_flags::kPending)) {
       // An earlier frame of this flow in the burst must be settled first (its verdict
       // may roll the flow back, close it, or end it with its FIN).
       Flush();
-      f = FindOrCreateFlow(hash, v.src_port, syn || v.payload_bytes > 0, fresh);
+      f = FindOrCreateFlow(hash, v.src_port, syn, fresh);
     }
     if (f == nullptr) {
-      if (v.payload_bytes == 0) {
-        fs.done = fs.committed = true;
-        return;
+      fs.done = fs.committed = true;
+      if (syn) {
+        // No slot: the connection would run untracked. The client retries the SYN, by
+        // when idle flows may have expired.
+        ++counters.flow_table_full_syns_dropped;
+        res.verdict = Verdict::kDrop;
+      } else if (v.payload_bytes > 0) {
+        RefuseUntracked(res);
       }
-      // No room to track it: decide what this segment alone shows.
-      f = &temp_flows[i];
-      *f = FlowSlot();
-      f->flags = flow_flags::kTemp;
-      f->phase = Phase::kResync;
+      return;
     }
-    f->last_seen_ns = now_ns;
-    fs.flow = f;
-    if (f->phase == Phase::kClosed) {
-      ++counters.closed_flow_segments_dropped;
-      res.verdict = Verdict::kDrop;
-      if (fin) Erase(*f);
-      fs.flow = nullptr;
+    if (syn && !fresh && !(f->flags & flow_flags::kFinished) && f->phase != Phase::kClosed) {
+      // RFC 5961 4.2, as Linux: a SYN on a synchronized connection changes nothing (the
+      // server answers a challenge ACK). A new connection on the 4-tuple comes after
+      // the old one's FIN or RST.
+      ++counters.syns_ignored;
       fs.done = fs.committed = true;
       return;
     }
+    f->last_seen_ns = now_ns;
     uint32_t seq = v.seq;
     if (syn) {
       // A new connection (or a reused 4-tuple): the stream starts after the SYN.
@@ -770,19 +900,42 @@ struct PacketEngine::Impl {
       f->hash = old.hash;
       f->client_port = old.client_port;
       f->last_seen_ns = now_ns;
-      f->flags = old.flags & flow_flags::kTemp;
       f->next_seq = seq + 1;
       seq += 1;  // data on a SYN (TCP Fast Open) follows the SYN's sequence number
-    } else if (fresh) {
-      ++counters.midstream_flows;
-      f->phase = Phase::kResync;
+    }
+    fs.flow = f;
+    if (f->phase == Phase::kClosed) {
+      ++counters.closed_flow_segments_dropped;
+      res.verdict = Verdict::kDrop;
+      if (fin) Erase(*f);
+      fs.flow = nullptr;
+      fs.done = fs.committed = true;
+      return;
+    }
+    if (f->phase == Phase::kRefused) {
+      ++counters.stalled_heads_reset;
+      ++counters.resets;
+      res.verdict = Verdict::kReset;
+      res.reset_seq = f->next_seq;
+      f->phase = Phase::kClosed;
+      fs.flow = nullptr;
+      fs.done = fs.committed = true;
+      return;
+    }
+    if (f->flags & flow_flags::kFinished) {
+      // Bytes past the FIN: Linux discards them, and so they are never decided.
+      if (v.payload_bytes > 0 && SeqBefore(f->next_seq - 1, seq + v.payload_bytes)) {
+        ++counters.data_after_fin_dropped;
+        res.verdict = Verdict::kDrop;
+      }
+      fs.flow = nullptr;
+      fs.done = fs.committed = true;
+      return;
     }
     fs.fin = fin;
     fs.seg_start = seq;
     fs.seg_end = seq + v.payload_bytes;
-    fs.had_buffer = f->buffer >= 0;
-    fs.stream_pos = fs.had_buffer ? f->buf_seq + pool.ContiguousEnd(f->buffer, f->next_seq - f->buf_seq)
-                                  : f->next_seq;
+    fs.stream_pos = StreamPos(*f);
     if (v.payload_bytes > 0) {
       current = i;
       Stream(*f, frames[i].data + v.payload_offset, v.payload_bytes, seq);
@@ -792,24 +945,53 @@ struct PacketEngine::Impl {
     if (!(f->flags & flow_flags::kPending)) Commit(i);
   }
 
+  // The status code of a response starting at p[0, len) ("HTTP/1.1 200 ..."), 0 if none.
+  static int StatusCode(const uint8_t* p, uint32_t len) {
+    if (len < 13 || std::memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ') return 0;
+    int code = 0;
+    for (int k = 9; k < 12; ++k) {
+      if (p[k] < '0' || p[k] > '9') return 0;
+      code = code * 10 + (p[k] - '0');
+    }
+    return p[12] == ' ' || p[12] == '\r' ? code : 0;
+  }
+
   void ServerSegment(uint16_t i) {
     const PacketView& v = results[i].view;
     FrameState& fs = state[i];
     fs.done = fs.committed = true;
-    // The server's RST ends the flow; everything else from the server passes untouched.
-    if (!(v.tcp_flags & tcp_flags::kRst)) return;
+    // The server's RST ends the flow; its status line answers a CONNECT / Upgrade the
+    // flow waits on; everything else from the server passes untouched.
+    const bool rst = v.tcp_flags & tcp_flags::kRst;
+    const int status = rst ? 0 : StatusCode(frames[i].data + v.payload_offset, v.payload_bytes);
+    if (!rst && status == 0) return;
     const uint64_t hash = FlowHash(v, false);
     FlowSlot* f = FindFlow(hash, v.dst_port);
-    if (f == nullptr) return;
+    if (f == nullptr || (!rst && f->phase != Phase::kAwaitSwitch)) return;
     if (f->flags & flow_flags::kPending) {
       Flush();
       f = FindFlow(hash, v.dst_port);  // the flush may have ended it
       if (f == nullptr) return;
     }
-    if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
-    Erase(*f);
+    if (rst) {
+      if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
+      Erase(*f);
+      return;
+    }
+    if (f->phase != Phase::kAwaitSwitch || (status >= 100 && status < 200 && status != 101)) {
+      return;  // an interim answer: the final one is still to come
+    }
+    const bool connect = f->flags & flow_flags::kAwaitConnect;
+    if (connect ? status >= 200 && status < 300 : status == 101) {
+      ++counters.protocol_switches;
+      f->phase = Phase::kPassthrough;
+    } else {
+      // Refused: the connection goes on with HTTP requests.
+      ++counters.protocol_switches_refused;
+      f->phase = Phase::kHead;
+      f->scan_from = 0;
+    }
   }
-
   void PrefetchPayload(uint16_t i) {
     const PacketView& v = results[i].view;
     const uint8_t* payload = frames[i].data + v.payload_offset;
@@ -817,7 +999,7 @@ struct PacketEngine::Impl {
     for (uint32_t off = 0; off < n; off += 64) __builtin_prefetch(payload + off);
   }
 
-  void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out) {
+  void ProcessBurst(const Frame* in, size_t count, int64_t now, FrameResult* out, Arrival arrival) {
     if (count > kMaxBurst) {
       for (size_t i = kMaxBurst; i < count; ++i) out[i] = FrameResult();
       count = kMaxBurst;
@@ -846,6 +1028,7 @@ struct PacketEngine::Impl {
       res.parse = pr;
       ++counters.parse[static_cast<int>(pr)];
       if (pr != ParseResult::kTcp) {
+        if (!MayBeService(res.view)) continue;
         if (IsFragment(pr) && config.on_fragment == FramePolicy::kDrop) {
           ++counters.fragments_dropped;
           res.verdict = Verdict::kDrop;
@@ -856,7 +1039,7 @@ struct PacketEngine::Impl {
         continue;
       }
       const PacketView& v = res.view;
-      if (IsServicePort(v.dst_port)) {
+      if (IsServicePort(v.dst_port) && arrival != Arrival::kServerPort) {
         ++counters.client_segments;
         // A pure ACK changes nothing we track: no lookup at all.
         if (v.payload_bytes == 0 &&
@@ -867,9 +1050,9 @@ struct PacketEngine::Impl {
         __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
         client_mask |= 1u << i;
         state[i].done = state[i].committed = false;
-      } else if (IsServicePort(v.src_port)) {
+      } else if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
         ++counters.server_segments;
-        if (v.tcp_flags & tcp_flags::kRst) server_mask |= 1u << i;
+        if ((v.tcp_flags & tcp_flags::kRst) || v.payload_bytes > 0) server_mask |= 1u << i;
       }
     }
     // Pass 2: follow the streams, queue heads (their shard lines prefetched). The
@@ -925,6 +1108,12 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
   if (config.flow_idle_timeout_ns <= 0) {
     return Status::InvalidArgument("flow_idle_timeout_ns must be > 0");
   }
+  if (config.partial_head_timeout_ns <= 0) {
+    return Status::InvalidArgument("partial_head_timeout_ns must be > 0");
+  }
+  if (config.on_untracked_flow == HeadPolicy::kForward) {
+    return Status::InvalidArgument("on_untracked_flow must be drop or reset");
+  }
   if (rules.size() == 0) return Status::InvalidArgument("no rules compiled");
   // Sync slots always (8 bytes per entry): a reload may turn any rule synced.
   auto shard = BucketShard::Create(allocator, config.shard_users, now_ns, /*with_sync=*/true);
@@ -955,7 +1144,6 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
   if (!impl->pool.Init(allocator, config.reassembly_buffers, config.max_head_bytes)) {
     return Status::Unavailable("reassembly pool: allocation failed");
   }
-  for (auto& t : impl->temp_flows) t = FlowSlot();
   return std::unique_ptr<PacketEngine>(new PacketEngine(std::move(impl)));
 }
 
@@ -963,8 +1151,8 @@ PacketEngine::PacketEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 PacketEngine::~PacketEngine() = default;
 
 void PacketEngine::ProcessBurst(const Frame* frames, size_t count, int64_t now_ns,
-                                FrameResult* results) {
-  impl_->ProcessBurst(frames, count, now_ns, results);
+                                FrameResult* results, Arrival arrival) {
+  impl_->ProcessBurst(frames, count, now_ns, results, arrival);
 }
 
 void PacketEngine::SetRules(const RuleSet& rules) { impl_->rules = &rules; }

@@ -13,7 +13,13 @@ bool ReassemblyPool::Init(Allocator& allocator, uint32_t count, uint32_t buffer_
   data_ = static_cast<uint8_t*>(allocator.Allocate(size_t(count) * bytes_, 64));
   bits_ = static_cast<uint64_t*>(allocator.Allocate(size_t(count) * words_ * 8, 64));
   free_ = static_cast<int32_t*>(allocator.Allocate(size_t(count) * sizeof(int32_t), 64));
-  if (!data_ || !bits_ || !free_) return false;
+  owner_ = static_cast<FlowSlot**>(allocator.Allocate(size_t(count) * sizeof(FlowSlot*), 64));
+  since_ns_ = static_cast<int64_t*>(allocator.Allocate(size_t(count) * sizeof(int64_t), 64));
+  if (!data_ || !bits_ || !free_ || !owner_ || !since_ns_) return false;
+  for (uint32_t i = 0; i < count; ++i) {
+    owner_[i] = nullptr;
+    since_ns_[i] = 0;
+  }
   std::memset(bits_, 0, size_t(count) * words_ * 8);
   for (uint32_t i = 0; i < count; ++i) free_[i] = static_cast<int32_t>(count - 1 - i);
   free_top_ = count;
@@ -25,20 +31,28 @@ void ReassemblyPool::Destroy() {
   if (data_) allocator_->Free(data_);
   if (bits_) allocator_->Free(bits_);
   if (free_) allocator_->Free(free_);
+  if (owner_) allocator_->Free(owner_);
+  if (since_ns_) allocator_->Free(since_ns_);
+  owner_ = nullptr;
+  since_ns_ = nullptr;
   data_ = nullptr;
   bits_ = nullptr;
   free_ = nullptr;
   allocator_ = nullptr;
 }
 
-int32_t ReassemblyPool::Acquire() {
+int32_t ReassemblyPool::Acquire(FlowSlot* owner, int64_t now_ns) {
   if (free_top_ == 0) return -1;
-  return free_[--free_top_];
+  const int32_t index = free_[--free_top_];
+  owner_[index] = owner;
+  since_ns_[index] = now_ns;
+  return index;
 }
 
 void ReassemblyPool::Release(int32_t index) {
   // A released buffer's bitmap is cleared here, so that Acquire hands out an empty one.
   std::memset(Bits(index), 0, size_t(words_) * 8);
+  owner_[index] = nullptr;
   free_[free_top_++] = index;
 }
 

@@ -15,8 +15,11 @@ enum class Phase : uint8_t {
   kChunked,      // following a chunked body
   kPassthrough,  // not HTTP (or a tunnel): forwarded, no longer inspected
   kClosed,       // rejected or reset: the server side is gone, client segments dropped
-  kResync,       // joined mid-stream or lost track: waiting for a segment that starts
-                 // with a request line
+  kAwaitSwitch,  // a CONNECT or Upgrade request went to the server: new client bytes are
+                 // held back (dropped, the client retransmits) until the server's status
+                 // line says whether the connection switches protocols
+  kRefused,      // lost track (a stalled head's buffer was reclaimed): the next client
+                 // segment resets the connection; next_seq is the server's next byte
 };
 
 // The 5-tuple of a client->server flow (the protocol is always TCP), hashed with
@@ -33,9 +36,12 @@ static_assert(sizeof(FlowKey) == 40);
 
 namespace flow_flags {
 inline constexpr uint8_t kPending = 1;  // holds undecided heads of the current burst
-inline constexpr uint8_t kTemp = 2;     // a stand-in for a flow the table had no room for
 inline constexpr uint8_t kFinished = 4; // the client sent FIN: kept briefly so that a
-                                        // retransmitted last segment is not decided again
+                                        // retransmitted last segment is not decided again;
+                                        // next_seq is then the sequence number after the FIN
+inline constexpr uint8_t kSeenHead = 8; // a request head was decided on this connection
+inline constexpr uint8_t kAwaitConnect = 16;  // kAwaitSwitch for a CONNECT (a 2xx switches),
+                                              // not an Upgrade (a 101 switches)
 }  // namespace flow_flags
 
 // One flow, one cache line. The key is not stored: the slot keeps the full 64-bit keyed
@@ -47,7 +53,8 @@ struct alignas(64) FlowSlot {
   uint64_t body_remaining = 0;    // kBody
   ChunkedDecoder chunked;         // kChunked
   uint32_t next_seq = 0;          // first stream byte not yet consumed (a head's start in kHead)
-  uint32_t buf_seq = 0;           // stream seq of reassembly buffer byte 0
+  uint32_t buf_seq = 0;           // stream seq of reassembly buffer byte 0 (== next_seq
+                                  // between frames: the buffer holds one partial head)
   int32_t buffer = -1;            // reassembly buffer index, -1: none
   uint32_t scan_from = 0;         // FindHeadEnd progress past next_seq
   uint16_t client_port = 0;
@@ -56,17 +63,24 @@ struct alignas(64) FlowSlot {
 };
 static_assert(sizeof(FlowSlot) == 64);
 
-// Fixed-size reassembly buffers, each with a presence bitmap (one bit per byte): a
-// byte is written only where its bit is clear, so a retransmitted overlap keeps the
-// first copy (what Suricata's inline mode does, and what the server saw first).
+// Fixed-size reassembly buffers, each with a presence bitmap (one bit per byte). A
+// buffer holds the bytes of one partial head that the server already has (segments
+// ahead of a gap are dropped, never held), so its bytes are contiguous from offset 0;
+// the engine compares a retransmission's overlap with them and refuses a conflict.
+// Each buffer records its flow and when it was taken, so that buffers held by stalled
+// heads can be reclaimed long before the flow's idle timeout.
 class ReassemblyPool {
  public:
   bool Init(Allocator& allocator, uint32_t count, uint32_t buffer_bytes);
   void Destroy();
   ~ReassemblyPool() { Destroy(); }
 
-  int32_t Acquire();  // -1 when none is free
+  int32_t Acquire(FlowSlot* owner, int64_t now_ns);  // -1 when none is free
   void Release(int32_t index);
+  FlowSlot* Owner(int32_t index) const { return owner_[index]; }
+  int64_t SinceNs(int32_t index) const { return since_ns_[index]; }
+  void SetSinceNs(int32_t index, int64_t now_ns) { since_ns_[index] = now_ns; }
+  uint32_t count() const { return count_; }
   uint8_t* Data(int32_t index) { return data_ + size_t(index) * bytes_; }
   // Copies src[0, len) to offset `off` where bytes are absent; off + len <= bytes().
   void Write(int32_t index, uint32_t off, const uint8_t* src, uint32_t len);
@@ -79,7 +93,7 @@ class ReassemblyPool {
 
   uint32_t bytes() const { return bytes_; }
   size_t free_count() const { return free_top_; }
-  size_t memory_bytes() const { return size_t(count_) * (bytes_ + bytes_ / 8 + 4); }
+  size_t memory_bytes() const { return size_t(count_) * (bytes_ + bytes_ / 8 + 4 + 16); }
 
  private:
   uint64_t* Bits(int32_t index) const { return bits_ + size_t(index) * words_; }
@@ -88,6 +102,8 @@ class ReassemblyPool {
   uint8_t* data_ = nullptr;
   uint64_t* bits_ = nullptr;
   int32_t* free_ = nullptr;   // stack of free indices
+  FlowSlot** owner_ = nullptr;  // per buffer: the flow holding it, nullptr when free
+  int64_t* since_ns_ = nullptr; // per buffer: when its current head started
   uint32_t free_top_ = 0;
   uint32_t count_ = 0;
   uint32_t bytes_ = 0;        // a multiple of 64

@@ -66,6 +66,8 @@ const char* ParseResultName(ParseResult r) {
 
 ParseResult ParseFrame(const uint8_t* frame, size_t frame_bytes, const ParseOptions& options,
                        PacketView& v) {
+  v.l4_protocol = 0;
+  v.has_ports = false;
   if (frame_bytes < kEthernetBytes) return ParseResult::kTruncatedEthernet;
   size_t off = 12;
   uint16_t type = LoadBe16(frame + off);
@@ -101,8 +103,17 @@ ParseResult ParseFrame(const uint8_t* frame, size_t frame_bytes, const ParseOpti
     std::memset(v.src_addr + 4, 0, 12);
     std::memset(v.dst_addr + 4, 0, 12);
     const uint16_t frag = LoadBe16(ip + 6);
-    if ((frag & 0x3fffu) != 0) return ParseResult::kIpv4Fragment;  // MF or an offset
     proto = ip[9];
+    v.l4_protocol = proto;
+    if ((frag & 0x3fffu) != 0) {  // MF or an offset
+      // A first fragment shows its ports (the policy applies to service ports only).
+      if ((frag & 0x1fffu) == 0 && proto == kProtoTcp && total - ihl_bytes >= 4) {
+        v.src_port = LoadBe16(ip + ihl_bytes);
+        v.dst_port = LoadBe16(ip + ihl_bytes + 2);
+        v.has_ports = true;
+      }
+      return ParseResult::kIpv4Fragment;
+    }
     l4 = off + ihl_bytes;
     ip_end = off + total;
   } else if (type == kEtherIpv6) {
@@ -121,7 +132,18 @@ ParseResult ParseFrame(const uint8_t* frame, size_t frame_bytes, const ParseOpti
     for (int n = 0;; ++n) {
       if (proto == kProtoTcp) break;
       size_t ext_bytes;
-      if (proto == kIpv6Fragment) return ParseResult::kIpv6Fragment;
+      if (proto == kIpv6Fragment) {
+        // The fragment header: next header, reserved, offset (13 bits) and flags.
+        if (ip_end - l4 >= 8) {
+          v.l4_protocol = frame[l4];
+          if ((LoadBe16(frame + l4 + 2) >> 3) == 0 && frame[l4] == kProtoTcp && ip_end - l4 >= 12) {
+            v.src_port = LoadBe16(frame + l4 + 8);
+            v.dst_port = LoadBe16(frame + l4 + 10);
+            v.has_ports = true;
+          }
+        }
+        return ParseResult::kIpv6Fragment;
+      }
       if (proto == kIpv6HopByHop || proto == kIpv6Routing || proto == kIpv6DestOpts ||
           proto == kIpv6Mobility || proto == kIpv6Hip || proto == kIpv6Shim6 ||
           proto == kIpv6Auth) {
@@ -143,16 +165,20 @@ ParseResult ParseFrame(const uint8_t* frame, size_t frame_bytes, const ParseOpti
   } else {
     return ParseResult::kNotIp;
   }
+  v.l4_protocol = proto;
   if (proto != kProtoTcp) return ParseResult::kNotTcp;
 
   v.l4_offset = static_cast<uint32_t>(l4);
-  if (ip_end - l4 < kTcpMinBytes) return ParseResult::kTruncatedTcp;
   const uint8_t* tcp = frame + l4;
+  if (ip_end - l4 >= 4) {
+    v.src_port = LoadBe16(tcp);
+    v.dst_port = LoadBe16(tcp + 2);
+    v.has_ports = true;
+  }
+  if (ip_end - l4 < kTcpMinBytes) return ParseResult::kTruncatedTcp;
   const size_t doff_bytes = static_cast<size_t>(tcp[12] >> 4) * 4;
   if (doff_bytes < kTcpMinBytes || doff_bytes > ip_end - l4) return ParseResult::kBadTcpDataOffset;
   if (!TcpOptionsValid(tcp + kTcpMinBytes, tcp + doff_bytes)) return ParseResult::kBadTcpOption;
-  v.src_port = LoadBe16(tcp);
-  v.dst_port = LoadBe16(tcp + 2);
   v.seq = LoadBe32(tcp + 4);
   v.ack = LoadBe32(tcp + 8);
   v.tcp_flags = tcp[13];

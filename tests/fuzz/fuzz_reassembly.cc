@@ -27,17 +27,18 @@ void Put32(std::vector<uint8_t>& v, uint32_t x) {
   Put16(v, static_cast<uint16_t>(x));
 }
 
-std::vector<uint8_t> Segment(uint16_t port, uint32_t seq, uint8_t flags, const uint8_t* p, size_t n) {
+std::vector<uint8_t> Segment(uint16_t port, uint32_t seq, uint8_t flags, const uint8_t* p, size_t n,
+                             bool from_server = false) {
   std::vector<uint8_t> f = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00};
   Put16(f, 0x4500);
   Put16(f, static_cast<uint16_t>(40 + n));
   Put32(f, 0x4000);
   Put16(f, 0x4006);
   Put16(f, 0);
-  Put32(f, 0x0a000001);
-  Put32(f, 0x0a000002);
-  Put16(f, port);
-  Put16(f, 80);
+  Put32(f, from_server ? 0x0a000002 : 0x0a000001);
+  Put32(f, from_server ? 0x0a000001 : 0x0a000002);
+  Put16(f, from_server ? 80 : port);
+  Put16(f, from_server ? port : 80);
   Put32(f, seq);
   Put32(f, 1);
   Put16(f, static_cast<uint16_t>(0x5000 | flags));
@@ -109,9 +110,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     i += n;
   }
-  // End both connections: every buffer must come back.
+  // End both connections (the server's RST: a client RST counts only at the stream's
+  // position): every buffer must come back.
   for (uint16_t port : {1000, 1001}) {
-    auto rst = Segment(port, isn + 1, 0x04, nullptr, 0);
+    auto rst = Segment(port, 7000, 0x04, nullptr, 0, /*from_server=*/true);
     Frame in{rst.data(), static_cast<uint32_t>(rst.size())};
     FrameResult out;
     e.ProcessBurst(&in, 1, now, &out);

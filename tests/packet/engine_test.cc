@@ -184,48 +184,100 @@ TEST_F(EngineTest, HeadSplitIntoOneByteSegments) {
   EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
 }
 
-TEST_F(EngineTest, OutOfOrderSegmentsAreReassembled) {
+// Bytes after a gap are not forwarded before the gap is decided: they are dropped and
+// taken when the client retransmits them in order.
+TEST_F(EngineTest, OutOfOrderSegmentsAreDroppedUntilTheGapIsFilled) {
   Start();
   Conn c(40006);
   Send(c.Syn());
   const std::string h = Head("POST", "/pay", "dave", "X-Pad: " + std::string(100, 'p') + "\r\n");
   const uint32_t s0 = c.next;
-  // Three pieces, sent 3, 2, 1: the head completes only with the first.
   const size_t a = 40;
   const size_t b = 90;
-  EXPECT_EQ(Send(c.At(s0 + b, h.substr(b))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.At(s0 + b, h.substr(b))).verdict, Verdict::kDrop);
+  EXPECT_EQ(Send(c.At(s0 + a, h.substr(a, b - a))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().out_of_order_dropped, 2u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);  // nothing held for them
+  EXPECT_EQ(Send(c.At(s0, h.substr(0, a))).verdict, Verdict::kForward);
   EXPECT_EQ(Send(c.At(s0 + a, h.substr(a, b - a))).verdict, Verdict::kForward);
   EXPECT_EQ(C().heads, 0u);
-  EXPECT_EQ(C().out_of_order_segments, 2u);
-  const FrameResult r = Send(c.At(s0, h.substr(0, a)));
+  const FrameResult r = Send(c.At(s0 + b, h.substr(b)));
   EXPECT_EQ(r.verdict, Verdict::kForward);
   EXPECT_EQ(r.heads, 1);
-  EXPECT_EQ(C().heads, 1u);
   EXPECT_EQ(C().allowed, 1u);
   EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
 }
 
-TEST_F(EngineTest, RetransmittedOverlapKeepsTheFirstCopy) {
+// Pipelined heads reordered: the limited head's segment arrives first. It must not
+// reach the server before it is decided.
+TEST_F(EngineTest, SegmentAfterAGapIsNotForwardedUndecided) {
   Start();
-  config_.on_malformed_head = HeadPolicy::kForward;
+  Conn c(40040);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "olga"))).verdict, Verdict::kForward);
+  const std::string h3 = Head("POST", "/pay", "olga");
+  const std::string h4 = Head("POST", "/pay", "olga");
+  const uint32_t s3 = c.next;
+  const uint32_t s4 = s3 + static_cast<uint32_t>(h3.size());
+  EXPECT_EQ(Send(c.At(s4, h4)).verdict, Verdict::kDrop);  // H4, ahead of H3
+  EXPECT_EQ(Send(c.At(s3, h3)).verdict, Verdict::kForward);
+  const FrameResult r = Send(c.At(s4, h4));  // retransmitted
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, s4);
+  EXPECT_EQ(C().allowed, 2u);
+  EXPECT_EQ(C().rejected, 1u);
+}
+
+// A dropped frame's bytes are not consumed: the heads before the refused one go on in a
+// cut frame, and nothing the server did not get counts as passed.
+TEST_F(EngineTest, PolicyDropCutsTheFrameBeforeTheRefusedHead) {
+  config_.on_malformed_head = HeadPolicy::kDrop;
+  Start();
+  Conn c(40041);
+  Send(c.Syn());
+  const std::string good = Head("GET", "/", "pia");
+  const std::string bad = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+  const uint32_t s0 = c.next;
+  FrameResult r = Send(c.Data(good + bad));
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, good.size());
+  // The retransmission from the refused head on is refused again, not forwarded.
+  r = Send(c.At(s0 + static_cast<uint32_t>(good.size()), bad));
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(C().heads, 1u);
+}
+
+// A retransmission that contradicts bytes of a partial head the server already holds:
+// Linux may keep either copy, so the engine cannot know who the server reads. Reset.
+TEST_F(EngineTest, ConflictingOverlapResetsTheFlow) {
+  Start();
   Conn c(40007);
   Send(c.Syn());
   const std::string h = Head("POST", "/pay", "erin");
   const uint32_t s0 = c.next;
   const size_t id_pos = h.find("erin");
-  // First copy of the identity bytes arrives out of order; a retransmission overlapping
-  // it claims another user. The first copy must win.
-  Send(c.At(s0 + id_pos, h.substr(id_pos)));
-  std::string forged = h.substr(0, id_pos) + "zzzz";
-  for (int i = 0; i < 2; ++i) {
-    // Two forged overlapping copies do not change who is counted.
-    Send(c.At(s0, forged.substr(0, id_pos)));
-  }
-  EXPECT_EQ(C().heads, 1u);
-  // The same user again, twice: limited at the third, so the first was "erin".
-  c.next = s0 + static_cast<uint32_t>(h.size());
-  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "erin"))).verdict, Verdict::kForward);
-  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "erin"))).verdict, Verdict::kReject);
+  EXPECT_EQ(Send(c.At(s0, h.substr(0, id_pos + 2))).verdict, Verdict::kForward);  // "...: er"
+  std::string forged = h;
+  forged[id_pos + 1] = 'v';  // "ev..."
+  const FrameResult r = Send(c.At(s0, forged));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(r.reset_seq, s0 + id_pos + 2);
+  EXPECT_EQ(C().conflicting_overlaps, 1u);
+  EXPECT_EQ(C().heads, 0u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+TEST_F(EngineTest, IdenticalOverlapIsFine) {
+  Start();
+  Conn c(40037);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "erin");
+  const uint32_t s0 = c.next;
+  Send(c.At(s0, h.substr(0, 30)));
+  const FrameResult r = Send(c.At(s0, h));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().conflicting_overlaps, 0u);
 }
 
 TEST_F(EngineTest, OverlapWithNewBytesAtTheEnd) {
@@ -585,7 +637,7 @@ TEST_F(EngineTest, FinAndRstFreeTheFlow) {
   EXPECT_EQ(C().flows_closed, 1u);
   Send(last);  // retransmitted: not a new connection, not decided again
   EXPECT_EQ(C().heads, 1u);
-  EXPECT_EQ(C().midstream_flows, 0u);
+  EXPECT_EQ(C().untracked_segments_reset, 0u);
   Send(c.At(c.next + 1, "", 0x04));  // the client's RST ends the lingering slot
   EXPECT_EQ(engine_->active_flows(), 0u);
   Conn d(40028);
@@ -623,24 +675,25 @@ TEST_F(EngineTest, IdleFlowsExpire) {
   EXPECT_GT(C().flows_expired, 0u);
 }
 
-TEST_F(EngineTest, FullFlowTableStillDecidesWholeHeads) {
+// No flow slot: the SYN is dropped (the client retries it), and data of a connection
+// whose start was not seen is refused, never decided from what one segment shows.
+TEST_F(EngineTest, FullFlowTableDropsSynsAndRefusesUntrackedData) {
   config_.max_flows = 1;
   Start();
+  int dropped_syn_port = -1;
   for (uint16_t p = 0; p < 40; ++p) {
     Conn c(static_cast<uint16_t>(43000 + p));
-    Send(c.Syn());
+    if (Send(c.Syn()).verdict == Verdict::kDrop && dropped_syn_port < 0) dropped_syn_port = 43000 + p;
   }
-  ASSERT_GT(C().flow_table_full, 0u);
-  // Find a port whose flow has no slot, then send complete heads on it.
-  for (uint16_t p = 0; p < 40; ++p) {
-    Conn c(static_cast<uint16_t>(43000 + p));
-    const uint64_t full = C().flow_table_full;
-    const FrameResult r = Send(c.Data(Head("POST", "/pay", "q")));
-    if (C().flow_table_full == full) continue;  // this one is tracked
-    EXPECT_EQ(r.heads, 1);
-  }
-  EXPECT_GT(C().heads, 0u);
-  EXPECT_GT(C().rejected, 0u);  // the same user, capacity 2: stateless heads count too
+  ASSERT_GT(C().flow_table_full_syns_dropped, 0u);
+  ASSERT_GE(dropped_syn_port, 0);
+  Conn c(static_cast<uint16_t>(dropped_syn_port));
+  // A body segment that reads like a victim's head must not charge the victim.
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "victim")));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(r.heads, 0);
+  EXPECT_EQ(C().untracked_segments_reset, 1u);
+  EXPECT_EQ(C().heads, 0u);
 }
 
 TEST_F(EngineTest, FullShardFollowsOverflowPolicy) {
@@ -650,19 +703,19 @@ TEST_F(EngineTest, FullShardFollowsOverflowPolicy) {
   Conn c(40030);
   Send(c.Syn());
   for (int u = 0; u < 8; ++u) EXPECT_EQ(Send(c.Data(Head("GET", "/", "user" + std::to_string(u)))).verdict, Verdict::kForward);
-  // No free entry: the default rule allows (fail open) and counts.
-  EXPECT_EQ(Send(c.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kForward);
-  EXPECT_EQ(C().shard_table_full_allowed, 1u);
+  // No free entry: by default the rule's limit applies (fail closed), counted.
+  EXPECT_EQ(Send(c.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kReject);
+  EXPECT_EQ(C().shard_table_full_limited, 1u);
   // Existing users still have their buckets.
   EXPECT_EQ(engine_->shard().CountUsed(), 8u);
 
-  config_.default_rule.on_table_full = OverflowPolicy::kLimit;
+  config_.default_rule.on_table_full = OverflowPolicy::kAllow;
   Start();
   Conn d(40031);
   Send(d.Syn());
   for (int u = 0; u < 8; ++u) Send(d.Data(Head("GET", "/", "user" + std::to_string(u))));
-  EXPECT_EQ(Send(d.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kReject);
-  EXPECT_EQ(C().shard_table_full_limited, 1u);
+  EXPECT_EQ(Send(d.Data(Head("GET", "/", "newcomer"))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().shard_table_full_allowed, 1u);
 }
 
 TEST_F(EngineTest, SameFlowTwiceInOneBurst) {
@@ -690,36 +743,72 @@ TEST_F(EngineTest, FinThenRetransmissionInOneBurst) {
   EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
 }
 
-TEST_F(EngineTest, MidStreamFlowResyncsAtARequest) {
+// No SYN seen (the engine started mid-connection): where heads start is unknown, and a
+// body segment that starts with a request line is not a head.
+TEST_F(EngineTest, MidStreamFlowIsRefused) {
   Start();
   Conn c(40033);
-  // No SYN seen (the engine started mid-connection): a body fragment, then a request.
-  EXPECT_EQ(Send(c.Data("tail of a body")).heads, 0);
-  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "s"))).heads, 1);
-  EXPECT_EQ(C().midstream_flows, 1u);
-  EXPECT_EQ(C().resyncs, 1u);
+  EXPECT_EQ(Send(c.Data("tail of a body")).verdict, Verdict::kReset);
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "victim")));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(r.heads, 0);
+  EXPECT_EQ(C().untracked_segments_reset, 2u);
+  EXPECT_EQ(engine_->active_flows(), 0u);
+  // The victim's bucket is untouched.
+  Conn v(40038);
+  Send(v.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(v.Data(Head("POST", "/pay", "victim"))).verdict, Verdict::kForward);
+
+  config_.on_untracked_flow = HeadPolicy::kDrop;
+  Start();
+  Conn d(40039);
+  EXPECT_EQ(Send(d.Data(Head("POST", "/pay", "victim"))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().untracked_segments_dropped, 1u);
+  EXPECT_EQ(C().heads, 0u);
 }
 
 TEST_F(EngineTest, FragmentsAndMalformedFramesFollowPolicy) {
-  config_.on_fragment = FramePolicy::kDrop;
   Start();
   Conn c(40034);
-  auto f = BuildSegment(c.Data("x"));
-  f[14 + 6] = 0x20;
-  Frame in{f.data(), static_cast<uint32_t>(f.size())};
-  FrameResult r;
-  engine_->ProcessBurst(&in, 1, now_, &r);
-  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  auto process = [&](const std::vector<uint8_t>& f) {
+    const Frame in{f.data(), static_cast<uint32_t>(f.size())};
+    FrameResult r;
+    engine_->ProcessBurst(&in, 1, now_, &r);
+    return r;
+  };
+  // Defaults: dropped where they may carry a service's bytes.
+  auto frag = BuildSegment(c.Data("x"));
+  frag[14 + 6] = 0x20;  // MF
+  EXPECT_EQ(process(frag).verdict, Verdict::kDrop);
   EXPECT_EQ(C().fragments_dropped, 1u);
-  f.resize(20);
-  in = {f.data(), static_cast<uint32_t>(f.size())};
-  engine_->ProcessBurst(&in, 1, now_, &r);
-  EXPECT_EQ(r.verdict, Verdict::kForward);  // malformed frames are forwarded by default
+  auto truncated = frag;
+  truncated.resize(20);
+  EXPECT_EQ(process(truncated).verdict, Verdict::kDrop);
   EXPECT_EQ(C().parse[static_cast<int>(ParseResult::kTruncatedIpv4)], 1u);
+  // A TCP option overrunning the header (Linux keeps the payload): a head not decided
+  // must not pass.
+  SegmentSpec bad_opt = c.Data(Head("POST", "/pay", "x"));
+  bad_opt.tcp_options = {1, 1, 8, 0xff};
+  EXPECT_EQ(process(BuildSegment(bad_opt)).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().malformed_frames_dropped, 2u);
+  // Other ports are not the engine's business.
+  SegmentSpec other = bad_opt;
+  other.dst.port = 443;
+  EXPECT_EQ(process(BuildSegment(other)).verdict, Verdict::kForward);
+  auto other_frag = BuildSegment(other);
+  other_frag[14 + 6] = 0x20;
+  EXPECT_EQ(process(other_frag).verdict, Verdict::kForward);
+
+  config_.on_fragment = FramePolicy::kForward;
+  config_.on_malformed_frame = FramePolicy::kForward;
+  Start();
+  EXPECT_EQ(process(frag).verdict, Verdict::kForward);
+  EXPECT_EQ(process(BuildSegment(bad_opt)).verdict, Verdict::kForward);
+  EXPECT_EQ(C().fragments_dropped + C().malformed_frames_dropped, 0u);
 }
 
 // Random segmentations and orders of one stream of requests give the same decisions
-// as delivering it whole.
+// as delivering it whole, with the client retransmitting what was dropped (as TCP does).
 TEST_F(EngineTest, RandomSegmentationGivesTheSameDecisions) {
   config_.default_rule.bucket = {.capacity = 1000, .leak_rate_per_s = 1};
   config_.reassembly_buffers = 64;
@@ -748,14 +837,337 @@ TEST_F(EngineTest, RandomSegmentationGivesTheSameDecisions) {
     for (size_t w = 0; w < pieces.size(); w += 4) {
       std::shuffle(pieces.begin() + w, pieces.begin() + std::min(pieces.size(), w + 4), rng);
     }
-    for (const auto& [seq, data] : pieces) {
-      Send(c.At(seq, data));
-      if (rng() % 5 == 0) Send(c.At(seq, data));  // a duplicate
+    // Rounds: what a round dropped is sent again in the next, in its order.
+    for (int round = 0; !pieces.empty(); ++round) {
+      ASSERT_LT(round, 200) << trial;
+      std::vector<std::pair<uint32_t, std::string>> again;
+      for (const auto& piece : pieces) {
+        const Verdict v = Send(c.At(piece.first, piece.second)).verdict;
+        ASSERT_NE(v, Verdict::kReset) << trial;
+        ASSERT_NE(v, Verdict::kForwardPrefix) << trial;
+        if (v == Verdict::kDrop) again.push_back(piece);
+        if (rng() % 5 == 0) Send(c.At(piece.first, piece.second));  // a duplicate
+      }
+      pieces = std::move(again);
     }
     EXPECT_EQ(C().heads, static_cast<uint64_t>(expected)) << trial;
     EXPECT_EQ(C().allowed, static_cast<uint64_t>(expected)) << trial;
     EXPECT_EQ(engine_->free_reassembly_buffers(), 64u) << trial;
   }
+}
+
+// A segment that continues a held partial head and is larger than the buffer's room:
+// the held head ends in it, and every head after it is decided too (one crossing the
+// buffer's end included), the last partial one held again.
+TEST_F(EngineTest, SegmentLargerThanTheBufferRoomAfterAPartialHead) {
+  config_.max_head_bytes = 256;
+  config_.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 1};
+  Start();
+  Conn c(40080);
+  Send(c.Syn());
+  const std::string first = Head("GET", "/a", "kai", "X-Pad: " + std::string(60, 'p') + "\r\n");
+  Send(c.Data(first.substr(0, 40)));
+  ASSERT_EQ(engine_->free_reassembly_buffers(), 7u);
+  std::string rest = first.substr(40);
+  for (int i = 0; i < 8; ++i) rest += Head("GET", "/b" + std::to_string(i), "kai");
+  const std::string last = Head("POST", "/pay", "kai");
+  rest += last.substr(0, 25);
+  ASSERT_GT(rest.size(), 256u);
+  FrameResult r = Send(c.Data(rest));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 9);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  r = Send(c.Data(last.substr(25)));
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(C().allowed, 10u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+// The same with the held head limited under `drop`: decided before the buffer moves on,
+// the segment is dropped and the held bytes stay, so that the retransmission is decided
+// again, whole.
+TEST_F(EngineTest, LimitedHeldHeadInASegmentLargerThanTheBufferRoom) {
+  config_.max_head_bytes = 256;
+  config_.rules[0].action = Action::kDrop;
+  config_.default_rule.bucket = {.capacity = 100, .leak_rate_per_s = 1};
+  Start();
+  Conn c(40081);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "lea")));
+  const std::string held = Head("POST", "/pay", "lea", "X-Pad: " + std::string(60, 'p') + "\r\n");
+  Send(c.Data(held.substr(0, 40)));
+  std::string rest = held.substr(40);
+  for (int i = 0; i < 8; ++i) rest += Head("GET", "/b" + std::to_string(i), "lea");
+  rest += Head("GET", "/c", "lea").substr(0, 20);
+  const uint32_t seg = c.next;
+  FrameResult r = Send(c.At(seg, rest));
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(C().dropped, 1u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  now_ += 1'000'000'000;
+  r = Send(c.At(seg, rest));
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 9);
+  EXPECT_EQ(C().allowed, 2u + 9u);
+}
+
+// --- TCP control segments act only in window (RFC 5961, as Linux) -------------------
+
+TEST_F(EngineTest, SynOnLiveFlowDoesNotResetItsSequence) {
+  Start();
+  Conn c(40050);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "sam"))).verdict, Verdict::kForward);
+  SegmentSpec syn = c.Syn();
+  syn.seq = c.next + (1u << 30);
+  EXPECT_EQ(Send(syn).verdict, Verdict::kForward);  // the server answers a challenge ACK
+  EXPECT_EQ(C().syns_ignored, 1u);
+  const FrameResult r = Send(c.Data(Head("POST", "/pay", "sam")));
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+}
+
+TEST_F(EngineTest, FinOutOfWindowDoesNotEndTheFlow) {
+  Start();
+  Conn c(40051);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.At(c.next + (1u << 28), "", 0x11)).verdict, Verdict::kForward);  // FIN|ACK
+  EXPECT_EQ(C().fins_ignored, 1u);
+  EXPECT_EQ(C().flows_closed, 0u);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "tom"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "tom"))).verdict, Verdict::kReject);
+  EXPECT_EQ(C().heads, 3u);
+}
+
+TEST_F(EngineTest, FinAheadOfAGapDoesNotEndTheFlow) {
+  Start();
+  Conn c(40052);
+  Send(c.Syn());
+  for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "uma")));
+  const std::string h = Head("POST", "/pay", "uma");
+  // The FIN comes right after the (missing) third head.
+  EXPECT_EQ(Send(c.At(c.next + static_cast<uint32_t>(h.size()), "", 0x11)).verdict, Verdict::kForward);
+  EXPECT_EQ(C().fins_ignored, 1u);
+  EXPECT_EQ(Send(c.Data(h)).verdict, Verdict::kReject);
+}
+
+TEST_F(EngineTest, FinInOrderAfterAPartialHeadEndsTheFlow) {
+  Start();
+  Conn c(40053);
+  Send(c.Syn());
+  Send(c.Data("POST /pay HTTP/1.1\r\nX-Us"));
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 7u);
+  Send(c.At(c.next, "", 0x11));
+  EXPECT_EQ(C().flows_closed, 1u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+  // Bytes after the FIN: Linux discards them; never forwarded.
+  EXPECT_EQ(Send(c.At(c.next + 1, Head("POST", "/pay", "x"))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().data_after_fin_dropped, 1u);
+}
+
+// An RST that is not at the server's next expected byte changes nothing; the heads
+// after it, including those that begin with an empty line (RFC 9112, 2.2), are decided,
+// and a limited one that starts its segment gets its 429 directly.
+TEST_F(EngineTest, RstOutOfWindowDoesNotEraseTheFlow) {
+  Start();
+  Conn c(40054);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.At(c.next + 12345, "", 0x04)).verdict, Verdict::kForward);
+  EXPECT_EQ(C().rsts_ignored, 1u);
+  EXPECT_EQ(engine_->active_flows(), 1u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(Send(c.Data("\r\n" + Head("POST", "/pay", "vic"))).verdict, Verdict::kForward);
+  }
+  const uint32_t seg = c.next;
+  const FrameResult r = Send(c.Data("\r\n" + Head("POST", "/pay", "vic")));
+  EXPECT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, seg);
+  EXPECT_EQ(C().heads, 3u);
+  EXPECT_EQ(C().deferred_heads, 0u);
+}
+
+TEST_F(EngineTest, RstInWindowEndsTheFlow) {
+  Start();
+  Conn c(40055);
+  Send(c.Syn());
+  Send(c.Data(Head("GET", "/", "w")));
+  Send(c.Data("GET / HT"));
+  // The server holds the partial head: its next expected byte is past it.
+  EXPECT_EQ(Send(c.At(c.next - 8, "", 0x04)).verdict, Verdict::kForward);
+  EXPECT_EQ(engine_->active_flows(), 1u);
+  Send(c.At(c.next, "", 0x04));
+  EXPECT_EQ(engine_->active_flows(), 0u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), 8u);
+}
+
+TEST_F(EngineTest, NewConnectionOnAFinishedFlowStartsOver) {
+  Start();
+  Conn c(40056);
+  Send(c.Syn());
+  Send(c.Data(Head("POST", "/pay", "yan"), 0x19));
+  Conn again(40056, 4, 900000);
+  Send(again.Syn());
+  EXPECT_EQ(C().syns_ignored, 0u);
+  EXPECT_EQ(Send(again.Data(Head("POST", "/pay", "yan"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(again.Data(Head("POST", "/pay", "yan"))).verdict, Verdict::kReject);
+}
+
+// --- exhaustion refuses --------------------------------------------------------------
+
+TEST_F(EngineTest, ExhaustedBuffersDropSplitHeadsNeverForwardThem) {
+  config_.reassembly_buffers = 2;
+  Start();
+  for (uint16_t p = 0; p < 2; ++p) {
+    Conn s(static_cast<uint16_t>(40060 + p));
+    Send(s.Syn());
+    Send(s.Data("POST /pay HTTP/1.1\r\nX-Pad: "));
+  }
+  ASSERT_EQ(engine_->free_reassembly_buffers(), 0u);
+  Conn c(40062);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "zed");
+  const uint32_t s0 = c.next;
+  EXPECT_EQ(Send(c.At(s0, h.substr(0, 20))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().reassembly_buffers_exhausted, 1u);
+  // The rest alone is not a head either: it waits for the start (dropped, a gap).
+  EXPECT_EQ(Send(c.At(s0 + 20, h.substr(20))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().heads, 0u);
+  // A whole head needs no buffer.
+  EXPECT_EQ(Send(c.At(s0, h)).heads, 1);
+}
+
+TEST_F(EngineTest, StalledPartialHeadsLoseTheirBuffersAndAreReset) {
+  config_.reassembly_buffers = 2;
+  config_.partial_head_timeout_ns = 5'000'000'000;
+  Start();
+  std::vector<Conn> stalled;
+  for (uint16_t p = 0; p < 2; ++p) {
+    stalled.emplace_back(static_cast<uint16_t>(40063 + p));
+    Send(stalled.back().Syn());
+    Send(stalled.back().Data("POST /pay HTTP/1.1\r\nX-Pad: "));
+  }
+  now_ += 4'000'000'000;  // not yet stalled long enough
+  Conn c(40065);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "amy");
+  EXPECT_EQ(Send(c.Data(h.substr(0, 20))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().stalled_heads_reclaimed, 0u);
+  now_ += 2'000'000'000;
+  c.next -= 20;
+  EXPECT_EQ(Send(c.Data(h.substr(0, 20))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().stalled_heads_reclaimed, 2u);
+  EXPECT_EQ(Send(c.Data(h.substr(20))).heads, 1);
+  // A stalled connection that goes on is refused: its head's start is gone.
+  const uint32_t pos = stalled[0].next;
+  const FrameResult r = Send(stalled[0].Data("a\r\nX-User-ID: amy\r\n\r\n"));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(r.reset_seq, pos);
+  EXPECT_EQ(C().stalled_heads_reset, 1u);
+  EXPECT_EQ(C().heads, 1u);
+}
+
+// --- passthrough only when the server agrees ----------------------------------------
+
+SegmentSpec ServerReply(const Conn& c, std::string payload) {
+  SegmentSpec s = c.base;
+  std::swap(s.src, s.dst);
+  s.seq = 7000;
+  s.payload = std::move(payload);
+  return s;
+}
+
+TEST_F(EngineTest, RefusedConnectStaysHttp) {
+  Start();
+  Conn c(40070);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.Data("CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: bo\r\n\r\n")).verdict,
+            Verdict::kForward);
+  // Before the server answers, what follows is held back.
+  const uint32_t held = c.next;
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().switch_held_segments, 1u);
+  Send(ServerReply(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_EQ(C().protocol_switches_refused, 1u);
+  c.next = held;
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kReject);
+}
+
+TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
+  Start();
+  Conn c(40071);
+  Send(c.Syn());
+  // Bytes after the CONNECT head in its own segment wait too: the frame is cut.
+  const std::string connect = "CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: cy\r\n\r\n";
+  FrameResult r = Send(c.Data(connect + "\x16\x03\x01"));
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, connect.size());
+  c.next -= 3;
+  Send(ServerReply(c, "HTTP/1.1 100 Continue\r\n\r\n"));  // interim: still waiting
+  EXPECT_EQ(Send(c.At(c.next, "\x16\x03\x01")).verdict, Verdict::kDrop);
+  Send(ServerReply(c, "HTTP/1.1 200 Connection Established\r\n\r\n"));
+  EXPECT_EQ(C().protocol_switches, 1u);
+  EXPECT_EQ(Send(c.Data("\x16\x03\x01")).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "cy"))).heads, 0);  // inside the tunnel
+}
+
+TEST_F(EngineTest, UpgradeSwitchesOnlyOn101) {
+  Start();
+  Conn c(40072);
+  Send(c.Syn());
+  Send(c.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nupgrade: websocket\r\n")));
+  Send(ServerReply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));  // upgrade ignored
+  EXPECT_EQ(C().protocol_switches_refused, 1u);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "di"))).heads, 1);
+
+  Conn d(40073);
+  Send(d.Syn());
+  Send(d.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nUpgrade: websocket\r\n")));
+  Send(ServerReply(d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"));
+  EXPECT_EQ(C().protocol_switches, 1u);
+  EXPECT_EQ(Send(d.Data("\x81\x85" "abcd")).verdict, Verdict::kForward);
+}
+
+// With the port of arrival known, a client cannot pass a segment off as the server's:
+// neither a status line that would open a tunnel nor an RST that would end the flow.
+TEST_F(EngineTest, ClientCannotSpeakForTheServer) {
+  Start();
+  Conn c(40075);
+  auto from_client = [&](const SegmentSpec& s) {
+    frames_.push_back(BuildSegment(s));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r, Arrival::kClientPort);
+    return r;
+  };
+  from_client(c.Syn());
+  from_client(c.Data("CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: fay\r\n\r\n"));
+  EXPECT_EQ(from_client(ServerReply(c, "HTTP/1.1 200 Connection Established\r\n\r\n")).verdict, Verdict::kForward);
+  SegmentSpec rst = ServerReply(c, "");
+  rst.flags = 0x04;
+  from_client(rst);
+  EXPECT_EQ(C().protocol_switches, 0u);
+  EXPECT_EQ(engine_->active_flows(), 1u);
+  EXPECT_EQ(from_client(c.Data(Head("POST", "/pay", "fay"))).verdict, Verdict::kDrop);  // still held
+  // The server's own answer, from its side, does count.
+  frames_.push_back(BuildSegment(ServerReply(c, "HTTP/1.1 405 Method Not Allowed\r\n\r\n")));
+  const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+  FrameResult r;
+  engine_->ProcessBurst(&f, 1, now_, &r, Arrival::kServerPort);
+  EXPECT_EQ(C().protocol_switches_refused, 1u);
+}
+
+// on_not_http: forward is for connections that never were HTTP; after a request,
+// bytes that are not a request are a desync and are refused.
+TEST_F(EngineTest, NotHttpAfterARequestIsADesync) {
+  Start();
+  Conn c(40074);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.Data(Head("GET", "/", "ed"))).verdict, Verdict::kForward);
+  const FrameResult r = Send(c.Data("\x16\x03\x01\x02\x00"));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().desync_resets, 1u);
+  EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "ed"))).verdict, Verdict::kDrop);  // closed
 }
 
 // A reject verdict turned into frames with the builders, read back independently of

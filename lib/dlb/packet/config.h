@@ -71,7 +71,9 @@ struct RuleConfig {
   Mode mode = Mode::kSynced;
   Action action = Action::kReject;
   FailurePolicy on_store_failure = FailurePolicy::kLocal;
-  OverflowPolicy on_table_full = OverflowPolicy::kAllow;
+  // A full shard fails to the rule's limit by default: a quota rule (leak rate 0) never
+  // frees its entries, and admitting new keys without a bucket would be a bypass.
+  OverflowPolicy on_table_full = OverflowPolicy::kLimit;
 };
 
 // The rule that applies when no other matches: named "default", the defaults above.
@@ -99,19 +101,30 @@ struct PacketConfig {
   uint32_t max_header_lines = 128;
   uint8_t max_ipv6_extension_headers = 8;
 
-  // A connection whose bytes at a request boundary are not HTTP is left alone; heads
-  // that are malformed or too large are refused, since a server that accepts what we
-  // could not parse would admit a request nobody counted.
+  // A connection whose first bytes are not HTTP is left alone (on_not_http applies only
+  // there: not-HTTP after a request is a desync and resets the connection); heads that
+  // are malformed or too large are refused, since a server that accepts what we could
+  // not parse would admit a request nobody counted.
   HeadPolicy on_not_http = HeadPolicy::kForward;
   HeadPolicy on_malformed_head = HeadPolicy::kReset;
   HeadPolicy on_oversize_head = HeadPolicy::kReset;
-  FramePolicy on_fragment = FramePolicy::kForward;
-  FramePolicy on_malformed_frame = FramePolicy::kForward;
+  // Data of a connection whose start the engine did not see (joined mid-stream, or no
+  // flow slot): where its heads begin is unknown, so it is refused. kReset or kDrop;
+  // kForward is rejected at Create.
+  HeadPolicy on_untracked_flow = HeadPolicy::kReset;
+  // IP fragments and malformed frames that may be for a service port (TCP to one, or
+  // ports unknown): dropped, since Linux may accept what the engine cannot inspect.
+  FramePolicy on_fragment = FramePolicy::kDrop;
+  FramePolicy on_malformed_frame = FramePolicy::kDrop;
 
   // Per-core flow table and reassembly pool.
   uint32_t max_flows = 65536;
   uint32_t reassembly_buffers = 1024;
   int64_t flow_idle_timeout_ns = 120'000'000'000;  // 120 s: beyond common keep-alives
+  // A partial head holding a reassembly buffer this long (since the head started) may
+  // lose the buffer when the pool runs out; its connection is then reset. Bounds how
+  // long a few stalled connections can starve split heads of buffers.
+  int64_t partial_head_timeout_ns = 5'000'000'000;
 
   // Per-core bucket shard: sized for this many users at start.
   uint64_t shard_users = 1'000'000;

@@ -21,7 +21,7 @@
 //       mode: synced                    # strict | synced | local
 //       action: reject                  # reject | drop | shadow
 //       on_store_failure: local         # local | open | closed
-//       on_table_full: allow            # allow | limit
+//       on_table_full: limit            # limit (default) | allow
 //   default_rule: {name: default, capacity: 100, leak_rate_per_s: 10}
 #pragma once
 

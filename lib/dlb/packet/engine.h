@@ -82,14 +82,26 @@ class CoreSync;
   X(flows_closed, "flows_closed")                                                \
   X(flows_expired, "flows_expired")                                              \
   X(flow_table_full, "flow_table_full")                                          \
-  X(midstream_flows, "midstream_flows")                                          \
-  X(resyncs, "resyncs")                                                          \
+  X(flow_table_full_syns_dropped, "flow_table_full_syns_dropped")                \
+  X(untracked_segments_reset, "untracked_segments_reset")                        \
+  X(untracked_segments_dropped, "untracked_segments_dropped")                    \
+  X(syns_ignored, "syns_ignored")                                                \
+  X(fins_ignored, "fins_ignored")                                                \
+  X(rsts_ignored, "rsts_ignored")                                                \
+  X(data_after_fin_dropped, "data_after_fin_dropped")                            \
   X(retransmitted_segments, "retransmitted_segments")                            \
+  X(conflicting_overlaps, "conflicting_overlaps")                                \
   X(out_of_order_segments, "out_of_order_segments")                              \
+  X(out_of_order_dropped, "out_of_order_dropped")                                \
   X(reassembly_buffers_exhausted, "reassembly_buffers_exhausted")                \
-  X(reassembly_window_exceeded, "reassembly_window_exceeded")                    \
+  X(stalled_heads_reclaimed, "stalled_heads_reclaimed")                          \
+  X(stalled_heads_reset, "stalled_heads_reset")                                  \
   X(closed_flow_segments_dropped, "closed_flow_segments_dropped")                \
-  X(deferred_heads, "deferred_heads")
+  X(deferred_heads, "deferred_heads")                                            \
+  X(desync_resets, "desync_resets")                                              \
+  X(switch_held_segments, "switch_held_segments")                                \
+  X(protocol_switches, "protocol_switches")                                      \
+  X(protocol_switches_refused, "protocol_switches_refused")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;
@@ -143,6 +155,16 @@ struct Frame {
   uint32_t bytes = 0;
 };
 
+// The port a burst arrived on, when the caller knows it. Segments are then told apart
+// by their port of arrival as well as their TCP ports: a client cannot pass a crafted
+// segment off as the server's (an RST that ends a flow, a status line that opens a
+// tunnel). A segment that claims the other side is forwarded untouched.
+enum class Arrival : uint8_t {
+  kEither,      // by TCP ports alone (one port carries both directions)
+  kClientPort,  // from the clients' side
+  kServerPort,  // from the servers' side
+};
+
 struct FrameResult {
   Verdict verdict = Verdict::kForward;
   ParseResult parse = ParseResult::kNotIp;
@@ -170,8 +192,10 @@ class PacketEngine {
   PacketEngine& operator=(const PacketEngine&) = delete;
 
   // Decides a burst of at most kMaxBurst frames (the rest are forwarded unexamined) at
-  // `now_ns` (monotonic, >= the start time). results[i] belongs to frames[i].
-  void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results);
+  // `now_ns` (monotonic, >= the start time), all arrived on `arrival`. results[i]
+  // belongs to frames[i].
+  void ProcessBurst(const Frame* frames, size_t count, int64_t now_ns, FrameResult* results,
+                    Arrival arrival = Arrival::kEither);
 
   // Replaces the rule set (a reload), called by the thread that calls ProcessBurst,
   // between bursts: no decision is pending then. `rules` must outlive the engine or the

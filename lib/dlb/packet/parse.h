@@ -76,6 +76,10 @@ struct PacketView {
   uint8_t ip_version = 0;       // 4 or 6
   uint8_t tcp_flags = 0;
   uint8_t ttl = 0;              // hop limit for IPv6
+  uint8_t l4_protocol = 0;      // the IP protocol once known (6: TCP), also for fragments
+                                // and malformed frames; 0 before
+  bool has_ports = false;       // src_port / dst_port read (also for a first fragment or
+                                // a malformed TCP header that has them)
   uint16_t src_port = 0;
   uint16_t dst_port = 0;
   uint32_t seq = 0;

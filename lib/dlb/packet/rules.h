@@ -32,7 +32,7 @@ struct CompiledRule {
   Mode mode = Mode::kSynced;
   Action action = Action::kReject;
   FailurePolicy on_store_failure = FailurePolicy::kLocal;
-  OverflowPolicy on_table_full = OverflowPolicy::kAllow;
+  OverflowPolicy on_table_full = OverflowPolicy::kLimit;
   // `"name";q=<capacity>;w=<seconds to drain a full bucket>` (w omitted for a bucket
   // that never leaks): the RateLimit-Policy value (IETF httpapi ratelimit headers).
   std::string policy_header;
