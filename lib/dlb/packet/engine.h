@@ -88,7 +88,8 @@ class CoreSync;
   X(reassembly_buffers_exhausted, "reassembly_buffers_exhausted")                \
   X(reassembly_window_exceeded, "reassembly_window_exceeded")                    \
   X(closed_flow_segments_dropped, "closed_flow_segments_dropped")                \
-  X(deferred_heads, "deferred_heads")
+  X(deferred_heads, "deferred_heads")                                            \
+  X(lease_wait_drops, "lease_wait_drops")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;

@@ -169,7 +169,8 @@ struct SyncRegistration {
 #define DLB_SYNC_WORKER_COUNTERS(X)                                                       \
   X(lease_admitted, "lease_admitted")       /* against a lease */                        \
   X(credit_admitted, "credit_admitted")     /* a new bucket's credit */                  \
-  X(no_lease_limited, "no_lease_limited")   /* tracked, no lease left */                 \
+  X(no_lease_limited, "no_lease_limited")   /* no lease, Redis full at the last round */ \
+  X(lease_waits, "lease_waits")             /* no lease, not known full: asked, head refused */ \
   X(registrations, "registrations")         /* new buckets handed to the control thread */ \
   X(ring_full, "ring_full")                 /* registration refused: ring full */        \
   X(identity_too_long, "identity_too_long") /* registration refused: identity too long */ \
@@ -192,6 +193,11 @@ class CoreSync {
 
   // Control thread.
   bool Pop(SyncRegistration* out);
+  // Whether a request waited for a lease since the last call (which clears it): the
+  // control thread may run its round at once instead of at the next interval.
+  bool TakeRoundWanted() {
+    return round_wanted_.load(std::memory_order_relaxed) && round_wanted_.exchange(false, std::memory_order_acq_rel);
+  }
   void SetStoreDown(bool down) { store_down_.store(down, std::memory_order_release); }
   void SetParticipants(int32_t n) { participants_.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
   void SetNewBucketCredit(int32_t units) { new_bucket_credit_ = units < 1 ? 1 : units; }
@@ -214,12 +220,14 @@ class CoreSync {
   BucketShard::Outcome Failed(BucketShard& shard, size_t slot, SyncSlot& s, const CompiledRule& rule,
                               int64_t now_ns, dlb::Decision& limited);
   static void NoLease(const CompiledRule& rule, dlb::Decision& limited);
+  BucketShard::Outcome Wait();
 
   // Ring indices on their own lines: head written by the worker, tail by the control
   // thread.
   alignas(64) std::atomic<uint64_t> head_{0};
   alignas(64) std::atomic<uint64_t> tail_{0};
   alignas(64) std::atomic<bool> store_down_{false};
+  std::atomic<bool> round_wanted_{false};  // set by the worker, cleared by the control thread
   std::atomic<int32_t> participants_{1};
   int32_t new_bucket_credit_ = 1;  // set before the workers start
   SyncRegistration* const ring_;
@@ -309,6 +317,10 @@ class ShardSync {
   // One round for all engines (control thread; `now_ns` monotonic). Errors are the
   // round trip's; the workers never see them except through the failure policy.
   Status Round(int64_t now_ns);
+  // Whether a worker has waited for a lease since the last call (cleared by it): the
+  // control thread should run Round() now rather than at the next interval, so that
+  // the retransmitted head finds its lease.
+  bool RoundWanted();
   // Settles every tracked bucket a last time (leases returned, credit charged) and
   // untracks it. At shutdown, after the workers stopped.
   Status ReturnAll(int64_t now_ns);
@@ -332,6 +344,14 @@ class ShardSync {
 };
 
 // --- worker side, inline: the data path ---------------------------------------------
+
+inline BucketShard::Outcome CoreSync::Wait() {
+  Bump(counters_.lease_waits);
+  // One store per wait at most (a flag already set is only read): the control thread
+  // reads it after every sleep step and then runs the round early.
+  if (!round_wanted_.load(std::memory_order_relaxed)) round_wanted_.store(true, std::memory_order_release);
+  return BucketShard::Outcome::kWait;
+}
 
 inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe& probe,
                                             uint16_t rule_index, const CompiledRule& rule,
@@ -363,8 +383,9 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
     s.demand.store(1, std::memory_order_relaxed);
     const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
     // The slot is published before the registration: once popped, the control thread
-    // may change avail at any time.
+    // may change avail at any time. Nothing is known of the new key's global bucket.
     shard.EngageSync();
+    s.full_until_ns.store(0, std::memory_order_relaxed);
     s.avail.store(start, std::memory_order_release);
     if (!Push(static_cast<uint32_t>(idx), probe.tag, rule_index, static_cast<int32_t>(credit), kind,
               identity, identity_len)) {
@@ -376,14 +397,33 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
       return BucketShard::Outcome::kAllowed;
     }
     if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
-    Bump(counters_.no_lease_limited);
-    NoLease(rule, limited);
-    return BucketShard::Outcome::kLimited;
+    return Wait();
   }
   if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
-  Bump(counters_.no_lease_limited);
-  NoLease(rule, limited);
-  return BucketShard::Outcome::kLimited;
+  // No lease left. Limited only if Redis reported the bucket full at this slot's last
+  // round and this core's share of what has leaked since (1/N of it) holds no room for
+  // the request: full_until_ns is when it will. Otherwise the shortage may be this
+  // core's, not the user's: claim that room (the next claim one share later), ask (the
+  // demand counted above sizes the next lease) and wait.
+  int64_t full_until = s.full_until_ns.load(std::memory_order_acquire);
+  for (;;) {
+    if (full_until > now_ns) {
+      Bump(counters_.no_lease_limited);
+      NoLease(rule, limited);
+      if (limited.retry_after_ns != dlb::kNever && full_until - now_ns > limited.retry_after_ns) {
+        limited.retry_after_ns = full_until - now_ns;
+      }
+      return BucketShard::Outcome::kLimited;
+    }
+    if (full_until == 0) return Wait();  // not known full
+    const dlb::u128 share = rule.profile.interval_fp() * static_cast<dlb::u128>(rule.cost) *
+                            static_cast<dlb::u128>(participants_.load(std::memory_order_relaxed));
+    const int64_t step = static_cast<int64_t>(std::min<dlb::u128>(share >> dlb::kFracBits, dlb::u128{1} << 60)) + 1;
+    if (s.full_until_ns.compare_exchange_weak(full_until, full_until + step, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+      return Wait();
+    }
+  }
 }
 
 }  // namespace packet
