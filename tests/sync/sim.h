@@ -48,9 +48,11 @@
 
 namespace dlb::sim {
 
-enum class Pattern { kUniform, kHotUser, kSpread, kOnOff, kManyUsers };
+// kWithin: users that stay within their limit, from every participant: the exact bucket
+// admits (nearly) all, so a rejection is a false one.
+enum class Pattern { kUniform, kHotUser, kSpread, kOnOff, kManyUsers, kWithin };
 inline constexpr Pattern kAllPatterns[] = {Pattern::kUniform, Pattern::kHotUser, Pattern::kSpread,
-                                           Pattern::kOnOff, Pattern::kManyUsers};
+                                           Pattern::kOnOff, Pattern::kManyUsers, Pattern::kWithin};
 const char* PatternName(Pattern p);
 
 struct SimOptions {
@@ -88,6 +90,11 @@ struct SimResult {
   uint64_t credit_admitted = 0;
   uint64_t no_lease_limited = 0;
   uint64_t first_round_limited = 0;     // of which in a slot's first round
+  // Requests we rejected (not for a store failure) that the oracle admitted.
+  uint64_t false_rejects = 0;
+  // Packet cores: heads refused unanswered while a core waited for a lease (each sent
+  // again two sync intervals later and decided then).
+  uint64_t lease_waits = 0;
   double seconds = 0;
   double over_pct() const { return oracle_admitted ? 100.0 * double(over) / double(oracle_admitted) : 0; }
   double under_pct() const { return oracle_admitted ? 100.0 * double(under) / double(oracle_admitted) : 0; }
