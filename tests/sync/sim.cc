@@ -36,6 +36,7 @@ struct Event {
   uint32_t user;
   bool admitted;
   bool failed;   // the store failed: rejected by the failure policy, not the protocol
+  bool packet;   // decided by a packet core (ShardSync)
 };
 
 // Offered load of a pattern: who sends what, when.
@@ -469,7 +470,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           const int64_t done = NowNs();
           const int64_t stamp = redis_clock ? redis_now_us * 1000 : done;
           max_decision_ns[p] = std::max(max_decision_ns[p], done - t0);
-          events[p].push_back({stamp, u, admitted, failed_now});
+          events[p].push_back({stamp, u, admitted, failed_now, packet_cores && p < n_cores});
         }
       }
     });
@@ -543,6 +544,8 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     const Decision d = Decide(*profile, state[e.user], e.stamp_ns, 1);
     oracle[e.user] += d.allowed;
     r.false_rejects += d.allowed && !e.admitted && !e.failed;
+    r.packet_false_rejects += e.packet && d.allowed && !e.admitted;
+    r.packet_decisions += e.packet;
     adm[e.user] += e.admitted;
     store_failures[e.user] += e.failed;
     if (!d.allowed || !e.admitted) rejects_in_segment[e.user] = true;
@@ -588,7 +591,8 @@ std::string Describe(const SimResult& r) {
                 "%-10s requests %8llu  oracle %8llu  admitted %8llu  over %6llu (%.3f%%)  under %6llu "
                 "(%.3f%%)  bound over/under %llu/%llu  users over bound %llu  lease %.1f%%  strict "
                 "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms  no-lease %llu "
-                "(first round %llu)  false rejects %llu (%.3f%% of decisions)  lease waits %llu",
+                "(first round %llu)  false rejects %llu (%.3f%% of decisions; packet cores %llu of %llu, "
+                "%.3f%%)  lease waits %llu",
                 r.pattern.c_str(), (unsigned long long)r.requests, (unsigned long long)r.oracle_admitted,
                 (unsigned long long)r.admitted, (unsigned long long)r.over, r.over_pct(),
                 (unsigned long long)r.under, r.under_pct(), (unsigned long long)r.over_bound,
@@ -599,6 +603,8 @@ std::string Describe(const SimResult& r) {
                 double(r.h_ns) / 1e6, (unsigned long long)r.no_lease_limited,
                 (unsigned long long)r.first_round_limited, (unsigned long long)r.false_rejects,
                 r.requests ? 100.0 * double(r.false_rejects) / double(r.requests) : 0.0,
+                (unsigned long long)r.packet_false_rejects, (unsigned long long)r.packet_decisions,
+                r.packet_decisions ? 100.0 * double(r.packet_false_rejects) / double(r.packet_decisions) : 0.0,
                 (unsigned long long)r.lease_waits);
   return buf;
 }

@@ -9,17 +9,21 @@
 //
 // ## State per synced bucket per core
 //
-// The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 8 bytes):
+// The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 16 bytes):
 //   avail   (atomic int32): units the worker may admit: leased units (charged in Redis)
 //           plus credit units (not charged yet); < 0: units owed (admitted by the
 //           failure policy). kNotSynced: not tracked by the control thread.
 //   demand  (atomic uint32, written by the worker only): requests seen, wrapping.
+//   full_until_ns (atomic int64): until when Redis's ledger is known to hold no room
+//           for this core's next request (below, "No false 429"); 0: not known full.
 // The worker admits a request of cost n iff it can CAS avail from a >= n to a - n.
 // The control thread never writes a slot it does not track. It knows what it last put
 // into avail (lease L and credit K), so the worker's consumption since then is
 // L + K - avail; units count as lease first. It takes units back with one CAS (keeping
-// the part of the unused lease the next interval needs), adds grant + new credit with
-// fetch_add, and ends tracking with exchange(kNotSynced): from then on the worker owns
+// the part of the unused lease the next interval needs, and the unused credit, so that
+// the worker is not left short while the round is in flight), adds grant + new credit
+// - the credit kept with fetch_add (the credit kept is withdrawn if the round fails),
+// and ends tracking with exchange(kNotSynced): from then on the worker owns
 // the entry again (it may reuse it for another key). No ABA on a slot index: a slot is
 // never reused or moved while tracked (BucketShard checks avail), and it is tracked
 // from the moment its registration is popped until that exchange.
@@ -38,10 +42,12 @@
 // ## Round (control thread, every I)
 //
 // For each tracked bucket, with n = demand since the previous round:
-//   target = min(C, ceil(headroom * n) + 1) if n > 0, else 1 if the bucket saw a
-//            request in the last `standing_rounds` rounds (a standing unit: a user
-//            with less than one request per core per interval is admitted at once),
-//            else 0;
+//   target = min(C, ceil(headroom * n) + 1) if n > 0, else min(C, max(1, b)) if the
+//            bucket saw a request in the last `standing_rounds` rounds, with b the
+//            most requests of one round since it became active (a standing lease: a
+//            user with less than one request per core per interval, or whose next
+//            burst is like its last, or whose heads that waited are retransmitted, is
+//            admitted at once), else 0;
 //   used   = L + K - avail; debit = max(0, used - L) (credit used, owed units);
 //   keep   = min(unused lease, target) stays leased (no rejection while the round is
 //            in flight); return = unused lease - keep; want = target - keep.
@@ -55,12 +61,22 @@
 // participants): the N shares of all participants fit in the room. A bucket untouched
 // for `idle_rounds_to_forget` rounds is settled a last time and untracked.
 //
-// ## A request that finds no lease and no credit
+// ## A request that finds no lease and no credit: no false 429
 //
-// Tracked bucket, Redis reachable: limited (Retry-After one emission interval). With
-// leases sized to the demand and credits sized to the room this happens near the limit
-// (where Redis has less room than N requests) and when the demand of a core jumps by
-// more than the headroom within one interval. Redis unreachable, or bucket untracked
+// Redis reachable: limited only when local knowledge proves the global bucket has no
+// room for it; otherwise it waits. The proof: the slot's last settle left Redis's
+// ledger with room < cost (the lease just granted counted: the ledger is full), and
+// this core's share of what has leaked since, r/N per second from the round's start,
+// holds no room for the request: full_until_ns = t_round + (N * cost - (C - level)) * T.
+// A request that finds no lease after full_until_ns claims one share (full_until_ns
+// += N * cost * T) and waits, as does every such request when the ledger was not full.
+// Limited: a 429 with Retry-After = full_until_ns - now (at least one emission
+// interval). Waiting (BucketShard::Outcome::kWait, counted lease_waits): the engine
+// refuses the head without an answer (drops its segment, or cuts it off a pipelined
+// segment after the decided heads, counted lease_wait_drops) so that the client
+// retransmits it; the demand it counted sizes the next lease, and RoundWanted() tells
+// the control thread to run the round now. The retransmission is decided against the
+// lease (or against the proof the round brought). Redis unreachable, or bucket untracked
 // (ring full): the rule's on_store_failure, with `local` = the share bucket: the entry's
 // own GCRA state with capacity max(C/N, 1) and leak rate r/N (C, r with cost n*N;
 // BucketShard::AdmitShare). Admissions by the share bucket and by `open` of a tracked
@@ -82,20 +98,32 @@
 //
 // Leased admissions are charged before they are used (no over-admission against the
 // Redis ledger), as in the library; the r*H term is a unit charged at one round and
-// used up to H later. Credits are the only admissions charged after the fact: a core
+// used up to H later. Waiting admits nothing: the over bound does not depend on it. Credits are the only admissions charged after the fact: a core
 // holds at most floor(room/N) of them, granted when Redis had that room, so the credits
 // of all N participants together fit in the room of their rounds; they overshoot only
 // when others filled that room before the debits arrived (at most sum_p K per episode:
-// near the limit K is 0). Under-admission is units leased but not used yet (returned at
-// the next round), and J_u, the requests a core limits in the interval in which its
-// demand jumped past its lease and credit (a lease follows the demand one round later).
+// near the limit K is 0; a credit kept through a round is part of the K it was granted
+// as, and the uncharged credit of a core never exceeds the larger of two consecutive
+// K). Under-admission is units leased but not used yet (returned at the next round);
+// J_u counts requests limited while a core's demand jumped past its lease: since they
+// wait instead, it is 0 here, and under_u is bounded by the leases alone.
+//
+// No false 429: a core answers 429 only while Redis's ledger, as of its last round,
+// minus what leaked since (1/N of it its own), has no room. The ledger exceeds the exact
+// bucket by the other participants' unused leases (sum_{q!=p} l_q), the debit delay
+// of credit units (at most r*H) and the share of the leak left to others. So a request
+// is rejected only while the exact bucket's room is below
+//   cost + sum_{q!=p} max_t l_{q,u}(t) + ceil(r * H) + (N - 1) / N * r * (t - t_round)
+// With one participant touching the user (N = 1, no other lease) that is cost + r*H:
+// a request the exact bucket admits is not rejected but for a unit's debit delay.
 // While Redis is unreachable the share buckets admit at most max(C/N, 1) + (r/N) t per
 // core over an outage of length t, owed and charged once afterwards.
 //
 // Measured (tests/sync/sim.h, `dlb_sim --packet`: 2 appliances x 4 packet cores + 2
-// library processes against one Redis and an exact oracle, I = 5 ms): see README.md,
-// "Appliance sync"; the gtest asserts the bound per user with the measured H, lease and
-// credit peaks, slots created and J.
+// library processes against one Redis and an exact oracle, I = 5 ms; heads that waited
+// are sent again two intervals later): see docs/sync.md and README.md, "Appliance
+// sync"; the gtest asserts the bound per user with the measured H, lease and credit
+// peaks and slots created. docs/sync.md also has the false-reject figures.
 //
 // Exactly once: every settle call carries (round key, round id) and Redis keeps its
 // reply for a minute (lib/redis/lease_script.h). A round trip whose reply is lost is
@@ -105,12 +133,12 @@
 //
 // Mode `strict` in the packet path: a worker cannot wait for Redis, so strict rules are
 // synced rules without headroom (target = n), without standing units and without
-// credit (a new slot's first request is limited and asks for a lease): every admission
+// credit (a new slot's first request waits and asks for a lease): every admission
 // is charged in Redis before it is used. Near-exact for steady traffic; a burst is
 // admitted one round late.
 //
-// Memory: 16 bytes of shard entry + 8 of SyncSlot per entry, at the shard's 0.8 load:
-// 30 bytes per user per core. The control thread keeps ~100 bytes per tracked bucket
+// Memory: 16 bytes of shard entry + 16 of SyncSlot per entry, at the shard's 0.8 load:
+// 40 bytes per user per core. The control thread keeps ~100 bytes per tracked bucket
 // (its Redis key and round state), off the data path. The shard is always created with
 // sync slots (a reload may make any rule synced).
 //
