@@ -238,8 +238,9 @@ class PacketAppliance {
   // One request head of `user` on `core` (the core's worker thread only): admitted?
   // *no_lease: limited for want of a lease (Redis reported the bucket full); *lease:
   // admitted against a lease; *wait: neither, the core asked for a lease (the head is
-  // to be sent again, as a client's TCP retransmits a dropped segment).
-  bool Request(size_t core, const std::string& user, bool* no_lease, bool* lease, bool* wait) {
+  // to be sent again, as a client's TCP retransmits a dropped segment); *failed: limited
+  // by the failure policy (closed) while the store was marked down.
+  bool Request(size_t core, const std::string& user, bool* no_lease, bool* lease, bool* wait, bool* failed) {
     packet::testing::SegmentSpec s = Spec(core);
     s.seq = seq_[core];
     s.payload = packet::testing::Head("GET", "/", user);
@@ -248,11 +249,13 @@ class PacketAppliance {
     const uint64_t nl = w.no_lease_limited.load(std::memory_order_relaxed);
     const uint64_t la = w.lease_admitted.load(std::memory_order_relaxed);
     const uint64_t lw = w.lease_waits.load(std::memory_order_relaxed);
+    const uint64_t cl = w.closed_limited.load(std::memory_order_relaxed);
     const uint64_t before = engines_[core]->counters().allowed;
     Process(core, s);
     *no_lease = w.no_lease_limited.load(std::memory_order_relaxed) != nl;
     *lease = w.lease_admitted.load(std::memory_order_relaxed) != la;
     *wait = w.lease_waits.load(std::memory_order_relaxed) != lw;
+    *failed = w.closed_limited.load(std::memory_order_relaxed) != cl;
     return engines_[core]->counters().allowed != before;
   }
 
@@ -423,10 +426,12 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           bool failed_now = false;
           int64_t redis_now_us = 0;
           if (packet_cores && p < n_cores) {
-            bool no_lease = false, leased = false, wait = false;
+            bool no_lease = false, leased = false, wait = false, fail = false;
             const int a = p / o.cores_per_appliance;
             const size_t core = static_cast<size_t>(p % o.cores_per_appliance);
-            admitted = appliances[a]->Request(core, ids[u], &no_lease, &leased, &wait);
+            admitted = appliances[a]->Request(core, ids[u], &no_lease, &leased, &wait, &fail);
+            failed[p] += fail;
+            failed_now = fail;
             if (wait) {
               ++waits[p];
               retry.emplace_back(NowNs() + retry_ns, u);
