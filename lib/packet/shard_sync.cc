@@ -66,10 +66,6 @@ struct ShardSync::Impl {
     int64_t lease = 0;
     int64_t credit = 0;
     int32_t since_seen = 0;    // rounds since the last request
-    // The most requests seen in one round since the bucket became active: the lease a
-    // bucket seen recently keeps between rounds (at least 1), so that a burst like the
-    // last one, or the retransmissions of heads that waited, find units at once.
-    int64_t burst = 0;
     uint16_t rule = 0;
     uint16_t core = 0;
     bool live = false;
@@ -160,7 +156,6 @@ struct ShardSync::Impl {
     t.lease = 0;
     t.credit = r.credit;
     t.since_seen = 0;
-    t.burst = 0;
     t.rule = r.rule;
     t.core = core;
     t.live = true;
@@ -192,11 +187,10 @@ struct ShardSync::Impl {
     int64_t target = 0;
     if (n > 0) {
       target = t.strict ? int64_t{n} : static_cast<int64_t>(std::ceil(opts.headroom * n)) + 1;
-      t.burst = std::max<int64_t>(t.burst, n);
     } else if (!t.strict && t.since_seen < opts.standing_rounds) {
-      target = std::max<int64_t>(1, t.burst);
-    } else {
-      t.burst = 0;
+      // One standing unit, not more: a unit held while the ledger leaks is one that
+      // may be admitted twice (the r*H term of the bound).
+      target = 1;
     }
     target = std::min<int64_t>(target, std::min<int64_t>(c, int64_t{1} << 30));
     const bool rule_gone = rules == nullptr || t.rule >= rules->size() ||

@@ -293,9 +293,8 @@ TEST_F(ShardSyncTest, StandingUnitIsKeptThenReturned) {
   EXPECT_EQ(a.Request(0, "max"), Verdict::kForward);  // the standing unit
   EXPECT_EQ(a.Request(0, "max"), Verdict::kDrop);     // waits for the next round
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.Round().ok());
-  // Demand 2 leases 4, then the standing lease (the largest demand of a round: 2) is
-  // kept for 3 rounds, then nothing: the two admitted requests stay charged, every unit
-  // not used is back.
+  // Demand 2 leases 4, then the standing unit is kept for 3 rounds, then nothing: the
+  // two admitted requests stay charged, every unit not used is back.
   EXPECT_DOUBLE_EQ(Level("max", "syn", spec), 2);
   EXPECT_EQ(a.sync().Stats().lease_admitted, 1u);
 }

@@ -549,7 +549,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     const Decision d = Decide(*profile, state[e.user], e.stamp_ns, 1);
     oracle[e.user] += d.allowed;
     r.false_rejects += d.allowed && !e.admitted && !e.failed;
-    r.packet_false_rejects += e.packet && d.allowed && !e.admitted;
+    r.packet_false_rejects += e.packet && d.allowed && !e.admitted && !e.failed;
     r.packet_decisions += e.packet;
     adm[e.user] += e.admitted;
     store_failures[e.user] += e.failed;

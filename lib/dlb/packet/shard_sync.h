@@ -42,12 +42,11 @@
 // ## Round (control thread, every I)
 //
 // For each tracked bucket, with n = demand since the previous round:
-//   target = min(C, ceil(headroom * n) + 1) if n > 0, else min(C, max(1, b)) if the
-//            bucket saw a request in the last `standing_rounds` rounds, with b the
-//            most requests of one round since it became active (a standing lease: a
-//            user with less than one request per core per interval, or whose next
-//            burst is like its last, or whose heads that waited are retransmitted, is
-//            admitted at once), else 0;
+//   target = min(C, ceil(headroom * n) + 1) if n > 0 (n counts the requests that
+//            waited too: the lease grows with the demand), else 1 if the bucket saw a
+//            request in the last `standing_rounds` rounds (a standing unit: a user
+//            with less than one request per core per interval is admitted at once; not
+//            more, as a unit held while the ledger leaks may be admitted twice), else 0;
 //   used   = L + K - avail; debit = max(0, used - L) (credit used, owed units);
 //   keep   = min(unused lease, target) stays leased (no rejection while the round is
 //            in flight); return = unused lease - keep; want = target - keep.
