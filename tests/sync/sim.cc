@@ -377,7 +377,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
   std::vector<std::vector<Event>> events(n_participants);
   std::vector<int64_t> max_decision_ns(n_participants, 0);
   std::vector<uint64_t> lease_dec(n_participants, 0), store_dec(n_participants, 0), failed(n_participants, 0),
-      waits(n_participants, 0);
+      waits(n_participants, 0), waited(n_participants, 0);
   // Packet cores: per core and user, whether the slot was seen and leased yet; per user,
   // the slots created and the requests limited for want of a lease before a slot's
   // first lease.
@@ -397,13 +397,18 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
       // Packet cores: heads refused while the core waited for a lease, sent again after
       // two sync intervals (a client's TCP retransmits after its RTO, >= 200 ms; sooner
       // here so that a short run sees the retransmissions decided).
-      std::vector<std::pair<int64_t, uint32_t>> retry;
+      struct Retry {
+        int64_t due_ns;
+        uint32_t user;
+      };
+      std::vector<Retry> retry;
+      bool retransmission = false;
       size_t retry_head = 0;
       const int64_t retry_ns = 2 * std::chrono::nanoseconds(o.sync_interval).count();
       for (;;) {
         const int64_t now = NowNs();
         if (now >= end) break;
-        const bool retry_due = retry_head < retry.size() && retry[retry_head].first <= now;
+        const bool retry_due = retry_head < retry.size() && retry[retry_head].due_ns <= now;
         const double due = rate * load.OnTime(static_cast<double>(now - start) / 1e9);
         // A participant that fell far behind (descheduled) does not replay the backlog
         // in one burst of more than 20 ms of its traffic.
@@ -412,11 +417,12 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           std::this_thread::sleep_for(std::chrono::microseconds(200));
           continue;
         }
-        for (int k = 0; k < 64 && (issued + 1 <= due || (retry_head < retry.size() && retry[retry_head].first <= NowNs()));
+        for (int k = 0; k < 64 && (issued + 1 <= due || (retry_head < retry.size() && retry[retry_head].due_ns <= NowNs()));
              ++k) {
           uint32_t u;
-          if (retry_head < retry.size() && retry[retry_head].first <= NowNs()) {
-            u = retry[retry_head++].second;
+          retransmission = retry_head < retry.size() && retry[retry_head].due_ns <= NowNs();
+          if (retransmission) {
+            u = retry[retry_head++].user;
           } else {
             u = pick(rng);
             issued += 1;
@@ -434,7 +440,8 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
             failed_now = fail;
             if (wait) {
               ++waits[p];
-              retry.emplace_back(NowNs() + retry_ns, u);
+              waited[p] += !retransmission;
+              retry.push_back({NowNs() + retry_ns, u});
               continue;
             }
             uint8_t& st = slot_state[p][u];
@@ -586,6 +593,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     r.store_decisions += store_dec[p];
     r.failed_decisions += failed[p];
     r.lease_waits += waits[p];
+    r.waited_requests += waited[p];
   }
   return r;
 }
@@ -597,7 +605,7 @@ std::string Describe(const SimResult& r) {
                 "(%.3f%%)  bound over/under %llu/%llu  users over bound %llu  lease %.1f%%  strict "
                 "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms  no-lease %llu "
                 "(first round %llu)  false rejects %llu (%.3f%% of decisions; packet cores %llu of %llu, "
-                "%.3f%%)  lease waits %llu",
+                "%.3f%%)  lease waits %llu (requests that waited %llu)",
                 r.pattern.c_str(), (unsigned long long)r.requests, (unsigned long long)r.oracle_admitted,
                 (unsigned long long)r.admitted, (unsigned long long)r.over, r.over_pct(),
                 (unsigned long long)r.under, r.under_pct(), (unsigned long long)r.over_bound,
@@ -610,7 +618,7 @@ std::string Describe(const SimResult& r) {
                 r.requests ? 100.0 * double(r.false_rejects) / double(r.requests) : 0.0,
                 (unsigned long long)r.packet_false_rejects, (unsigned long long)r.packet_decisions,
                 r.packet_decisions ? 100.0 * double(r.packet_false_rejects) / double(r.packet_decisions) : 0.0,
-                (unsigned long long)r.lease_waits);
+                (unsigned long long)r.lease_waits, (unsigned long long)r.waited_requests);
   return buf;
 }
 

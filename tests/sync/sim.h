@@ -100,6 +100,7 @@ struct SimResult {
   // Packet cores: heads refused unanswered while a core waited for a lease (each sent
   // again two sync intervals later and decided then).
   uint64_t lease_waits = 0;
+  uint64_t waited_requests = 0;         // distinct requests among them
   double seconds = 0;
   double over_pct() const { return oracle_admitted ? 100.0 * double(over) / double(oracle_admitted) : 0; }
   double under_pct() const { return oracle_admitted ? 100.0 * double(under) / double(oracle_admitted) : 0; }
