@@ -181,16 +181,18 @@ struct ShardSync::Impl {
     const uint32_t d = t.slot->demand.load(std::memory_order_relaxed);
     const uint32_t n = d - t.last_demand;
     t.last_demand = d;
-
     t.since_seen = n > 0 ? 0 : (t.since_seen < (1 << 30) ? t.since_seen + 1 : t.since_seen);
     const int64_t c = t.spec.capacity;
+    // Demand counts requests, leases units: a request costs the rule's cost (a lease
+    // smaller than one request would leave its heads waiting for ever).
+    const double cost = rules != nullptr && t.rule < rules->size() ? static_cast<double>(rules->rule(t.rule).cost) : 1.0;
     int64_t target = 0;
     if (n > 0) {
-      target = t.strict ? int64_t{n} : static_cast<int64_t>(std::ceil(opts.headroom * n)) + 1;
+      target = static_cast<int64_t>(t.strict ? n * cost : std::ceil(opts.headroom * n * cost) + cost);
     } else if (!t.strict && t.since_seen < opts.standing_rounds) {
-      // One standing unit, not more: a unit held while the ledger leaks is one that
+      // One standing request, not more: a unit held while the ledger leaks is one that
       // may be admitted twice (the r*H term of the bound).
-      target = 1;
+      target = static_cast<int64_t>(cost);
     }
     target = std::min<int64_t>(target, std::min<int64_t>(c, int64_t{1} << 30));
     const bool rule_gone = rules == nullptr || t.rule >= rules->size() ||

@@ -521,6 +521,23 @@ TEST_F(ShardSyncTest, NewUsersWithinTheLimitAreNeverRejected) {
   EXPECT_EQ(a.sync().Stats().no_lease_limited, 40u);
 }
 
+// A rule whose requests cost several units is leased in units: its heads wait for one
+// round at most, then each is admitted until the bucket is full, then limited.
+TEST_F(ShardSyncTest, LeasesCoverTheRulesCost) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  RuleConfig rule = SyncedRule(spec.capacity, spec.leak_rate_per_s);
+  rule.cost = 5;
+  Appliance a(server_->Url(), 1, {rule});
+  ASSERT_TRUE(a.Round().ok());
+  int drops = 0;
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(a.Send(0, "cy", &drops), Verdict::kForward) << i;
+  EXPECT_LE(drops, 20);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.Send(0, "cy", &drops), Verdict::kReject);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("cy", "syn", spec), 100);
+}
+
 // No false 429 at speed (one participant): a user of C = r = 1e8 sends as fast as one
 // core decides while the control thread runs its rounds on its own thread (every 5 ms,
 // or at once when a worker waited). Leases run out between rounds; the heads that find

@@ -31,7 +31,7 @@
 // New buckets: the worker knows a request's identity bytes only while it decides it.
 // When a synced request finds its entry untracked (avail == kNotSynced), the worker
 // sets avail to a credit of c0 = max(1, min(new_bucket_credit, floor(C / N))) units
-// (default 1) and pushes {slot, tag, rule, credit, identity} into its core's
+// (default 1; none if c0 is less than the rule's cost) and pushes {slot, tag, rule, credit, identity} into its core's
 // single-producer/single-consumer ring (preallocated; a full ring or an identity longer
 // than kSyncIdentityBytes is counted and the request is decided by the share bucket
 // below, the slot staying untracked: "stays local"). The control thread pops it,
@@ -42,11 +42,12 @@
 // ## Round (control thread, every I)
 //
 // For each tracked bucket, with n = demand since the previous round:
-//   target = min(C, ceil(headroom * n) + 1) if n > 0 (n counts the requests that
-//            waited too: the lease grows with the demand), else 1 if the bucket saw a
-//            request in the last `standing_rounds` rounds (a standing unit: a user
-//            with less than one request per core per interval is admitted at once; not
-//            more, as a unit held while the ledger leaks may be admitted twice), else 0;
+//   target = min(C, ceil(headroom * n * cost) + cost) units if n > 0 (n counts the
+//            requests that waited too: the lease grows with the demand; cost is the
+//            rule's), else one request's cost if the bucket saw a request in the last
+//            `standing_rounds` rounds (a standing unit: a user with less than one
+//            request per core per interval is admitted at once; not more, as a unit
+//            held while the ledger leaks may be admitted twice), else 0;
 //   used   = L + K - avail; debit = max(0, used - L) (credit used, owed units);
 //   keep   = min(unused lease, target) stays leased (no rejection while the round is
 //            in flight); return = unused lease - keep; want = target - keep.
@@ -406,6 +407,9 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
       const int64_t c = rule.profile.spec().capacity;
       credit = std::min<int64_t>(c / n, new_bucket_credit_);
       if (credit < 1) credit = 1;
+      // A credit that cannot pay for the request is not given (it would be charged
+      // as used at the next round).
+      if (credit < cost) credit = 0;
     }
     s.demand.store(1, std::memory_order_relaxed);
     const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
