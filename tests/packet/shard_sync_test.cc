@@ -126,6 +126,7 @@ class Appliance {
   }
 
   Status Round() { return sync_->Round(Now()); }
+  FrameResult Segment(int core, const SegmentSpec& s) { return Process(core, s); }
   ShardSync& sync() { return *sync_; }
   PacketEngine& engine(int i) { return *engines_[i]; }
 
@@ -519,6 +520,38 @@ TEST_F(ShardSyncTest, NewUsersWithinTheLimitAreNeverRejected) {
     EXPECT_NEAR(Level("spread" + std::to_string(u), "syn", spec), 3, 0.01) << u;
   }
   EXPECT_EQ(a.sync().Stats().no_lease_limited, 40u);
+}
+
+// Two pipelined heads of a new user in one segment: the first is admitted on the new
+// bucket's credit, the second waits. The engine forwards the segment cut before it
+// (never a 429, the server's answer to the first is not touched); the client
+// retransmits the rest, which the next round's lease admits.
+TEST_F(ShardSyncTest, PipelinedHeadThatWaitsIsCutOffAndDecidedOnRetransmission) {
+  Appliance a(server_->Url(), 1, {SyncedRule(100, 0)});
+  ASSERT_TRUE(a.Round().ok());
+  SegmentSpec syn;
+  syn.src.port = 41000;
+  syn.seq = 1000;
+  syn.flags = 0x02;
+  a.Segment(0, syn);
+  const std::string first = Head("GET", "/", "pia");
+  const std::string second = Head("GET", "/", "pia");
+  SegmentSpec data = syn;
+  data.seq = 1001;
+  data.flags = 0x18;
+  data.payload = first + second;
+  FrameResult r = a.Segment(0, data);
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, first.size());
+  EXPECT_EQ(a.engine(0).counters().lease_wait_drops, 1u);
+  EXPECT_EQ(a.engine(0).counters().rejected, 0u);
+  ASSERT_TRUE(a.Round().ok());
+  data.seq = 1001 + static_cast<uint32_t>(first.size());
+  data.payload = second;
+  r = a.Segment(0, data);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(a.engine(0).counters().allowed, 2u);
 }
 
 // A rule whose requests cost several units is leased in units: its heads wait for one

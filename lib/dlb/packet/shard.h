@@ -58,9 +58,10 @@ struct SyncSlot {
   std::atomic<int32_t> avail{kNotSynced};
   std::atomic<uint32_t> demand{0};  // requests seen (admitted, limited or waiting), wrapping
   // Until this time (the engine's monotonic clock) the global bucket is known to have no
-  // room for one request of the rule: Redis reported it full at the slot's last round
-  // and it cannot have leaked room since. 0: not known full. Only this proof lets a
-  // request that finds no lease be limited; without it the request waits for a lease.
+  // room for this core's next request of the rule: Redis reported it full at the slot's
+  // last round and this core's share of what leaked since holds no room (shard_sync.h).
+  // 0: not known full. Only this proof lets a request that finds no lease be limited;
+  // without it the request waits for a lease.
   std::atomic<int64_t> full_until_ns{0};
 };
 static_assert(sizeof(SyncSlot) == 16);

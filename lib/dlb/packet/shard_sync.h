@@ -132,7 +132,7 @@
 // policy stay in avail and go into a later round.
 //
 // Mode `strict` in the packet path: a worker cannot wait for Redis, so strict rules are
-// synced rules without headroom (target = n), without standing units and without
+// synced rules without headroom (target = n * cost), without standing units and without
 // credit (a new slot's first request waits and asks for a lease): every admission
 // is charged in Redis before it is used. Near-exact for steady traffic; a burst is
 // admitted one round late.
