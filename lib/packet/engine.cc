@@ -703,6 +703,23 @@ struct PacketEngine::Impl {
                                        identities[&e - events], e.identity_len, d)
                          : shard.Admit(e.probe, rule.profile, now_ns, rule.cost, d);
                  outcome != BucketShard::Outcome::kTableFull) {
+        if (outcome == BucketShard::Outcome::kWait) {
+          // Synced rule, no lease yet, the global bucket not known full: never a 429.
+          // The head is refused unanswered (its segment dropped, or cut off after the
+          // decided heads before it) and decided again, against the lease asked for,
+          // when the client retransmits it. A shadow rule never acts.
+          ++counters.lease_wait_drops;
+          if (rule.action == Action::kShadow) continue;
+          Rollback(fs, e.head_seq);
+          if (SeqBefore(fs.seg_start, e.head_seq) && SeqBefore(fs.stream_pos, e.head_seq)) {
+            res.verdict = Verdict::kForwardPrefix;
+            res.forward_bytes = e.head_seq - fs.seg_start;
+          } else {
+            res.verdict = Verdict::kDrop;
+          }
+          fs.stopped = true;
+          continue;
+        }
         limited = outcome == BucketShard::Outcome::kLimited;
       } else {
         ++counters.shard_table_full;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <unordered_map>
 
@@ -179,34 +180,44 @@ struct ShardSync::Impl {
     t.last_demand = d;
     t.since_seen = n > 0 ? 0 : (t.since_seen < (1 << 30) ? t.since_seen + 1 : t.since_seen);
     const int64_t c = t.spec.capacity;
+    // Demand counts requests, leases units: a request costs the rule's cost (a lease
+    // smaller than one request would leave its heads waiting for ever).
+    const double cost = rules != nullptr && t.rule < rules->size() ? static_cast<double>(rules->rule(t.rule).cost) : 1.0;
     int64_t target = 0;
     if (n > 0) {
-      target = t.strict ? int64_t{n} : static_cast<int64_t>(std::ceil(opts.headroom * n)) + 1;
+      target = static_cast<int64_t>(t.strict ? n * cost : std::ceil(opts.headroom * n * cost) + cost);
     } else if (!t.strict && t.since_seen < opts.standing_rounds) {
-      target = 1;
+      // One standing request, not more: a unit held while the ledger leaks is one that
+      // may be admitted twice (the r*H term of the bound).
+      target = static_cast<int64_t>(cost);
     }
     target = std::min<int64_t>(target, std::min<int64_t>(c, int64_t{1} << 30));
     const bool rule_gone = rules == nullptr || t.rule >= rules->size() ||
                            rules->rule(t.rule).mode == Mode::kLocal;
     const bool release = release_all || rule_gone || (n == 0 && t.since_seen >= opts.idle_rounds_to_forget);
-    int64_t ret = 0, debit = 0, keep = 0;
-    // Take avail: keep part of the unused lease (release: nothing), drop the credit.
+    int64_t ret = 0, debit = 0, keep = 0, credit_left = 0;
+    // Take avail: keep part of the unused lease and the unused credit (release:
+    // nothing), so that the worker is not left short while the round is in flight; the
+    // reply sets the credit to the new share.
     int32_t a = t.slot->avail.load(std::memory_order_acquire);
     for (;;) {
       const int64_t used = t.lease + t.credit - a;          // since the last set
       const int64_t lease_left = std::max<int64_t>(0, t.lease - std::max<int64_t>(0, used));
       keep = release ? 0 : std::min(lease_left, target);
       debit = std::max<int64_t>(0, used - t.lease);
+      credit_left = release ? 0 : std::max<int64_t>(0, t.credit - debit);
       ret = lease_left - keep;
       // Nothing to settle: avail (and the credit in it) stays as it is.
       if (!release && ret == 0 && debit == 0 && target <= keep) return false;
-      const int32_t next = release ? kNotSynced : static_cast<int32_t>(keep);
+      // keep + credit_left is a - ret unless the worker owes units (a < 0): those are
+      // in the debit, and avail starts again from what is left.
+      const int32_t next = release ? kNotSynced : static_cast<int32_t>(keep + credit_left);
       if (t.slot->avail.compare_exchange_weak(a, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
         break;
       }
     }
     t.lease = keep;
-    t.credit = 0;
+    t.credit = credit_left;
     if (release) target = 0;
     const int64_t want = std::max<int64_t>(0, target - keep);
     *item = {idx, t.gen, static_cast<int32_t>(keep), release};
@@ -220,12 +231,26 @@ struct ShardSync::Impl {
     return ret != 0 || debit != 0 || want != 0;
   }
 
+  // The credit kept through a round was admissible while the round was in flight;
+  // without its reply it is withdrawn (avail may go below 0: units used, debited
+  // later), so that what a core admits uncharged while Redis does not answer stays the
+  // failure policy's.
+  void WithdrawCredit(const Trip& trip) {
+    for (const Item& it : trip.items) {
+      Tracked& t = tracked[it.tracked];
+      if (it.release || !t.live || t.gen != it.gen || t.credit == 0) continue;
+      t.slot->avail.fetch_sub(static_cast<int32_t>(t.credit), std::memory_order_acq_rel);
+      t.credit = 0;
+    }
+  }
+
   // Sends a trip; on success applies its replies. A failed trip is kept for a verbatim
   // re-send (its calls are idempotent by round id).
   Status Send(std::unique_ptr<Trip> trip, int64_t now_ns) {
     const Breaker::Permit permit = breaker.Acquire(now_ns);
     if (permit == Breaker::Permit::kRefuse) {
       ++stats.round_failures;
+      WithdrawCredit(*trip);
       pending = std::move(trip);
       return Status::Unavailable("packet sync: store marked down (breaker open)");
     }
@@ -254,6 +279,7 @@ struct ShardSync::Impl {
       ++stats.round_failures;
       if (breaker.OnFailure(permit, NowMonoNs()) || breaker.open()) SetStoreDown(true);
       DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: packet sync round trip failed: {}", s.message());
+      WithdrawCredit(*trip);
       pending = std::move(trip);
       return s;
     }
@@ -278,9 +304,34 @@ struct ShardSync::Impl {
           credit = std::min<int64_t>(static_cast<int64_t>(room) / n, opts.max_credit);
         }
       }
+      // Full in Redis's ledger (no room for one request after this step, the lease just
+      // granted counted): the worker may limit a request that finds no lease until this
+      // core's share (1/N) of what leaks from now on makes room for one, counted from
+      // the round's start (earlier than Redis's reading: the proof expires early, never
+      // late); then it claims one share per request that waits. Not full: 0, every
+      // request that finds no lease waits and asks.
+      const CompiledRule* rule = rules != nullptr && t.rule < rules->size() ? &rules->rule(t.rule) : nullptr;
+      const double cost = rule != nullptr ? static_cast<double>(rule->cost) : 1.0;
+      const double cap = static_cast<double>(t.spec.capacity);
+      const double level = grants[item - 1].level;
+      int64_t full_until = 0;
+      if (std::floor(cap + 1e-9 + cap * 4e-15 - level) < cost) {
+        if (t.spec.leak_rate_per_s <= 0) {
+          full_until = std::numeric_limits<int64_t>::max();
+        } else {
+          const double n = static_cast<double>(std::max<int64_t>(1, stats.live_participants));
+          const double wait_ns = (n * cost - (cap - level)) * 1e9 / t.spec.leak_rate_per_s;
+          full_until = now_ns + static_cast<int64_t>(std::min(std::max(wait_ns, 1.0), 1e18));
+        }
+      }
+      t.slot->full_until_ns.store(full_until, std::memory_order_release);
+      // The credit kept through the round (t.credit, some of it maybe used meanwhile)
+      // becomes the new share: avail may go below 0 for a moment when the share shrank
+      // after the worker used the old one; the next round debits it as used credit.
+      const int64_t delta = g + credit - t.credit;
       t.lease += g;
       t.credit = credit;
-      if (g + credit > 0) t.slot->avail.fetch_add(static_cast<int32_t>(g + credit), std::memory_order_acq_rel);
+      if (delta != 0) t.slot->avail.fetch_add(static_cast<int32_t>(delta), std::memory_order_acq_rel);
       if (opts.record_peaks) {
         auto& v = peaks[t.key];
         if (v.size() < 2 * cores.size()) v.resize(2 * cores.size(), 0);
@@ -452,6 +503,12 @@ ShardSync::ShardSync(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ShardSync::~ShardSync() = default;
 
 Status ShardSync::Round(int64_t now_ns) { return impl_->RoundImpl(now_ns, false); }
+
+bool ShardSync::RoundWanted() {
+  bool wanted = false;
+  for (Impl::Core& c : impl_->cores) wanted = c.sync->TakeRoundWanted() || wanted;
+  return wanted;
+}
 
 Status ShardSync::ReturnAll(int64_t now_ns) {
   Status s = impl_->RoundImpl(now_ns, true);

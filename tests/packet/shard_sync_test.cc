@@ -6,8 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdio>
 #include <memory>
+#include <random>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -82,6 +86,39 @@ class Appliance {
     return r.verdict;
   }
 
+  // One request head sent as a client's TCP sends it: a head refused unanswered (the
+  // segment dropped while the core waits for a lease) is sent again after `between`
+  // (the client's retransmission timeout; in it the control thread's round runs), up to
+  // kMaxRetransmits times. The final verdict; *drops counts the refusals.
+  static constexpr int kMaxRetransmits = 8;
+  template <typename Between>
+  Verdict Send(int core, const std::string& user, int* drops, Between&& between) {
+    SegmentSpec syn;
+    syn.src.port = static_cast<uint16_t>(10000 + (port_++ % 50000));
+    syn.seq = 1000;
+    syn.flags = 0x02;
+    SegmentSpec data = syn;
+    data.seq = 1001;
+    data.flags = 0x18;
+    data.payload = Head("GET", "/", user);
+    Process(core, syn);
+    Verdict v = Process(core, data).verdict;
+    for (int i = 0; v == Verdict::kDrop && i < kMaxRetransmits; ++i) {
+      ++*drops;
+      between();
+      v = Process(core, data).verdict;
+    }
+    SegmentSpec rst = syn;
+    rst.seq = 1001 + static_cast<uint32_t>(data.payload.size());
+    rst.flags = 0x04;
+    Process(core, rst);
+    return v;
+  }
+  // As above, with a round of the control thread before each retransmission.
+  Verdict Send(int core, const std::string& user, int* drops) {
+    return Send(core, user, drops, [&] { EXPECT_TRUE(Round().ok()); });
+  }
+
   int Admitted(int core, const std::string& user, int n) {
     int ok = 0;
     for (int i = 0; i < n; ++i) ok += Request(core, user) == Verdict::kForward;
@@ -89,6 +126,7 @@ class Appliance {
   }
 
   Status Round() { return sync_->Round(Now()); }
+  FrameResult Segment(int core, const SegmentSpec& s) { return Process(core, s); }
   ShardSync& sync() { return *sync_; }
   PacketEngine& engine(int i) { return *engines_[i]; }
 
@@ -166,8 +204,10 @@ TEST_F(ShardSyncTest, LeasesAreGrantedAndUsed) {
   EXPECT_EQ(st.credit_admitted, 1u);
   EXPECT_EQ(st.debited_units, 1u);
   EXPECT_EQ(st.granted_units, 3u);
-  // No lease left: limited until the next round brings one.
-  EXPECT_EQ(a.Request(0, "alice"), Verdict::kReject);
+  // No lease left, and Redis has room: refused unanswered (the client retransmits)
+  // until the next round brings a lease; never a 429.
+  EXPECT_EQ(a.Request(0, "alice"), Verdict::kDrop);
+  EXPECT_EQ(a.sync().Stats().lease_waits, 1u);
   ASSERT_TRUE(a.Round().ok());
   EXPECT_GE(a.Admitted(0, "alice", 4), 4);
 }
@@ -183,25 +223,28 @@ TEST_F(ShardSyncTest, CreditIsAShareOfTheRoom) {
   ASSERT_TRUE(a.Round().ok());  // debit 1, lease 3: level 4, room 96
   EXPECT_DOUBLE_EQ(Level("kim", "syn", spec), 4);
   EXPECT_EQ(a.Admitted(0, "kim", 99), 99);             // 3 leased + 96 credit
-  EXPECT_EQ(a.Request(0, "kim"), Verdict::kReject);
+  // Spent, but not known full (the last round saw room): wait for the round.
+  EXPECT_EQ(a.Request(0, "kim"), Verdict::kDrop);
   ASSERT_TRUE(a.Round().ok());  // debit 96: full, nothing over
   EXPECT_DOUBLE_EQ(Level("kim", "syn", spec), 100);
-  EXPECT_EQ(a.Request(0, "kim"), Verdict::kReject);
+  EXPECT_EQ(a.Request(0, "kim"), Verdict::kReject);     // Redis reported it full
   EXPECT_EQ(a.sync().Stats().debited_units, 1u + 96u);
+  EXPECT_EQ(a.sync().Stats().no_lease_limited, 1u);
 }
 
-// A strict rule is charged before it is admitted: a new slot has no credit, a lease is
-// the demand seen, no headroom and no credit.
+// A strict rule is charged before it is admitted: a new slot has no credit (its first
+// request waits for a lease: refused unanswered, not limited), a lease is the demand
+// seen, no headroom and no credit.
 TEST_F(ShardSyncTest, StrictRulesAreLeasedOneRequestAtATime) {
   const BucketSpec spec{.capacity = 5, .leak_rate_per_s = 0};
   RuleConfig strict = SyncedRule(spec.capacity, spec.leak_rate_per_s);
   strict.mode = Mode::kStrict;
   Appliance a(server_->Url(), 1, {strict});
-  EXPECT_EQ(a.Request(0, "lou"), Verdict::kReject);
+  EXPECT_EQ(a.Request(0, "lou"), Verdict::kDrop);
   ASSERT_TRUE(a.Round().ok());
   EXPECT_DOUBLE_EQ(Level("lou", "syn", spec), 1);      // a lease of the 1 request seen
   EXPECT_EQ(a.Request(0, "lou"), Verdict::kForward);
-  EXPECT_EQ(a.Request(0, "lou"), Verdict::kReject);
+  EXPECT_EQ(a.Request(0, "lou"), Verdict::kDrop);
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(a.Round().ok());
     a.Admitted(0, "lou", 3);
@@ -249,7 +292,7 @@ TEST_F(ShardSyncTest, StandingUnitIsKeptThenReturned) {
   ASSERT_TRUE(a.Round().ok());
   EXPECT_DOUBLE_EQ(Level("max", "syn", spec), 2);
   EXPECT_EQ(a.Request(0, "max"), Verdict::kForward);  // the standing unit
-  EXPECT_EQ(a.Request(0, "max"), Verdict::kReject);
+  EXPECT_EQ(a.Request(0, "max"), Verdict::kDrop);     // waits for the next round
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.Round().ok());
   // Demand 2 leases 4, then the standing unit is kept for 3 rounds, then nothing: the
   // two admitted requests stay charged, every unit not used is back.
@@ -449,6 +492,197 @@ TEST_F(ShardSyncTest, TwoAppliancesShareOneLimit) {
   EXPECT_DOUBLE_EQ(Level("hal", "syn", spec), 20);
 }
 
+// No false 429 (one participant). 20 new users of a rule C = 3, r = 0.01/s each send 3
+// requests: spread out (a burst of 20 rounds, 0.1 s at 5 ms, between a user's
+// requests) and in a burst within one interval. None is answered 429: a request that
+// found no lease was refused unanswered and admitted when retransmitted after the next
+// round. A fourth request, over the limit, is still limited: Redis's ledger proves the
+// bucket full.
+TEST_F(ShardSyncTest, NewUsersWithinTheLimitAreNeverRejected) {
+  const BucketSpec spec{.capacity = 3, .leak_rate_per_s = 0.01};
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ASSERT_TRUE(a.Round().ok());  // announced: 1 participant
+  int forwarded = 0, rejected[2] = {0, 0}, drops[2] = {0, 0};
+  auto send = [&](int burst, const std::string& user) {
+    const Verdict v = a.Send(0, user, &drops[burst]);
+    forwarded += v == Verdict::kForward;
+    rejected[burst] += v == Verdict::kReject;
+  };
+  for (int k = 0; k < 3; ++k) {
+    for (int u = 0; u < 20; ++u) send(0, "spread" + std::to_string(u));
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(a.Round().ok());
+  }
+  for (int u = 0; u < 20; ++u) {
+    for (int k = 0; k < 3; ++k) send(1, "burst" + std::to_string(u));
+  }
+  EXPECT_EQ(rejected[0], 0);
+  EXPECT_EQ(rejected[1], 0);
+  EXPECT_EQ(forwarded, 120);
+  std::printf("[ figures ] 20 users x 3 requests at C = 3: spread: %d of 60 rejected, %d drops; "
+              "burst: %d of 60 rejected, %d drops\n",
+              rejected[0], drops[0], rejected[1], drops[1]);
+  ASSERT_TRUE(a.Round().ok());
+  for (int u = 0; u < 20; ++u) {
+    int over_drops = 0;
+    EXPECT_EQ(a.Send(0, "spread" + std::to_string(u), &over_drops), Verdict::kReject) << u;
+    EXPECT_EQ(a.Send(0, "burst" + std::to_string(u), &over_drops), Verdict::kReject) << u;
+    EXPECT_EQ(over_drops, 0) << u;
+    EXPECT_NEAR(Level("spread" + std::to_string(u), "syn", spec), 3, 0.01) << u;
+  }
+  EXPECT_EQ(a.sync().Stats().no_lease_limited, 40u);
+}
+
+// Two pipelined heads of a new user in one segment: the first is admitted on the new
+// bucket's credit, the second waits. The engine forwards the segment cut before it
+// (never a 429, the server's answer to the first is not touched); the client
+// retransmits the rest, which the next round's lease admits.
+TEST_F(ShardSyncTest, PipelinedHeadThatWaitsIsCutOffAndDecidedOnRetransmission) {
+  Appliance a(server_->Url(), 1, {SyncedRule(100, 0)});
+  ASSERT_TRUE(a.Round().ok());
+  SegmentSpec syn;
+  syn.src.port = 41000;
+  syn.seq = 1000;
+  syn.flags = 0x02;
+  a.Segment(0, syn);
+  const std::string first = Head("GET", "/", "pia");
+  const std::string second = Head("GET", "/", "pia");
+  SegmentSpec data = syn;
+  data.seq = 1001;
+  data.flags = 0x18;
+  data.payload = first + second;
+  FrameResult r = a.Segment(0, data);
+  EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(r.forward_bytes, first.size());
+  EXPECT_EQ(a.engine(0).counters().lease_wait_drops, 1u);
+  EXPECT_EQ(a.engine(0).counters().rejected, 0u);
+  ASSERT_TRUE(a.Round().ok());
+  data.seq = 1001 + static_cast<uint32_t>(first.size());
+  data.payload = second;
+  r = a.Segment(0, data);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(r.heads, 1);
+  EXPECT_EQ(a.engine(0).counters().allowed, 2u);
+}
+
+// A rule whose requests cost several units is leased in units: its heads wait for one
+// round at most, then each is admitted until the bucket is full, then limited.
+TEST_F(ShardSyncTest, LeasesCoverTheRulesCost) {
+  const BucketSpec spec{.capacity = 100, .leak_rate_per_s = 0};
+  RuleConfig rule = SyncedRule(spec.capacity, spec.leak_rate_per_s);
+  rule.cost = 5;
+  Appliance a(server_->Url(), 1, {rule});
+  ASSERT_TRUE(a.Round().ok());
+  int drops = 0;
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(a.Send(0, "cy", &drops), Verdict::kForward) << i;
+  EXPECT_LE(drops, 20);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_EQ(a.Send(0, "cy", &drops), Verdict::kReject);
+  ASSERT_TRUE(a.Round().ok());
+  EXPECT_DOUBLE_EQ(Level("cy", "syn", spec), 100);
+}
+
+// No false 429 at speed (one participant): a user of C = r = 1e8 sends as fast as one
+// core decides while the control thread runs its rounds on its own thread (every 5 ms,
+// or at once when a worker waited). Leases run out between rounds; the heads that find
+// none are retransmitted after the next round, never answered 429.
+TEST_F(ShardSyncTest, HighRateUserFarFromItsLimitIsNeverRejected) {
+  const BucketSpec spec{.capacity = 100'000'000, .leak_rate_per_s = 1e8};
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)});
+  ASSERT_TRUE(a.Round().ok());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> rounds{0};
+  std::thread control([&] {
+    int64_t next = Now();
+    while (!stop.load()) {
+      if (a.sync().RoundWanted() || Now() >= next) {
+        (void)a.Round();
+        rounds.fetch_add(1);
+        next = Now() + 5'000'000;
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    }
+  });
+  // A retransmission after two more rounds: the first may have taken its snapshot
+  // before the wait.
+  auto after_a_round = [&] {
+    const uint64_t r0 = rounds.load();
+    while (rounds.load() < r0 + 2) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  };
+  constexpr int kRequests = 20000;
+  int forwarded = 0, rejected = 0, drops = 0;
+  const int64_t start = Now();
+  for (int i = 0; i < kRequests; ++i) {
+    const Verdict v = a.Send(0, "whale", &drops, after_a_round);
+    forwarded += v == Verdict::kForward;
+    rejected += v == Verdict::kReject;
+  }
+  const double seconds = static_cast<double>(Now() - start) / 1e9;
+  stop = true;
+  control.join();
+  EXPECT_EQ(rejected, 0);
+  EXPECT_EQ(forwarded, kRequests);
+  std::printf("[ figures ] C = r = 1e8, %d requests at %.0f/s: %d rejected, %d drops (%.3f%%), %llu rounds\n",
+              kRequests, kRequests / seconds, rejected, drops, 100.0 * drops / kRequests,
+              static_cast<unsigned long long>(rounds.load()));
+}
+
+// Two appliances (one core each) share a user at its limit (C = 20, never leaks): each
+// request goes to one of them at random, rounds in between. Together they admit C plus
+// at most the credits; a 429 is answered only while the exact bucket's room is below
+// the request's cost plus the units the other participant held leased at most (the
+// only room a participant cannot see; shard_sync.h, "No false 429").
+TEST_F(ShardSyncTest, TwoParticipantsNearTheLimitRejectOnlyWhatTheOthersLeaseHides) {
+  const BucketSpec spec{.capacity = 20, .leak_rate_per_s = 0};
+  ShardSyncOptions o;
+  o.participant_ttl = std::chrono::milliseconds(300);
+  o.record_peaks = true;
+  Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  Appliance b(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
+  ASSERT_TRUE(dlb::testing::WaitFor(
+      [&] {
+        (void)a.Round();
+        (void)b.Round();
+        return a.sync().Stats().live_participants == 2 && b.sync().Stats().live_participants == 2;
+      },
+      std::chrono::seconds(20)));
+  std::mt19937 rng(19);
+  Appliance* side[2] = {&a, &b};
+  int admitted = 0, rejected = 0, false_rejects = 0, drops = 0;
+  int64_t max_room_at_reject[2] = {-1, -1};
+  for (int i = 0; i < 60; ++i) {
+    const int p = static_cast<int>(rng() % 2);
+    const Verdict v = side[p]->Send(0, "zoe", &drops, [&] {
+      ASSERT_TRUE(a.Round().ok());
+      ASSERT_TRUE(b.Round().ok());
+    });
+    ASSERT_NE(v, Verdict::kDrop) << "a retransmission after rounds finds a lease or a proof";
+    if (v == Verdict::kForward) ++admitted;
+    if (v == Verdict::kReject) {
+      ++rejected;
+      const int64_t room = spec.capacity - admitted;
+      false_rejects += room >= 1;
+      max_room_at_reject[p] = std::max(max_room_at_reject[p], room);
+    }
+    if (rng() % 3 == 0) {
+      ASSERT_TRUE(a.Round().ok());
+      ASSERT_TRUE(b.Round().ok());
+    }
+  }
+  const std::string key = RedisKey("zoe", "syn");
+  const int64_t lease[2] = {a.sync().PeakLease(key), b.sync().PeakLease(key)};
+  const int64_t credit = a.sync().PeakCredit(key) + b.sync().PeakCredit(key);
+  EXPECT_LE(admitted, spec.capacity + 2 + credit);  // + each slot's first credit
+  EXPECT_GE(admitted + lease[0] + lease[1], spec.capacity);
+  EXPECT_GT(rejected, 0);
+  for (int p = 0; p < 2; ++p) EXPECT_LT(max_room_at_reject[p], 1 + lease[1 - p]) << p;
+  std::printf("[ figures ] two participants, C = 20, 60 requests: %d admitted, %d rejected, of "
+              "which %d with room left (rooms %lld/%lld, peak leases %lld/%lld), %d drops\n",
+              admitted, rejected, false_rejects, static_cast<long long>(max_room_at_reject[0]),
+              static_cast<long long>(max_room_at_reject[1]), static_cast<long long>(lease[0]),
+              static_cast<long long>(lease[1]), drops);
+}
+
 // On Redis Cluster a round's settle calls never cross a slot (the round key takes the
 // calls' hash tag): users on every node are leased, and once the leases are given back
 // each bucket in Redis holds exactly what its user was admitted.
@@ -501,6 +735,7 @@ TEST_F(ShardSyncTest, SharesTheBucketWithTheLibrarysStrictMode) {
   LimiterOptions lo;
   lo.mode = Mode::kStrict;
   lo.redis_url = server_->Url();
+  lo.deadline = std::chrono::milliseconds(200);  // a store failure would decide locally
   auto lib = Limiter::Create(lo);
   ASSERT_TRUE(lib.ok()) << lib.status().ToString();
   int admitted = 0;

@@ -36,6 +36,7 @@ struct Event {
   uint32_t user;
   bool admitted;
   bool failed;   // the store failed: rejected by the failure policy, not the protocol
+  bool packet;   // decided by a packet core (ShardSync)
 };
 
 // Offered load of a pattern: who sends what, when.
@@ -97,6 +98,17 @@ Load MakeLoad(Pattern p, int participants, double scale) {
       l.spec = {.capacity = 2, .leak_rate_per_s = 0.5};
       for (int i = 0; i < participants; ++i) {
         l.rate_per_s[i] = 1000 * scale;
+        l.users_of[i] = {0, l.users};
+      }
+      break;
+    case Pattern::kWithin:
+      // 100 users, each offered 80% of its leak rate in all (spread over every
+      // participant) with a capacity of a second of it: within the limit but for the
+      // rare second in which random arrivals exceed it.
+      l.users = 100;
+      l.spec = {.capacity = 20, .leak_rate_per_s = 20 * scale};
+      for (int i = 0; i < participants; ++i) {
+        l.rate_per_s[i] = l.users * 16 * scale / participants;
         l.users_of[i] = {0, l.users};
       }
       break;
@@ -224,8 +236,11 @@ class PacketAppliance {
   }
 
   // One request head of `user` on `core` (the core's worker thread only): admitted?
-  // *no_lease: limited for want of a lease; *lease: admitted against a lease.
-  bool Request(size_t core, const std::string& user, bool* no_lease, bool* lease) {
+  // *no_lease: limited for want of a lease (Redis reported the bucket full); *lease:
+  // admitted against a lease; *wait: neither, the core asked for a lease (the head is
+  // to be sent again, as a client's TCP retransmits a dropped segment); *failed: limited
+  // by the failure policy (closed) while the store was marked down.
+  bool Request(size_t core, const std::string& user, bool* no_lease, bool* lease, bool* wait, bool* failed) {
     packet::testing::SegmentSpec s = Spec(core);
     s.seq = seq_[core];
     s.payload = packet::testing::Head("GET", "/", user);
@@ -233,10 +248,14 @@ class PacketAppliance {
     const auto& w = sync_->core(core).counters();
     const uint64_t nl = w.no_lease_limited.load(std::memory_order_relaxed);
     const uint64_t la = w.lease_admitted.load(std::memory_order_relaxed);
+    const uint64_t lw = w.lease_waits.load(std::memory_order_relaxed);
+    const uint64_t cl = w.closed_limited.load(std::memory_order_relaxed);
     const uint64_t before = engines_[core]->counters().allowed;
     Process(core, s);
     *no_lease = w.no_lease_limited.load(std::memory_order_relaxed) != nl;
     *lease = w.lease_admitted.load(std::memory_order_relaxed) != la;
+    *wait = w.lease_waits.load(std::memory_order_relaxed) != lw;
+    *failed = w.closed_limited.load(std::memory_order_relaxed) != cl;
     return engines_[core]->counters().allowed != before;
   }
 
@@ -267,6 +286,7 @@ const char* PatternName(Pattern p) {
     case Pattern::kSpread: return "spread";
     case Pattern::kOnOff: return "on-off";
     case Pattern::kManyUsers: return "1e5-users";
+    case Pattern::kWithin: return "within";
   }
   return "?";
 }
@@ -356,7 +376,8 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
 
   std::vector<std::vector<Event>> events(n_participants);
   std::vector<int64_t> max_decision_ns(n_participants, 0);
-  std::vector<uint64_t> lease_dec(n_participants, 0), store_dec(n_participants, 0), failed(n_participants, 0);
+  std::vector<uint64_t> lease_dec(n_participants, 0), store_dec(n_participants, 0), failed(n_participants, 0),
+      waits(n_participants, 0), waited(n_participants, 0);
   // Packet cores: per core and user, whether the slot was seen and leased yet; per user,
   // the slots created and the requests limited for want of a lease before a slot's
   // first lease.
@@ -373,28 +394,56 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
       const double rate = load.rate_per_s[p];
       events[p].reserve(static_cast<size_t>(rate * o.duration_s * 1.1) + 16);
       double issued = 0;
+      // Packet cores: heads refused while the core waited for a lease, sent again after
+      // two sync intervals (a client's TCP retransmits after its RTO, >= 200 ms; sooner
+      // here so that a short run sees the retransmissions decided).
+      struct Retry {
+        int64_t due_ns;
+        uint32_t user;
+      };
+      std::vector<Retry> retry;
+      bool retransmission = false;
+      size_t retry_head = 0;
+      const int64_t retry_ns = 2 * std::chrono::nanoseconds(o.sync_interval).count();
       for (;;) {
         const int64_t now = NowNs();
         if (now >= end) break;
+        const bool retry_due = retry_head < retry.size() && retry[retry_head].due_ns <= now;
         const double due = rate * load.OnTime(static_cast<double>(now - start) / 1e9);
         // A participant that fell far behind (descheduled) does not replay the backlog
         // in one burst of more than 20 ms of its traffic.
         issued = std::max(issued, due - rate * 0.02);
-        if (issued + 1 > due) {
+        if (issued + 1 > due && !retry_due) {
           std::this_thread::sleep_for(std::chrono::microseconds(200));
           continue;
         }
-        for (int k = 0; k < 64 && issued + 1 <= due; ++k, issued += 1) {
-          const uint32_t u = pick(rng);
+        for (int k = 0; k < 64 && (issued + 1 <= due || (retry_head < retry.size() && retry[retry_head].due_ns <= NowNs()));
+             ++k) {
+          uint32_t u;
+          retransmission = retry_head < retry.size() && retry[retry_head].due_ns <= NowNs();
+          if (retransmission) {
+            u = retry[retry_head++].user;
+          } else {
+            u = pick(rng);
+            issued += 1;
+          }
           const int64_t t0 = NowNs();
           bool admitted = false;
           bool failed_now = false;
           int64_t redis_now_us = 0;
           if (packet_cores && p < n_cores) {
-            bool no_lease = false, leased = false;
+            bool no_lease = false, leased = false, wait = false, fail = false;
             const int a = p / o.cores_per_appliance;
             const size_t core = static_cast<size_t>(p % o.cores_per_appliance);
-            admitted = appliances[a]->Request(core, ids[u], &no_lease, &leased);
+            admitted = appliances[a]->Request(core, ids[u], &no_lease, &leased, &wait, &fail);
+            failed[p] += fail;
+            failed_now = fail;
+            if (wait) {
+              ++waits[p];
+              waited[p] += !retransmission;
+              retry.push_back({NowNs() + retry_ns, u});
+              continue;
+            }
             uint8_t& st = slot_state[p][u];
             if (st == 0) {
               st = 1;
@@ -433,7 +482,7 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
           const int64_t done = NowNs();
           const int64_t stamp = redis_clock ? redis_now_us * 1000 : done;
           max_decision_ns[p] = std::max(max_decision_ns[p], done - t0);
-          events[p].push_back({stamp, u, admitted, failed_now});
+          events[p].push_back({stamp, u, admitted, failed_now, packet_cores && p < n_cores});
         }
       }
     });
@@ -506,6 +555,9 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     }
     const Decision d = Decide(*profile, state[e.user], e.stamp_ns, 1);
     oracle[e.user] += d.allowed;
+    r.false_rejects += d.allowed && !e.admitted && !e.failed;
+    r.packet_false_rejects += e.packet && d.allowed && !e.admitted && !e.failed;
+    r.packet_decisions += e.packet;
     adm[e.user] += e.admitted;
     store_failures[e.user] += e.failed;
     if (!d.allowed || !e.admitted) rejects_in_segment[e.user] = true;
@@ -540,17 +592,20 @@ SimResult Run(Pattern pattern, const SimOptions& o) {
     r.lease_decisions += lease_dec[p];
     r.store_decisions += store_dec[p];
     r.failed_decisions += failed[p];
+    r.lease_waits += waits[p];
+    r.waited_requests += waited[p];
   }
   return r;
 }
 
 std::string Describe(const SimResult& r) {
-  char buf[768];
+  char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "%-10s requests %8llu  oracle %8llu  admitted %8llu  over %6llu (%.3f%%)  under %6llu "
                 "(%.3f%%)  bound over/under %llu/%llu  users over bound %llu  lease %.1f%%  strict "
                 "calls %llu  failed %llu  lease calls/s %.0f (buckets/s %.0f)  H %.1f ms  no-lease %llu "
-                "(first round %llu)",
+                "(first round %llu)  false rejects %llu (%.3f%% of decisions; packet cores %llu of %llu, "
+                "%.3f%%)  lease waits %llu (requests that waited %llu)",
                 r.pattern.c_str(), (unsigned long long)r.requests, (unsigned long long)r.oracle_admitted,
                 (unsigned long long)r.admitted, (unsigned long long)r.over, r.over_pct(),
                 (unsigned long long)r.under, r.under_pct(), (unsigned long long)r.over_bound,
@@ -559,7 +614,11 @@ std::string Describe(const SimResult& r) {
                 (unsigned long long)r.store_decisions, (unsigned long long)r.failed_decisions,
                 double(r.lease_redis_calls) / r.seconds, double(r.lease_bucket_ops) / r.seconds,
                 double(r.h_ns) / 1e6, (unsigned long long)r.no_lease_limited,
-                (unsigned long long)r.first_round_limited);
+                (unsigned long long)r.first_round_limited, (unsigned long long)r.false_rejects,
+                r.requests ? 100.0 * double(r.false_rejects) / double(r.requests) : 0.0,
+                (unsigned long long)r.packet_false_rejects, (unsigned long long)r.packet_decisions,
+                r.packet_decisions ? 100.0 * double(r.packet_false_rejects) / double(r.packet_decisions) : 0.0,
+                (unsigned long long)r.lease_waits, (unsigned long long)r.waited_requests);
   return buf;
 }
 

@@ -22,11 +22,14 @@
 // keep-alive connection (rule action shadow, so a limited head leaves the connection
 // open; the engine's counters tell the decision), the cores of one appliance driven by
 // one dlb::packet::ShardSync whose Round() the appliance's control thread calls every
-// interval. Their bound (lib/dlb/packet/shard_sync.h) adds, per user, the credit of
-// each core slot created (new_bucket_credit, 1) and per episode the cores' peak room
-// credits (measured, ShardSync::PeakCredit) to the over side, and to the under side
-// the requests a core limited for want of a lease in the first round of a slot (a
-// lease is sized after the demand is seen).
+// interval. A head a core refused while it waited for a lease (lease_waits) is not a
+// decision: the participant sends it again two sync intervals later (a client's TCP
+// retransmits it) and the decision it then gets is the one stamped. Their bound
+// (lib/dlb/packet/shard_sync.h) adds, per user, the credit of each core slot created
+// (new_bucket_credit, 1) and per episode the cores' peak room credits (measured,
+// ShardSync::PeakCredit) to the over side, and to the under side the requests a core
+// limited in the first round of a slot. false_rejects counts the requests rejected
+// (not for a store failure) that the oracle admitted.
 //
 // The bound checked per user (lib/sync/sync_engine.h), per saturation episode:
 //   over  <= ceil(r * H) + 1
@@ -48,9 +51,11 @@
 
 namespace dlb::sim {
 
-enum class Pattern { kUniform, kHotUser, kSpread, kOnOff, kManyUsers };
+// kWithin: users that stay within their limit, from every participant: the exact bucket
+// admits (nearly) all, so a rejection is a false one.
+enum class Pattern { kUniform, kHotUser, kSpread, kOnOff, kManyUsers, kWithin };
 inline constexpr Pattern kAllPatterns[] = {Pattern::kUniform, Pattern::kHotUser, Pattern::kSpread,
-                                           Pattern::kOnOff, Pattern::kManyUsers};
+                                           Pattern::kOnOff, Pattern::kManyUsers, Pattern::kWithin};
 const char* PatternName(Pattern p);
 
 struct SimOptions {
@@ -88,6 +93,14 @@ struct SimResult {
   uint64_t credit_admitted = 0;
   uint64_t no_lease_limited = 0;
   uint64_t first_round_limited = 0;     // of which in a slot's first round
+  // Requests we rejected (not for a store failure) that the oracle admitted.
+  uint64_t false_rejects = 0;
+  uint64_t packet_false_rejects = 0;    // of which by packet cores
+  uint64_t packet_decisions = 0;
+  // Packet cores: heads refused unanswered while a core waited for a lease (each sent
+  // again two sync intervals later and decided then).
+  uint64_t lease_waits = 0;
+  uint64_t waited_requests = 0;         // distinct requests among them
   double seconds = 0;
   double over_pct() const { return oracle_admitted ? 100.0 * double(over) / double(oracle_admitted) : 0; }
   double under_pct() const { return oracle_admitted ? 100.0 * double(under) / double(oracle_admitted) : 0; }

@@ -101,7 +101,8 @@ class CoreSync;
   X(desync_resets, "desync_resets")                                              \
   X(switch_held_segments, "switch_held_segments")                                \
   X(protocol_switches, "protocol_switches")                                      \
-  X(protocol_switches_refused, "protocol_switches_refused")
+  X(protocol_switches_refused, "protocol_switches_refused")                      \
+  X(lease_wait_drops, "lease_wait_drops")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;

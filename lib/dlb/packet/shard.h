@@ -42,9 +42,11 @@ struct alignas(64) ShardLine {
 static_assert(sizeof(ShardLine) == 64);
 
 // The sync state of one entry of a shard created `with_sync` (shard_sync.h), in an
-// array parallel to the lines: 8 bytes per entry. `avail` is shared by the entry's
-// worker and the control thread (both change it with atomic read-modify-writes only);
-// `demand` is written by the worker alone.
+// array parallel to the lines: 16 bytes per entry, so the four slots of a line fill one
+// cache line. `avail` is shared by the entry's worker and the control thread (both
+// change it with atomic read-modify-writes only); `demand` is written by the worker
+// alone; `full_until_ns` by the control thread while it tracks the slot, and by the
+// worker only when it registers the slot (the control thread does not track it then).
 //   avail == kNotSynced: the entry has no sync state (a local bucket, a free entry, or a
 //                        synced bucket not tracked by the control thread);
 //   avail >= 0:          units the worker may admit without asking anyone;
@@ -54,9 +56,15 @@ static_assert(sizeof(ShardLine) == 64);
 inline constexpr int32_t kNotSynced = INT32_MIN;
 struct SyncSlot {
   std::atomic<int32_t> avail{kNotSynced};
-  std::atomic<uint32_t> demand{0};  // requests seen (admitted or not), wrapping
+  std::atomic<uint32_t> demand{0};  // requests seen (admitted, limited or waiting), wrapping
+  // Until this time (the engine's monotonic clock) the global bucket is known to have no
+  // room for this core's next request of the rule: Redis reported it full at the slot's
+  // last round and this core's share of what leaked since holds no room (shard_sync.h).
+  // 0: not known full. Only this proof lets a request that finds no lease be limited;
+  // without it the request waits for a lease.
+  std::atomic<int64_t> full_until_ns{0};
 };
-static_assert(sizeof(SyncSlot) == 8);
+static_assert(sizeof(SyncSlot) == 16);
 
 // Where a key may live; computed once per request, then prefetched, then decided.
 struct ShardProbe {
@@ -92,7 +100,7 @@ class BucketShard {
 
   // Sized for `users` keys at kShardLoadFactor; `epoch_ns` is the clock's reading at
   // start: decisions must be asked at times >= it (a monotonic clock guarantees that).
-  // `with_sync` adds the SyncSlot array (8 bytes per entry) that synced rules need.
+  // `with_sync` adds the SyncSlot array (16 bytes per entry) that synced rules need.
   static StatusOr<BucketShard> Create(Allocator& allocator, uint64_t users, int64_t epoch_ns,
                                       bool with_sync = false);
 
@@ -122,7 +130,11 @@ class BucketShard {
   // request: an allowed one is not described (its level and remaining cost a 128-bit
   // division per request). The bucket changes exactly as with Decide; `limited` is
   // filled (as Decide would) only when the result is kLimited.
-  enum class Outcome : uint8_t { kAllowed, kLimited, kTableFull };
+  // kWait (synced rules only, CoreSync::Admit): no lease for the request and nothing
+  // proves the global bucket full. Neither admitted nor limited: a lease has been asked
+  // for, and the head is to be refused without an answer and decided again when it is
+  // retransmitted.
+  enum class Outcome : uint8_t { kAllowed, kLimited, kTableFull, kWait };
   Outcome Admit(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
                 int64_t cost, dlb::Decision& limited);
   // The bulk lookup: probes all of `requests` (at most kMaxBurst), prefetches their

@@ -9,17 +9,21 @@
 //
 // ## State per synced bucket per core
 //
-// The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 8 bytes):
+// The shard entry of a synced bucket has a SyncSlot beside it (shard.h, 16 bytes):
 //   avail   (atomic int32): units the worker may admit: leased units (charged in Redis)
 //           plus credit units (not charged yet); < 0: units owed (admitted by the
 //           failure policy). kNotSynced: not tracked by the control thread.
 //   demand  (atomic uint32, written by the worker only): requests seen, wrapping.
+//   full_until_ns (atomic int64): until when Redis's ledger is known to hold no room
+//           for this core's next request (below, "No false 429"); 0: not known full.
 // The worker admits a request of cost n iff it can CAS avail from a >= n to a - n.
 // The control thread never writes a slot it does not track. It knows what it last put
 // into avail (lease L and credit K), so the worker's consumption since then is
 // L + K - avail; units count as lease first. It takes units back with one CAS (keeping
-// the part of the unused lease the next interval needs), adds grant + new credit with
-// fetch_add, and ends tracking with exchange(kNotSynced): from then on the worker owns
+// the part of the unused lease the next interval needs, and the unused credit, so that
+// the worker is not left short while the round is in flight), adds grant + new credit
+// - the credit kept with fetch_add (the credit kept is withdrawn if the round fails),
+// and ends tracking with exchange(kNotSynced): from then on the worker owns
 // the entry again (it may reuse it for another key). No ABA on a slot index: a slot is
 // never reused or moved while tracked (BucketShard checks avail), and it is tracked
 // from the moment its registration is popped until that exchange.
@@ -27,7 +31,7 @@
 // New buckets: the worker knows a request's identity bytes only while it decides it.
 // When a synced request finds its entry untracked (avail == kNotSynced), the worker
 // sets avail to a credit of c0 = max(1, min(new_bucket_credit, floor(C / N))) units
-// (default 1) and pushes {slot, tag, rule, credit, identity} into its core's
+// (default 1; none if c0 is less than the rule's cost) and pushes {slot, tag, rule, credit, identity} into its core's
 // single-producer/single-consumer ring (preallocated; a full ring or an identity longer
 // than kSyncIdentityBytes is counted and the request is decided by the share bucket
 // below, the slot staying untracked: "stays local"). The control thread pops it,
@@ -38,10 +42,12 @@
 // ## Round (control thread, every I)
 //
 // For each tracked bucket, with n = demand since the previous round:
-//   target = min(C, ceil(headroom * n) + 1) if n > 0, else 1 if the bucket saw a
-//            request in the last `standing_rounds` rounds (a standing unit: a user
-//            with less than one request per core per interval is admitted at once),
-//            else 0;
+//   target = min(C, ceil(headroom * n * cost) + cost) units if n > 0 (n counts the
+//            requests that waited too: the lease grows with the demand; cost is the
+//            rule's), else one request's cost if the bucket saw a request in the last
+//            `standing_rounds` rounds (a standing unit: a user with less than one
+//            request per core per interval is admitted at once; not more, as a unit
+//            held while the ledger leaks may be admitted twice), else 0;
 //   used   = L + K - avail; debit = max(0, used - L) (credit used, owed units);
 //   keep   = min(unused lease, target) stays leased (no rejection while the round is
 //            in flight); return = unused lease - keep; want = target - keep.
@@ -55,12 +61,22 @@
 // participants): the N shares of all participants fit in the room. A bucket untouched
 // for `idle_rounds_to_forget` rounds is settled a last time and untracked.
 //
-// ## A request that finds no lease and no credit
+// ## A request that finds no lease and no credit: no false 429
 //
-// Tracked bucket, Redis reachable: limited (Retry-After one emission interval). With
-// leases sized to the demand and credits sized to the room this happens near the limit
-// (where Redis has less room than N requests) and when the demand of a core jumps by
-// more than the headroom within one interval. Redis unreachable, or bucket untracked
+// Redis reachable: limited only when local knowledge proves the global bucket has no
+// room for it; otherwise it waits. The proof: the slot's last settle left Redis's
+// ledger with room < cost (the lease just granted counted: the ledger is full), and
+// this core's share of what has leaked since, r/N per second from the round's start,
+// holds no room for the request: full_until_ns = t_round + (N * cost - (C - level)) * T.
+// A request that finds no lease after full_until_ns claims one share (full_until_ns
+// += N * cost * T) and waits, as does every such request when the ledger was not full.
+// Limited: a 429 with Retry-After = full_until_ns - now (at least one emission
+// interval). Waiting (BucketShard::Outcome::kWait, counted lease_waits): the engine
+// refuses the head without an answer (drops its segment, or cuts it off a pipelined
+// segment after the decided heads, counted lease_wait_drops) so that the client
+// retransmits it; the demand it counted sizes the next lease, and RoundWanted() tells
+// the control thread to run the round now. The retransmission is decided against the
+// lease (or against the proof the round brought). Redis unreachable, or bucket untracked
 // (ring full): the rule's on_store_failure, with `local` = the share bucket: the entry's
 // own GCRA state with capacity max(C/N, 1) and leak rate r/N (C, r with cost n*N;
 // BucketShard::AdmitShare). Admissions by the share bucket and by `open` of a tracked
@@ -82,20 +98,32 @@
 //
 // Leased admissions are charged before they are used (no over-admission against the
 // Redis ledger), as in the library; the r*H term is a unit charged at one round and
-// used up to H later. Credits are the only admissions charged after the fact: a core
+// used up to H later. Waiting admits nothing: the over bound does not depend on it. Credits are the only admissions charged after the fact: a core
 // holds at most floor(room/N) of them, granted when Redis had that room, so the credits
 // of all N participants together fit in the room of their rounds; they overshoot only
 // when others filled that room before the debits arrived (at most sum_p K per episode:
-// near the limit K is 0). Under-admission is units leased but not used yet (returned at
-// the next round), and J_u, the requests a core limits in the interval in which its
-// demand jumped past its lease and credit (a lease follows the demand one round later).
+// near the limit K is 0; a credit kept through a round is part of the K it was granted
+// as, and the uncharged credit of a core never exceeds the larger of two consecutive
+// K). Under-admission is units leased but not used yet (returned at the next round);
+// J_u counts requests limited while a core's demand jumped past its lease: since they
+// wait instead, it is 0 here, and under_u is bounded by the leases alone.
+//
+// No false 429: a core answers 429 only while Redis's ledger, as of its last round,
+// minus what leaked since (1/N of it its own), has no room. The ledger exceeds the exact
+// bucket by the other participants' unused leases (sum_{q!=p} l_q), the debit delay
+// of credit units (at most r*H) and the share of the leak left to others. So a request
+// is rejected only while the exact bucket's room is below
+//   cost + sum_{q!=p} max_t l_{q,u}(t) + ceil(r * H) + (N - 1) / N * r * (t - t_round)
+// With one participant touching the user (N = 1, no other lease) that is cost + r*H:
+// a request the exact bucket admits is not rejected but for a unit's debit delay.
 // While Redis is unreachable the share buckets admit at most max(C/N, 1) + (r/N) t per
 // core over an outage of length t, owed and charged once afterwards.
 //
 // Measured (tests/sync/sim.h, `dlb_sim --packet`: 2 appliances x 4 packet cores + 2
-// library processes against one Redis and an exact oracle, I = 5 ms): docs/performance.md,
-// "Appliance sync accuracy"; the gtest asserts the bound per user with the measured H, lease and
-// credit peaks, slots created and J.
+// library processes against one Redis and an exact oracle, I = 5 ms; heads that waited
+// are sent again two intervals later): docs/performance.md, "Appliance sync accuracy",
+// and docs/sync.md (with the false-reject figures); the gtest asserts the bound per user
+// with the measured H, lease and credit peaks and slots created.
 //
 // Exactly once: every settle call carries (round key, round id) and Redis keeps its
 // reply for a minute (lib/redis/lease_script.h). A round trip whose reply is lost is
@@ -104,13 +132,13 @@
 // policy stay in avail and go into a later round.
 //
 // Mode `strict` in the packet path: a worker cannot wait for Redis, so strict rules are
-// synced rules without headroom (target = n), without standing units and without
-// credit (a new slot's first request is limited and asks for a lease): every admission
+// synced rules without headroom (target = n * cost), without standing units and without
+// credit (a new slot's first request waits and asks for a lease): every admission
 // is charged in Redis before it is used. Near-exact for steady traffic; a burst is
 // admitted one round late.
 //
-// Memory: 16 bytes of shard entry + 8 of SyncSlot per entry, at the shard's 0.8 load:
-// 30 bytes per user per core. The control thread keeps ~100 bytes per tracked bucket
+// Memory: 16 bytes of shard entry + 16 of SyncSlot per entry, at the shard's 0.8 load:
+// 40 bytes per user per core. The control thread keeps ~100 bytes per tracked bucket
 // (its Redis key and round state), off the data path. The shard is always created with
 // sync slots (a reload may make any rule synced).
 //
@@ -169,7 +197,8 @@ struct SyncRegistration {
 #define DLB_SYNC_WORKER_COUNTERS(X)                                                       \
   X(lease_admitted, "lease_admitted")       /* against a lease */                        \
   X(credit_admitted, "credit_admitted")     /* a new bucket's credit */                  \
-  X(no_lease_limited, "no_lease_limited")   /* tracked, no lease left */                 \
+  X(no_lease_limited, "no_lease_limited")   /* no lease, Redis full at the last round */ \
+  X(lease_waits, "lease_waits")             /* no lease, not known full: asked, head refused */ \
   X(registrations, "registrations")         /* new buckets handed to the control thread */ \
   X(ring_full, "ring_full")                 /* registration refused: ring full */        \
   X(identity_too_long, "identity_too_long") /* registration refused: identity too long */ \
@@ -192,6 +221,11 @@ class CoreSync {
 
   // Control thread.
   bool Pop(SyncRegistration* out);
+  // Whether a request waited for a lease since the last call (which clears it): the
+  // control thread may run its round at once instead of at the next interval.
+  bool TakeRoundWanted() {
+    return round_wanted_.load(std::memory_order_relaxed) && round_wanted_.exchange(false, std::memory_order_acq_rel);
+  }
   void SetStoreDown(bool down) { store_down_.store(down, std::memory_order_release); }
   void SetParticipants(int32_t n) { participants_.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
   void SetNewBucketCredit(int32_t units) { new_bucket_credit_ = units < 1 ? 1 : units; }
@@ -214,12 +248,14 @@ class CoreSync {
   BucketShard::Outcome Failed(BucketShard& shard, size_t slot, SyncSlot& s, const CompiledRule& rule,
                               int64_t now_ns, dlb::Decision& limited);
   static void NoLease(const CompiledRule& rule, dlb::Decision& limited);
+  BucketShard::Outcome Wait();
 
   // Ring indices on their own lines: head written by the worker, tail by the control
   // thread.
   alignas(64) std::atomic<uint64_t> head_{0};
   alignas(64) std::atomic<uint64_t> tail_{0};
   alignas(64) std::atomic<bool> store_down_{false};
+  std::atomic<bool> round_wanted_{false};  // set by the worker, cleared by the control thread
   std::atomic<int32_t> participants_{1};
   int32_t new_bucket_credit_ = 1;  // set before the workers start
   SyncRegistration* const ring_;
@@ -309,6 +345,10 @@ class ShardSync {
   // One round for all engines (control thread; `now_ns` monotonic). Errors are the
   // round trip's; the workers never see them except through the failure policy.
   Status Round(int64_t now_ns);
+  // Whether a worker has waited for a lease since the last call (cleared by it): the
+  // control thread should run Round() now rather than at the next interval, so that
+  // the retransmitted head finds its lease.
+  bool RoundWanted();
   // Settles every tracked bucket a last time (leases returned, credit charged) and
   // untracks it. At shutdown, after the workers stopped.
   Status ReturnAll(int64_t now_ns);
@@ -332,6 +372,14 @@ class ShardSync {
 };
 
 // --- worker side, inline: the data path ---------------------------------------------
+
+inline BucketShard::Outcome CoreSync::Wait() {
+  Bump(counters_.lease_waits);
+  // One store per wait at most (a flag already set is only read): the control thread
+  // reads it after every sleep step and then runs the round early.
+  if (!round_wanted_.load(std::memory_order_relaxed)) round_wanted_.store(true, std::memory_order_release);
+  return BucketShard::Outcome::kWait;
+}
 
 inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe& probe,
                                             uint16_t rule_index, const CompiledRule& rule,
@@ -359,12 +407,16 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
       const int64_t c = rule.profile.spec().capacity;
       credit = std::min<int64_t>(c / n, new_bucket_credit_);
       if (credit < 1) credit = 1;
+      // A credit that cannot pay for the request is not given (it would be charged
+      // as used at the next round).
+      if (credit < cost) credit = 0;
     }
     s.demand.store(1, std::memory_order_relaxed);
     const int32_t start = credit >= cost ? static_cast<int32_t>(credit) - cost : 0;
     // The slot is published before the registration: once popped, the control thread
-    // may change avail at any time.
+    // may change avail at any time. Nothing is known of the new key's global bucket.
     shard.EngageSync();
+    s.full_until_ns.store(0, std::memory_order_relaxed);
     s.avail.store(start, std::memory_order_release);
     if (!Push(static_cast<uint32_t>(idx), probe.tag, rule_index, static_cast<int32_t>(credit), kind,
               identity, identity_len)) {
@@ -376,14 +428,33 @@ inline BucketShard::Outcome CoreSync::Admit(BucketShard& shard, const ShardProbe
       return BucketShard::Outcome::kAllowed;
     }
     if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
-    Bump(counters_.no_lease_limited);
-    NoLease(rule, limited);
-    return BucketShard::Outcome::kLimited;
+    return Wait();
   }
   if (store_down()) return Failed(shard, static_cast<size_t>(idx), s, rule, now_ns, limited);
-  Bump(counters_.no_lease_limited);
-  NoLease(rule, limited);
-  return BucketShard::Outcome::kLimited;
+  // No lease left. Limited only if Redis reported the bucket full at this slot's last
+  // round and this core's share of what has leaked since (1/N of it) holds no room for
+  // the request: full_until_ns is when it will. Otherwise the shortage may be this
+  // core's, not the user's: claim that room (the next claim one share later), ask (the
+  // demand counted above sizes the next lease) and wait.
+  int64_t full_until = s.full_until_ns.load(std::memory_order_acquire);
+  for (;;) {
+    if (full_until > now_ns) {
+      Bump(counters_.no_lease_limited);
+      NoLease(rule, limited);
+      if (limited.retry_after_ns != dlb::kNever && full_until - now_ns > limited.retry_after_ns) {
+        limited.retry_after_ns = full_until - now_ns;
+      }
+      return BucketShard::Outcome::kLimited;
+    }
+    if (full_until == 0) return Wait();  // not known full
+    const dlb::u128 share = rule.profile.interval_fp() * static_cast<dlb::u128>(rule.cost) *
+                            static_cast<dlb::u128>(participants_.load(std::memory_order_relaxed));
+    const int64_t step = static_cast<int64_t>(std::min<dlb::u128>(share >> dlb::kFracBits, dlb::u128{1} << 60)) + 1;
+    if (s.full_until_ns.compare_exchange_weak(full_until, full_until + step, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+      return Wait();
+    }
+  }
 }
 
 }  // namespace packet
