@@ -154,11 +154,4 @@ void ApplyShare(XdpTables& tables, double share) {
   for (dlb_xdp_rule& r : tables.rules) SetShare(r, share);
 }
 
-std::string RenderReject(const dlb_xdp_rule& r, int64_t retry_s, int64_t remaining) {
-  auto piece = [&](int p) { return std::string(reinterpret_cast<const char*>(r.tmpl) + r.tmpl_off[p], r.tmpl_len[p]); };
-  const std::string retry = std::to_string(retry_s);
-  return piece(0) + std::to_string(r.body_static_len + retry.size()) + piece(1) + retry + piece(2) +
-         std::to_string(remaining < 0 ? 0 : remaining) + piece(3) + retry + piece(4) + retry + piece(5);
-}
-
 }  // namespace dlb::xdp

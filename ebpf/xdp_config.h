@@ -37,8 +37,4 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
 // changed); the rest stays as compiled.
 void ApplyShare(XdpTables& tables, double share);
 
-// The 429 the program builds for these numbers, composed from the rule's pieces the
-// same way (tests compare it with packet::FormatRejectResponse).
-std::string RenderReject(const dlb_xdp_rule& rule, int64_t retry_s, int64_t remaining);
-
 }  // namespace dlb::xdp

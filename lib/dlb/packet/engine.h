@@ -10,9 +10,9 @@
 //   4. turn decisions into verdicts: forward, drop, reject (429 to the client, RST to
 //      the server) or reset.
 //
-// The engine owns no NIC and no threads: the appliance (DPDK) and the XDP agent's slow
-// path feed it byte buffers and act on the verdicts with the frame builders of
-// reject.h. All memory is taken at Create; ProcessBurst never allocates, never throws.
+// The engine owns no NIC and no threads: the appliance (DPDK) feeds it byte buffers and
+// acts on the verdicts with the frame builders of reject.h (the XDP form has its own
+// program, ebpf/, with the same meanings: docs/xdp.md). All memory is taken at Create; ProcessBurst never allocates, never throws.
 // One engine per worker core; nothing in it is shared or locked.
 //
 //   auto engine = PacketEngine::Create(config, rules, hugepage_allocator, key, now_ns);
