@@ -34,6 +34,10 @@ class LocalTable {
   enum class Outcome { kDecided, kOverflow };
   Outcome Decide(uint64_t key, const BucketProfile& profile, int64_t now_ns, int64_t cost,
                  Decision* out);
+  // Sets a bucket's level (creating it if there is room; false if there is none): the
+  // local copy of the level a store reply reported, from which the failure policy
+  // starts when the store does not answer.
+  bool SetLevel(uint64_t key, const BucketProfile& profile, int64_t now_ns, double level);
   // The bucket without a request (a fresh bucket if the key is unknown).
   Decision Peek(uint64_t key, const BucketProfile& profile, int64_t now_ns);
   void Erase(uint64_t key);
