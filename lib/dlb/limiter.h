@@ -74,9 +74,10 @@ struct LimiterOptions {
   // Consecutive hard store failures (refused, reset, closed connection, protocol
   // error) that open the circuit breaker.
   int breaker_threshold = 3;
-  // Consecutive missed deadlines across all callers, with no success in between, that
-  // open it. A single missed deadline is a slow reply, not an outage.
-  int breaker_timeouts_in_row = 8;
+  // Consecutive missed deadlines across all callers, with no success in between and
+  // over at least max(5 deadlines, 50 ms), that open it. A missed deadline alone is a
+  // slow reply, not an outage.
+  int breaker_timeouts_in_row = 16;
   // While open, a probe is let through after a back-off that doubles from min to max:
   // a store that answers again decides within about max.
   std::chrono::milliseconds breaker_backoff_min{10};

@@ -72,8 +72,11 @@ bool Breaker::OnFailure(Permit p, int64_t now_ns, const Status& failure) {
     probing_.store(false, std::memory_order_release);
     return false;
   }
-  bool evidence = by_failure_rate_ && CountInWindow(now_ns, true);
-  if (failure.code() == StatusCode::kDeadlineExceeded) {
+  const bool timeout = failure.code() == StatusCode::kDeadlineExceeded;
+  // Missed deadlines count as calls, not as failures, in the rate: a store starved of
+  // CPU misses many of them and is still up (the run of misses catches a silent one).
+  bool evidence = by_failure_rate_ && CountInWindow(now_ns, !timeout);
+  if (timeout) {
     const int seen = timeouts_in_row_seen_.fetch_add(1, std::memory_order_relaxed) + 1;
     // Racing with a success that restarts the run only shifts its start: approximate,
     // and never opens on fewer than timeouts_in_row misses.

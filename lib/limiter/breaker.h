@@ -10,8 +10,9 @@
 //     success in between, spanning at least `min_silence_ns` (a server that stopped
 //     answering: SIGSTOP, a black hole). The span keeps a scheduling stall of a loaded
 //     host (every caller's reply late for a few milliseconds at once) from opening it;
-//   - a failure rate of at least one half over the last one to two windows of
-//     kWindowNs, once at least kMinWindowCalls calls were made in them.
+//   - hard failures in at least half of the calls over the last one to two windows of
+//     kWindowNs, once at least kMinWindowCalls calls were made in them (missed
+//     deadlines count as calls only: a store starved of CPU is slow, not down).
 // open:   calls fail fast (the failure policy decides) until the back-off has passed;
 //         then exactly one caller gets a probe. A successful probe closes the breaker
 //         and resets the back-off; a failed one reopens it with the back-off doubled,

@@ -72,12 +72,13 @@ constexpr int64_t kResetLogKeep = 4096;
 constexpr int64_t kParticipantTtlMs = 3000;
 constexpr std::chrono::milliseconds kHeartbeatPeriod{kParticipantTtlMs / 3};
 
-// Missed deadlines open the breaker only once the store has been silent this long: ten
-// deadlines, at least 20 ms. A loaded host stalls every caller for a few milliseconds
-// at once now and then; a stopped server is silent for longer, and until it is found
-// out its calls are decided by the policy anyway (from the buckets' last levels).
+// Missed deadlines open the breaker only once the store has been silent this long: five
+// deadlines, at least 50 ms. A loaded host stalls every caller for tens of milliseconds
+// at once now and then (seen: 2-CPU hosts at a load of 10 and more); a stopped server is
+// silent for longer, and until it is found out its calls are decided by the policy
+// anyway, within their deadline, from the buckets' last levels.
 int64_t MinSilenceNs(std::chrono::microseconds deadline) {
-  return std::max<int64_t>(20'000'000, std::chrono::nanoseconds(deadline).count() * 10);
+  return std::max<int64_t>(50'000'000, std::chrono::nanoseconds(deadline).count() * 5);
 }
 
 std::string RandomId() {
@@ -598,7 +599,7 @@ class LimiterImpl final : public Limiter {
         break;
     }
     d = DecideLocal(r, DecisionSource::kFallbackLocal, FallbackShare());
-    if (d.allowed) RecordDebit(redis_key, r.spec, r.cost);
+    if (d.allowed) RecordDebit(redis_key, table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, r.cost);
     return d;
   }
 
@@ -626,15 +627,18 @@ class LimiterImpl final : public Limiter {
   // used), in the fallback's scaled bucket. The fallback starts from it, so a user at
   // the limit stays at the limit when the store stops answering.
   void MirrorLevel(const LimitRequest& r, double global_level) {
+    MirrorLevel(table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, global_level);
+  }
+  void MirrorLevel(uint64_t table_key, const BucketSpec& global_spec, double global_level,
+                   bool raise_only = false) {
     if (opts_.on_store_failure != FailurePolicy::kLocal) return;
     const double share = FallbackShare();
-    BucketSpec spec = r.spec;
-    int64_t cost = r.cost;
+    BucketSpec spec = global_spec;
+    int64_t cost = 1;
     ScaleForShare(share, &spec, &cost);
     const BucketProfile* profile = CachedProfile(spec);
     if (profile == nullptr) return;
-    if (table_.SetLevel(table_.KeyOf(r.user_id, r.rule, r.spec), *profile, clock_->NowNs(),
-                        global_level * share)) {
+    if (table_.SetLevel(table_key, *profile, clock_->NowNs(), global_level * share, raise_only)) {
       Bump(kMirrored);
     }
   }
@@ -740,16 +744,17 @@ class LimiterImpl final : public Limiter {
   struct Debit {
     BucketSpec spec;
     int64_t cost = 0;
+    uint64_t table_key = 0;   // of the local copy, refreshed by the debit's reply
   };
 
-  void RecordDebit(const std::string& key, const BucketSpec& spec, int64_t cost) {
+  void RecordDebit(const std::string& key, uint64_t table_key, const BucketSpec& spec, int64_t cost) {
     std::lock_guard<std::mutex> lock(debits_mu_);
     auto it = debits_.find(key);
     if (it == debits_.end()) {
       // Bounded like the local table: past it, admissions are no longer reconciled.
       if (debits_.size() >= opts_.local_max_buckets) return;
       if (debits_.empty()) debits_cv_.notify_one();
-      it = debits_.emplace(key, Debit{spec, 0}).first;
+      it = debits_.emplace(key, Debit{spec, 0, table_key}).first;
     }
     it->second.cost = std::min(it->second.cost + cost, spec.capacity);
     debits_waiting_.store(true, std::memory_order_relaxed);
@@ -762,9 +767,11 @@ class LimiterImpl final : public Limiter {
       // The store's levels lack what the policy admitted meanwhile until the debits
       // land: deciding there before that would hand out the room the fallback used
       // (taken back later as a debt, but admitted twice meanwhile). So the policy goes
-      // on deciding until the reconciler has sent them, for at most kSettleNs.
+      // on deciding until the reconciler has sent them (the batches up to settle_seq_:
+      // not the debits of this settling itself), for at most kSettleNs.
       std::lock_guard<std::mutex> lock(debits_mu_);
       if (!debits_.empty() || !pending_.empty()) {
+        settle_seq_ = reconcile_seq_ + (debits_.empty() ? 0 : 1);
         settle_until_ns_.store(NowMonoNs() + kSettleNs, std::memory_order_relaxed);
       }
     }
@@ -782,6 +789,7 @@ class LimiterImpl final : public Limiter {
   // A batch of debits with its id: the markers of its calls are `<bucket key>:rid:<id>`.
   struct PendingBatch {
     std::string id;
+    uint64_t seq = 0;
     std::vector<std::pair<std::string, Debit>> items;
     int64_t first_try_ns = 0;
   };
@@ -809,7 +817,8 @@ class LimiterImpl final : public Limiter {
         // recovery there are two batches to send, not one per interval of the outage.
         if (!debits_.empty() && pending_.empty()) {
           PendingBatch b;
-          b.id = reconcile_id_ + "-" + std::to_string(++reconcile_seq_);
+          b.seq = ++reconcile_seq_;
+          b.id = reconcile_id_ + "-" + std::to_string(b.seq);
           b.items.assign(std::make_move_iterator(debits_.begin()), std::make_move_iterator(debits_.end()));
           b.first_try_ns = NowMonoNs();
           debits_.clear();
@@ -829,7 +838,10 @@ class LimiterImpl final : public Limiter {
         if (!it->items.empty()) pending_.push_front(std::move(*it));
       }
       retry_ns = all_done ? kReconcileRetryMinNs : std::min(retry_ns * 2, kReconcileRetryMaxNs);
-      if (all_done && debits_.empty() && pending_.empty()) settle_until_ns_.store(0, std::memory_order_relaxed);
+      const bool settled = reconcile_seq_ >= settle_seq_ &&
+                           std::all_of(pending_.begin(), pending_.end(),
+                                       [this](const PendingBatch& b) { return b.seq > settle_seq_; });
+      if (settled) settle_until_ns_.store(0, std::memory_order_relaxed);
       if (all_done && !debits_.empty()) reconcile_pending_ = true;   // what waited behind them, now
     }
   }
@@ -867,6 +879,13 @@ class LimiterImpl final : public Limiter {
             duplicates += cost;
           } else {
             sent += cost;
+          }
+          // The reply's level has what the store admitted to others meanwhile: while the
+          // breaker is open on missed deadlines only, the store may well be admitting
+          // them, and the local copy then follows it every debit interval.
+          if (parsed.ok()) {
+            MirrorLevel(b.items[i].second.table_key, b.items[i].second.spec, parsed->decision.level,
+                        /*raise_only=*/true);
           }
         }
       }
@@ -912,6 +931,7 @@ class LimiterImpl final : public Limiter {
   std::atomic<bool> debits_waiting_{false};   // debits_ is not empty
   const std::string reconcile_id_;
   uint64_t reconcile_seq_ = 0;
+  uint64_t settle_seq_ = 0;   // OnRecovered: the last batch holding debits of the outage
   bool reconcile_pending_ = false;
   bool stopping_ = false;
   std::thread reconciler_;
