@@ -176,7 +176,7 @@ return seq
 std::string_view ResetLogScript() { return kResetLogScript; }
 
 const std::string& ResetLogScriptSha() {
-  static const std::string sha = ScriptSha(kResetLogScript);
+  static const std::string& sha = *new std::string(ScriptSha(kResetLogScript));
   return sha;
 }
 
@@ -258,8 +258,11 @@ std::string WithTatPrelude(std::string_view body) {
   return s;
 }
 
+// Script texts and SHAs are never destroyed (here and in lease_script.cc): the
+// process-wide limiter is destroyed at exit, after them, and may still open a connection
+// (which loads the scripts) to leave the participant set.
 std::string_view BucketScript() {
-  static const std::string script = WithTatPrelude(kBucketBody);
+  static const std::string& script = *new std::string(WithTatPrelude(kBucketBody));
   return script;
 }
 
@@ -304,7 +307,7 @@ std::string Sha1Hex(std::string_view data) {
 std::string ScriptSha(std::string_view script) { return Sha1Hex(script); }
 
 const std::string& BucketScriptSha() {
-  static const std::string sha = Sha1Hex(BucketScript());
+  static const std::string& sha = *new std::string(Sha1Hex(BucketScript()));
   return sha;
 }
 
