@@ -151,6 +151,18 @@ void Debit(const BucketProfile& p, BucketState& state, int64_t now_ns, int64_t c
   if (want > diff) state.tat_fp = now + want;
 }
 
+void SetLevel(const BucketProfile& p, BucketState& state, int64_t now_ns, double level) {
+  u128 fill = p.capacity_fp();
+  if (!(level >= 0)) {
+    fill = 0;
+  } else if (level < static_cast<double>(p.spec().capacity)) {
+    // long double keeps the 64 bits of T_fp; ceil so the copy is never emptier.
+    const long double f = std::ceil(static_cast<long double>(level) * static_cast<long double>(p.interval_fp()));
+    if (f < static_cast<long double>(p.capacity_fp())) fill = static_cast<u128>(f);
+  }
+  state.tat_fp = NowFp(p, now_ns) + fill;
+}
+
 bool IsEmpty(const BucketProfile& p, const BucketState& state, int64_t now_ns) {
   return state.tat_fp <= NowFp(p, now_ns);
 }

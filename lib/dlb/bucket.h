@@ -84,6 +84,11 @@ Decision Peek(const BucketProfile& profile, const BucketState& state, int64_t no
 // reconcile requests that were admitted elsewhere (for example during a store outage).
 void Debit(const BucketProfile& profile, BucketState& state, int64_t now_ns, int64_t cost);
 
+// Sets the bucket to hold `level` requests at `now_ns` (rounded up, at most full): a
+// local copy of a level learned elsewhere (a Redis reply), as a fill relative to this
+// clock, so no other clock's timestamp is ever compared with this one.
+void SetLevel(const BucketProfile& profile, BucketState& state, int64_t now_ns, double level);
+
 // Whether the bucket is empty at `now_ns` (its state may then be forgotten).
 bool IsEmpty(const BucketProfile& profile, const BucketState& state, int64_t now_ns);
 

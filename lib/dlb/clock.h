@@ -22,9 +22,11 @@ class MonotonicClock final : public Clock {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
   }
+  // Never destroyed: a process-wide limiter (DefaultLimiter) is destroyed at exit after
+  // statics constructed later, and its threads still read the clock while it stops.
   static const MonotonicClock& Instance() {
-    static const MonotonicClock clock;
-    return clock;
+    static const MonotonicClock* const clock = new MonotonicClock;
+    return *clock;
   }
 };
 

@@ -11,12 +11,17 @@
 //           returns and renews the leases every `sync_interval` (lib/sync/sync_engine.h
 //           states the protocol and its accuracy bound).
 //   local:  an in-process bucket table on the monotonic clock; exact per process.
-// When Redis fails (deadline, connection, protocol), a circuit breaker opens and the
-// failure policy decides until a probe succeeds:
-//   local  (default): an in-process bucket scaled by `fallback_share`;
+// A store call that fails (a missed deadline, a broken connection, a protocol error) is
+// decided by the failure policy; evidence of an outage (limiter/breaker.h: refused or
+// reset connections, several deadlines missed in a row, a failure rate over a window)
+// opens a circuit breaker, and the policy decides every call until a probe succeeds:
+//   local  (default): an in-process bucket scaled by the fallback share, starting from
+//           the level the store last reported for that bucket (every store reply
+//           refreshes this local copy), never from a full bucket;
 //   open:   admit;
 //   closed: reject.
 // Requests admitted by the local fallback are debited to Redis once on recovery.
+// docs/failure-policy.md states what N processes can admit during an outage.
 #pragma once
 
 #include <chrono>
@@ -61,14 +66,22 @@ struct LimiterOptions {
   // Hard deadline of one store call (or one pipelined batch), connect included.
   std::chrono::microseconds deadline{2000};
   FailurePolicy on_store_failure = FailurePolicy::kLocal;
-  // Fraction of each limit this process enforces on its own while the store is down
-  // (1.0 = the whole limit; with N equal gateway processes, 1/N keeps the total).
-  double fallback_share = 1.0;
-  // Consecutive store failures that open the circuit breaker.
+  // Fraction of each limit this process enforces on its own while the store is down.
+  // 0 (default) = 1/N, N the live participants registered in Redis (every process
+  // sharing the Redis announces itself with a TTL; the count is refreshed while the
+  // store answers and kept while it does not); a value in (0, 1] wins over it.
+  double fallback_share = 0.0;
+  // Consecutive hard store failures (refused, reset, closed connection, protocol
+  // error) that open the circuit breaker.
   int breaker_threshold = 3;
-  // While open, a probe is let through after a back-off that doubles from min to max.
-  std::chrono::milliseconds breaker_backoff_min{20};
-  std::chrono::milliseconds breaker_backoff_max{2000};
+  // Consecutive missed deadlines across all callers, with no success in between and
+  // over at least max(5 deadlines, 50 ms), that open it. A missed deadline alone is a
+  // slow reply, not an outage.
+  int breaker_timeouts_in_row = 16;
+  // While open, a probe is let through after a back-off that doubles from min to max:
+  // a store that answers again decides within about max.
+  std::chrono::milliseconds breaker_backoff_min{10};
+  std::chrono::milliseconds breaker_backoff_max{50};
   // Connections kept to Redis (callers beyond it wait, within their deadline).
   int max_connections = 64;
   // Buckets kept in the in-process table (mode local and the local fallback).
@@ -118,8 +131,12 @@ struct LimiterStats {
   uint64_t store_latency_hist[kLatencyBuckets] = {};
   uint64_t store_latency_sum_us = 0;
   bool breaker_open = false;
-  // Mode synced: participants that announced themselves within their TTL (0 = unknown).
+  // Participants (strict and synced processes sharing the Redis) that announced
+  // themselves within their TTL, as last read (0 = unknown): the N of the fallback share.
   int64_t live_participants = 0;
+  // Store replies that refreshed the local copy of a bucket's level (the start of the
+  // local fallback).
+  uint64_t mirrored_levels = 0;
   // Mode synced: the longest time between two sync rounds (how long a lease was held).
   int64_t sync_max_gap_us = 0;
 };
@@ -132,7 +149,12 @@ struct BucketInfo {
 
 class Limiter {
  public:
+  // Validates the options and, unless mode is local, connects to Redis (loading the
+  // scripts) and announces this process as a participant, within
+  // max(deadline, kStartDeadline): the first decision then costs one round trip. An
+  // unreachable Redis is not an error here (the failure policy decides until it answers).
   static StatusOr<std::unique_ptr<Limiter>> Create(LimiterOptions options);
+  static constexpr std::chrono::milliseconds kStartDeadline{250};
   virtual ~Limiter() = default;
 
   // Decides one request. Errors only for invalid arguments; a store failure is decided
@@ -164,7 +186,8 @@ class Limiter {
 // std::invalid_argument for invalid arguments; never throws for store failures.
 bool AllowRequest(std::string_view user_id, int capacity, double leak_rate);
 
-// The process-wide limiter behind AllowRequest (created on first use).
+// The process-wide limiter behind AllowRequest (created on first use). Call it once at
+// start-up to connect before the first request, so that no request pays for it.
 Limiter& DefaultLimiter();
 
 }  // namespace dlb

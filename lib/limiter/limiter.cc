@@ -30,7 +30,7 @@ namespace {
 
 enum Counter : int {
   kAllowed, kRejected, kStoreDecisions, kLocalDecisions, kFallbackDecisions, kStoreErrors,
-  kStoreTimeouts, kBreakerOpens, kReconciled, kOverflow, kLeaseDecisions, kNumCounters
+  kStoreTimeouts, kBreakerOpens, kReconciled, kOverflow, kLeaseDecisions, kMirrored, kNumCounters
 };
 
 // Per-thread stripes of counters: no cache line is written by two busy threads.
@@ -58,11 +58,28 @@ constexpr int kReconcileDeadlineFactor = 10;
 // always finds the marker of a send that ran.
 constexpr int64_t kMarkerTtlMs = 600'000;
 constexpr int64_t kReconcileGiveUpNs = kMarkerTtlMs * 1'000'000 / 2;
+// A debit is a debt that later rejections pay back (redis/script.h): it must land soon
+// after the store answers again, so the retries stay frequent.
 constexpr int64_t kReconcileRetryMinNs = 20'000'000;
-constexpr int64_t kReconcileRetryMaxNs = 2'000'000'000;
+constexpr int64_t kReconcileRetryMaxNs = 200'000'000;
+constexpr int64_t kSettleNs = 500'000'000;
 // Resets kept in the reset log (redis/script.h): a participant that misses more than
 // this many between two sync rounds drops all of its leases.
 constexpr int64_t kResetLogKeep = 4096;
+// Mode strict announces this process in dlb:participants (the sync engine's set and
+// script, lib/redis/lease_script.h) every kHeartbeatPeriod with kParticipantTtlMs, as
+// the sync engine does: a process that dies drops out of the count within the TTL.
+constexpr int64_t kParticipantTtlMs = 3000;
+constexpr std::chrono::milliseconds kHeartbeatPeriod{kParticipantTtlMs / 3};
+
+// Missed deadlines open the breaker only once the store has been silent this long: five
+// deadlines, at least 50 ms. A loaded host stalls every caller for tens of milliseconds
+// at once now and then (seen: 2-CPU hosts at a load of 10 and more); a stopped server is
+// silent for longer, and until it is found out its calls are decided by the policy
+// anyway, within their deadline, from the buckets' last levels.
+int64_t MinSilenceNs(std::chrono::microseconds deadline) {
+  return std::max<int64_t>(50'000'000, std::chrono::nanoseconds(deadline).count() * 5);
+}
 
 std::string RandomId() {
   std::random_device rd;
@@ -78,14 +95,15 @@ class LimiterImpl final : public Limiter {
         ep_(std::move(ep)),
         clock_(opts_.clock != nullptr ? opts_.clock : &MonotonicClock::Instance()),
         table_(opts_.local_max_buckets),
-        breaker_(opts_.breaker_threshold,
+        breaker_(opts_.breaker_threshold, opts_.breaker_timeouts_in_row, MinSilenceNs(opts_.deadline),
                  std::chrono::nanoseconds(opts_.breaker_backoff_min).count(),
                  std::chrono::nanoseconds(opts_.breaker_backoff_max).count()),
         stripes_(std::make_unique<CounterStripe[]>(kCounterStripes)),
         pool_(ep_, opts_.max_connections,
               {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript,
                redis::ResetLogScript()}),
-        reconcile_id_(RandomId()) {
+        reconcile_id_(RandomId()),
+        participant_id_(RandomId()) {
     if (opts_.mode != Mode::kLocal) {
       reconciler_ = std::thread([this] { ReconcileLoop(); });
     }
@@ -111,6 +129,19 @@ class LimiterImpl final : public Limiter {
   }
 
   ~LimiterImpl() override {
+    if (heartbeat_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(heartbeat_mu_);
+        heartbeat_stopping_ = true;
+      }
+      heartbeat_cv_.notify_all();
+      heartbeat_.join();
+      // Leave the count at once rather than after the TTL (best effort).
+      std::string cmd;
+      redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(participant_id_);
+      std::vector<redis::Reply> replies;
+      (void)pool_.Call({cmd}, NowMonoNs() + BackgroundDeadlineNs(), &replies);
+    }
     if (syncer_.joinable()) {
       {
         std::lock_guard<std::mutex> lock(sync_mu_);
@@ -129,16 +160,21 @@ class LimiterImpl final : public Limiter {
     if (reconciler_.joinable()) reconciler_.join();
   }
 
-  // Warms one connection so the first decision does not pay for connect + SCRIPT LOAD.
+  // Warms one connection so the first decision does not pay for connect + SCRIPT LOAD,
+  // and (mode strict) announces this process, so the fallback share is known before
+  // the first decision; then keeps announcing it in the background.
   void Warm() {
-    const int64_t deadline = Deadline();
+    const int64_t deadline =
+        NowMonoNs() + std::chrono::nanoseconds(std::max<std::chrono::microseconds>(opts_.deadline, kStartDeadline)).count();
     auto c = pool_.Acquire(deadline);
     if (!c.ok()) {
       DLB_LOG_WARN("dlb: Redis at {} is not reachable yet ({}); deciding by policy '{}' until it is",
                    ep_.Describe(), c.status().message(), FailurePolicyName(opts_.on_store_failure));
-      return;
+    } else {
+      pool_.Release(std::move(*c));
+      if (opts_.mode == Mode::kStrict) (void)Announce(deadline);
     }
-    pool_.Release(std::move(*c));
+    if (opts_.mode == Mode::kStrict) heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   }
 
   StatusOr<LimitDecision> Decide(std::string_view user_id, const BucketSpec& spec, int64_t cost,
@@ -302,7 +338,9 @@ class LimiterImpl final : public Limiter {
     s.reconciled_requests = c[kReconciled];
     s.fallback_overflow = c[kOverflow];
     s.lease_decisions = c[kLeaseDecisions];
+    s.mirrored_levels = c[kMirrored];
     s.breaker_open = breaker_.open();
+    s.live_participants = live_participants_.load(std::memory_order_relaxed);
     if (sync_) {
       const sync::SyncStats ss = sync_->Stats();
       s.live_participants = ss.live_participants;
@@ -341,6 +379,46 @@ class LimiterImpl final : public Limiter {
   int64_t Deadline() const {
     return NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count();
   }
+  int64_t BackgroundDeadlineNs() const {
+    return std::chrono::nanoseconds(opts_.deadline).count() * kReconcileDeadlineFactor;
+  }
+
+  // ---- participants (mode strict; mode synced announces in its sync rounds) --------
+
+  // Not through Call(): a late heartbeat is not a store error of any decision.
+  Status Announce(int64_t deadline_ns) {
+    std::string cmd;
+    redis::CommandWriter w(cmd);
+    redis::AppendAnnounceCall(w, participant_id_, kParticipantTtlMs);
+    std::vector<redis::Reply> replies;
+    if (Status s = pool_.Call({cmd}, deadline_ns, &replies); !s.ok()) return s;
+    auto n = redis::ParseAnnounceReply(replies[0].get());
+    if (!n.ok()) return n.status();
+    // The largest count of the last TTL: a store that restarted empty counts only the
+    // processes that announced again since, and a smaller N would enlarge every share.
+    // A process that left is out of the count one TTL later, as in the set itself.
+    const int64_t now = NowMonoNs();
+    if (*n >= live_participants_.load(std::memory_order_relaxed) ||
+        now - live_max_at_ns_ > kParticipantTtlMs * 1'000'000) {
+      live_participants_.store(*n, std::memory_order_relaxed);
+      live_max_at_ns_ = now;
+    }
+    return Status::Ok();
+  }
+
+  void HeartbeatLoop() {
+    std::unique_lock<std::mutex> lock(heartbeat_mu_);
+    while (!heartbeat_stopping_) {
+      if (heartbeat_cv_.wait_for(lock, kHeartbeatPeriod, [this] { return heartbeat_stopping_; })) break;
+      lock.unlock();
+      // A failure keeps the last count: while the store is down, the processes that
+      // were live are assumed to go on sharing the limit. No caller waits on it, so it
+      // may take up to a period: a heartbeat that misses a loaded host's short deadline
+      // three times would drop this process out of everyone's count.
+      (void)Announce(NowMonoNs() + std::chrono::nanoseconds(kHeartbeatPeriod).count());
+      lock.lock();
+    }
+  }
 
   static std::string KeyFor(const LimitRequest& r) {
     if (!r.rule.empty()) return RedisKey(r.user_id, r.rule);
@@ -366,11 +444,44 @@ class LimiterImpl final : public Limiter {
   }
 
   static std::string BucketCall(std::string_view key, redis::BucketOp op, const BucketSpec& spec,
-                                int64_t cost) {
+                                int64_t cost, int64_t not_after_us = 0) {
     std::string cmd;
     redis::CommandWriter w(cmd);
-    redis::AppendBucketCall(w, redis::BucketScriptSha(), key, op, spec, cost);
+    redis::AppendBucketCall(w, redis::BucketScriptSha(), key, op, spec, cost, not_after_us);
     return cmd;
+  }
+
+  // ---- the store's clock, seen from here ------------------------------------------
+  //
+  // A take carries the instant after which its caller no longer waits, on the store's
+  // clock (takeby, redis/script.h), so that a take delayed past its deadline charges
+  // nothing. That instant is this process's deadline plus a lower bound of (store TIME
+  // - local monotonic time): every reply ran before it was received, so its TIME minus
+  // the receive time is such a bound, and the largest seen in the last second is the
+  // tightest. A lower bound can only make a take that ran in time look late (decided
+  // then by the policy, never charged twice); a store whose clock jumps forward (a
+  // failover) makes takes look late until its replies raise the bound, one that jumps
+  // back lets late takes charge (as without takeby) for at most a second. Cluster
+  // nodes have clocks of their own: takes there carry no deadline.
+  static constexpr int64_t kOffsetUnknown = INT64_MIN;
+  static constexpr int64_t kOffsetKeepNs = 1'000'000'000;
+
+  void LearnStoreClock(int64_t store_now_us, int64_t received_ns) {
+    const int64_t candidate = store_now_us - received_ns / 1000;
+    const int64_t cur = store_offset_us_.load(std::memory_order_relaxed);
+    if (cur == kOffsetUnknown || candidate > cur ||
+        received_ns - store_offset_at_ns_.load(std::memory_order_relaxed) > kOffsetKeepNs) {
+      store_offset_us_.store(candidate, std::memory_order_relaxed);
+      store_offset_at_ns_.store(received_ns, std::memory_order_relaxed);
+    }
+  }
+
+  int64_t NotAfterUs(int64_t deadline_ns) const {
+    if (ep_.topology == redis::Topology::kCluster) return 0;
+    const int64_t off = store_offset_us_.load(std::memory_order_relaxed);
+    if (off == kOffsetUnknown) return 0;
+    const int64_t v = deadline_ns / 1000 + off;
+    return v > 0 ? v : 0;
   }
 
   // ---- strict mode ----------------------------------------------------------------
@@ -379,22 +490,28 @@ class LimiterImpl final : public Limiter {
                    std::vector<StatusOr<LimitDecision>>& out) {
     const int64_t now = NowMonoNs();
     Breaker::Permit permit = breaker_.Acquire(now);
+    if (permit == Breaker::Permit::kCall && now < settle_until_ns_.load(std::memory_order_relaxed)) {
+      permit = Breaker::Permit::kRefuse;   // OnRecovered: the debits are on their way
+    }
     std::vector<std::string> keys;
     keys.reserve(idx.size());
     for (size_t i : idx) keys.push_back(KeyFor(reqs[i]));
     Status failure;
     const int64_t deadline = Deadline();
-    if (permit == Breaker::Permit::kProbe) {
-      // The probe is a PING, not the request: a probe that times out on a stalled server
-      // may run when the server resumes, and a take that runs late would charge a
-      // request that the failure policy decided (and, under `local`, debits again).
+    const int64_t not_after_us = NotAfterUs(deadline);
+    if (permit == Breaker::Permit::kProbe && not_after_us == 0) {
+      // The probe is the request itself when its take carries its deadline: one that
+      // times out on a stalled server charges nothing when the server resumes. Without
+      // one (the store's clock not learned yet, Cluster), the probe is a PING: a plain
+      // take that ran late would charge a request that the failure policy decided
+      // (and, under `local`, debits again).
       std::vector<redis::Reply> replies;
       failure = Call({std::string("*1\r\n$4\r\nPING\r\n")}, deadline, &replies);
       if (failure.ok()) {
-        if (breaker_.OnSuccess(permit)) OnRecovered();
+        if (breaker_.OnSuccess(permit, NowMonoNs())) OnRecovered();
         permit = Breaker::Permit::kCall;
       } else {
-        (void)breaker_.OnFailure(permit, NowMonoNs());
+        (void)breaker_.OnFailure(permit, NowMonoNs(), failure);
         permit = Breaker::Permit::kRefuse;
       }
     }
@@ -402,26 +519,35 @@ class LimiterImpl final : public Limiter {
       std::vector<std::string> cmds;
       cmds.reserve(idx.size());
       for (size_t k = 0; k < idx.size(); ++k) {
-        cmds.push_back(BucketCall(keys[k], redis::BucketOp::kTake, reqs[idx[k]].spec, reqs[idx[k]].cost));
+        cmds.push_back(
+            BucketCall(keys[k], redis::BucketOp::kTake, reqs[idx[k]].spec, reqs[idx[k]].cost, not_after_us));
       }
       std::vector<redis::Reply> replies;
       failure = Call(cmds, deadline, &replies);
       if (failure.ok()) {
+        const int64_t received = NowMonoNs();
         // Debits also wait after failures too few to open the breaker: the first success
         // sends them (one relaxed load on the decision path).
-        if (breaker_.OnSuccess(permit)) {
+        if (breaker_.OnSuccess(permit, NowMonoNs())) {
           OnRecovered();
         } else if (debits_waiting_.load(std::memory_order_relaxed)) {
           KickReconciler();
         }
         for (size_t k = 0; k < idx.size(); ++k) {
           auto parsed = redis::ParseBucketReply(replies[k].get());
-          if (parsed.ok()) {
+          if (parsed.ok()) LearnStoreClock(parsed->now_us, received);
+          if (parsed.ok() && parsed->late) {
+            // Ran after its deadline (this reply was received in time, so that is the
+            // bound's slack): nothing was charged, the policy decides.
+            MirrorLevel(reqs[idx[k]], parsed->decision.level);
+            out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
+          } else if (parsed.ok()) {
             LimitDecision d;
             static_cast<Decision&>(d) = parsed->decision;
             d.source = DecisionSource::kStore;
             out[idx[k]] = d;
             Bump(kStoreDecisions);
+            MirrorLevel(reqs[idx[k]], d.level);
           } else {
             // A script error on one key (say, a foreign value under our key) is that
             // request's failure, not the store's.
@@ -437,7 +563,9 @@ class LimiterImpl final : public Limiter {
         }
         return;
       }
-      if (breaker_.OnFailure(permit, NowMonoNs())) OnBreakerOpened(failure);
+      // A missed deadline alone leaves the breaker closed (breaker.h); either way this
+      // request is decided by the policy, under `local` from the bucket's last level.
+      if (breaker_.OnFailure(permit, NowMonoNs(), failure)) OnBreakerOpened(failure);
     }
     for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
   }
@@ -471,19 +599,48 @@ class LimiterImpl final : public Limiter {
         break;
     }
     d = DecideLocal(r, DecisionSource::kFallbackLocal, FallbackShare());
-    if (d.allowed) RecordDebit(redis_key, r.spec, r.cost);
+    if (d.allowed) RecordDebit(redis_key, table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, r.cost);
     return d;
   }
 
-  // The share of each limit enforced locally while the store is down: in mode synced,
-  // 1/N of the live participants (as last announced) unless the option asks for less.
+  // The share of each limit enforced locally while the store is down: the option if
+  // set, else 1/N of the live participants as last announced (1 until one is known).
   double FallbackShare() const {
-    double share = opts_.fallback_share;
-    if (sync_) {
-      const int64_t n = sync_->live_participants();
-      if (n > 1) share = std::min(share, 1.0 / static_cast<double>(n));
+    if (opts_.fallback_share > 0) return opts_.fallback_share;
+    const int64_t n = sync_ ? sync_->live_participants() : live_participants_.load(std::memory_order_relaxed);
+    return n > 1 ? 1.0 / static_cast<double>(n) : 1.0;
+  }
+
+  // The local fallback's bucket for `spec` at `share`: capacity and leak rate scaled.
+  // Its capacity in time (C x T) is never more than the global one, so a level copied
+  // as a fill (level x T, the same duration in both) means the same room.
+  static void ScaleForShare(double share, BucketSpec* spec, int64_t* cost) {
+    if (share >= 1.0) return;
+    spec->capacity = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(spec->capacity) * share));
+    spec->leak_rate_per_s *= share;
+    if (spec->leak_rate_per_s != 0 && spec->leak_rate_per_s < 1e-6) spec->leak_rate_per_s = 1e-6;
+    *cost = std::min(*cost, spec->capacity);
+  }
+
+  // After a store reply: the bucket's level there, as a local copy on this process's
+  // clock (the time of the reply plus the reported fill; Redis's timestamps are never
+  // used), in the fallback's scaled bucket. The fallback starts from it, so a user at
+  // the limit stays at the limit when the store stops answering.
+  void MirrorLevel(const LimitRequest& r, double global_level) {
+    MirrorLevel(table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, global_level);
+  }
+  void MirrorLevel(uint64_t table_key, const BucketSpec& global_spec, double global_level,
+                   bool raise_only = false) {
+    if (opts_.on_store_failure != FailurePolicy::kLocal) return;
+    const double share = FallbackShare();
+    BucketSpec spec = global_spec;
+    int64_t cost = 1;
+    ScaleForShare(share, &spec, &cost);
+    const BucketProfile* profile = CachedProfile(spec);
+    if (profile == nullptr) return;
+    if (table_.SetLevel(table_key, *profile, clock_->NowNs(), global_level * share, raise_only)) {
+      Bump(kMirrored);
     }
-    return share;
   }
 
   // ---- synced mode ------------------------------------------------------------------
@@ -538,12 +695,7 @@ class LimiterImpl final : public Limiter {
   LimitDecision DecideLocal(const LimitRequest& r, DecisionSource source, double share) {
     BucketSpec spec = r.spec;
     int64_t cost = r.cost;
-    if (share < 1.0) {
-      spec.capacity = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(spec.capacity) * share));
-      spec.leak_rate_per_s *= share;
-      if (spec.leak_rate_per_s != 0 && spec.leak_rate_per_s < 1e-6) spec.leak_rate_per_s = 1e-6;
-      cost = std::min(cost, spec.capacity);
-    }
+    ScaleForShare(share, &spec, &cost);
     LimitDecision d;
     d.source = source;
     const BucketProfile* profile = CachedProfile(spec);
@@ -592,15 +744,17 @@ class LimiterImpl final : public Limiter {
   struct Debit {
     BucketSpec spec;
     int64_t cost = 0;
+    uint64_t table_key = 0;   // of the local copy, refreshed by the debit's reply
   };
 
-  void RecordDebit(const std::string& key, const BucketSpec& spec, int64_t cost) {
+  void RecordDebit(const std::string& key, uint64_t table_key, const BucketSpec& spec, int64_t cost) {
     std::lock_guard<std::mutex> lock(debits_mu_);
     auto it = debits_.find(key);
     if (it == debits_.end()) {
       // Bounded like the local table: past it, admissions are no longer reconciled.
       if (debits_.size() >= opts_.local_max_buckets) return;
-      it = debits_.emplace(key, Debit{spec, 0}).first;
+      if (debits_.empty()) debits_cv_.notify_one();
+      it = debits_.emplace(key, Debit{spec, 0, table_key}).first;
     }
     it->second.cost = std::min(it->second.cost + cost, spec.capacity);
     debits_waiting_.store(true, std::memory_order_relaxed);
@@ -609,6 +763,18 @@ class LimiterImpl final : public Limiter {
   void OnRecovered() {
     DLB_LOG_EVERY(1000, spdlog::level::info, "dlb: Redis at {} answers again; circuit breaker closed",
                   ep_.Describe());
+    {
+      // The store's levels lack what the policy admitted meanwhile until the debits
+      // land: deciding there before that would hand out the room the fallback used
+      // (taken back later as a debt, but admitted twice meanwhile). So the policy goes
+      // on deciding until the reconciler has sent them (the batches up to settle_seq_:
+      // not the debits of this settling itself), for at most kSettleNs.
+      std::lock_guard<std::mutex> lock(debits_mu_);
+      if (!debits_.empty() || !pending_.empty()) {
+        settle_seq_ = reconcile_seq_ + (debits_.empty() ? 0 : 1);
+        settle_until_ns_.store(NowMonoNs() + kSettleNs, std::memory_order_relaxed);
+      }
+    }
     KickReconciler();
   }
 
@@ -623,6 +789,7 @@ class LimiterImpl final : public Limiter {
   // A batch of debits with its id: the markers of its calls are `<bucket key>:rid:<id>`.
   struct PendingBatch {
     std::string id;
+    uint64_t seq = 0;
     std::vector<std::pair<std::string, Debit>> items;
     int64_t first_try_ns = 0;
   };
@@ -631,20 +798,27 @@ class LimiterImpl final : public Limiter {
     std::unique_lock<std::mutex> lock(debits_mu_);
     int64_t retry_ns = kReconcileRetryMinNs;
     for (;;) {
-      if (pending_.empty()) {
-        debits_cv_.wait(lock, [this] { return stopping_ || reconcile_pending_; });
+      if (pending_.empty() && debits_.empty()) {
+        debits_cv_.wait(lock, [this] { return stopping_ || reconcile_pending_ || !debits_.empty(); });
       } else {
-        // A batch whose fate is unknown: send it again after a back-off, or as soon as
-        // the breaker closes again.
+        // Debits are batched for one retry interval and sent also while the breaker is
+        // open: missed deadlines may have opened it while the store went on admitting
+        // other processes, and the debit is the debt that makes them pay the fallback's
+        // admissions back (a stopped store runs a late batch once: its markers). A batch
+        // whose fate is unknown is sent again after a back-off.
         debits_cv_.wait_for(lock, std::chrono::nanoseconds(retry_ns),
                             [this] { return stopping_ || reconcile_pending_; });
       }
       if (stopping_) return;
-      if (reconcile_pending_) {
+      {
         reconcile_pending_ = false;
-        if (!debits_.empty()) {
+        // While a batch's fate is unknown (the store does not answer), new debits wait
+        // in debits_, merged per bucket, instead of forming a batch each interval: on
+        // recovery there are two batches to send, not one per interval of the outage.
+        if (!debits_.empty() && pending_.empty()) {
           PendingBatch b;
-          b.id = reconcile_id_ + "-" + std::to_string(++reconcile_seq_);
+          b.seq = ++reconcile_seq_;
+          b.id = reconcile_id_ + "-" + std::to_string(b.seq);
           b.items.assign(std::make_move_iterator(debits_.begin()), std::make_move_iterator(debits_.end()));
           b.first_try_ns = NowMonoNs();
           debits_.clear();
@@ -652,7 +826,7 @@ class LimiterImpl final : public Limiter {
           pending_.push_back(std::move(b));
         }
       }
-      if (pending_.empty() || breaker_.open()) continue;
+      if (pending_.empty()) continue;
       std::deque<PendingBatch> work;
       work.swap(pending_);
       lock.unlock();
@@ -664,6 +838,11 @@ class LimiterImpl final : public Limiter {
         if (!it->items.empty()) pending_.push_front(std::move(*it));
       }
       retry_ns = all_done ? kReconcileRetryMinNs : std::min(retry_ns * 2, kReconcileRetryMaxNs);
+      const bool settled = reconcile_seq_ >= settle_seq_ &&
+                           std::all_of(pending_.begin(), pending_.end(),
+                                       [this](const PendingBatch& b) { return b.seq > settle_seq_; });
+      if (settled) settle_until_ns_.store(0, std::memory_order_relaxed);
+      if (all_done && !debits_.empty()) reconcile_pending_ = true;   // what waited behind them, now
     }
   }
 
@@ -700,6 +879,13 @@ class LimiterImpl final : public Limiter {
             duplicates += cost;
           } else {
             sent += cost;
+          }
+          // The reply's level has what the store admitted to others meanwhile: while the
+          // breaker is open on missed deadlines only, the store may well be admitting
+          // them, and the local copy then follows it every debit interval.
+          if (parsed.ok()) {
+            MirrorLevel(b.items[i].second.table_key, b.items[i].second.spec, parsed->decision.level,
+                        /*raise_only=*/true);
           }
         }
       }
@@ -745,9 +931,21 @@ class LimiterImpl final : public Limiter {
   std::atomic<bool> debits_waiting_{false};   // debits_ is not empty
   const std::string reconcile_id_;
   uint64_t reconcile_seq_ = 0;
+  uint64_t settle_seq_ = 0;   // OnRecovered: the last batch holding debits of the outage
   bool reconcile_pending_ = false;
   bool stopping_ = false;
   std::thread reconciler_;
+
+  const std::string participant_id_;
+  std::atomic<int64_t> live_participants_{0};
+  std::atomic<int64_t> store_offset_us_{kOffsetUnknown};
+  std::atomic<int64_t> store_offset_at_ns_{0};
+  std::atomic<int64_t> settle_until_ns_{0};
+  int64_t live_max_at_ns_ = 0;   // Announce(): when live_participants_ was last set
+  std::mutex heartbeat_mu_;
+  std::condition_variable heartbeat_cv_;
+  bool heartbeat_stopping_ = false;
+  std::thread heartbeat_;
 };
 
 }  // namespace
@@ -755,10 +953,11 @@ class LimiterImpl final : public Limiter {
 StatusOr<std::unique_ptr<Limiter>> Limiter::Create(LimiterOptions opts) {
   log::InitFromEnvironment();
   if (opts.deadline.count() <= 0) return Status::InvalidArgument("deadline must be > 0");
-  if (!(opts.fallback_share > 0.0 && opts.fallback_share <= 1.0)) {
-    return Status::InvalidArgument("fallback_share must be in (0, 1]");
+  if (!(opts.fallback_share >= 0.0 && opts.fallback_share <= 1.0)) {
+    return Status::InvalidArgument("fallback_share must be in (0, 1], or 0 for 1/N of the live participants");
   }
   if (opts.breaker_threshold < 1) return Status::InvalidArgument("breaker_threshold must be >= 1");
+  if (opts.breaker_timeouts_in_row < 1) return Status::InvalidArgument("breaker_timeouts_in_row must be >= 1");
   if (opts.breaker_backoff_min.count() <= 0 || opts.breaker_backoff_max < opts.breaker_backoff_min) {
     return Status::InvalidArgument("breaker back-off must satisfy 0 < min <= max");
   }

@@ -73,6 +73,19 @@ LocalTable::Outcome LocalTable::Decide(uint64_t key, const BucketProfile& profil
   return Outcome::kDecided;
 }
 
+bool LocalTable::SetLevel(uint64_t key, const BucketProfile& profile, int64_t now_ns, double level,
+                          bool raise_only) {
+  Stripe& s = stripes_[key & (kStripes - 1)];
+  std::lock_guard<std::mutex> lock(s.mu);
+  Slot* slot = Find(s, key, now_ns, true);
+  if (slot == nullptr) return false;
+  slot->leaks = profile.leaks() ? 1 : 0;
+  BucketState next;
+  dlb::SetLevel(profile, next, now_ns, level);
+  if (!raise_only || next.tat_fp > slot->state.tat_fp) slot->state = next;
+  return true;
+}
+
 Decision LocalTable::Peek(uint64_t key, const BucketProfile& profile, int64_t now_ns) {
   Stripe& s = stripes_[key & (kStripes - 1)];
   std::lock_guard<std::mutex> lock(s.mu);

@@ -34,6 +34,12 @@ class LocalTable {
   enum class Outcome { kDecided, kOverflow };
   Outcome Decide(uint64_t key, const BucketProfile& profile, int64_t now_ns, int64_t cost,
                  Decision* out);
+  // Sets a bucket's level (creating it if there is room; false if there is none): the
+  // local copy of the level a store reply reported, from which the failure policy
+  // starts when the store does not answer. `raise_only`: never lowers a bucket's level
+  // (a level learned while this process was admitting on its own lacks those requests).
+  bool SetLevel(uint64_t key, const BucketProfile& profile, int64_t now_ns, double level,
+                bool raise_only = false);
   // The bucket without a request (a fresh bucket if the key is unknown).
   Decision Peek(uint64_t key, const BucketProfile& profile, int64_t now_ns);
   void Erase(uint64_t key);

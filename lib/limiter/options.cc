@@ -141,6 +141,12 @@ const std::map<std::string, Setter>& Setters() {
          o.breaker_threshold = static_cast<int>(n);
          return Status::Ok();
        }},
+      {"limiter.breaker_timeouts_in_row", [](LimiterOptions& o, std::string_view v) {
+         int64_t n;
+         if (!ParseInt64(v, 1, 1'000'000, &n)) return Status::InvalidArgument("must be in [1, 1000000]");
+         o.breaker_timeouts_in_row = static_cast<int>(n);
+         return Status::Ok();
+       }},
       {"limiter.breaker_backoff_min_ms", [](LimiterOptions& o, std::string_view v) {
          int64_t n;
          if (!ParseInt64(v, 1, 3'600'000, &n)) return Status::InvalidArgument("must be in [1, 3600000] ms");

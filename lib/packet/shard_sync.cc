@@ -102,8 +102,10 @@ struct ShardSync::Impl {
 
   explicit Impl(const ShardSyncOptions& o)
       : opts(o),
-        breaker(o.failure_threshold, std::chrono::nanoseconds(o.backoff_min).count(),
-                std::chrono::nanoseconds(o.backoff_max).count()) {}
+        // Every round trip counts, missed deadlines as much as broken connections: a
+        // round is one call per interval, not one per request.
+        breaker(o.failure_threshold, o.failure_threshold, 0, std::chrono::nanoseconds(o.backoff_min).count(),
+                std::chrono::nanoseconds(o.backoff_max).count(), /*by_failure_rate=*/false) {}
 
   ~Impl() {
     for (Core& c : cores) {
@@ -277,13 +279,13 @@ struct ShardSync::Impl {
     }
     if (!s.ok()) {
       ++stats.round_failures;
-      if (breaker.OnFailure(permit, NowMonoNs()) || breaker.open()) SetStoreDown(true);
+      if (breaker.OnFailure(permit, NowMonoNs(), s) || breaker.open()) SetStoreDown(true);
       DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: packet sync round trip failed: {}", s.message());
       WithdrawCredit(*trip);
       pending = std::move(trip);
       return s;
     }
-    breaker.OnSuccess(permit);
+    breaker.OnSuccess(permit, NowMonoNs());
     if (!breaker.open()) SetStoreDown(false);
     for (const Item& it : trip->items) {
       const int64_t g = grants[item++].granted_units;

@@ -109,12 +109,13 @@ return out
 }  // namespace
 
 std::string_view SettleScript() {
-  static const std::string script = WithTatPrelude(std::string(kStepFunction) + std::string(kSettleBody));
+  static const std::string& script =
+      *new std::string(WithTatPrelude(std::string(kStepFunction) + std::string(kSettleBody)));
   return script;
 }
 
 const std::string& SettleScriptSha() {
-  static const std::string sha = ScriptSha(SettleScript());
+  static const std::string& sha = *new std::string(ScriptSha(SettleScript()));
   return sha;
 }
 
@@ -136,7 +137,8 @@ void AppendSettleCall(CommandWriter& w, std::string_view round_key, int64_t roun
 }
 
 std::string_view LeaseScript() {
-  static const std::string script = WithTatPrelude(std::string(kStepFunction) + std::string(kLeaseBody));
+  static const std::string& script =
+      *new std::string(WithTatPrelude(std::string(kStepFunction) + std::string(kLeaseBody)));
   return script;
 }
 
@@ -155,12 +157,12 @@ return redis.call('ZCARD', KEYS[1])
 )lua";
 
 const std::string& LeaseScriptSha() {
-  static const std::string sha = ScriptSha(LeaseScript());
+  static const std::string& sha = *new std::string(ScriptSha(LeaseScript()));
   return sha;
 }
 
 const std::string& AnnounceScriptSha() {
-  static const std::string sha = ScriptSha(kAnnounceScript);
+  static const std::string& sha = *new std::string(ScriptSha(kAnnounceScript));
   return sha;
 }
 

@@ -53,8 +53,18 @@ local nk = #KEYS
 -- debitonce: a debit whose last key is the batch's marker and whose last argument is
 -- the marker's TTL in ms. The marker is set (NX) in the same atomic step as the debit,
 -- so a batch sent again after a timeout is a no-op if the first send ran.
-local marker_ttl
-if op == 'debitonce' then
+-- takeby: a take whose last argument is the instant (us, on this server's clock) after
+-- which its caller has given up waiting: arriving later, it charges nothing and
+-- reports all_allowed 3, so that a take delayed past its deadline (a stalled server,
+-- a slow path) never takes room from requests still waiting.
+local marker_ttl, not_after
+if op == 'takeby' then
+  not_after = tonumber(ARGV[#ARGV])
+  if nk < 1 or #ARGV ~= 2 + 3 * nk or not not_after then
+    return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. takeby (capacity interval_ns cost).. not_after_us')
+  end
+  op = 'take'
+elseif op == 'debitonce' then
   nk = nk - 1
   marker_ttl = tonumber(ARGV[#ARGV])
   if nk < 1 or #ARGV ~= 2 + 3 * nk or not marker_ttl or marker_ttl < 1 then
@@ -86,6 +96,9 @@ for i = 1, nk do
   -- fill a bucket of C*T exactly despite binary rounding.
   if d / unit[i] + n > c + 1e-9 + c * 4e-15 then all_ok = 0 end
 end
+if not_after and now_s * 1e6 + now_ns / 1000 > not_after then
+  op, all_ok = 'peek', 3
+end
 if marker_ttl then
   -- Arguments are valid (checked above), so a set marker always comes with its debit.
   if redis.call('SET', KEYS[nk + 1], '1', 'NX', 'PX', string.format('%.0f', marker_ttl)) then
@@ -101,7 +114,10 @@ for i = 1, nk do
   if op == 'take' and all_ok == 1 then
     after = d + n * u
   elseif op == 'debit' then
-    after = math.min(d + n * u, c * u)
+    -- A reconciliation (debitonce) may leave a debt of up to one capacity: what a
+    -- fallback admitted while the store was admitting others is taken back by later
+    -- rejections, not forgotten at a full bucket.
+    after = math.min(d + n * u, (marker_ttl and 2 or 1) * c * u)
     if after < d then after = d end
   end
   if after ~= d then
@@ -160,7 +176,7 @@ return seq
 std::string_view ResetLogScript() { return kResetLogScript; }
 
 const std::string& ResetLogScriptSha() {
-  static const std::string sha = ScriptSha(kResetLogScript);
+  static const std::string& sha = *new std::string(ScriptSha(kResetLogScript));
   return sha;
 }
 
@@ -242,8 +258,11 @@ std::string WithTatPrelude(std::string_view body) {
   return s;
 }
 
+// Script texts and SHAs are never destroyed (here and in lease_script.cc): the
+// process-wide limiter is destroyed at exit, after them, and may still open a connection
+// (which loads the scripts) to leave the participant set.
 std::string_view BucketScript() {
-  static const std::string script = WithTatPrelude(kBucketBody);
+  static const std::string& script = *new std::string(WithTatPrelude(kBucketBody));
   return script;
 }
 
@@ -288,14 +307,15 @@ std::string Sha1Hex(std::string_view data) {
 std::string ScriptSha(std::string_view script) { return Sha1Hex(script); }
 
 const std::string& BucketScriptSha() {
-  static const std::string sha = Sha1Hex(BucketScript());
+  static const std::string& sha = *new std::string(Sha1Hex(BucketScript()));
   return sha;
 }
 
 void AppendBucketCall(CommandWriter& w, std::string_view sha, std::string_view key, BucketOp op,
-                      const BucketSpec& spec, int64_t cost) {
+                      const BucketSpec& spec, int64_t cost, int64_t not_after_us) {
   static constexpr std::string_view kOps[] = {"take", "peek", "debit"};
-  w.Begin(8).Arg("EVALSHA").Arg(sha).Arg(int64_t{1}).Arg(key).Arg(kOps[static_cast<int>(op)]);
+  const bool by = op == BucketOp::kTake && not_after_us > 0;
+  w.Begin(by ? 9 : 8).Arg("EVALSHA").Arg(sha).Arg(int64_t{1}).Arg(key).Arg(by ? "takeby" : kOps[static_cast<int>(op)]);
   w.Arg(spec.capacity);
   if (spec.leak_rate_per_s == 0) {
     w.Arg("0");
@@ -303,6 +323,7 @@ void AppendBucketCall(CommandWriter& w, std::string_view sha, std::string_view k
     w.ArgDouble(1e9 / spec.leak_rate_per_s);
   }
   w.Arg(cost);
+  if (by) w.Arg(not_after_us);
 }
 
 bool IsNoScript(const redisReply* r) {
@@ -337,6 +358,7 @@ StatusOr<ScriptResult> ParseBucketReply(const redisReply* r) {
   ScriptResult out;
   out.allowed = e[0]->integer == 1;
   out.duplicate = e[0]->integer == 2;
+  out.late = e[0]->integer == 3;
   out.now_us = static_cast<int64_t>(number(e[1]));
   Decision& d = out.decision;
   d.allowed = out.allowed;

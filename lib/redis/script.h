@@ -4,13 +4,18 @@
 //
 // op: take  -- admit iff every bucket has room for its cost, then charge them all
 //              (all or nothing, so the buckets of one request are one decision);
+//     takeby -- a take with one more argument, not_after_us: if the server's TIME is
+//       past it when the script runs, nothing is charged and all_allowed is 3 (the
+//       caller gave up waiting: a late take must not use room others wait for);
 //     peek  -- report, change nothing;
 //     debit -- charge unconditionally, saturating at a full bucket (reconciliation);
 //     debitonce -- a debit that runs at most once per marker:
 //       EVALSHA <sha> <k+1> <key_1..key_k> <marker> debitonce (..) x k <marker_ttl_ms>
 //       sets <marker> (SET NX PX) in the same atomic step; if the marker was already
 //       there the call only reports (a batch re-sent after a timeout whose first send
-//       ran) and all_allowed is 2.
+//       ran) and all_allowed is 2. It saturates at twice the capacity, not at a full
+//       bucket: requests a failure policy admitted while the store admitted others are
+//       a debt that later rejections pay back (the level may then exceed C).
 // interval_ns is T = 1e9 / leak_rate in nanoseconds (%.17g, fractions kept), "0" for
 // a bucket that never leaks. Time is the Redis server's TIME, read inside the
 // script: the only clock that decides a shared bucket. The stored value is TAT in
@@ -49,13 +54,14 @@ std::string ScriptSha(std::string_view script);
 
 enum class BucketOp { kTake, kPeek, kDebit };
 
-// Appends one EVALSHA of `op` on one bucket.
+// Appends one EVALSHA of `op` on one bucket; a kTake with not_after_us > 0 is a takeby.
 void AppendBucketCall(CommandWriter& w, std::string_view sha, std::string_view key,
-                      BucketOp op, const BucketSpec& spec, int64_t cost);
+                      BucketOp op, const BucketSpec& spec, int64_t cost, int64_t not_after_us = 0);
 
 struct ScriptResult {
   bool allowed = false;
   bool duplicate = false;   // debitonce: the marker was set already, nothing charged
+  bool late = false;        // takeby: past not_after_us, nothing charged
   int64_t now_us = 0;
   Decision decision;
 };

@@ -227,12 +227,12 @@ Status SyncEngine::RoundTrip(bool returning_all) {
     failure = ReadResets(NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count());
     if (!failure.ok()) {
       if (breaker_ != nullptr && !returning_all &&
-          breaker_->OnFailure(permit, NowMonoNs()) && opts_.on_breaker_opened) {
+          breaker_->OnFailure(permit, NowMonoNs(), failure) && opts_.on_breaker_opened) {
         opts_.on_breaker_opened(failure);
       }
       permit = Breaker::Permit::kRefuse;
     } else if (permit == Breaker::Permit::kProbe) {
-      if (breaker_->OnSuccess(permit) && opts_.on_breaker_closed) opts_.on_breaker_closed();
+      if (breaker_->OnSuccess(permit, NowMonoNs()) && opts_.on_breaker_closed) opts_.on_breaker_closed();
       permit = Breaker::Permit::kCall;
     }
   }
@@ -417,9 +417,9 @@ Status SyncEngine::RoundTrip(bool returning_all) {
 
   if (breaker_ != nullptr && !returning_all) {
     if (failure.ok() || any_success) {
-      if (breaker_->OnSuccess(permit) && opts_.on_breaker_closed) opts_.on_breaker_closed();
+      if (breaker_->OnSuccess(permit, NowMonoNs()) && opts_.on_breaker_closed) opts_.on_breaker_closed();
     } else {
-      if (breaker_->OnFailure(permit, NowMonoNs()) && opts_.on_breaker_opened) opts_.on_breaker_opened(failure);
+      if (breaker_->OnFailure(permit, NowMonoNs(), failure) && opts_.on_breaker_opened) opts_.on_breaker_opened(failure);
     }
   }
   if (!failure.ok()) counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);

@@ -238,7 +238,7 @@ TEST_F(Config, PasswordFromConfigFileReachesRedis) {
   auto d = (*l)->Decide("config-user", BucketSpec{.capacity = 2, .leak_rate_per_s = 1});
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->source, DecisionSource::kStore);
-  EXPECT_EQ(server.Command("DBSIZE").integer, 1);
+  EXPECT_EQ(server.BucketKeyCount(), 1);
 }
 
 TEST_F(Config, PasswordFromEnvironmentReachesRedis) {

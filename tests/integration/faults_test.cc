@@ -103,6 +103,9 @@ LimiterOptions FaultOptions(const RedisServer& server, FailurePolicy policy, mil
   o.deadline = deadline;
   o.on_store_failure = policy;
   o.breaker_threshold = 3;
+  // Three missed deadlines in a row (over the silence span) open it too: these tests
+  // are about what the policy does once it is open, so the faults start soon.
+  o.breaker_timeouts_in_row = 3;
   o.breaker_backoff_min = milliseconds(10);
   o.breaker_backoff_max = milliseconds(100);
   return o;

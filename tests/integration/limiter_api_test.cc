@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -199,7 +201,7 @@ TEST_F(LimiterApi, InspectChangesNothingAndResetEmpties) {
   }
   EXPECT_FALSE(limiter_->Decide("inspect-user", spec, 2)->allowed);
   ASSERT_TRUE(limiter_->Reset("inspect-user", spec).ok());
-  EXPECT_EQ(server_->Command("DBSIZE").integer, 0);
+  EXPECT_EQ(server_->BucketKeyCount(), 0);
   auto d = limiter_->Decide("inspect-user", spec, 4);
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->allowed);
@@ -213,7 +215,7 @@ TEST_F(LimiterApi, NamedRulesAreSeparateBucketsOfOneUser) {
   EXPECT_TRUE(limiter_->Decide("rule-user", spec)->allowed);   // the derived rule name
   EXPECT_EQ(server_->Command({"EXISTS", RedisKey("rule-user", "login")}).integer, 1);
   EXPECT_EQ(server_->Command({"EXISTS", RedisKey("rule-user", "pay")}).integer, 1);
-  EXPECT_EQ(server_->Command("DBSIZE").integer, 3);
+  EXPECT_EQ(server_->BucketKeyCount(), 3);
 }
 
 TEST_F(LimiterApi, ForeignValueUnderOurKeyIsThatRequestsFailureOnly) {
@@ -231,6 +233,40 @@ TEST_F(LimiterApi, ForeignValueUnderOurKeyIsThatRequestsFailureOnly) {
   EXPECT_EQ(out[1]->source, DecisionSource::kStore);
   EXPECT_TRUE(out[1]->allowed);
   EXPECT_FALSE(limiter_->Stats().breaker_open);
+}
+
+// One field of INFO (e.g. "total_connections_received" or "cmdstat_script|load" with the
+// part after "calls="), as a number; -1 if absent.
+long long InfoField(RedisServer& server, const std::string& section, const std::string& field) {
+  const std::string info = server.Command(std::vector<std::string>{"INFO", section}).str;
+  const size_t at = info.find(field + ":");
+  if (at == std::string::npos) return -1;
+  size_t v = at + field.size() + 1;
+  if (info.compare(v, 6, "calls=") == 0) v += 6;
+  return std::atoll(info.c_str() + v);
+}
+
+// Create connects, loads the scripts and announces the process: the first decision is
+// one pipelined EVALSHA on that connection, no connect and no SCRIPT LOAD.
+TEST_F(LimiterApi, FirstDecisionAfterCreateIsOneRoundTrip) {
+  LimiterOptions o;
+  o.redis_url = server_->Url();
+  o.deadline = std::chrono::seconds(5);
+  auto fresh = Limiter::Create(o);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ((*fresh)->Stats().live_participants, 2);   // this fixture's limiter and this one
+  const long long connections = InfoField(*server_, "stats", "total_connections_received");
+  const long long loads = InfoField(*server_, "commandstats", "cmdstat_script|load");
+  const long long evalshas = InfoField(*server_, "commandstats", "cmdstat_evalsha");
+  ASSERT_GT(connections, 0);
+  ASSERT_GT(loads, 0);
+  auto d = (*fresh)->Decide("first-call-user", {.capacity = 5, .leak_rate_per_s = 1});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->source, DecisionSource::kStore);
+  EXPECT_EQ(InfoField(*server_, "stats", "total_connections_received"), connections);
+  EXPECT_EQ(InfoField(*server_, "commandstats", "cmdstat_script|load"), loads);
+  // The decision's EVALSHA (and perhaps a heartbeat's, once a second).
+  EXPECT_GE(InfoField(*server_, "commandstats", "cmdstat_evalsha"), evalshas + 1);
 }
 
 }  // namespace

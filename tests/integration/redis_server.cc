@@ -378,6 +378,12 @@ std::unique_ptr<RedisClient> RedisServer::NewClient(int db) const {
   return std::make_unique<RedisClient>(AdminOptions(db));
 }
 
+long long RedisServer::BucketKeyCount() {
+  const RedisValue keys = Command(std::vector<std::string>{"KEYS", "dlb:{*"});
+  if (keys.type != RedisValue::Type::kArray) throw std::runtime_error("KEYS: " + keys.Describe());
+  return static_cast<long long>(keys.elements.size());
+}
+
 int64_t RedisServer::TimeUs() {
   const RedisValue t = Command("TIME");
   if (t.type != RedisValue::Type::kArray || t.elements.size() != 2) {

@@ -121,6 +121,10 @@ class RedisServer {
   // Redis's clock (TIME) in microseconds since the epoch.
   int64_t TimeUs();
 
+  // Keys of users' buckets (dlb:{<digest>}:..., markers of debits included): the
+  // database's size without what processes share (the participant set, the reset log).
+  long long BucketKeyCount();
+
   // The server's log, for failure messages.
   std::string Log() const;
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -104,6 +105,14 @@ void TcpBlackhole::Heal() {
 
 void TcpBlackhole::SetUpstream(int upstream_port) { upstream_port_ = upstream_port; }
 
+void TcpBlackhole::SetReplyDelay(std::chrono::milliseconds min, std::chrono::milliseconds max, uint64_t seed) {
+  seed_ = seed;
+  delay_max_ns_ = std::chrono::nanoseconds(max).count();
+  delay_min_ns_ = std::chrono::nanoseconds(min).count();
+  const char c = 0;
+  (void)!::write(wake_[1], &c, 1);
+}
+
 void TcpBlackhole::Close(Pair& p) {
   if (p.client >= 0) ::close(p.client);
   if (p.upstream >= 0) ::close(p.upstream);
@@ -114,7 +123,29 @@ void TcpBlackhole::Close(Pair& p) {
 void TcpBlackhole::Run() {
   std::vector<pollfd> fds;
   char buf[16384];
+  std::mt19937_64 rng(seed_.load());
+  uint64_t rng_seed = seed_.load();
+  auto now_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
   while (!stop_) {
+    if (seed_.load() != rng_seed) {
+      rng_seed = seed_.load();
+      rng.seed(rng_seed);
+    }
+    // Delayed bytes whose time has come go out; the poll wakes for the next ones.
+    int timeout_ms = 100;
+    const int64_t now = now_ns();
+    for (Pair& p : pairs_) {
+      while (!p.held.empty() && p.held.front().first <= now) {
+        if (p.client >= 0 && !p.dead) (void)WriteAll(p.client, p.held.front().second.data(), p.held.front().second.size());
+        p.held.pop_front();
+      }
+      if (!p.held.empty()) {
+        timeout_ms = std::min<int>(timeout_ms, static_cast<int>((p.held.front().first - now + 999'999) / 1'000'000));
+      }
+    }
     const bool black = black_.load();
     if (black) {
       for (Pair& p : pairs_) p.dead = true;
@@ -126,7 +157,7 @@ void TcpBlackhole::Run() {
       fds.push_back({.fd = p.client, .events = POLLIN, .revents = 0});
       fds.push_back({.fd = p.upstream, .events = static_cast<short>(p.upstream >= 0 ? POLLIN : 0), .revents = 0});
     }
-    if (::poll(fds.data(), fds.size(), 100) < 0 && errno != EINTR) return;
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) return;
     if (fds[0].revents & POLLIN) (void)!::read(wake_[0], buf, sizeof buf);
     if (fds[1].revents & POLLIN) {
       for (;;) {
@@ -164,7 +195,14 @@ void TcpBlackhole::Run() {
           return;
         }
         if (n < 0) return;
-        if (p.dead || to < 0) {
+        const int64_t dmin = delay_min_ns_.load(), dmax = delay_max_ns_.load();
+        if (from == p.upstream && !p.dead && dmax > 0) {
+          const int64_t d = dmin + static_cast<int64_t>(rng() % static_cast<uint64_t>(dmax - dmin + 1));
+          int64_t at = now_ns() + d;
+          // In order: a chunk never overtakes the one before it.
+          if (!p.held.empty() && p.held.back().first > at) at = p.held.back().first;
+          p.held.emplace_back(at, std::string(buf, static_cast<size_t>(n)));
+        } else if (p.dead || to < 0) {
           discarded_.fetch_add(static_cast<uint64_t>(n));
         } else if (!WriteAll(to, buf, static_cast<size_t>(n))) {
           gone = true;

@@ -5,12 +5,17 @@
 // closed. Connections that saw the black hole stay silent for good (their streams have
 // lost bytes); connections accepted after Heal() are forwarded again. SetUpstream()
 // points new connections at another server (a failover behind a fixed address).
+// SetReplyDelay() makes it a slow path instead: every chunk of bytes from the upstream
+// reaches the client after a random delay (seeded), in order.
 //
 // One thread with poll(); the destructor stops it and closes every socket.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +37,8 @@ class TcpBlackhole {
   void BlackHole();
   void Heal();
   void SetUpstream(int upstream_port);
+  // Delays what the upstream sends by a uniform [min, max] per chunk (0, 0 = none).
+  void SetReplyDelay(std::chrono::milliseconds min, std::chrono::milliseconds max, uint64_t seed);
   // Connections currently open through the proxy (dead ones included).
   size_t connections() const { return connections_.load(); }
   // Bytes thrown away while black-holed.
@@ -42,6 +49,8 @@ class TcpBlackhole {
     int client = -1;
     int upstream = -1;
     bool dead = false;     // saw the black hole: discard forever
+    // Delayed upstream bytes: (monotonic ns at which they go out, bytes), in order.
+    std::deque<std::pair<int64_t, std::string>> held;
   };
   void Run();
   void Close(Pair& p);
@@ -54,6 +63,9 @@ class TcpBlackhole {
   std::atomic<bool> stop_{false};
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> discarded_{0};
+  std::atomic<int64_t> delay_min_ns_{0};
+  std::atomic<int64_t> delay_max_ns_{0};
+  std::atomic<uint64_t> seed_{1};
   std::vector<Pair> pairs_;   // only the thread touches it
   std::thread thread_;
 };

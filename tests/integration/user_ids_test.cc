@@ -65,7 +65,7 @@ TEST_F(UserIds, EmptyIdIsAnErrorAndTouchesNothing) {
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(d.status().message().find("user_id"), std::string::npos) << d.status().message();
-  EXPECT_EQ(server_->Command("DBSIZE").integer, 0);
+  EXPECT_EQ(server_->BucketKeyCount(), 0);
   EXPECT_EQ(limiter_->Stats().store_errors, 0u);
 }
 
@@ -91,7 +91,7 @@ TEST_F(UserIds, EachIdGetsItsOwnFixedLengthHashTaggedKey) {
     EXPECT_EQ(info->key, key);
   }
   EXPECT_EQ(keys.size(), Ids().size());
-  EXPECT_EQ(server_->Command("DBSIZE").integer, static_cast<long long>(Ids().size()));
+  EXPECT_EQ(server_->BucketKeyCount(), static_cast<long long>(Ids().size()));
 }
 
 TEST_F(UserIds, ExhaustingOneIdLeavesEveryOtherIdFresh) {
