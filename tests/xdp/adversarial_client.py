@@ -2,6 +2,9 @@
 """Seeded adversarial HTTP/1.1 streams for the end-to-end oracle tests.
 
     adversarial_client.py SERVER_IP STREAMS SEED [KIND,KIND...]
+    adversarial_client.py --pieces SERVER_IP HEX [HEX...]
+
+The second form sends the given pieces (hex) as one stream and prints its status line.
 
 Each stream is one TCP connection to SERVER_IP:80 whose bytes are written in pieces,
 one TCP segment each (Nagle off; each write once the one before was acknowledged), so
@@ -83,6 +86,9 @@ def send(server, pieces):
 
 
 def main():
+    if sys.argv[1] == "--pieces":
+        print(send(sys.argv[2], [bytes.fromhex(p) for p in sys.argv[3:]]))
+        return
     server, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     kinds = sys.argv[4].split(",") if len(sys.argv) > 4 else KINDS
     rng = random.Random(seed)

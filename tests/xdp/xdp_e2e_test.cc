@@ -217,31 +217,7 @@ class XdpE2eTest : public ::testing::Test {
   pid_t nginx_ = 0, redis_ = 0, agent_ = 0, nginx2_ = 0, agent2_ = 0;
 };
 
-// A client (in the client namespace) that writes `pieces` one TCP segment each (Nagle
-// off, each write once the one before was acknowledged), then prints the status line
-// of the response ("none" when there is none).
-std::string SegmentedClientScript() {
-  return R"PY(
-import fcntl, socket, struct, sys, termios, time
-pieces = [bytes.fromhex(p) for p in sys.argv[2:]]
-s = socket.create_connection((sys.argv[1], 80), timeout=5)
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-for p in pieces:
-    s.sendall(p)
-    for _ in range(5000):
-        if struct.unpack('i', fcntl.ioctl(s, termios.TIOCOUTQ, b'\0\0\0\0'))[0] == 0:
-            break
-        time.sleep(0.001)
-try:
-    data = s.recv(4096)
-except OSError:
-    data = b''
-print(data.split(b'\r\n')[0].decode() if data else 'none')
-)PY";
-}
-
 TEST_F(XdpE2eTest, BodiesAreNotHeadsAndHeadsAcrossSegmentsAreDecided) {
-  std::ofstream(dir_ + "/client.py") << SegmentedClientScript();
   auto hex = [](const std::string& b) {
     static const char* d = "0123456789abcdef";
     std::string h;
@@ -249,7 +225,8 @@ TEST_F(XdpE2eTest, BodiesAreNotHeadsAndHeadsAcrossSegmentsAreDecided) {
     return h;
   };
   auto send = [&](const std::vector<std::string>& pieces) {
-    std::string cmd = "ip netns exec " + cns_ + " python3 " + dir_ + "/client.py 10.77.0.2";
+    // one TCP segment per piece (tests/xdp/adversarial_client.py --pieces)
+    std::string cmd = "ip netns exec " + cns_ + " python3 " DLB_ADVERSARIAL_CLIENT " --pieces 10.77.0.2";
     for (const auto& p : pieces) cmd += " " + hex(p);
     std::string out = Sh(cmd);
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
