@@ -30,42 +30,43 @@ static __always_inline void stream_syn(const struct dlb_view *v, const struct dl
 	count(c, DLB_XDP_C_streams_opened);
 }
 
-/* A data segment [seq, seq + len) against the stream: bytes before next_seq were passed
- * (a retransmission: passed again, the server keeps its first copy); bytes at next_seq
- * are body while body_left lasts, then a head starts (DLB_ST_HEAD, next_seq moved to
- * it); a segment after a gap is passed only when all of it is body. */
+/* A data segment [seq, seq + len) against the stream. h = next_seq + body_left is where
+ * the next head starts: it is known from the Content-Length whatever arrived of the body
+ * in between. A segment wholly before h passes (body, in order or after a gap, or bytes
+ * passed before: a retransmission; the server keeps its first copy); one that starts
+ * after h is dropped (the head's start is in a gap: the client sends it again); one that
+ * holds h starts a head at *off (DLB_ST_HEAD, next_seq moved to h). */
 static __always_inline int stream_segment(struct dlb_xdp_stream *st, __u32 seq, __u32 len,
 					  __u32 *off, struct dlb_xdp_counters *c)
 {
-	__s32 d = (__s32)(seq - st->next_seq);
-	__u32 skip, avail;
+	__u32 h = st->next_seq + st->body_left;
+	__s32 behind = (__s32)(st->next_seq - seq);   /* > 0: starts before next_seq */
 
-	if (d > 0) {
-		if ((__u64)d + len <= st->body_left) {
-			count(c, DLB_XDP_C_body_segments);
+	if (behind > (__s32)DLB_XDP_STREAM_BEHIND) {
+		count(c, DLB_XDP_C_stream_out_of_order);
+		return DLB_ST_DROP;
+	}
+	if ((__s32)(seq + len - h) <= 0) {
+		/* every byte before the next head */
+		__s32 ahead = (__s32)(seq + len - st->next_seq);
+		if (ahead <= 0) {
+			count(c, DLB_XDP_C_stream_retransmits);
 			return DLB_ST_PASS;
 		}
-		count(c, DLB_XDP_C_stream_out_of_order);
-		return DLB_ST_DROP;
-	}
-	skip = (__u32)-d;
-	if (skip > DLB_XDP_STREAM_BEHIND) {
-		count(c, DLB_XDP_C_stream_out_of_order);
-		return DLB_ST_DROP;
-	}
-	if (skip >= len) {
-		count(c, DLB_XDP_C_stream_retransmits);
-		return DLB_ST_PASS;
-	}
-	avail = len - skip;
-	if (st->body_left >= avail) {
-		st->body_left -= avail;
-		st->next_seq += avail;
+		if (behind >= 0) {
+			/* in order: the body moves on */
+			st->next_seq += (__u32)ahead;
+			st->body_left -= (__u32)ahead;
+		}
 		count(c, DLB_XDP_C_body_segments);
 		return DLB_ST_PASS;
 	}
-	*off = skip + st->body_left;
-	st->next_seq += st->body_left;
+	if ((__s32)(seq - h) > 0) {
+		count(c, DLB_XDP_C_stream_out_of_order);
+		return DLB_ST_DROP;
+	}
+	*off = h - seq;
+	st->next_seq = h;
 	st->body_left = 0;
 	return DLB_ST_HEAD;
 }
