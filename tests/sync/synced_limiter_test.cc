@@ -188,8 +188,11 @@ TEST_F(SyncedLimiterTest, OutageAdmissionsAreReconciledWhenASyncRoundFindsTheSto
   server_.Restart();
   // No more decisions: the sync thread's probe is what finds the store back, and the
   // outage's admissions are debited once.
-  EXPECT_TRUE(WaitFor([&] { return l->Stats().reconciled_requests == 10; }, milliseconds(10000)));
-  EXPECT_FALSE(l->Stats().breaker_open);
+  // (The breaker closes once the outage's charges have landed: wait for both.)
+  EXPECT_TRUE(WaitFor([&] { return l->Stats().reconciled_requests == 10 && !l->Stats().breaker_open; },
+                      milliseconds(10000)))
+      << "reconciled " << l->Stats().reconciled_requests << ", breaker open " << l->Stats().breaker_open;
+  EXPECT_EQ(l->Stats().reconciled_requests, 10u);
   EXPECT_EQ(Count("outage", "q"), 10);
 }
 
