@@ -175,7 +175,7 @@ int dlb_xdp(struct xdp_md *ctx)
 	sp->payload_off = v.payload_off + sc->head_off;
 	sp->id_name_len = cfg->id_name_len;
 	sp->max_id = cfg->max_identity_bytes;
-	sp->max_lines = 128;
+	sp->max_lines = cfg->max_header_lines;
 	__builtin_memcpy(sc->id_name, cfg->id_name, DLB_XDP_MAX_ID_NAME);
 	__builtin_memcpy(sc->id_fold, cfg->id_fold, DLB_XDP_MAX_ID_NAME);
 	__builtin_memcpy(sc->id_mask, cfg->id_mask, DLB_XDP_MAX_ID_NAME);

@@ -79,10 +79,12 @@ struct dlb_xdp_config {
 	__u8 on_oversize_head;          /* enum dlb_xdp_head_policy */
 	__u8 on_fragment;               /* enum dlb_xdp_frame_policy */
 	__u8 on_malformed_frame;        /* enum dlb_xdp_frame_policy */
-	__u8 max_ipv6_ext;              /* extension headers followed, <= 8 */
+	__u8 max_ipv6_ext;              /* extension headers followed, <= 8 (the agent refuses more) */
 	__u8 store_down;                /* set by the agent while its breaker is open */
 	__u8 enabled;                   /* 0 until the agent pushed a config: pass all */
-	__u8 pad0[9];
+	__u8 pad0;
+	__u16 max_header_lines;         /* header lines of a head, 1..1024 */
+	__u8 pad1[6];
 };
 DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_config) == 8192 + 3 * DLB_XDP_MAX_ID_NAME + 32,
 		      "dlb_xdp_config layout");

@@ -82,7 +82,18 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
   c.on_oversize_head = static_cast<__u8>(config.on_oversize_head);
   c.on_fragment = static_cast<__u8>(config.on_fragment);
   c.on_malformed_frame = static_cast<__u8>(config.on_malformed_frame);
-  c.max_ipv6_ext = config.max_ipv6_extension_headers > 8 ? 8 : config.max_ipv6_extension_headers;
+  // The program follows at most 8 extension headers (a bounded loop): a config asking
+  // for more is refused, not clamped.
+  if (config.max_ipv6_extension_headers > 8) {
+    return Status::InvalidArgument("max_ipv6_extension_headers: the XDP program follows at most 8, got " +
+                                   std::to_string(config.max_ipv6_extension_headers));
+  }
+  c.max_ipv6_ext = config.max_ipv6_extension_headers;
+  if (config.max_header_lines < 1 || config.max_header_lines > 1024) {
+    return Status::InvalidArgument("max_header_lines: the XDP program takes 1 to 1024, got " +
+                                   std::to_string(config.max_header_lines));
+  }
+  c.max_header_lines = static_cast<__u16>(config.max_header_lines);
   c.enabled = 1;
 
   for (uint16_t i = 0; i < rs.size(); ++i) {

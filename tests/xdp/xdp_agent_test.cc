@@ -80,8 +80,18 @@ TEST(XdpAgentTest, NoBucketRetryAfterIsTheEngines) {
 TEST(XdpAgentTest, SettingsTheProgramCannotHonourAreRefused) {
   packet::PacketConfig c;
   c.rules = {Rule("pay", 10, 1)};
-  c.trusted_proxies = 1;
+  c.max_ipv6_extension_headers = 9;   // the program follows at most 8: refused, not clamped
   auto t = CompileXdpTables(c, 1.0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("max_ipv6_extension_headers"), std::string::npos) << t.status().message();
+  c.max_ipv6_extension_headers = 8;
+  c.max_header_lines = 5;              // honoured: written into the program's config
+  t = CompileXdpTables(c, 1.0);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->config.max_header_lines, 5u);
+
+  c.trusted_proxies = 1;
+  t = CompileXdpTables(c, 1.0);
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("trusted_proxies"), std::string::npos) << t.status().message();
 }

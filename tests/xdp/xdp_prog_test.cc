@@ -799,6 +799,24 @@ TEST_F(XdpProgTest, FoldCaseRulesAndTheSharedRetryAfter) {
   EXPECT_EQ(tables_.rules[0].no_bucket_retry_s, 1000u);   // one interval of 1/0.001 s
 }
 
+// max_header_lines is the program's bound on a head's lines, as the engine's.
+TEST_F(XdpProgTest, MaxHeaderLinesIsHonoured) {
+  packet::PacketConfig c = BaseConfig();
+  c.max_header_lines = 3;
+  Configure(c);
+  uint16_t port = 45400;
+  for (int lines = 0; lines <= 5; ++lines) {
+    std::string head = "GET /other HTTP/1.1\r\n";
+    for (int i = 0; i < lines; ++i) head += "A: b\r\n";
+    head += "\r\n";
+    RunHead(head, port++);
+    auto last = prog_->ReadLast(0);
+    ASSERT_TRUE(last.ok());
+    EXPECT_EQ(last->scan_result, ReferenceScan(head, "X-User-ID", 256, 3).result) << lines;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 3u);   // 3, 4 and 5 lines: too many
+}
+
 // An absolute-form target is routed by the server on its path, which this program does
 // not match: the head is refused by the malformed-head policy (default: a RST to the
 // server), never passed undecided.
