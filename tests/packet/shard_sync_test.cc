@@ -182,6 +182,17 @@ class ShardSyncTest : public ::testing::Test {
     return r.ok() ? r->decision.level : -1;
   }
 
+  // Runs both appliances' rounds until each counts `live` participants (its cores).
+  static bool WaitBothLive(Appliance& a, Appliance& b, int64_t live) {
+    return dlb::testing::WaitFor(
+        [&] {
+          (void)a.Round();
+          (void)b.Round();
+          return a.sync().Stats().live_participants == live && b.sync().Stats().live_participants == live;
+        },
+        std::chrono::seconds(20));
+  }
+
   static dlb::testing::RedisServer* server_;
 };
 dlb::testing::RedisServer* ShardSyncTest::server_ = nullptr;
@@ -469,13 +480,7 @@ TEST_F(ShardSyncTest, TwoAppliancesShareOneLimit) {
   Appliance a(server_->Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   Appliance b(server_->Url(), 2, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   // Before traffic, both count 4 participants (the credit of a new slot is C/4).
-  ASSERT_TRUE(dlb::testing::WaitFor(
-      [&] {
-        (void)a.Round();
-        (void)b.Round();
-        return a.sync().Stats().live_participants == 4 && b.sync().Stats().live_participants == 4;
-      },
-      std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitBothLive(a, b, 4));
   int admitted = 0;
   for (int round = 0; round < 10; ++round) {
     for (int core = 0; core < 2; ++core) {
@@ -639,13 +644,7 @@ TEST_F(ShardSyncTest, TwoParticipantsNearTheLimitRejectOnlyWhatTheOthersLeaseHid
   o.record_peaks = true;
   Appliance a(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
   Appliance b(server_->Url(), 1, {SyncedRule(spec.capacity, spec.leak_rate_per_s)}, o);
-  ASSERT_TRUE(dlb::testing::WaitFor(
-      [&] {
-        (void)a.Round();
-        (void)b.Round();
-        return a.sync().Stats().live_participants == 2 && b.sync().Stats().live_participants == 2;
-      },
-      std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitBothLive(a, b, 2));
   std::mt19937 rng(19);
   Appliance* side[2] = {&a, &b};
   int admitted = 0, rejected = 0, false_rejects = 0, drops = 0;
