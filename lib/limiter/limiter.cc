@@ -61,8 +61,14 @@ constexpr int64_t kReconcileGiveUpNs = kMarkerTtlMs * 1'000'000 / 2;
 // A debit is a debt that later rejections pay back (redis/script.h): it must land soon
 // after the store answers again, so the retries stay frequent.
 constexpr int64_t kReconcileRetryMinNs = 20'000'000;
-constexpr int64_t kReconcileRetryMaxNs = 200'000'000;
+constexpr int64_t kReconcileRetryMaxNs = 40'000'000;
 constexpr int64_t kSettleNs = 500'000'000;
+// After an outage every participant has debits of its own, and each lands them on its
+// reconciler's next retry after the store answers (at most kReconcileRetryMaxNs later):
+// a process that found the store back decides by the policy for at least this long, so
+// that it does not hand out at the store the room its peers' debits are about to claim
+// (a debt the store would take back only later: over C + r*W in the meantime).
+constexpr int64_t kPeerSettleNs = 2 * kReconcileRetryMaxNs + 20'000'000;
 // Resets kept in the reset log (redis/script.h): a participant that misses more than
 // this many between two sync rounds drops all of its leases.
 constexpr int64_t kResetLogKeep = 4096;
@@ -288,24 +294,45 @@ class LimiterImpl final : public Limiter {
       rounds = sync_->LockRounds();
       sync_->Forget(table_.KeyOf(user_id, rule, spec));
     }
-    // The key goes first, then the reset is logged if synced participants are live
-    // (they announce themselves in dlb:participants): each reads the log at the start
-    // of its next round and drops its lease of this bucket, so the reset holds for all
-    // of them within one sync interval.
+    // If synced participants are live (they announce themselves in dlb:participants),
+    // the reset is logged: each reads the log at the start of its next round and drops
+    // its lease of this bucket, so the reset holds for all of them within one sync
+    // interval. Outside Cluster the key goes in the same step as the log entry, so no
+    // lease call falls between the two (lib/redis/lease_script.h); on Cluster (the log
+    // on another slot) the key goes first.
     const std::string key = KeyFor(r);
-    std::string del, exists;
-    redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(key);
+    const bool cluster = ep_.topology == redis::Topology::kCluster;
+    std::string exists;
     redis::CommandWriter(exists).Begin(2).Arg("EXISTS").Arg(redis::kParticipantsKey);
     std::vector<redis::Reply> replies;
-    if (Status s = Call({del, exists}, Deadline(), &replies); !s.ok()) return s;
-    if (replies[0]->type != REDIS_REPLY_INTEGER) {
-      return Status::Protocol("DEL: " + redis::DescribeReply(replies[0].get()));
+    if (Status s = Call({exists}, Deadline(), &replies); !s.ok()) return s;
+    const bool participants = !(replies[0]->type == REDIS_REPLY_INTEGER && replies[0]->integer == 0);
+    if (cluster || !participants) {
+      std::string del;
+      redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(key);
+      if (Status s = Call({del}, Deadline(), &replies); !s.ok()) return s;
+      if (replies[0]->type != REDIS_REPLY_INTEGER) {
+        return Status::Protocol("DEL: " + redis::DescribeReply(replies[0].get()));
+      }
+      if (!participants) return Status::Ok();
     }
-    if (replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer == 0) return Status::Ok();
     std::string log;
     redis::CommandWriter log_w(log);
-    redis::AppendResetLogCall(log_w, key, kResetLogKeep);
+    redis::AppendResetLogCall(log_w, key, kResetLogKeep, /*and_delete=*/!cluster);
     Status s = Call({log}, Deadline(), &replies);
+    if (!cluster && (!s.ok() || replies[0]->type != REDIS_REPLY_INTEGER)) {
+      // The log and the key go together: a failed step (say, an ACL user without the
+      // sorted-set commands on dlb:resets) deleted nothing. The key goes alone then;
+      // synced participants give their leases back at their next round, as before the
+      // log existed.
+      std::string del;
+      redis::CommandWriter(del).Begin(2).Arg("DEL").Arg(key);
+      std::vector<redis::Reply> del_replies;
+      if (Status d = Call({del}, Deadline(), &del_replies); !d.ok()) return d;
+      if (del_replies[0]->type != REDIS_REPLY_INTEGER) {
+        return Status::Protocol("DEL: " + redis::DescribeReply(del_replies[0].get()));
+      }
+    }
     if (!s.ok() || replies[0]->type != REDIS_REPLY_INTEGER) {
       // The bucket is reset; only the recall of other participants' leases is missing
       // (a failure, or an ACL user without the sorted-set commands on dlb:resets):
@@ -626,8 +653,14 @@ class LimiterImpl final : public Limiter {
   // clock (the time of the reply plus the reported fill; Redis's timestamps are never
   // used), in the fallback's scaled bucket. The fallback starts from it, so a user at
   // the limit stays at the limit when the store stops answering.
+  //
+  // While the store's levels may lack debits (this process's not yet landed, or its
+  // peers' in the settling after an outage), a reply only raises the copy: a lower level
+  // there is room the fallback has already handed out, not room to hand out again.
   void MirrorLevel(const LimitRequest& r, double global_level) {
-    MirrorLevel(table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, global_level);
+    const bool raise_only = debits_unlanded_.load(std::memory_order_relaxed) ||
+                            NowMonoNs() < settle_until_ns_.load(std::memory_order_relaxed);
+    MirrorLevel(table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, global_level, raise_only);
   }
   void MirrorLevel(uint64_t table_key, const BucketSpec& global_spec, double global_level,
                    bool raise_only = false) {
@@ -758,6 +791,7 @@ class LimiterImpl final : public Limiter {
     }
     it->second.cost = std::min(it->second.cost + cost, spec.capacity);
     debits_waiting_.store(true, std::memory_order_relaxed);
+    debits_unlanded_.store(true, std::memory_order_relaxed);
   }
 
   void OnRecovered() {
@@ -770,9 +804,15 @@ class LimiterImpl final : public Limiter {
       // on deciding until the reconciler has sent them (the batches up to settle_seq_:
       // not the debits of this settling itself), for at most kSettleNs.
       std::lock_guard<std::mutex> lock(debits_mu_);
+      const int64_t now = NowMonoNs();
+      // Alone (the last count of live participants), there are no peers to wait for.
+      const int64_t peers = sync_ ? sync_->live_participants() : live_participants_.load(std::memory_order_relaxed);
+      peer_settle_until_ns_ = peers > 1 ? now + kPeerSettleNs : 0;
       if (!debits_.empty() || !pending_.empty()) {
         settle_seq_ = reconcile_seq_ + (debits_.empty() ? 0 : 1);
-        settle_until_ns_.store(NowMonoNs() + kSettleNs, std::memory_order_relaxed);
+        settle_until_ns_.store(now + kSettleNs, std::memory_order_relaxed);
+      } else if (peer_settle_until_ns_ != 0) {
+        settle_until_ns_.store(peer_settle_until_ns_, std::memory_order_relaxed);
       }
     }
     KickReconciler();
@@ -841,8 +881,13 @@ class LimiterImpl final : public Limiter {
       const bool settled = reconcile_seq_ >= settle_seq_ &&
                            std::all_of(pending_.begin(), pending_.end(),
                                        [this](const PendingBatch& b) { return b.seq > settle_seq_; });
-      if (settled) settle_until_ns_.store(0, std::memory_order_relaxed);
+      if (settled && settle_until_ns_.load(std::memory_order_relaxed) != 0) {
+        // Own debits landed; the peers' land within kPeerSettleNs of the recovery.
+        settle_until_ns_.store(NowMonoNs() < peer_settle_until_ns_ ? peer_settle_until_ns_ : 0,
+                               std::memory_order_relaxed);
+      }
       if (all_done && !debits_.empty()) reconcile_pending_ = true;   // what waited behind them, now
+      if (pending_.empty() && debits_.empty()) debits_unlanded_.store(false, std::memory_order_relaxed);
     }
   }
 
@@ -929,9 +974,11 @@ class LimiterImpl final : public Limiter {
   std::unordered_map<std::string, Debit> debits_;
   std::deque<PendingBatch> pending_;
   std::atomic<bool> debits_waiting_{false};   // debits_ is not empty
+  std::atomic<bool> debits_unlanded_{false};  // debits_ or pending_ is not empty
   const std::string reconcile_id_;
   uint64_t reconcile_seq_ = 0;
   uint64_t settle_seq_ = 0;   // OnRecovered: the last batch holding debits of the outage
+  int64_t peer_settle_until_ns_ = 0;   // OnRecovered: + kPeerSettleNs
   bool reconcile_pending_ = false;
   bool stopping_ = false;
   std::thread reconciler_;

@@ -57,9 +57,13 @@ end
 )lua";
 
 constexpr std::string_view kLeaseBody = R"lua(
-local nk = #KEYS
-if nk < 1 or #ARGV ~= 4 * nk then
-  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. (capacity interval_ns return want)..')
+local nk, log, after = #KEYS, nil, nil
+if #KEYS >= 2 and #ARGV == 4 * (#KEYS - 1) + 1 then
+  nk, log, after = #KEYS - 1, KEYS[#KEYS], tonumber(ARGV[#ARGV])
+  if not after then return redis.error_reply('ERR dlb: bad reset log sequence') end
+end
+if nk < 1 or (not log and #ARGV ~= 4 * nk) then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha k key.. [log] (capacity interval_ns return want).. [seq]')
 end
 local out = {string.format('%.0f', now_s * 1e6 + now_ns / 1000)}
 for i = 1, nk do
@@ -68,9 +72,17 @@ for i = 1, nk do
   if not c or not tn or not ret or not want or c < 1 or tn < 0 or ret < 0 or want < 0 then
     return redis.error_reply('ERR dlb: bad lease arguments')
   end
+  local reset = 0
+  if log then
+    local seq = tonumber(redis.call('ZSCORE', log, KEYS[i]) or '0')
+    -- Reset after the caller's read of the log: the units it holds were charged in the
+    -- bucket that was deleted, and giving them back would cancel charges of the new one.
+    if seq > after then ret, reset = 0, seq end
+  end
   local grant, level = step(KEYS[i], c, tn, ret, nil, want)
   out[#out + 1] = grant
   out[#out + 1] = level
+  if log then out[#out + 1] = reset end
 end
 return out
 )lua";
@@ -166,9 +178,14 @@ const std::string& AnnounceScriptSha() {
   return sha;
 }
 
-void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items) {
-  w.Begin(3 + items.size() * 5).Arg("EVALSHA").Arg(LeaseScriptSha()).Arg(static_cast<int64_t>(items.size()));
+void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items, int64_t resets_after_seq) {
+  const bool guarded = resets_after_seq >= 0;
+  w.Begin(3 + items.size() * 5 + (guarded ? 2 : 0))
+      .Arg("EVALSHA")
+      .Arg(LeaseScriptSha())
+      .Arg(static_cast<int64_t>(items.size() + (guarded ? 1 : 0)));
   for (const LeaseItem& it : items) w.Arg(it.key);
+  if (guarded) w.Arg(kResetLogKey);
   for (const LeaseItem& it : items) {
     w.Arg(it.spec.capacity);
     if (it.spec.leak_rate_per_s == 0) {
@@ -178,25 +195,30 @@ void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items) {
     }
     w.Arg(it.return_units).Arg(it.want_units);
   }
+  if (guarded) w.Arg(resets_after_seq);
 }
 
-Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out) {
+Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out, bool guarded) {
+  const size_t per = guarded ? 3 : 2;
   if (r == nullptr) return Status::Protocol("no reply");
   if (r->type == REDIS_REPLY_ERROR) {
     if (IsNoScript(r)) return Status::Unavailable("NOSCRIPT");
     return Status::Protocol("Redis error: " + DescribeReply(r));
   }
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + 2 * n) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + per * n) {
     return Status::Protocol("unexpected lease reply: " + DescribeReply(r));
   }
   for (size_t i = 0; i < n; ++i) {
-    const redisReply* g = r->element[1 + 2 * i];
-    const redisReply* l = r->element[2 + 2 * i];
-    if (g->type != REDIS_REPLY_INTEGER || l->type != REDIS_REPLY_STRING) {
+    const redisReply* g = r->element[1 + per * i];
+    const redisReply* l = r->element[2 + per * i];
+    const redisReply* x = guarded ? r->element[3 + per * i] : nullptr;
+    if (g->type != REDIS_REPLY_INTEGER || l->type != REDIS_REPLY_STRING ||
+        (x != nullptr && x->type != REDIS_REPLY_INTEGER)) {
       return Status::Protocol("unexpected element types in lease reply");
     }
     out->push_back({.granted_units = g->integer,
-                    .level = std::strtod(std::string(l->str, l->len).c_str(), nullptr)});
+                    .level = std::strtod(std::string(l->str, l->len).c_str(), nullptr),
+                    .reset_seq = x != nullptr ? static_cast<int64_t>(x->integer) : 0});
   }
   return Status::Ok();
 }

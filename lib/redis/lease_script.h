@@ -9,6 +9,12 @@
 //     Same storage as the strict script (TAT in epoch ns as text, SET .. PXAT, the
 //     count for a bucket that never leaks), so strict and synced participants share
 //     one bucket. Reply: [now_us, (granted, level) x k], level as %.17g text.
+//     Guarded by the reset log: EVALSHA <sha> <k+1> <key_1..key_k> dlb:resets
+//     (...) x k <seq>: a bucket reset after sequence <seq> (the caller's last read of
+//     the log, redis/script.h) gets nothing back (what the caller holds was charged
+//     in the bucket that was deleted), and the reply carries, per bucket, a third
+//     element: that reset's sequence, or 0. Standalone and Sentinel only (the log is
+//     one key: on Cluster it is on another slot).
 //
 //   announce: EVALSHA <sha> 1 dlb:participants <participant_id> <ttl_ms>
 //     ZADD with score now_ms + ttl_ms, drops the expired entries and replies ZCARD:
@@ -59,6 +65,7 @@ struct LeaseItem {
 struct LeaseGrant {
   int64_t granted_units = 0;
   double level = 0.0;         // requests in the bucket after the step
+  int64_t reset_seq = 0;      // guarded calls: the bucket's reset after the caller's read, or 0
 };
 
 // The settle script (above): text and SHA1.
@@ -77,10 +84,11 @@ struct SettleItem {
 void AppendSettleCall(CommandWriter& w, std::string_view round_key, int64_t round_id, int64_t ttl_ms,
                       std::span<const SettleItem> items);
 
-// Appends one EVALSHA of the lease script over `items` (at least one).
-void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items);
+// Appends one EVALSHA of the lease script over `items` (at least one); guarded by the
+// reset log when `resets_after_seq` >= 0 (the last sequence the caller read).
+void AppendLeaseCall(CommandWriter& w, std::span<const LeaseItem> items, int64_t resets_after_seq = -1);
 // Parses the reply of a lease call over `n` buckets into `out` (appended).
-Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out);
+Status ParseLeaseReply(const redisReply* r, size_t n, std::vector<LeaseGrant>* out, bool guarded = false);
 
 void AppendAnnounceCall(CommandWriter& w, std::string_view participant_id, int64_t ttl_ms);
 // The number of live participants.

@@ -153,11 +153,17 @@ return out
 // The reset log: a sorted set of bucket keys scored by a sequence number (one per
 // reset, the member's latest), plus the member "" whose score is the highest sequence
 // trimmed away (a participant that has not read that far has missed resets).
+//
+// With the bucket as a second key (standalone and Sentinel: one slot), the bucket is
+// deleted in the same step, so that no lease call runs between the deletion and the
+// log entry (lib/redis/lease_script.h, the guarded call).
 constexpr std::string_view kResetLogScript = R"lua(
 local keep = tonumber(ARGV[2])
-if #KEYS ~= 1 or #ARGV ~= 2 or ARGV[1] == '' or not keep or keep < 1 then
-  return redis.error_reply('ERR dlb: usage: EVALSHA sha 1 log bucket_key keep')
+if (#KEYS ~= 1 and #KEYS ~= 2) or #ARGV ~= 2 or ARGV[1] == '' or not keep or keep < 1 or
+   (#KEYS == 2 and KEYS[2] ~= ARGV[1]) then
+  return redis.error_reply('ERR dlb: usage: EVALSHA sha 1|2 log [bucket_key] bucket_key keep')
 end
+if #KEYS == 2 then redis.call('DEL', KEYS[2]) end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local seq = 1
 if top[2] then seq = tonumber(top[2]) + 1 else redis.call('ZADD', KEYS[1], 0, '') end
@@ -180,8 +186,10 @@ const std::string& ResetLogScriptSha() {
   return sha;
 }
 
-void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep) {
-  w.Begin(6).Arg("EVALSHA").Arg(ResetLogScriptSha()).Arg(int64_t{1}).Arg(kResetLogKey);
+void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep, bool and_delete) {
+  w.Begin(and_delete ? 7 : 6).Arg("EVALSHA").Arg(ResetLogScriptSha()).Arg(int64_t{and_delete ? 2 : 1});
+  w.Arg(kResetLogKey);
+  if (and_delete) w.Arg(bucket_key);
   w.Arg(bucket_key).Arg(keep);
 }
 
@@ -220,6 +228,7 @@ Status ParseResetLogRead(const Reply* replies, ResetLogRead* out) {
   out->max_seq = 0;
   out->floor_seq = 0;
   out->keys.clear();
+  out->seqs.clear();
   if (top->type != REDIS_REPLY_ARRAY || (top->elements != 0 && top->elements != 2) ||
       since->type != REDIS_REPLY_ARRAY || since->elements % 2 != 0 ||
       (floor->type != REDIS_REPLY_NIL && floor->type != REDIS_REPLY_STRING)) {
@@ -236,6 +245,7 @@ Status ParseResetLogRead(const Reply* replies, ResetLogRead* out) {
     out->max_seq = std::max(out->max_seq, seq);
     if (k->len == 0) continue;   // the trim floor
     out->keys.emplace_back(k->str, k->len);
+    out->seqs.push_back(seq);
   }
   return Status::Ok();
 }

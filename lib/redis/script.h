@@ -82,13 +82,15 @@ void AppendDebitOnceCall(CommandWriter& w, std::string_view key, std::string_vie
 inline constexpr std::string_view kResetLogKey = "dlb:resets";
 std::string_view ResetLogScript();
 const std::string& ResetLogScriptSha();
-void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep);
+// With `and_delete`, the bucket is deleted in the same atomic step (not on Cluster).
+void AppendResetLogCall(CommandWriter& w, std::string_view bucket_key, int64_t keep, bool and_delete = false);
 // Appends the three commands of one read (ZRANGE top, ZSCORE floor, ZRANGEBYSCORE).
 void AppendResetLogRead(std::vector<std::string>* cmds, int64_t after_seq, int64_t limit);
 struct ResetLogRead {
   int64_t max_seq = 0;     // highest sequence in the log (0: empty or gone)
   int64_t floor_seq = 0;   // highest sequence trimmed away
   std::vector<std::string> keys;   // bucket keys reset after `after_seq`
+  std::vector<int64_t> seqs;       // the sequence of each key's latest reset
 };
 // Parses the three replies of AppendResetLogRead.
 Status ParseResetLogRead(const Reply* replies, ResetLogRead* out);

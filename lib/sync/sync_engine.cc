@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cmath>
 #include <random>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct SyncEngine::Entry {
   int stride = 1;               // rounds between its syncs (1: every round)
   bool starved = false;         // a request found the lease short since the last sync
   bool rejected = false;        // a strict call rejected since the last sync
+  // The lease was granted after every reset of this bucket up to this sequence of the
+  // reset log: a later read that lists one of those does not drop it.
+  int64_t granted_after_reset_seq = 0;
 };
 
 struct alignas(64) SyncEngine::Stripe {
@@ -154,14 +158,19 @@ Status SyncEngine::Sync() { return RoundTrip(false); }
 
 Status SyncEngine::ReturnAll() { return RoundTrip(true); }
 
-void SyncEngine::DropLeases(const std::vector<std::string>& keys, bool all) {
-  std::unordered_set<std::string_view> reset(keys.begin(), keys.end());
+void SyncEngine::DropLeases(const std::vector<std::string>& keys, const std::vector<int64_t>& seqs, bool all) {
+  std::unordered_map<std::string_view, int64_t> reset;
+  for (size_t i = 0; i < keys.size(); ++i) reset.emplace(keys[i], i < seqs.size() ? seqs[i] : INT64_MAX);
   uint64_t dropped = 0;
   for (int si = 0; si < kStripes; ++si) {
     Stripe& s = stripes_[si];
     std::lock_guard<std::mutex> lock(s.mu);
     for (auto& [key, e] : s.map) {
-      if (!all && reset.count(e.redis_key) == 0) continue;
+      if (!all) {
+        auto r = reset.find(e.redis_key);
+        // Not reset, or reset before the lease call that granted what it holds.
+        if (r == reset.end() || r->second <= e.granted_after_reset_seq) continue;
+      }
       // Charged in the bucket that was deleted: neither used nor given back to the new one.
       dropped += static_cast<uint64_t>(e.lease_units);
       e.lease_units = 0;
@@ -186,6 +195,7 @@ Status SyncEngine::ReadResets(int64_t deadline_ns) {
     // The store answered (so the round and the breaker go on), but the log cannot be
     // read, e.g. an ACL user without the sorted-set commands: resets are not followed.
     DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: reset log not readable: {}", ps.message());
+    reset_log_readable_ = false;
     return Status::Ok();
   }
   if (reset_seq_ >= 0) {
@@ -198,12 +208,13 @@ Status SyncEngine::ReadResets(int64_t deadline_ns) {
       DLB_LOG_EVERY(1000, spdlog::level::warn,
                     "dlb: reset log at sequence {} (floor {}), this participant read up to {}: "
                     "dropping every lease", log.max_seq, log.floor_seq, reset_seq_);
-      DropLeases({}, true);
+      DropLeases({}, {}, true);
     } else if (!log.keys.empty()) {
-      DropLeases(log.keys, false);
+      DropLeases(log.keys, log.seqs, false);
     }
   }
   reset_seq_ = log.max_seq;
+  reset_log_readable_ = true;
   return Status::Ok();
 }
 
@@ -319,6 +330,11 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   // that costs calls, not atomicity. The pool pipelines the calls per node.
   std::vector<uint16_t> slots;
   const bool cluster = pool_->endpoint().topology == redis::Topology::kCluster;
+  // The lease calls check the reset log themselves (lib/redis/lease_script.h): a reset
+  // between this round's read of the log and its call neither gets the units of the
+  // deleted bucket back nor drops the lease granted in the new one at the next read.
+  // Not on Cluster (the log is on another slot) nor before the log was read.
+  const bool guarded = !cluster && reset_log_readable_ && reset_seq_ >= 0;
   if (cluster) {
     std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
       return redis::KeySlot(a.entry->redis_key) < redis::KeySlot(b.entry->redis_key);
@@ -348,7 +364,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       }
       std::string cmd;
       redis::CommandWriter w(cmd);
-      redis::AppendLeaseCall(w, lease_items);
+      redis::AppendLeaseCall(w, lease_items, guarded ? reset_seq_ : -1);
       cmds.push_back(std::move(cmd));
       ranges.emplace_back(pos, end);
       pos = end;
@@ -382,7 +398,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
     for (size_t c = 0; c < ranges.size(); ++c) {
       const auto [b, e] = ranges[c];
       grants.clear();
-      Status ps = redis::ParseLeaseReply(replies[c].get(), e - b, &grants);
+      Status ps = redis::ParseLeaseReply(replies[c].get(), e - b, &grants, guarded);
       counters_->bucket_ops.fetch_add(e - b, std::memory_order_relaxed);
       if (!ps.ok()) {
         DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: lease call failed: {}", ps.message());
@@ -401,6 +417,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
         if (g.granted_units > 0) it.entry->reject_until_ns = 0;
         it.entry->peak_lease = std::max(it.entry->peak_lease, it.entry->lease_units);
         it.entry->level = g.level;
+        if (guarded) it.entry->granted_after_reset_seq = std::max(reset_seq_, g.reset_seq);
       }
       counters_->granted.fetch_add(granted, std::memory_order_relaxed);
       counters_->returned.fetch_add(returned, std::memory_order_relaxed);

@@ -244,7 +244,7 @@ class SyncEngine {
   struct Item;
   Status RoundTrip(bool returning_all);
   Status ReadResets(int64_t deadline_ns);
-  void DropLeases(const std::vector<std::string>& keys, bool all);
+  void DropLeases(const std::vector<std::string>& keys, const std::vector<int64_t>& seqs, bool all);
 
   SyncOptions opts_;
   redis::Pool* const pool_;
@@ -254,6 +254,7 @@ class SyncEngine {
   int64_t last_sync_ns_ = 0;
   uint64_t round_ = 0;
   int64_t reset_seq_ = -1;          // last reset log sequence read; -1 before the first read
+  bool reset_log_readable_ = false; // the last read parsed (an ACL may deny the sorted-set commands)
   std::atomic<int64_t> max_gap_ns_{0};
   std::atomic<size_t> tracked_{0};
   int64_t last_announce_ns_ = 0;

@@ -160,13 +160,14 @@ void SetEnv(std::vector<std::string>& env, const std::string& entry) {
 }
 
 // The target is C + r*W + 1% and at least 95% of it. On this 2-CPU host loaded by other
-// builds (load average 10-14) 16-32 spinning threads starve redis-server for tens of ms
-// at a time, the breakers open on the silence and the policy decides most requests; the
-// totals measured then were 0.90-1.10 of C + r*W, the sanitizer build included
-// (docs/failure-policy.md). The checks allow that band: the library's bound, not the
-// host's load, is what they guard (the bug they catch admitted 4.1 times the limit).
-constexpr double kOverloadUpper = 1.15;
-constexpr double kOverloadLower = 0.85;
+// builds (load average 5-16) 16-32 spinning threads starve redis-server for tens of ms
+// at a time, the breakers open on the silence and the policy decides most requests. On
+// 2026-12-06, about 30 runs of the three cases measured 0.88-1.04 of C + r*W, and once 0.84
+// of the common window's limit while two other builds ran (docs/failure-policy.md). The
+// checks allow 0.80-1.10: the library's bound, not the host's load, is what they guard
+// (the bug they catch admitted 4.1 times the limit; a fallback from full buckets 1.25).
+constexpr double kOverloadUpper = 1.10;
+constexpr double kOverloadLower = 0.80;
 // The same host load on the written bounds of the slow-store and outage cases (C + r*W
 // + N): what the policy admitted on a copy while a starved store still admitted others
 // is a debt that later rejections pay back, and the part not yet paid back when a run
@@ -312,12 +313,7 @@ TEST_P(OutageBound, FourProcessesAdmitWhatTheWrittenBoundAllows) {
   }
   switch (policy) {
     case FailurePolicy::kLocal: {
-      // A stopped store (SIGSTOP) has measured up to one process's share over the bound
-      // (C/N: 263-277 of 250 in six sanitizer runs, docs/failure-policy.md, "Known
-      // gap"); the check allows that share, and catches a fallback from full buckets.
-      const double stop_gap = fault == Fault::kStop ? static_cast<double>(kCapacity) / kProcesses : 0;
-      EXPECT_LE(static_cast<double>(r.admitted), bound + stop_gap + r.Limit() * kLoadAllowance + kProcesses)
-          << r.Describe();
+      EXPECT_LE(static_cast<double>(r.admitted), bound + r.Limit() * kLoadAllowance + kProcesses) << r.Describe();
       if (fault != Fault::kRestartEmpty) {
         EXPECT_GT(r.fallback_admitted, 0u) << r.Describe();
       }

@@ -13,6 +13,8 @@
 //       MAX_CALL_NS STORE_TIMEOUTS BREAKER_OPENS LIVE_PARTICIPANTS MIRRORED FIRST_CALL_NS"
 // START_NS and END_NS are CLOCK_MONOTONIC (one clock for every process of the host);
 // FIRST_CALL_NS is the duration of this process's first decision.
+// With DLB_IT_TRACE set, each admission is also written to stderr when the run ends, as
+// "admit MONO_NS store|policy", to see when a run admitted what.
 #include <time.h>
 
 #include <algorithm>
@@ -62,9 +64,11 @@ int main(int argc, char** argv) {
   std::atomic<int64_t> max_call_ns{0}, first_call_ns{-1};
   const int64_t start = MonoNs();
   const int64_t end = start + duration_ns;
+  const bool trace = std::getenv("DLB_IT_TRACE") != nullptr;
+  std::vector<std::vector<std::pair<int64_t, bool>>> traces(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
+    pool.emplace_back([&, t] {
       uint64_t n = 0, a = 0, f = 0, fa = 0;
       int64_t slowest = 0;
       for (int64_t now = MonoNs(); now < end;) {
@@ -80,6 +84,7 @@ int main(int argc, char** argv) {
         }
         ++n;
         a += d->allowed;
+        if (trace && d->allowed) traces[t].emplace_back(after, d->source == dlb::DecisionSource::kStore);
         if (d->source != dlb::DecisionSource::kStore) {
           ++f;
           fa += d->allowed;
@@ -97,6 +102,9 @@ int main(int argc, char** argv) {
   for (auto& th : pool) th.join();
   const int64_t stop = MonoNs();
   const dlb::LimiterStats s = limiter.Stats();
+  for (const auto& tr : traces) {
+    for (const auto& [at, store] : tr) std::fprintf(stderr, "admit %lld %s\n", static_cast<long long>(at), store ? "store" : "policy");
+  }
   std::cout << "result " << start << " " << stop << " " << decisions << " " << admitted << " " << fallback << " "
             << fallback_admitted << " " << max_call_ns << " " << s.store_timeouts << " " << s.breaker_opens << " "
             << s.live_participants << " " << s.mirrored_levels << " " << first_call_ns << std::endl;

@@ -4,10 +4,13 @@
 // then from the new master, with the levels the replica had copied.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dlb/key.h"
@@ -275,6 +278,54 @@ TEST(Sentinel, DecisionsGoOnThroughAFailoverWithTheReplicasLevels) {
   // Leases lost in the failure are gone from the quota (under-admission only), but
   // the participant does go on admitting.
   EXPECT_GE(bob_after, (1000 - bob_admitted_before) / 2);
+}
+
+// A user at the limit stays at the limit through a failover: one caller every 10 ms on
+// one user (C = 50, r = 1/s) for 8 s with the library's defaults (strict, 2 ms
+// deadline, policy `local`), the master killed 2 s in. The fallback starts from the
+// level of the last reply (not from a full bucket), and the promoted replica holds the
+// level the master replicated: admitted <= C + r*W + 2 (one request in flight, one take
+// the master may have acknowledged before it replicated it).
+TEST(Sentinel, AUserAtTheLimitStaysAtTheLimitThroughAFailover) {
+  SentinelSet set;
+  ASSERT_TRUE(WaitFor([&] { return set.Ready(); }, kSetupBound)) << "sentinels did not settle";
+  LimiterOptions o;
+  o.redis_url = set.Url();
+  auto created = Limiter::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Limiter& limiter = **created;
+  const BucketSpec spec{.capacity = 50, .leak_rate_per_s = 1};
+  int admitted = 0, by_policy = 0, by_policy_admitted = 0, calls = 0;
+  int64_t slowest = 0;
+  const int64_t start = MonoNowNs();
+  bool killed = false;
+  for (int64_t next = start; next < start + 8'000'000'000; next += 10'000'000) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::max<int64_t>(0, next - MonoNowNs())));
+    if (!killed && MonoNowNs() - start >= 2'000'000'000) {
+      set.master().Kill();
+      killed = true;
+    }
+    const int64_t t0 = MonoNowNs();
+    auto d = limiter.Decide("failover-user", spec);
+    slowest = std::max(slowest, MonoNowNs() - t0);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ++calls;
+    admitted += d->allowed ? 1 : 0;
+    if (IsFallback(d->source)) {
+      ++by_policy;
+      by_policy_admitted += d->allowed ? 1 : 0;
+    }
+  }
+  const double window_s = static_cast<double>(MonoNowNs() - start) / 1e9;
+  const double limit = 50 + 1 * window_s;
+  std::printf("sentinel failover, one caller every 10 ms: admitted %d of limit C + r*W = %.1f (W = %.2f s); "
+              "%d calls, %d by the policy (%d admitted); slowest call %lld us; promoted port %d (old master %d)\n",
+              admitted, limit, window_s, calls, by_policy, by_policy_admitted,
+              static_cast<long long>(slowest / 1000), set.MasterPortBySentinels(), set.master().port());
+  EXPECT_GT(by_policy, 0) << "the failover was never seen";
+  EXPECT_EQ(set.MasterPortBySentinels(), set.replica().port()) << "no failover within the run";
+  EXPECT_LE(admitted, limit + 2);
+  EXPECT_GE(admitted, 50) << "the first burst of C is always admitted";
 }
 
 }  // namespace

@@ -20,20 +20,44 @@ class LeaseScriptTest : public ::testing::Test {
  protected:
   LeaseScriptTest()
       : pool_(*redis::ParseUrl(server_.Url()), 2,
-              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript}) {}
+              {redis::BucketScript(), redis::LeaseScript(), redis::kAnnounceScript, redis::ResetLogScript()}) {}
 
-  redis::LeaseGrant Lease(const std::string& key, const BucketSpec& spec, int64_t ret, int64_t want) {
+  // `resets_after_seq` >= 0: the call guarded by the reset log.
+  redis::LeaseGrant Lease(const std::string& key, const BucketSpec& spec, int64_t ret, int64_t want,
+                          int64_t resets_after_seq = -1) {
     std::string cmd;
     redis::CommandWriter w(cmd);
     const redis::LeaseItem item{.key = key, .spec = spec, .return_units = ret, .want_units = want};
-    redis::AppendLeaseCall(w, std::span<const redis::LeaseItem>(&item, 1));
+    redis::AppendLeaseCall(w, std::span<const redis::LeaseItem>(&item, 1), resets_after_seq);
     std::vector<redis::Reply> replies;
     Status s = pool_.Call({cmd}, MonoNowNs() + 2 * kSecondNs, &replies);
     if (!s.ok()) throw std::runtime_error(s.ToString());
     std::vector<redis::LeaseGrant> out;
-    s = redis::ParseLeaseReply(replies[0].get(), 1, &out);
+    s = redis::ParseLeaseReply(replies[0].get(), 1, &out, resets_after_seq >= 0);
     if (!s.ok()) throw std::runtime_error(s.ToString());
     return out[0];
+  }
+
+  // The reset of the limiter outside Cluster: the bucket deleted and logged in one step.
+  int64_t ResetAndLog(const std::string& key) {
+    std::string cmd;
+    redis::CommandWriter w(cmd);
+    redis::AppendResetLogCall(w, key, 100, /*and_delete=*/true);
+    std::vector<redis::Reply> replies;
+    Status s = pool_.Call({cmd}, MonoNowNs() + 2 * kSecondNs, &replies);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    if (replies[0]->type != REDIS_REPLY_INTEGER) throw std::runtime_error(redis::DescribeReply(replies[0].get()));
+    return replies[0]->integer;
+  }
+
+  int64_t Count(const std::string& key) {
+    std::string cmd;
+    redis::CommandWriter(cmd).Begin(2).Arg("GET").Arg(key);
+    std::vector<redis::Reply> replies;
+    Status s = pool_.Call({cmd}, MonoNowNs() + 2 * kSecondNs, &replies);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    if (replies[0]->type == REDIS_REPLY_NIL) return 0;
+    return std::atoll(std::string(replies[0]->str, replies[0]->len).c_str());
   }
 
   redis::ScriptResult Strict(const std::string& key, redis::BucketOp op, const BucketSpec& spec) {
@@ -154,6 +178,38 @@ TEST_F(LeaseScriptTest, PoolReloadsScriptsAfterFlush) {
   server_.Command("SCRIPT FLUSH");
   EXPECT_EQ(Lease(key, kSlow, 0, 1).granted_units, 1);
   EXPECT_NEAR(Lease(key, kSlow, 0, 0).level, 2.0, 1e-4);
+}
+
+// A reset that falls between a participant's read of the reset log and its lease call:
+// the guarded call gives nothing back into the new bucket (the units were charged in the
+// one deleted) and reports the reset, so the participant keeps the lease it was just
+// granted in the new bucket instead of dropping it at its next read of the log.
+TEST_F(LeaseScriptTest, AGuardedCallGivesNothingBackToABucketResetAfterTheCallersRead) {
+  const BucketSpec quota{.capacity = 1000, .leak_rate_per_s = 0};
+  const std::string key = RedisKey("guarded", "q");
+  const std::string other = RedisKey("guarded-other", "q");
+  EXPECT_EQ(Lease(key, quota, 0, 100, 0).granted_units, 100);
+  EXPECT_EQ(Lease(other, quota, 0, 100, 0).granted_units, 100);
+  const int64_t seq = ResetAndLog(key);
+  EXPECT_GE(seq, 1);
+  EXPECT_EQ(Count(key), 0) << "the reset deletes the bucket in the same step";
+  for (int i = 0; i < 7; ++i) EXPECT_TRUE(Strict(key, redis::BucketOp::kTake, quota).decision.allowed);
+  // Read before the reset (seq - 1): the 60 units held are not given back; 50 granted.
+  redis::LeaseGrant g = Lease(key, quota, 60, 50, seq - 1);
+  EXPECT_EQ(g.granted_units, 50);
+  EXPECT_EQ(g.reset_seq, seq);
+  EXPECT_EQ(Count(key), 57) << "the new bucket holds its 7 takes and the new lease, nothing given back";
+  // Read after the reset: the return applies (units of this bucket), no reset reported.
+  g = Lease(key, quota, 20, 0, seq);
+  EXPECT_EQ(g.reset_seq, 0);
+  EXPECT_EQ(Count(key), 37);
+  // A bucket that was not reset: the return applies whatever the sequence.
+  g = Lease(other, quota, 40, 0, 0);
+  EXPECT_EQ(g.reset_seq, 0);
+  EXPECT_EQ(Count(other), 60);
+  // Unguarded calls keep the two-element reply.
+  g = Lease(other, quota, 10, 0);
+  EXPECT_EQ(Count(other), 50);
 }
 
 }  // namespace
