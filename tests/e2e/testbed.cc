@@ -188,7 +188,8 @@ void Testbed::StartNginx() {
   f << "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid " << dir_ << "/nginx.pid;\n"
     << "error_log " << dir_ << "/nginx-error.log;\n"
     << "events { worker_connections 1024; }\n"
-    << "http {\n  access_log off;\n  keepalive_requests 100000;\n"
+    << "http {\n  log_format dlb '$request_method $uri $http_x_user_id $status';\n"
+    << "  access_log " << dir_ << "/access.log dlb;\n  keepalive_requests 100000;\n"
     << "  client_body_temp_path " << dir_ << "; proxy_temp_path " << dir_ << "; fastcgi_temp_path " << dir_
     << "; uwsgi_temp_path " << dir_ << "; scgi_temp_path " << dir_ << ";\n"
     << "  server { listen 80; location / { return 200 \"ok\\n\"; } }\n"

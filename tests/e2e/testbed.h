@@ -1,7 +1,8 @@
 // The appliance's testbed on one machine (docs/testing.md, "Testbed on one machine"): network
 // namespaces for the client hosts and the server host, joined by veth pairs whose middle
 // ends stay in the root namespace for the appliance's net_af_packet ports, nginx in the
-// server namespace, and the appliance as a child process.
+// server namespace (its access log, dir()/access.log: "METHOD URI X-User-ID STATUS" per
+// request, the URI as nginx normalized it), and the appliance as a child process.
 //
 //   lane i:  [client ns i] c<i>a --veth-- c<i>b (root) = appliance i = s<i>b (root) --veth-- s<i>a [server ns]
 //

@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
 """Seeded adversarial HTTP/1.1 streams for the end-to-end oracle tests.
 
-    adversarial_client.py SERVER_IP STREAMS SEED [KIND,KIND...]
-    adversarial_client.py --pieces SERVER_IP HEX [HEX...]
+    adversarial_client.py SERVER_IP[:PORT] STREAMS SEED [KIND,KIND...]
+    adversarial_client.py --pieces SERVER_IP[:PORT] HEX [HEX...]
 
 The second form sends the given pieces (hex) as one stream and prints its status line.
 
-Each stream is one TCP connection to SERVER_IP:80 whose bytes are written in pieces,
+Each stream is one TCP connection to SERVER_IP:PORT (default 80) whose bytes are written in pieces,
 one TCP segment each (Nagle off; each write once the one before was acknowledged), so
 that the segment boundaries are the ones chosen here. The streams aim at the limited
-route /local (capacity 3 per user) with users u0..u3; the user "victim" never sends
+route /local (also spelled //local, /%6cocal, /./local, ...) (capacity 3 per user) with users u0..u3; the user "victim" never sends
 anything here, but the bodies of some streams are made of bytes that read like its heads.
 Prints one line per stream (its kind and the status line received, or "none"), then
 "streams sent: N".
 """
 import fcntl
+import os
 import random
 import socket
 import struct
@@ -22,7 +23,8 @@ import sys
 import termios
 import time
 
-USERS = ["u0", "u1", "u2", "u3"]
+# DLB_ADVERSARIAL_USERS: a comma list in place of u0..u3 (fresh buckets for a second run).
+USERS = os.environ.get("DLB_ADVERSARIAL_USERS", "u0,u1,u2,u3").split(",")
 
 
 def head(user, path="/local", method="GET", extra=""):
@@ -55,18 +57,23 @@ def stream(kind, rng, user):
         return [h, b"5\r\nhello\r\n0\r\n\r\n"]
     if kind == "duplicate-identity":
         return [f"GET /local HTTP/1.1\r\nHost: gw\r\nX-User-ID: {user}\r\nX-User-ID: victim\r\n\r\n".encode()]
+    if kind == "path-spelling":
+        # Spellings nginx and most frameworks route to /local.
+        path = rng.choice(["//local", "/%6cocal", "/./local", "/x/../local", "/local/.", "/%2e/local"])
+        return split(head(user, path=path), rng)
     if kind == "empty-then-identity":
         return [b"GET /local HTTP/1.1\r\nHost: gw\r\nX-User-ID:\r\nX-User-ID: victim\r\n\r\n"]
     raise ValueError(kind)
 
 
 KINDS = ["segmented", "empty-lines", "victim-body", "pipelined", "chunked",
-         "duplicate-identity", "empty-then-identity"]
+         "duplicate-identity", "empty-then-identity", "path-spelling"]
 
 
 def send(server, pieces):
+    host, _, port = server.partition(":")
     try:
-        s = socket.create_connection((server, 80), timeout=1)
+        s = socket.create_connection((host, int(port or 80)), timeout=1)
     except OSError:
         return "connect-failed"
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,112 @@
+// Executed versus decided, end to end: seeded adversarial streams from a client host
+// through dlb-appliance into two servers with different HTTP parsers, nginx (port 80)
+// and Python's http.server (tests/e2e/recording_server.py, port 8082), whose own logs
+// are the oracle. For every user, the requests the two servers executed on the limited
+// route together never exceed the rule's capacity; a victim whose heads only ever
+// appear inside other users' bodies was charged nothing and then gets its whole
+// capacity.
+//
+// The streams (tests/xdp/adversarial_client.py): heads in random segments, empty lines
+// before heads, bodies made of a victim's heads, pipelined heads in one write, chunked
+// bodies, duplicate and empty-then-set identity lines. DLB_ADVERSARIAL_STREAMS sets the
+// count per server (60 here; a long run: thousands); DLB_KEEP=1 keeps the testbed's
+// files (the logs) in its directory.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <tuple>
+
+#include "testbed.h"
+
+namespace dlb::e2e {
+namespace {
+
+constexpr int kCapacity = 3;
+constexpr int kPythonPort = 8082;
+
+std::string OracleRules() {
+  return "service_ports: [80, " + std::to_string(kPythonPort) + "]\n"
+         "shard_users: 10000\n"
+         "max_flows: 4096\n"
+         "reassembly_buffers: 64\n"
+         "rules:\n"
+         "  - {name: local, path_prefix: /local, capacity: " + std::to_string(kCapacity) +
+         ", leak_rate_per_s: 0.0001, mode: local}\n"
+         "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n";
+}
+
+// Executed requests on the limited route per user in a "METHOD PATH USER STATUS" log.
+void CountExecuted(const std::string& path, std::map<std::string, int>* executed, int* lines) {
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line); ++*lines) {
+    std::istringstream in(line);
+    std::string method, uri, user;
+    int status = 0;
+    in >> method >> uri >> user >> status;
+    // nginx logs refused requests too (400 for a head whose connection was reset).
+    if (uri.rfind("/local", 0) == 0 && status >= 200 && status < 300) ++(*executed)[user];
+  }
+}
+
+TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
+  const char* env = std::getenv("DLB_ADVERSARIAL_STREAMS");
+  const int streams = env != nullptr ? std::atoi(env) : 60;
+  Testbed bed(1);
+  const std::string py_log = bed.dir() + "/python.log";
+  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
+                py_log},
+               bed.dir() + "/python.out");
+  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
+                      std::chrono::seconds(20)))
+      << python.Log();
+  ApplianceProcess app(bed, 0, OracleRules());
+  ASSERT_TRUE(app.WaitRunning()) << app.Log();
+
+  std::string out;
+  // nginx with users u0..u3, then the Python server with p0..p3 (fresh buckets): the
+  // victim's heads go into the bodies of both runs.
+  for (const auto& [port, seed, users] :
+       {std::tuple{80, 7, "u0,u1,u2,u3"}, std::tuple{kPythonPort, 8, "p0,p1,p2,p3"}}) {
+    std::string o;
+    bed.InClient("env DLB_ADVERSARIAL_USERS=" + std::string(users) + " python3 " DLB_ADVERSARIAL_CLIENT " " +
+                     bed.server_ip() + ":" + std::to_string(port) + " " + std::to_string(streams) + " " +
+                     std::to_string(seed),
+                 &o);
+    ASSERT_NE(o.find("streams sent: "), std::string::npos) << o;
+    out += o;
+  }
+  std::printf("%s", out.c_str());
+
+  std::map<std::string, int> executed;
+  int nginx_lines = 0, python_lines = 0;
+  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
+  CountExecuted(py_log, &executed, &python_lines);
+  EXPECT_EQ(executed["victim"], 0) << "the victim sent nothing, yet a server executed its heads";
+  // The victim's own requests: its whole capacity, then 429.
+  for (int i = 0; i < kCapacity; ++i) EXPECT_EQ(bed.Curl("/local", "victim"), "200") << i;
+  EXPECT_EQ(bed.Curl("/local", "victim", 0, kPythonPort), "429");
+
+  executed.clear();
+  nginx_lines = python_lines = 0;
+  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
+  CountExecuted(py_log, &executed, &python_lines);
+  std::printf("executed on /local by both servers (nginx %d lines, python %d lines):", nginx_lines, python_lines);
+  for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
+  std::printf("\n");
+  EXPECT_GT(nginx_lines, streams / 4) << "the streams should mostly reach nginx";
+  EXPECT_GT(python_lines, streams / 8) << "the streams should reach the Python server (it logs executed requests only)";
+  for (const auto& [user, n] : executed) {
+    EXPECT_LE(n, kCapacity) << "the servers executed " << n << " /local requests of " << user;
+  }
+  EXPECT_EQ(executed["victim"], kCapacity);
+  if (HasFailure()) std::fprintf(stderr, "appliance log:\n%s\n", app.Log().c_str());
+  EXPECT_EQ(app.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace dlb::e2e
