@@ -21,6 +21,18 @@ class ChunkedDecoder {
   enum class State : uint8_t {
     kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf, kTrailerStart, kTrailerLine, kTrailerEndLf
   };
+  // The state after a chunk-size line: the chunk's data, or the trailer after the last.
+  State AfterSizeLine() const { return remaining_ == 0 ? State::kTrailerStart : State::kData; }
+  // One byte of a chunk-size line; false: malformed.
+  bool OnSizeByte(uint8_t c);
+  // Skips to the end of an extension or trailer line (bounded), then goes to `after`.
+  bool SkipLine(const uint8_t* data, size_t len, size_t& i, State after);
+  Result Done(size_t used, size_t& consumed) {
+    consumed = used;
+    Reset();
+    return Result::kDone;
+  }
+
   State state_ = State::kSize;
   uint8_t size_digits_ = 0;
   uint16_t line_bytes_ = 0;   // extension or trailer bytes on this line (bounded)
