@@ -445,13 +445,6 @@ Status Appliance::Reload() {
   auto compiled = RuleSet::Compile(pc->rules, pc->default_rule);
   if (!compiled.ok()) return fail(Status::InvalidArgument(config_path_ + ": " + compiled.status().message()));
   auto next = std::make_unique<RuleSet>(std::move(compiled).value());
-  // Buckets are keyed by rule position: say which positions now hold another rule.
-  for (uint16_t i = 0; i < next->size() && i < rules_->size(); ++i) {
-    if (next->rule(i).name != rules_->rule(i).name) {
-      DLB_LOG_WARN("dlb-appliance: reload: rule position {} was '{}', is now '{}': its buckets carry over",
-                   i, rules_->rule(i).name, next->rule(i).name);
-    }
-  }
   if (pc->service_ports != packet_config_.service_ports || pc->identity_header != packet_config_.identity_header ||
       pc->shard_users != packet_config_.shard_users || pc->max_flows != packet_config_.max_flows) {
     DLB_LOG_WARN("dlb-appliance: reload takes rules only; other packet settings changed and need a restart");

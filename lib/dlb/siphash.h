@@ -71,7 +71,7 @@ inline uint64_t SipHash13(const SipKey& key, std::string_view s) {
 }
 
 // A bijective 64-bit mixer (the murmur3 finalizer): spreads a keyed hash combined with
-// a small integer (a rule index) without a second SipHash pass. Being a bijection it
+// a rule's name hash without a second SipHash pass over the identity. Being a bijection it
 // cannot create collisions that the keyed hash did not already have.
 inline uint64_t Mix64(uint64_t x) {
   x ^= x >> 33;

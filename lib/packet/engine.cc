@@ -248,7 +248,7 @@ struct PacketEngine::Impl {
     ++state[current].pending_events;
     pending_frames |= uint64_t{1} << current;
     if (kind == EventKind::kDecide) {
-      e.probe = shard.Probe(key_hash, rule);
+      e.probe = shard.Probe(key_hash, rules->rule(rule).bucket_key);
       // Once the sync layer holds entries, a new key of any rule may read the sync
       // slots of its lines (to skip held entries): fetch them too.
       if (shard.sync_engaged() || (sync != nullptr && rules->rule(rule).mode != Mode::kLocal)) {

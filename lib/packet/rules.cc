@@ -5,6 +5,7 @@
 
 #include "dlb/path.h"
 #include "dlb/retry_after.h"
+#include "dlb/siphash.h"
 
 namespace dlb::packet {
 namespace {
@@ -28,6 +29,12 @@ Status RuleError(const std::string& rule, const char* field, const std::string& 
   return Status::InvalidArgument("rule '" + rule + "': " + field + ": " + what);
 }
 
+}  // namespace
+
+uint64_t RuleBucketKey(std::string_view name) { return dlb::SipHash13(dlb::SipKey{}, name); }
+
+namespace {
+
 StatusOr<CompiledRule> CompileRule(const RuleConfig& rc) {
   CompiledRule r;
   if (rc.name.empty() || rc.name.size() > kMaxRuleNameBytes) {
@@ -37,6 +44,7 @@ StatusOr<CompiledRule> CompileRule(const RuleConfig& rc) {
     if (!IsNameChar(c)) return RuleError(rc.name, "name", "may contain only [A-Za-z0-9_.-]");
   }
   r.name = rc.name;
+  r.bucket_key = RuleBucketKey(r.name);
   if (!rc.method.empty()) {
     for (char c : rc.method) {
       if (!(c >= 'A' && c <= 'Z') && !(c >= 'a' && c <= 'z') && c != '-' && c != '_') {

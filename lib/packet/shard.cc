@@ -119,10 +119,11 @@ BucketShard::~BucketShard() {
   if (sync_ != nullptr) allocator_->Free(sync_);
 }
 
-ShardProbe BucketShard::Probe(uint64_t key_hash, uint16_t rule) const {
-  // One keyed hash per identity; the rule is folded in by a bijective mixer, so one
-  // user's buckets of different rules land independently.
-  const uint64_t h = Mix64(key_hash ^ ((uint64_t{rule} + 1) * 0x9e3779b97f4a7c15ULL));
+ShardProbe BucketShard::Probe(uint64_t key_hash, uint64_t rule_key) const {
+  // One keyed hash per identity; the rule's key is folded in by a bijective mixer, so
+  // one user's buckets of different rules land independently. (The odd multiplier
+  // spreads keys that are small integers, as tests use, as well as name hashes.)
+  const uint64_t h = Mix64(key_hash ^ ((rule_key + 1) * 0x9e3779b97f4a7c15ULL));
   ShardProbe p;
   p.tag = static_cast<uint32_t>(h >> 32);
   if (p.tag == 0) p.tag = 1;
@@ -258,7 +259,7 @@ void BucketShard::DecideBurst(const ShardRequest* requests, size_t count, int64_
   ShardProbe probes[kMaxBurst];
   if (count > kMaxBurst) count = kMaxBurst;
   for (size_t i = 0; i < count; ++i) {
-    probes[i] = Probe(requests[i].key_hash, requests[i].rule);
+    probes[i] = Probe(requests[i].key_hash, requests[i].rule_key);
     Prefetch(probes[i]);
   }
   for (size_t i = 0; i < count; ++i) {

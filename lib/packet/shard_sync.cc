@@ -24,6 +24,10 @@ namespace dlb::packet {
 
 namespace {
 
+// A tracked bucket whose rule a reload removed (no RuleSet holds kMaxRules rules).
+constexpr uint16_t kNoRule = 0xffff;
+static_assert(kNoRule >= kMaxRules);
+
 int64_t NowMonoNs() { return MonotonicClock::Instance().NowNs(); }
 
 uint64_t RandomU64() {
@@ -63,7 +67,8 @@ struct ShardSync::Impl {
     int64_t lease = 0;
     int64_t credit = 0;
     int32_t since_seen = 0;    // rounds since the last request
-    uint16_t rule = 0;
+    uint64_t rule_key = 0;     // CompiledRule::bucket_key: finds the rule again after a reload
+    uint16_t rule = 0;         // its index in `rules`; kNoRule when a reload removed it
     uint16_t core = 0;
     bool live = false;
     bool strict = false;
@@ -155,6 +160,7 @@ struct ShardSync::Impl {
     t.lease = 0;
     t.credit = r.credit;
     t.since_seen = 0;
+    t.rule_key = rule->bucket_key;
     t.rule = r.rule;
     t.core = core;
     t.live = true;
@@ -527,7 +533,19 @@ Status ShardSync::ReturnAll(int64_t now_ns) {
   return Status::Ok();
 }
 
-void ShardSync::SetRules(const RuleSet* rules) { impl_->rules = rules; }
+void ShardSync::SetRules(const RuleSet* rules) {
+  impl_->rules = rules;
+  // Buckets follow their rule by name (CompiledRule::bucket_key), in the shards as in
+  // Redis: a tracked bucket whose rule moved takes the rule's new index; one whose rule
+  // is gone is released at the next round.
+  std::unordered_map<uint64_t, uint16_t> index_of;
+  for (uint16_t i = 0; rules != nullptr && i < rules->size(); ++i) index_of.emplace(rules->rule(i).bucket_key, i);
+  for (Impl::Tracked& t : impl_->tracked) {
+    if (!t.live) continue;
+    const auto it = index_of.find(t.rule_key);
+    t.rule = it != index_of.end() ? it->second : kNoRule;
+  }
+}
 
 ShardSyncStats ShardSync::Stats() const {
   ShardSyncStats s = impl_->stats;

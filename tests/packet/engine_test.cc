@@ -140,6 +140,44 @@ TEST_F(EngineTest, UsersAndRulesHaveSeparateBuckets) {
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "alice"))).verdict, Verdict::kReject);
 }
 
+TEST_F(EngineTest, ReloadThatReordersRulesKeepsEachUsersLevelOnItsRule) {
+  // Buckets never leak here: a level is exactly what was admitted.
+  RuleConfig pay;
+  pay.name = "pay";
+  pay.method = "POST";
+  pay.path_prefix = "/pay";
+  pay.bucket = {.capacity = 2, .leak_rate_per_s = 0};
+  RuleConfig refund = pay;
+  refund.name = "refund";
+  refund.path_prefix = "/refund";
+  refund.bucket = {.capacity = 4, .leak_rate_per_s = 0};
+  config_.rules = {pay, refund};
+  Start();
+  uint16_t port = 41000;
+  const auto send = [&](const char* path) {
+    Conn c(port++);
+    Send(c.Syn());
+    return Send(c.Data(Head("POST", path, "alice")));
+  };
+  EXPECT_EQ(send("/pay").verdict, Verdict::kForward);
+  EXPECT_EQ(send("/pay").verdict, Verdict::kForward);  // pay: full (2 of 2)
+  EXPECT_EQ(send("/refund").verdict, Verdict::kForward);  // refund: 1 of 4
+
+  auto reordered = RuleSet::Compile({refund, pay}, config_.default_rule);
+  ASSERT_TRUE(reordered.ok()) << reordered.status().ToString();
+  const RuleSet next = std::move(reordered).value();
+  engine_->SetRules(next);
+  // pay, now second, is still full; refund, now first, still holds 1 of 4.
+  const FrameResult limited = send("/pay");
+  EXPECT_EQ(limited.verdict, Verdict::kReject);
+  EXPECT_EQ(limited.rule, 1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(send("/refund").verdict, Verdict::kForward) << i;
+  const FrameResult refund_limited = send("/refund");
+  EXPECT_EQ(refund_limited.verdict, Verdict::kReject);
+  EXPECT_EQ(refund_limited.rule, 0);
+  engine_->SetRules(*rules_);  // `next` goes out of scope first
+}
+
 TEST_F(EngineTest, BucketLeaksOverTime) {
   Start();
   Conn c(40003);

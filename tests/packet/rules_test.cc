@@ -160,5 +160,25 @@ TEST(RulesTest, PathPrefixMustBeNormalized) {
   EXPECT_TRUE(RuleSet::Compile({folded}, DefaultRuleConfig()).ok());
 }
 
+TEST(RulesTest, BucketKeyFollowsTheNameNotThePosition) {
+  RuleConfig a;
+  a.name = "pay";
+  a.bucket = {.capacity = 2, .leak_rate_per_s = 1};
+  RuleConfig b = a;
+  b.name = "refund";
+  RuleConfig d;
+  d.name = "default";
+  d.bucket = {.capacity = 3, .leak_rate_per_s = 1};
+  auto ab = RuleSet::Compile({a, b}, d);
+  auto ba = RuleSet::Compile({b, a}, d);
+  ASSERT_TRUE(ab.ok()) << ab.status().ToString();
+  ASSERT_TRUE(ba.ok()) << ba.status().ToString();
+  EXPECT_EQ(ab->rule(0).bucket_key, RuleBucketKey("pay"));
+  EXPECT_EQ(ab->rule(0).bucket_key, ba->rule(1).bucket_key);
+  EXPECT_EQ(ab->rule(1).bucket_key, ba->rule(0).bucket_key);
+  EXPECT_NE(ab->rule(0).bucket_key, ab->rule(1).bucket_key);
+  EXPECT_NE(ab->rule(0).bucket_key, ab->rule(2).bucket_key);
+}
+
 }  // namespace
 }  // namespace dlb::packet

@@ -101,7 +101,7 @@ TEST(ShardTest, BurstLookupEqualsOneByOne) {
     ShardRequest reqs[BucketShard::kMaxBurst];
     ShardResult res[BucketShard::kMaxBurst];
     const size_t n = 1 + rng() % BucketShard::kMaxBurst;
-    for (size_t i = 0; i < n; ++i) reqs[i] = {.key_hash = rng() % 300, .profile = &p, .cost = 1, .rule = 0};
+    for (size_t i = 0; i < n; ++i) reqs[i] = {.key_hash = rng() % 300, .profile = &p, .cost = 1, .rule_key = 0};
     a->DecideBurst(reqs, n, now, res);
     for (size_t i = 0; i < n; ++i) {
       dlb::Decision d;

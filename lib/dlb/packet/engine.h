@@ -200,9 +200,10 @@ class PacketEngine {
 
   // Replaces the rule set (a reload), called by the thread that calls ProcessBurst,
   // between bursts: no decision is pending then. `rules` must outlive the engine or the
-  // next SetRules. Buckets are keyed by rule index: a rule that keeps its position keeps
-  // its users' buckets (a changed capacity or leak rate applies to the existing TATs);
-  // a rule moved to another position meets the buckets of the rule that was there.
+  // next SetRules. Buckets are keyed by rule name (CompiledRule::bucket_key), as in
+  // Redis: a rule that keeps its name keeps its users' buckets wherever it moves (a
+  // changed capacity or leak rate applies to the existing TATs); a renamed rule starts
+  // with empty buckets.
   void SetRules(const RuleSet& rules);
 
   const EngineCounters& counters() const;

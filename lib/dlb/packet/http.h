@@ -1,11 +1,13 @@
-// HTTP/1.1 request heads and chunked bodies, parsed from byte spans that the caller has
-// checked (RFC 9112). The parser never copies: the fields are views into the span, valid
-// as long as the span is. No allocation, no exceptions.
+// HTTP/1.1 request heads, parsed from byte spans that the caller has checked (RFC 9112;
+// chunked bodies: chunked.h). The parser never copies: the fields are views into the
+// span, valid as long as the span is. No allocation, no exceptions.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "dlb/packet/chunked.h"
 
 namespace dlb::packet {
 
@@ -104,25 +106,5 @@ HeadResult CheckRequestStart(const uint8_t* data, size_t len);
 // is within len; kTooLarge when none is within max_head_bytes.
 HeadResult ParseRequestHead(const uint8_t* data, size_t len, const HeadOptions& options,
                             RequestHead& head);
-
-// A chunked body (RFC 9112, 7.1) followed byte by byte across segments: finds where the
-// body, including its trailer section, ends. Chunk data is skipped, never copied.
-class ChunkedDecoder {
- public:
-  enum class Result : uint8_t { kMore, kDone, kError };
-  // Consumes from data[0, len); `consumed` is the count used. kDone: the body ended
-  // after `consumed` bytes; kMore: all consumed, more needed; kError: malformed.
-  Result Feed(const uint8_t* data, size_t len, size_t& consumed);
-  void Reset() { *this = ChunkedDecoder(); }
-
- private:
-  enum class State : uint8_t {
-    kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf, kTrailerStart, kTrailerLine, kTrailerEndLf
-  };
-  State state_ = State::kSize;
-  uint8_t size_digits_ = 0;
-  uint16_t line_bytes_ = 0;   // extension or trailer bytes on this line (bounded)
-  uint64_t remaining_ = 0;    // chunk size being read, then chunk data left
-};
 
 }  // namespace dlb::packet

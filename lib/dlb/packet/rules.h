@@ -19,8 +19,15 @@ namespace dlb::packet {
 inline constexpr size_t kMaxRules = 1024;
 inline constexpr size_t kMaxRuleNameBytes = 64;
 
+// What a user's shard bucket of a rule is keyed by besides the user: a hash of the
+// rule's name, as the Redis key holds the name (dlb/key.h), so that a reload that
+// reorders rules leaves every bucket on its rule. Unkeyed (the same in every process):
+// the user's hash is the keyed part.
+uint64_t RuleBucketKey(std::string_view name);
+
 struct CompiledRule {
   std::string name;
+  uint64_t bucket_key = 0;  // RuleBucketKey(name)
   bool any_method = true;
   Method method = Method::kOther;
   std::string method_token;     // compared when method == kOther

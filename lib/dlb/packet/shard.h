@@ -78,7 +78,7 @@ struct ShardRequest {
   uint64_t key_hash = 0;                      // SipHash of the identity (keyed)
   const dlb::BucketProfile* profile = nullptr;
   int64_t cost = 1;
-  uint16_t rule = 0;                          // a user's buckets of different rules differ
+  uint64_t rule_key = 0;                      // CompiledRule::bucket_key: a user's rules differ
 };
 
 struct ShardResult {
@@ -110,7 +110,9 @@ class BucketShard {
   BucketShard& operator=(const BucketShard&) = delete;
   ~BucketShard();
 
-  ShardProbe Probe(uint64_t key_hash, uint16_t rule) const;
+  // `rule_key`: the rule's CompiledRule::bucket_key (a hash of its name, so that a
+  // user's bucket of a rule stays the same across reloads that move the rule).
+  ShardProbe Probe(uint64_t key_hash, uint64_t rule_key) const;
   void Prefetch(const ShardProbe& probe) const {
     __builtin_prefetch(&lines_[probe.line_a], 1, 3);
     __builtin_prefetch(&lines_[probe.line_b], 1, 3);

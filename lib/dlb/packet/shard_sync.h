@@ -352,7 +352,8 @@ class ShardSync {
   // Settles every tracked bucket a last time (leases returned, credit charged) and
   // untracks it. At shutdown, after the workers stopped.
   Status ReturnAll(int64_t now_ns);
-  // After the engines' rules were swapped (same indices keep their Redis keys).
+  // After the engines' rules were swapped: tracked buckets follow their rule by name
+  // (a moved rule keeps its buckets and Redis keys; a removed one's are released).
   void SetRules(const RuleSet* rules);
 
   ShardSyncStats Stats() const;
