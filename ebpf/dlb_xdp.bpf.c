@@ -11,6 +11,7 @@
  *   dlb_xdp_scan.h    3. the head: method, target (its normal path), version, Host, the
  *                        identity and the body's framing, scanned with bpf_loop
  *   dlb_xdp_rules.h   4. rules: first match wins, the default last
+ *   dlb_xdp_sha.h        SHA-256 of identities longer than a user key holds
  *   dlb_xdp_bucket.h  5. the user's bucket: a lease of the global bucket written by the
  *                        agent, the hold-off while Redis is full, a local GCRA bucket
  *   dlb_xdp_reply.h   6. limited heads: 429 + FIN to the client built in place (XDP_TX,
@@ -33,6 +34,12 @@
 #define DLB_PATH_MAX_BYTES DLB_XDP_SCAN_BYTES
 #define DLB_PATH_BYTE(path, i) ((path)[(i) & (DLB_XDP_SCAN_BYTES - 1)])
 #include "dlb/path.h"
+
+/* SHA-256 of long identities: its state is in the CPU's scratch (dlb_xdp_maps.h) */
+struct dlb_sha256;
+static __always_inline struct dlb_sha256 *dlb_sha_state(__u32 cpu);
+#define DLB_SHA_STATE(cpu) dlb_sha_state(cpu)
+#include "dlb_xdp_sha.h"
 
 #include "dlb_xdp_maps.h"
 #include "dlb_xdp_parse.h"
@@ -284,13 +291,17 @@ int dlb_xdp(struct xdp_md *ctx)
 	if (sp->have_id && sp->id_len > 0) {
 		__u32 len = sp->id_len;
 		if (len > DLB_XDP_MAX_ID) {
-			/* as the engine: an identity longer than the key holds is refused */
-			count(c, DLB_XDP_C_oversize_heads);
-			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+			/* longer than a key holds: keyed by its digest, the user's one bucket */
+			if (!dlb_id_digest(cpu)) {
+				count(c, DLB_XDP_C_oversize_heads);
+				return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+			}
+			count(c, DLB_XDP_C_identity_digests);
+		} else {
+			key->kind = DLB_XDP_KEY_IDENTITY;
+			key->id_len = len;
+			copy_id(sc, key, sp->id_off, len);
 		}
-		key->kind = DLB_XDP_KEY_IDENTITY;
-		key->id_len = len;
-		copy_id(sc, key, sp->id_off, len);
 	} else {
 		count(c, DLB_XDP_C_identity_missing);
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {

@@ -60,9 +60,15 @@ enum dlb_xdp_head_policy { DLB_XDP_HEAD_FORWARD = 0, DLB_XDP_HEAD_DROP = 1, DLB_
 enum dlb_xdp_frame_policy { DLB_XDP_FRAME_FORWARD = 0, DLB_XDP_FRAME_DROP = 1 };
 enum dlb_xdp_overflow { DLB_XDP_OVERFLOW_ALLOW = 0, DLB_XDP_OVERFLOW_LIMIT = 1 };
 
-/* Kinds of user key: an identity header value, or the client's address when the
- * identity is missing and the policy is source_ip. */
-enum dlb_xdp_key_kind { DLB_XDP_KEY_IDENTITY = 0, DLB_XDP_KEY_IPV4 = 1, DLB_XDP_KEY_IPV6 = 2 };
+/* Kinds of user key: an identity header value, the client's address when the
+ * identity is missing and the policy is source_ip, or the digest of an identity longer
+ * than DLB_XDP_MAX_ID bytes: its first DLB_XDP_DIGEST_BYTES bytes of SHA-256 (computed
+ * by the program, ebpf/dlb_xdp_sha.h), which are dlb::UserDigest of the identity, so
+ * the agent names the user's Redis bucket from the key alone (dlb::AppendRedisKey). */
+enum dlb_xdp_key_kind {
+	DLB_XDP_KEY_IDENTITY = 0, DLB_XDP_KEY_IPV4 = 1, DLB_XDP_KEY_IPV6 = 2, DLB_XDP_KEY_DIGEST = 3,
+};
+#define DLB_XDP_DIGEST_BYTES 15     /* dlb::kDigestBytes; a digest key is a short key */
 
 struct dlb_xdp_config {
 	__u64 port_bits[1024];          /* TCP destination ports of the services: bit p */
@@ -70,7 +76,7 @@ struct dlb_xdp_config {
 	__u8 id_fold[DLB_XDP_MAX_ID_NAME]; /* 0x20 where id_name has a letter (case fold) */
 	__u8 id_mask[DLB_XDP_MAX_ID_NAME]; /* 0xff over the name's bytes */
 	__u32 id_name_len;              /* without the ':' */
-	__u32 max_identity_bytes;       /* <= DLB_XDP_MAX_ID */
+	__u32 max_identity_bytes;       /* longer than DLB_XDP_MAX_ID: keyed by digest */
 	__u32 max_head_bytes;
 	__u16 rule_count;               /* the default rule included (it is last) */
 	__u8 on_missing_identity;       /* enum dlb_xdp_missing_id */
@@ -149,6 +155,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user_skey) == 8 + DLB_XDP_SHORT_ID, 
 DLB_XDP_STATIC_ASSERT(DLB_XDP_SHORT_ID % 8 == 0 && DLB_XDP_SHORT_ID >= 16 &&
 			      DLB_XDP_SHORT_ID < DLB_XDP_MAX_ID,
 		      "short IDs hold IPv6 addresses and are shorter than long ones");
+DLB_XDP_STATIC_ASSERT(DLB_XDP_DIGEST_BYTES < DLB_XDP_SHORT_ID, "a digest key is a short key");
 DLB_XDP_STATIC_ASSERT(__builtin_offsetof(struct dlb_xdp_user_skey, id) ==
 			      __builtin_offsetof(struct dlb_xdp_user_key, id) &&
 			      __builtin_offsetof(struct dlb_xdp_user_skey, kind) ==
@@ -300,6 +307,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(shadow_limited, "shadow_limited", "Limited heads passed (action shadow).")  \
 	X(reject_failed, "reject_failed", "429 frames that could not be built (head dropped).") \
 	X(identity_missing, "identity_missing", "Heads without the identity header.") \
+	X(identity_digests, "identity_digests", "Heads whose identity is longer than a user key holds (keyed by its SHA-256).") \
 	X(identity_source_ip, "identity_source_ip", "Heads keyed by the client address.") \
 	X(identity_missing_passed, "identity_missing_passed", "Heads without identity passed undecided.") \
 	X(identity_missing_limited, "identity_missing_limited", "Heads without identity limited.") \

@@ -239,8 +239,14 @@ struct dlb_scratch {
 	__u32 stream_next;            /* the stream after the head passes: next byte */
 	__u32 stream_body;            /* ... and body bytes still to come */
 	__u32 pad2;
+	struct dlb_sha256 sha;        /* a long identity's digest (dlb_id_digest) */
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
+
+static __always_inline struct dlb_sha256 *dlb_sha_state(__u32 cpu)
+{
+	return &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)].sha;
+}
 _Static_assert(__builtin_offsetof(struct dlb_scratch, head) - __builtin_offsetof(struct dlb_scratch, part_len) ==
 		       __builtin_offsetof(struct dlb_xdp_partial, head),
 	       "the scratch's held head is a struct dlb_xdp_partial");

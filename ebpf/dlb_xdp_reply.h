@@ -451,3 +451,32 @@ static __always_inline void copy_id(struct dlb_scratch *sc, struct dlb_xdp_user_
 	__builtin_memset(key->id + DLB_XDP_SHORT_ID, 0, DLB_XDP_MAX_ID - DLB_XDP_SHORT_ID);
 	bpf_probe_read_kernel(key->id, len & (DLB_XDP_MAX_ID * 2 - 1), src);
 }
+
+/* The user key of an identity longer than a key holds (the scan's id_off and id_len in
+ * the CPU's scratch): kind DLB_XDP_KEY_DIGEST, the first DLB_XDP_DIGEST_BYTES bytes of
+ * SHA-256 of the identity's bytes, which are dlb::DigestUserId of the ID: the agent names
+ * the same Redis bucket as the library and the appliance (dlb::AppendRedisKey). A digest
+ * key is a short key (the rest of sc->key is zero already). 1, or 0 when the ID cannot be
+ * read. Global: verified once, apart from the program. */
+__noinline long dlb_id_digest(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	__u32 off = sc->scan.id_off, len = sc->scan.id_len;
+	struct dlb_xdp_user_key *key = &sc->key;
+
+	if (len == 0 || len > DLB_SHA_MAX_LEN || off >= DLB_XDP_SCAN_BYTES ||
+	    len > DLB_XDP_SCAN_BYTES - off)
+		return 0;
+	if (bpf_probe_read_kernel(sc->sha.msg, len & (DLB_SHA_MSG_BYTES - 1),
+				  sc->head + (off & DLB_SCAN_MASK)))
+		return 0;
+	if (!dlb_sha256_run(cpu, len))
+		return 0;
+	key->kind = DLB_XDP_KEY_DIGEST;
+	key->id_len = DLB_XDP_DIGEST_BYTES;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		*(__u32 *)(key->id + 4 * i) = bpf_htonl(sc->sha.h[i]);
+	key->id[DLB_XDP_DIGEST_BYTES] = 0;   /* 16 bytes written, 15 kept: zero past id_len */
+	return 1;
+}

@@ -91,6 +91,14 @@ static __always_inline __u64 target_stops(__u64 w)
 	return ctl | eq_first(w, 0x7f);
 }
 
+/* Flags of the control bytes (< 0x20) and DEL: exact at the lowest (the test for
+ * controls is exact in every byte; DEL's, at its lowest). */
+static __always_inline __u64 value_ctls(__u64 w)
+{
+	__u64 ctl = ~((w & DLB_LOW7) + 0x60 * DLB_ONES) & ~w & DLB_HIGHS;   /* < 0x20 */
+	return ctl | eq_first(w, 0x7f);
+}
+
 /* Flags of the bytes other than SP, HT and CR, exact in every byte. */
 static __always_inline __u64 value_bytes(__u64 w)
 {
@@ -378,20 +386,29 @@ __noinline long dlb_header_value(__u32 cpu)
 		s->cl = cl;
 	}
 	if (which & DLB_HV_ID) {
+		__u32 p = vs;
+
 		if (s->have_id)
 			return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
-		if (ve - vs > s->max_id || ve - vs > DLB_XDP_MAX_ID)
+		if (ve - vs > s->max_id)
 			return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
 		/* a control byte or DEL in the value: the same ID to a server that strips
-		 * them, another bucket here (docs/identity.md) */
+		 * them, another bucket here (docs/identity.md). A word at a time: an ID may be
+		 * as long as the head. */
 #pragma clang loop unroll(disable)
-		for (int k = 0; k < DLB_XDP_MAX_ID; k++) {
-			__u8 ch;
-			if (vs + k >= ve)
+		for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8; k++) {
+			__u64 m;
+			if (p >= ve)
 				break;
-			ch = sc->head[(vs + k) & DLB_SCAN_MASK];
-			if (ch < 0x20 || ch == 0x7f)
-				return scan_done(s, DLB_H_MALFORMED);
+			m = value_ctls(head_word(sc, p));
+			if (m) {
+				/* the first flagged byte is a control byte or DEL; past ve, the
+				 * value has none */
+				if (p + first_flag(m) < ve)
+					return scan_done(s, DLB_H_MALFORMED);
+				break;
+			}
+			p += 8;
 		}
 		s->have_id = 1;
 		s->id_off = vs;

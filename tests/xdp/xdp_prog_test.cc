@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cstdio>
@@ -29,9 +30,11 @@
 #include "dlb/packet/parse.h"
 #include "dlb/packet/reject.h"
 #include "dlb/packet/rules.h"
+#include "dlb/key.h"
 #include "dlb_tc.skel.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
+#include "xdp_sha.skel.h"
 #include "xdp_tc.h"
 #include "xdp_test_util.h"
 
@@ -1159,6 +1162,93 @@ TEST_F(XdpProgTest, ShortAndLongIdsDecideInSeparateBuckets) {
   size_t left = 0;
   ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key&) { ++left; }).ok());
   EXPECT_EQ(left, 0u);
+}
+
+// The program's SHA-256 (ebpf/dlb_xdp_sha.h, run on its own) is lib/key's on messages
+// around every padding boundary (one block, the length spilling into a second, whole
+// blocks) and the longest message it takes.
+TEST(XdpShaTest, Sha256InTheKernelIsTheLibrarys) {
+  ASSERT_EQ(xdptest::PinToCpu0(), 0);
+  xdp_sha_bpf* skel = xdp_sha_bpf__open_and_load();
+  ASSERT_NE(skel, nullptr);
+  std::mt19937 rng(20);
+  for (size_t len : {0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 2039}) {
+    std::string msg(len, '\0');
+    for (char& ch : msg) ch = static_cast<char>(rng());
+    std::vector<uint8_t> frame(14, 0);
+    frame.insert(frame.end(), msg.begin(), msg.end());
+    const RunResult r = RunXdp(bpf_program__fd(skel->progs.sha_test), frame);
+    ASSERT_EQ(r.action, XDP_PASS) << len;
+    ASSERT_EQ(skel->bss->sha_ok, 1u) << len;
+    const std::array<uint8_t, 32> want = Sha256(msg);
+    EXPECT_EQ(std::memcmp(skel->bss->sha_out, want.data(), 32), 0) << len << " bytes";
+  }
+  // The FIPS 180-4 example "abc".
+  std::vector<uint8_t> abc(14, 0);
+  abc.insert(abc.end(), {'a', 'b', 'c'});
+  ASSERT_EQ(RunXdp(bpf_program__fd(skel->progs.sha_test), abc).action, XDP_PASS);
+  const uint8_t abc_digest[4] = {0xba, 0x78, 0x16, 0xbf};
+  EXPECT_EQ(std::memcmp(skel->bss->sha_out, abc_digest, 4), 0);
+  xdp_sha_bpf__destroy(skel);
+}
+
+// An identity longer than a user key holds (DLB_XDP_MAX_ID) is decided, keyed by its
+// digest: limited after the rule's capacity, one bucket per ID (two IDs that differ only
+// in their last byte are two users), and the agent's Redis key of the user is
+// dlb::RedisKey(ID, rule), the appliance's and the library's.
+TEST_F(XdpProgTest, LongIdentitiesAreDecidedByTheirDigest) {
+  packet::PacketConfig c = BaseConfig();
+  c.max_identity_bytes = 4096;
+  Configure(c);
+  std::mt19937 rng(300);
+  auto id_of = [&](size_t len) {
+    std::string id(len, 'x');
+    for (char& ch : id) ch = static_cast<char>('!' + rng() % 94);   // visible ASCII
+    return id;
+  };
+  const std::string id300 = id_of(300), id1500 = id_of(1500);
+  std::string id1500b = id1500;
+  id1500b.back() = id1500b.back() == 'a' ? 'b' : 'a';
+  const std::vector<std::string> ids = {id300, id1500, id1500b, std::string(257, 'k')};
+  uint16_t port = 51000;
+  for (int round = 0; round < 3; ++round) {   // capacity 3 each
+    for (size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(RunHead(Head("POST", "/pay", ids[i]), port++).action, XDP_PASS)
+          << "round " << round << " id " << i << " (" << ids[i].size() << " bytes)";
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const RunResult r = RunHead(Head("POST", "/pay", ids[i]), port++);
+    EXPECT_EQ(r.action, XDP_TX) << "id " << i;
+    EXPECT_NE(std::string(r.frame.begin(), r.frame.end()).find("HTTP/1.1 429 Too Many Requests"),
+              std::string::npos);
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_identity_digests), 4 * ids.size());
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 3 * ids.size());
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 0u);
+
+  // One digest key per ID, in the short map; the agent's Redis key is every form's.
+  std::vector<std::string> seen, want;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    EXPECT_EQ(k.kind, DLB_XDP_KEY_DIGEST);
+    EXPECT_EQ(k.id_len, DLB_XDP_DIGEST_BYTES);
+    for (size_t b = k.id_len; b < DLB_XDP_MAX_ID; ++b) EXPECT_EQ(k.id[b], 0) << "byte " << b;
+    seen.push_back(RedisKeyOf(k, "pay"));
+  }).ok());
+  for (const std::string& id : ids) want.push_back(RedisKey(id, "pay"));
+  std::sort(want.begin(), want.end());
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, want);
+  // The agent finds the bucket by a key it builds from the ID alone.
+  dlb_xdp_user_key k{};
+  k.rule = 0;
+  k.kind = DLB_XDP_KEY_DIGEST;
+  k.id_len = DLB_XDP_DIGEST_BYTES;
+  const UserDigest d = DigestUserId(id1500);
+  std::memcpy(k.id, d.data(), d.size());
+  auto u = prog_->LookupUser(k);
+  ASSERT_TRUE(u.ok());
+  EXPECT_GT(u->tat_ns, 0u);
 }
 
 // The same stream through the C++ PacketEngine and the program: the same decisions.
