@@ -250,11 +250,17 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 	tstart = sp->sp1;                         /* 1 + SP = first target byte */
 	tend = sp->q ? sp->q - 1 : sp->sp2 - 1;
+	sc->abs_form = 0;
 	if (head_byte(cpu, tstart) != '/' && head_byte(cpu, tstart) != '*') {
-		/* The server routes an absolute-form target by its path, which this program
-		 * does not match on: refused, never passed undecided. */
-		count(c, DLB_XDP_C_slow_path_absolute_form);
-		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+		/* Absolute form: matched on its path, its authority for Host, as in the
+		 * engine. Any other form (CONNECT's authority) is refused, never passed. */
+		if (!dlb_absolute_target(cpu)) {
+			count(c, DLB_XDP_C_slow_path_authority_form);
+			return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+		}
+		count(c, DLB_XDP_C_absolute_form);
+		tstart = sc->abs_path_off;
+		tend = tstart + sc->abs_path_len;
 	}
 	if (head_byte(cpu, tstart) == '/' && !dlb_path_normal(cpu, tstart, tend - tstart)) {
 		count(c, DLB_XDP_C_paths_not_normal);
@@ -271,8 +277,15 @@ int dlb_xdp(struct xdp_md *ctx)
 		m->method_len = sp->sp1 - 1;
 		m->path_off = tstart;
 		m->path_len = tend - tstart;
-		m->host_off = sp->host_off;
-		m->host_len = sp->have_host ? host_without_port(cpu, sp->host_off, sp->host_len) : 0;
+		if (sc->abs_form) {
+			/* an absolute-form target's authority replaces Host (RFC 9112 3.2.2) */
+			m->host_off = sc->abs_host_off;
+			m->host_len = host_without_port(cpu, sc->abs_host_off, sc->abs_host_len);
+		} else {
+			m->host_off = sp->host_off;
+			m->host_len = sp->have_host ?
+					      host_without_port(cpu, sp->host_off, sp->host_len) : 0;
+		}
 		m->count = count;
 		m->found = 0;
 		if (count == 0 || count > DLB_XDP_MAX_RULES)

@@ -294,7 +294,8 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(no_payload, "no_payload", "TCP segments without payload (passed).")         \
 	X(non_head, "non_head", "Segments whose payload does not start a request head (passed).") \
 	X(slow_path_split, "slow_path_split", "Heads that could not be held until their end (refused per on_oversize_head).") \
-	X(slow_path_absolute_form, "slow_path_absolute_form", "Heads with an absolute-form target (refused per on_malformed_head).") \
+	X(slow_path_authority_form, "slow_path_authority_form", "Heads whose target is neither in origin, absolute nor asterisk form (CONNECT's authority; refused per on_malformed_head).") \
+	X(absolute_form, "absolute_form", "Heads with an absolute-form target (decided on its path and authority).") \
 	X(not_http, "not_http", "Payloads at a head position that are not HTTP.")     \
 	X(malformed_heads, "malformed_heads", "Malformed request heads.")             \
 	X(oversize_heads, "oversize_heads", "Heads longer than max_head_bytes.")      \

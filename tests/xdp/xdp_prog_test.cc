@@ -820,19 +820,99 @@ TEST_F(XdpProgTest, MaxHeaderLinesIsHonoured) {
   EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 3u);   // 3, 4 and 5 lines: too many
 }
 
-// An absolute-form target is routed by the server on its path, which this program does
-// not match: the head is refused by the malformed-head policy (default: a RST to the
-// server), never passed undecided.
-TEST_F(XdpProgTest, AbsoluteFormHeadsAreRefused) {
-  const RunResult r = RunHead("POST http://api.example/pay HTTP/1.1\r\nHost: api.example\r\n"
-                              "X-User-ID: ivan\r\n\r\n", 45100);
-  EXPECT_EQ(r.action, XDP_PASS);
+// An absolute-form target is decided on its path and its authority, as the engine
+// decides it (lib/packet/http.cc): "POST http://api.example/pay" is /pay's bucket, the
+// one "POST /pay" spends. Its path must be normal, as an origin-form one; a target in
+// no form the program decides (CONNECT's authority) is refused, never passed undecided.
+TEST_F(XdpProgTest, AbsoluteFormHeadsAreDecidedOnTheirPath) {
+  const auto head = [](const std::string& target) {
+    return "POST " + target + " HTTP/1.1\r\nHost: api.example\r\nX-User-ID: ivan\r\n\r\n";
+  };
+  EXPECT_EQ(RunHead(head("http://api.example/pay"), 45100).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("/pay/x"), 45101).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("https://api.example:8443/pay?x=1"), 45102).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("http://api.example/pay"), 45103).action, XDP_TX);   // capacity 3
+  auto last = prog_->ReadLast(0);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->rule, 0u);
+  // No path: "/", the default rule's.
+  uint16_t port = 45110;
+  for (const char* target : {"http://api.example", "http://api.example?to=/pay", "http://a?b://c/pay"}) {
+    EXPECT_EQ(RunHead(head(target), port++).action, XDP_PASS) << target;
+    last = prog_->ReadLast(0);
+    ASSERT_TRUE(last.ok());
+    EXPECT_EQ(last->rule, 1u) << target;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_absolute_form), 6u);
+  // A path that is not its normal form is refused, as in origin form.
+  RunResult r = RunHead(head("http://api.example/./pay"), 45120);
   packet::PacketView v;
   ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
   EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
-  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_absolute_form), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+  EXPECT_EQ(Counter(DLB_XDP_C_paths_not_normal), 1u);
+  // CONNECT's authority form and a target in no form: refused by the malformed-head policy.
+  for (const char* line : {"CONNECT api.example:443 HTTP/1.1", "POST api.example/pay HTTP/1.1"}) {
+    r = RunHead(std::string(line) + "\r\nHost: api.example\r\nX-User-ID: ivan\r\n\r\n", port++);
+    ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+    EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst) << line;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_authority_form), 2u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 7u);
+}
+
+// Absolute-form targets through the engine and the program: the same rule limits each
+// (the path after the authority, the authority for Host whatever the Host line says).
+TEST_F(XdpProgTest, AbsoluteFormParityWithThePacketEngine) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("pay", "/pay", 1, 0.001), Rule("host", "/h", 1, 0.001)};
+  c.rules[1].host = "api.example";
+  c.default_rule = Rule("default", "", 1, 0.001);
+  Configure(c);
+  auto rules = packet::RuleSet::Compile(c.rules, c.default_rule);
+  ASSERT_TRUE(rules.ok());
+  auto engine = packet::PacketEngine::Create(c, *rules, packet::HeapAllocator::Instance(),
+                                             SipKey{1, 2}, 1'000'000'000);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const char* targets[] = {
+      "http://api.example/pay",      "https://x.example/pay/1?q=1", "http://api.example",
+      "http://api.example?x=/pay",   "http://api.example:8080/h/1", "http://API.example/h",
+      "http://other.example/h",      "x://y/pay",                   "http://a?b://c/pay",
+      "a?b://c/pay",                 "http:///pay",                 "http://[::1]:80/h",
+      "http://u@api.example/h",      "/h",
+  };
+  uint16_t port = 21000;
+  int64_t now = 2'000'000'000;
+  for (size_t t = 0; t < std::size(targets); ++t) {
+    // A user per target; the second head of each is limited by the rule it matched.
+    const std::string payload = "GET " + std::string(targets[t]) + " HTTP/1.1\r\nHost: other.example\r\n"
+                                "X-User-ID: p" + std::to_string(t) + "\r\n\r\n";
+    for (int i = 0; i < 2; ++i) {
+      SegmentSpec syn;
+      syn.src.port = port++;
+      syn.seq = 100;
+      syn.flags = 0x02;
+      SegmentSpec s = syn;
+      s.seq = 101;
+      s.flags = 0x18;
+      s.payload = payload;
+      const std::vector<uint8_t> f0 = BuildSegment(syn), f1 = BuildSegment(s);
+      packet::Frame frames[2] = {{f0.data(), static_cast<uint32_t>(f0.size())},
+                                 {f1.data(), static_cast<uint32_t>(f1.size())}};
+      packet::FrameResult res[2];
+      (*engine)->ProcessBurst(frames, 2, now++, res);
+      ASSERT_EQ(res[1].heads, 1) << targets[t];
+      ASSERT_EQ(RunXdp(prog_->prog_fd(), f0).action, XDP_PASS);
+      const RunResult r = RunXdp(prog_->prog_fd(), f1);
+      const bool engine_limited = res[1].verdict == packet::Verdict::kReject;
+      EXPECT_EQ(engine_limited, i == 1) << targets[t];
+      EXPECT_EQ(r.action == XDP_TX, engine_limited) << targets[t] << " head " << i;
+      if (engine_limited) {
+        auto last = prog_->ReadLast(0);
+        ASSERT_TRUE(last.ok());
+        EXPECT_EQ(last->rule, res[1].rule) << targets[t];
+      }
+    }
+  }
 }
 
 TEST_F(XdpProgTest, MalformedFramesAndHeads) {
