@@ -241,12 +241,22 @@ int dlb_xdp(struct xdp_md *ctx)
 		/* the head's bytes start part_len bytes before this packet's head_off */
 		__u64 body_end = (__u64)sc->head_off + sp->head_end + (sp->have_cl ? sp->cl : 0) -
 				 sc->part_len;
+		sc->cut_keep = 0;
 		if (body_end < v.payload_len) {
-			/* another request's bytes follow in this packet: not decided here */
-			count(c, DLB_XDP_C_pipelined_refused);
-			return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+			/* Another request's bytes follow in this packet (pipelining): this head is
+			 * decided, and if it passes the packet is cut after its request
+			 * (stream_pass); the client sends the rest again, and the next head is
+			 * decided then, first in its packet, so no head is charged twice. */
+			if (body_end == 0 || body_end > DLB_CUT_MAX) {
+				count(c, DLB_XDP_C_pipelined_refused);
+				return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+			}
+			sc->cut_keep = (__u32)body_end;
+			sc->stream_next = v.seq + (__u32)body_end;
+			sc->stream_body = 0;
+		} else {
+			sc->stream_body = (__u32)(body_end - v.payload_len);
 		}
-		sc->stream_body = (__u32)(body_end - v.payload_len);
 	}
 	tstart = sp->sp1;                         /* 1 + SP = first target byte */
 	tend = sp->q ? sp->q - 1 : sp->sp2 - 1;
@@ -289,13 +299,13 @@ int dlb_xdp(struct xdp_md *ctx)
 		m->count = count;
 		m->found = 0;
 		if (count == 0 || count > DLB_XDP_MAX_RULES)
-			return stream_pass(sc, st);
+			return stream_pass(ctx, sc, st, &v, c);
 		bpf_loop(DLB_XDP_MAX_RULES / DLB_RULES_PER_CALL, match_rule, &cpu, 0);
 		rule = m->found;
 	}
 	r = bpf_map_lookup_elem(&dlb_rules, &rule);
 	if (!r)
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 
 	key = &sc->key;
 	/* The short key's bytes; a long ID zeroes the rest of the key too. */
@@ -319,7 +329,7 @@ int dlb_xdp(struct xdp_md *ctx)
 		count(c, DLB_XDP_C_identity_missing);
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {
 			count(c, DLB_XDP_C_identity_missing_passed);
-			return stream_pass(sc, st);
+			return stream_pass(ctx, sc, st, &v, c);
 		}
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_LIMIT) {
 			count(c, DLB_XDP_C_identity_missing_limited);
@@ -389,13 +399,13 @@ decided:
 	if (d.allowed) {
 		count(c, DLB_XDP_C_allowed);
 		c->rule_allowed[rule & (DLB_XDP_MAX_RULES - 1)]++;
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 	}
 	count(c, DLB_XDP_C_limited);
 	c->rule_limited[rule & (DLB_XDP_MAX_RULES - 1)]++;
 	if (r->action == DLB_XDP_ACTION_SHADOW) {
 		count(c, DLB_XDP_C_shadow_limited);
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 	}
 	if (r->action == DLB_XDP_ACTION_DROP) {
 		count(c, DLB_XDP_C_dropped);

@@ -328,7 +328,9 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(stream_out_of_order, "stream_out_of_order", "Segments after a gap that may hold a head (dropped; sent again by the client).") \
 	X(stream_retransmits, "stream_retransmits", "Segments of bytes already passed (passed).") \
 	X(body_segments, "body_segments", "Segments of request bodies (passed).")    \
-	X(pipelined_refused, "pipelined_refused", "Packets with bytes after a whole request (refused per on_malformed_head).") \
+	X(pipelined_refused, "pipelined_refused", "Packets with another request after a first one longer than the program can cut after (refused per on_malformed_head).") \
+	X(pipelined_cut, "pipelined_cut", "Packets cut after their first request, admitted (the client sends the rest again; its next head is decided then).") \
+	X(pipelined_cut_failed, "pipelined_cut_failed", "Pipelined packets that could not be cut (dropped; the client sends them again).") \
 	X(unframed_bodies, "unframed_bodies", "Heads with Transfer-Encoding (the program follows only Content-Length; refused per on_malformed_head).") \
 	X(paths_not_normal, "paths_not_normal", "Targets whose path is not its normal form (refused per on_malformed_head).") \
 	X(not_http_passed, "not_http_passed", "Flows whose first bytes are not HTTP (passed per on_not_http).")

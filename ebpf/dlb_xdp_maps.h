@@ -243,7 +243,7 @@ struct dlb_scratch {
 	struct dlb_path_check path_check;
 	__u32 stream_next;            /* the stream after the head passes: next byte */
 	__u32 stream_body;            /* ... and body bytes still to come */
-	__u32 pad2;
+	__u32 cut_keep;               /* payload bytes kept when the head passes; 0: all */
 	struct dlb_sha256 sha;        /* a long identity's digest (dlb_id_digest) */
 	/* An absolute-form target's path and authority (dlb_absolute_target) */
 	struct dlb_abs_search abs;

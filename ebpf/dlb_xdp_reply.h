@@ -158,6 +158,96 @@ static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *
 	return dlb_emit_segment(ctx, sc);
 }
 
+/* The largest first request (head and body) a pipelined packet can be cut after: its bytes
+ * are copied into sc->payload for the checksum. */
+#define DLB_CUT_MAX (2 * DLB_OUT_PAYLOAD)
+
+/* Cuts the segment sc->emit.v after its first sc->cut_keep payload bytes: the IP length
+ * (and the IPv4 header checksum) and the TCP checksum are written for what is kept, the
+ * IP and TCP headers and their options are kept as they are. The server acknowledges
+ * only the kept bytes, so the client's TCP sends the rest again. 0, or -1 when the frame
+ * could not be changed. Global: verified once. */
+__noinline int dlb_cut_segment(struct xdp_md *ctx, struct dlb_scratch *sc)
+{
+	if (!ctx || !sc)
+		return -1;
+	const struct dlb_view *v = &sc->emit.v;
+	__u32 keep = sc->cut_keep, l3 = v->l3_off, l4 = v->l4_off, poff = v->payload_off;
+	__u32 thl = poff - l4, iphl = l4 - l3, l4_len, padded;
+	__u8 *hdr = sc->hdr;
+	__s64 sum;
+	__u16 check;
+	int delta;
+
+	if (keep == 0 || keep >= v->payload_len || keep > DLB_CUT_MAX || l4 < l3 || poff < l4 ||
+	    thl < 20 || thl > 60 || (thl & 3) || iphl < 20 || iphl > 0x3ff || poff > 0x3fff)
+		return -1;
+	l4_len = thl + keep;
+	/* the sizes masked where the verifier sees it (their bounds were checked above) */
+	if (bpf_xdp_load_bytes(ctx, poff, sc->payload, dlb_keep_mask(keep - 1, DLB_CUT_MAX - 1) + 1))
+		return -1;
+	thl = dlb_keep_mask(thl, 63);
+	if (thl < 20)
+		return -1;
+	padded = (keep + 3) & ~3U;
+#pragma unroll
+	for (int k = 0; k < 3; k++)
+		sc->payload[(keep + k) & (2 * DLB_OUT_PAYLOAD - 1)] = 0;
+	/* TCP checksum: pseudo-header, header (its checksum zero), the kept payload */
+	if (bpf_xdp_load_bytes(ctx, l4, hdr, thl))
+		return -1;
+	hdr[16] = 0;
+	hdr[17] = 0;
+	sum = bpf_csum_diff(0, 0, (__be32 *)v->src, v->ipv == 4 ? 4 : 16, 0);
+	sum = bpf_csum_diff(0, 0, (__be32 *)v->dst, v->ipv == 4 ? 4 : 16, sum);
+	{
+		__u32 w = bpf_htonl((IPPROTO_TCP << 16) | l4_len);
+		sum = bpf_csum_diff(0, 0, &w, 4, sum);
+	}
+	sum = bpf_csum_diff(0, 0, (__be32 *)hdr, thl, sum);
+#pragma unroll
+	for (int c = 0; c < DLB_CUT_MAX / 512; c++) {
+		__u32 n;
+		if (512 * c >= padded)
+			break;
+		n = padded - 512 * c;
+		if (n > 512)
+			n = 512;
+		n &= 0x3fc;
+		if (n == 0 || n > 512)
+			return -1;
+		sum = bpf_csum_diff(0, 0, (__be32 *)(sc->payload + 512 * c), n, sum);
+	}
+	if (sum < 0)
+		return -1;
+	check = csum_fold(sum);
+	if (bpf_xdp_store_bytes(ctx, l4 + 16, &check, 2))
+		return -1;
+	/* the IP length: IPv4's total length and header checksum, IPv6's payload length */
+	if (v->ipv == 4) {
+		iphl = dlb_keep_mask(iphl, 63);
+		if (iphl < 20 || iphl > 60 || bpf_xdp_load_bytes(ctx, l3, hdr, iphl))
+			return -1;
+		*(__u16 *)(hdr + 2) = bpf_htons(iphl + l4_len);
+		hdr[10] = 0;
+		hdr[11] = 0;
+		sum = bpf_csum_diff(0, 0, (__be32 *)hdr, iphl, 0);
+		if (sum < 0)
+			return -1;
+		*(__u16 *)(hdr + 10) = csum_fold(sum);
+		if (bpf_xdp_store_bytes(ctx, l3, hdr, 12))
+			return -1;
+	} else {
+		__u16 plen = bpf_htons(iphl - 40 + l4_len);
+		if (bpf_xdp_store_bytes(ctx, l3 + 4, &plen, 2))
+			return -1;
+	}
+	delta = (int)(poff + keep) - (int)bpf_xdp_get_buff_len(ctx);
+	if (delta >= 0 || bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+	return 0;
+}
+
 static __always_inline __u32 put_piece(struct dlb_scratch *sc, __u32 off,
 				       const struct dlb_xdp_rule *r, int piece)
 {

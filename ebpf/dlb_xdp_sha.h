@@ -102,7 +102,7 @@ static long dlb_sha256_step(__u32 idx, __u32 *cpu_arg)
 
 /* v & mask, kept in the code: the compiler drops a mask it can prove changes nothing,
  * and the verifier may not know that bound on the register it then uses. */
-static __always_inline __u32 dlb_sha_mask(__u32 v, __u32 mask)
+static __always_inline __u32 dlb_keep_mask(__u32 v, __u32 mask)
 {
 	__u64 x = v;
 
@@ -128,18 +128,18 @@ static __always_inline long dlb_sha256_run(__u32 cpu, __u32 len)
 	for (int k = 0; k < 8; k++) {
 		if (!(p & 7))
 			break;
-		s->msg[dlb_sha_mask(p, DLB_SHA_MSG_BYTES - 1)] = 0;
+		s->msg[dlb_keep_mask(p, DLB_SHA_MSG_BYTES - 1)] = 0;
 		p++;
 	}
 #pragma clang loop unroll(disable)
 	for (int k = 0; k < 64 / 8 + 2; k++) {   /* end - p < 64 + 9 */
 		if (p >= end)
 			break;
-		*(__u64 *)(s->msg + dlb_sha_mask(p, DLB_SHA_MSG_BYTES - 8)) = 0;
+		*(__u64 *)(s->msg + dlb_keep_mask(p, DLB_SHA_MSG_BYTES - 8)) = 0;
 		p += 8;
 	}
-	s->msg[dlb_sha_mask(len, DLB_SHA_MSG_BYTES - 1)] = 0x80;
-	*(__u64 *)(s->msg + dlb_sha_mask(end - 8, DLB_SHA_MSG_BYTES - 8)) =
+	s->msg[dlb_keep_mask(len, DLB_SHA_MSG_BYTES - 1)] = 0x80;
+	*(__u64 *)(s->msg + dlb_keep_mask(end - 8, DLB_SHA_MSG_BYTES - 8)) =
 		__builtin_bswap64((__u64)len * 8);
 	s->h[0] = 0x6a09e667, s->h[1] = 0xbb67ae85, s->h[2] = 0x3c6ef372, s->h[3] = 0xa54ff53a;
 	s->h[4] = 0x510e527f, s->h[5] = 0x9b05688c, s->h[6] = 0x1f83d9ab, s->h[7] = 0x5be0cd19;

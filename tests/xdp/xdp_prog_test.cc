@@ -752,17 +752,107 @@ TEST_F(XdpStreamTest, EmptyLinesBeforeAHeadAreSkipped) {
   EXPECT_TRUE(UserKnown("jane"));
 }
 
-// Bytes of another request after a whole one in the same packet, and bodies whose end
-// only a chunked decoder could find: not decided by this program, so refused.
-TEST_F(XdpStreamTest, PipelinedAndChunkedRequestsAreRefused) {
-  const RunResult r = Send(Head("GET", "/a", "kim") + Head("POST", "/pay", "kim"));
-  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
-  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_refused), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
-  SetUp();   // a new flow
+// A cut frame's IP length and checksums are right, and its payload is `want`.
+void ExpectCutTo(const RunResult& r, const std::string& want) {
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  ASSERT_EQ(v.payload_bytes, want.size());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(r.frame.data() + v.payload_offset), want.size()), want);
+  EXPECT_EQ(r.frame.size(), v.payload_offset + want.size());
+  const uint8_t* ip = r.frame.data() + v.l3_offset;
+  const size_t l4 = v.payload_offset - v.l4_offset + want.size();
+  if (v.ip_version == 4) {
+    EXPECT_EQ(Fold(SumBytes(ip, v.l4_offset - v.l3_offset)), 0);
+    EXPECT_EQ(Fold(SumBytes(ip + 12, 8) + 6 + l4 + SumBytes(r.frame.data() + v.l4_offset, l4)), 0);
+  } else {
+    EXPECT_EQ(Fold(SumBytes(ip + 8, 32) + 6 + l4 + SumBytes(r.frame.data() + v.l4_offset, l4)), 0);
+  }
+}
+
+// Pipelined requests in one packet: the first is decided and, admitted, passes alone
+// (the packet cut after its body); the server acknowledges only it, the client sends the
+// rest again, and each next head is decided first in its own packet, as the appliance
+// decides a head after a cut. A whole packet sent again is never charged twice: the bytes
+// before the next head are passed bytes, not a head.
+TEST_F(XdpStreamTest, PipelinedRequestsAreEachDecidedOnce) {
+  const std::string a = "POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nContent-Length: 5\r\n\r\nhello";
+  const std::string b = Head("POST", "/pay", "kim"), c = Head("GET", "/other", "kim");
+  const std::string all = a + b + c;
+  RunResult r = Send(all);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, a);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_cut), 1u);
+  // The client sends everything from b again (the server acknowledged a only).
+  r = SendAt(1000 + a.size(), b + c);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, b);
+  // The whole packet again (an ACK lost): a is passed bytes, c is the next head.
+  r = SendAt(1000, all);
+  ASSERT_EQ(r.action, XDP_PASS);
+  EXPECT_EQ(r.frame.size(), BuildSegment([&] { SegmentSpec s = flow_; s.payload = all; return s; }()).size());
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 3u);
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 3u);
+  // The /pay rule (capacity 3) charged twice, not three times: one more head fits.
+  ASSERT_EQ(SendAt(1000 + all.size(), b).action, XDP_PASS);
+  EXPECT_EQ(SendAt(1000 + all.size() + b.size(), b).action, XDP_TX);
+}
+
+// A limited head after admitted ones: the admitted request passes (the packet cut before
+// the limited head), and the limited head gets its 429 once it starts its packet, after
+// the earlier request: what the appliance does (kForwardPrefix, then kReject).
+TEST_F(XdpStreamTest, ALimitedPipelinedHeadGetsItsAnswerAfterTheAdmittedOnes) {
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(Send(Head("POST", "/pay", "lee")).action, XDP_PASS) << i;
+  const std::string ok = Head("GET", "/other", "lee"), limited = Head("POST", "/pay", "lee");
+  const uint32_t at = next_;
+  RunResult r = Send(ok + limited);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, ok);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 0u);
+  r = SendAt(at + ok.size(), limited);
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 5u);
+}
+
+// Pipelined heads behind IPv6 and TCP options: the cut keeps the headers and fixes the
+// lengths and checksums.
+TEST_F(XdpStreamTest, CutsKeepIpv6AndTcpOptions) {
+  flow_.ip_version = 6;
+  flow_.src.addr = V6(1);
+  flow_.dst.addr = V6(2);
+  flow_.src.port = next_port_++;
+  flow_.tcp_options = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};   // NOP NOP timestamps
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), SynOf(flow_)).action, XDP_PASS);
+  const std::string a = Head("GET", "/other", "max"), b = Head("GET", "/other", "max");
+  RunResult r = Send(a + b);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, a);
+  // IPv4 with options, an odd length kept.
+  SetUp();
+  flow_.ip_options = {1, 1, 1, 0};
+  flow_.tcp_options = {1, 1, 1, 0};
+  flow_.src.port = next_port_++;
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), SynOf(flow_)).action, XDP_PASS);
+  const std::string odd = Head("GET", "/other", "maxi");
+  r = Send(odd + b);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, odd);
+}
+
+// Bodies whose end only a chunked decoder could find: not followed, so refused; and a
+// first request too long to cut after.
+TEST_F(XdpStreamTest, ChunkedAndLongPipelinedRequestsAreRefused) {
   const RunResult c = Send("POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nTransfer-Encoding: chunked\r\n\r\n");
   EXPECT_EQ(Flags(c), packet::tcp_flags::kRst);
   EXPECT_EQ(Counter(DLB_XDP_C_unframed_bodies), 1u);
+  EXPECT_FALSE(UserKnown("kim"));
+  SetUp();   // a new flow
+  const std::string body(2100, 'b');
+  const RunResult r = Send("POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nContent-Length: 2100\r\n\r\n" + body +
+                           Head("POST", "/pay", "kim"));
+  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_refused), 1u);
   EXPECT_FALSE(UserKnown("kim"));
 }
 
