@@ -11,6 +11,7 @@
  *   dlb_xdp_scan.h    3. the head: method, target (its normal path), version, Host, the
  *                        identity and the body's framing, scanned with bpf_loop
  *   dlb_xdp_rules.h   4. rules: first match wins, the default last
+ *   dlb_xdp_sha.h        SHA-256 of identities longer than a user key holds
  *   dlb_xdp_bucket.h  5. the user's bucket: a lease of the global bucket written by the
  *                        agent, the hold-off while Redis is full, a local GCRA bucket
  *   dlb_xdp_reply.h   6. limited heads: 429 + FIN to the client built in place (XDP_TX,
@@ -33,6 +34,12 @@
 #define DLB_PATH_MAX_BYTES DLB_XDP_SCAN_BYTES
 #define DLB_PATH_BYTE(path, i) ((path)[(i) & (DLB_XDP_SCAN_BYTES - 1)])
 #include "dlb/path.h"
+
+/* SHA-256 of long identities: its state is in the CPU's scratch (dlb_xdp_maps.h) */
+struct dlb_sha256;
+static __always_inline struct dlb_sha256 *dlb_sha_state(__u32 cpu);
+#define DLB_SHA_STATE(cpu) dlb_sha_state(cpu)
+#include "dlb_xdp_sha.h"
 
 #include "dlb_xdp_maps.h"
 #include "dlb_xdp_parse.h"
@@ -234,20 +241,36 @@ int dlb_xdp(struct xdp_md *ctx)
 		/* the head's bytes start part_len bytes before this packet's head_off */
 		__u64 body_end = (__u64)sc->head_off + sp->head_end + (sp->have_cl ? sp->cl : 0) -
 				 sc->part_len;
+		sc->cut_keep = 0;
 		if (body_end < v.payload_len) {
-			/* another request's bytes follow in this packet: not decided here */
-			count(c, DLB_XDP_C_pipelined_refused);
-			return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+			/* Another request's bytes follow in this packet (pipelining): this head is
+			 * decided, and if it passes the packet is cut after its request
+			 * (stream_pass); the client sends the rest again, and the next head is
+			 * decided then, first in its packet, so no head is charged twice. */
+			if (body_end == 0 || body_end > DLB_CUT_MAX) {
+				count(c, DLB_XDP_C_pipelined_refused);
+				return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+			}
+			sc->cut_keep = (__u32)body_end;
+			sc->stream_next = v.seq + (__u32)body_end;
+			sc->stream_body = 0;
+		} else {
+			sc->stream_body = (__u32)(body_end - v.payload_len);
 		}
-		sc->stream_body = (__u32)(body_end - v.payload_len);
 	}
 	tstart = sp->sp1;                         /* 1 + SP = first target byte */
 	tend = sp->q ? sp->q - 1 : sp->sp2 - 1;
+	sc->abs_form = 0;
 	if (head_byte(cpu, tstart) != '/' && head_byte(cpu, tstart) != '*') {
-		/* The server routes an absolute-form target by its path, which this program
-		 * does not match on: refused, never passed undecided. */
-		count(c, DLB_XDP_C_slow_path_absolute_form);
-		return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+		/* Absolute form: matched on its path, its authority for Host, as in the
+		 * engine. Any other form (CONNECT's authority) is refused, never passed. */
+		if (!dlb_absolute_target(cpu)) {
+			count(c, DLB_XDP_C_slow_path_authority_form);
+			return head_policy(ctx, sc, &v, fk, cfg->on_malformed_head, c);
+		}
+		count(c, DLB_XDP_C_absolute_form);
+		tstart = sc->abs_path_off;
+		tend = tstart + sc->abs_path_len;
 	}
 	if (head_byte(cpu, tstart) == '/' && !dlb_path_normal(cpu, tstart, tend - tstart)) {
 		count(c, DLB_XDP_C_paths_not_normal);
@@ -264,18 +287,25 @@ int dlb_xdp(struct xdp_md *ctx)
 		m->method_len = sp->sp1 - 1;
 		m->path_off = tstart;
 		m->path_len = tend - tstart;
-		m->host_off = sp->host_off;
-		m->host_len = sp->have_host ? host_without_port(cpu, sp->host_off, sp->host_len) : 0;
+		if (sc->abs_form) {
+			/* an absolute-form target's authority replaces Host (RFC 9112 3.2.2) */
+			m->host_off = sc->abs_host_off;
+			m->host_len = host_without_port(cpu, sc->abs_host_off, sc->abs_host_len);
+		} else {
+			m->host_off = sp->host_off;
+			m->host_len = sp->have_host ?
+					      host_without_port(cpu, sp->host_off, sp->host_len) : 0;
+		}
 		m->count = count;
 		m->found = 0;
 		if (count == 0 || count > DLB_XDP_MAX_RULES)
-			return stream_pass(sc, st);
+			return stream_pass(ctx, sc, st, &v, c);
 		bpf_loop(DLB_XDP_MAX_RULES / DLB_RULES_PER_CALL, match_rule, &cpu, 0);
 		rule = m->found;
 	}
 	r = bpf_map_lookup_elem(&dlb_rules, &rule);
 	if (!r)
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 
 	key = &sc->key;
 	/* The short key's bytes; a long ID zeroes the rest of the key too. */
@@ -284,18 +314,22 @@ int dlb_xdp(struct xdp_md *ctx)
 	if (sp->have_id && sp->id_len > 0) {
 		__u32 len = sp->id_len;
 		if (len > DLB_XDP_MAX_ID) {
-			/* as the engine: an identity longer than the key holds is refused */
-			count(c, DLB_XDP_C_oversize_heads);
-			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+			/* longer than a key holds: keyed by its digest, the user's one bucket */
+			if (!dlb_id_digest(cpu)) {
+				count(c, DLB_XDP_C_oversize_heads);
+				return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
+			}
+			count(c, DLB_XDP_C_identity_digests);
+		} else {
+			key->kind = DLB_XDP_KEY_IDENTITY;
+			key->id_len = len;
+			copy_id(sc, key, sp->id_off, len);
 		}
-		key->kind = DLB_XDP_KEY_IDENTITY;
-		key->id_len = len;
-		copy_id(sc, key, sp->id_off, len);
 	} else {
 		count(c, DLB_XDP_C_identity_missing);
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_PASS) {
 			count(c, DLB_XDP_C_identity_missing_passed);
-			return stream_pass(sc, st);
+			return stream_pass(ctx, sc, st, &v, c);
 		}
 		if (cfg->on_missing_identity == DLB_XDP_MISSING_LIMIT) {
 			count(c, DLB_XDP_C_identity_missing_limited);
@@ -365,13 +399,13 @@ decided:
 	if (d.allowed) {
 		count(c, DLB_XDP_C_allowed);
 		c->rule_allowed[rule & (DLB_XDP_MAX_RULES - 1)]++;
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 	}
 	count(c, DLB_XDP_C_limited);
 	c->rule_limited[rule & (DLB_XDP_MAX_RULES - 1)]++;
 	if (r->action == DLB_XDP_ACTION_SHADOW) {
 		count(c, DLB_XDP_C_shadow_limited);
-		return stream_pass(sc, st);
+		return stream_pass(ctx, sc, st, &v, c);
 	}
 	if (r->action == DLB_XDP_ACTION_DROP) {
 		count(c, DLB_XDP_C_dropped);

@@ -60,9 +60,15 @@ enum dlb_xdp_head_policy { DLB_XDP_HEAD_FORWARD = 0, DLB_XDP_HEAD_DROP = 1, DLB_
 enum dlb_xdp_frame_policy { DLB_XDP_FRAME_FORWARD = 0, DLB_XDP_FRAME_DROP = 1 };
 enum dlb_xdp_overflow { DLB_XDP_OVERFLOW_ALLOW = 0, DLB_XDP_OVERFLOW_LIMIT = 1 };
 
-/* Kinds of user key: an identity header value, or the client's address when the
- * identity is missing and the policy is source_ip. */
-enum dlb_xdp_key_kind { DLB_XDP_KEY_IDENTITY = 0, DLB_XDP_KEY_IPV4 = 1, DLB_XDP_KEY_IPV6 = 2 };
+/* Kinds of user key: an identity header value, the client's address when the
+ * identity is missing and the policy is source_ip, or the digest of an identity longer
+ * than DLB_XDP_MAX_ID bytes: its first DLB_XDP_DIGEST_BYTES bytes of SHA-256 (computed
+ * by the program, ebpf/dlb_xdp_sha.h), which are dlb::UserDigest of the identity, so
+ * the agent names the user's Redis bucket from the key alone (dlb::AppendRedisKey). */
+enum dlb_xdp_key_kind {
+	DLB_XDP_KEY_IDENTITY = 0, DLB_XDP_KEY_IPV4 = 1, DLB_XDP_KEY_IPV6 = 2, DLB_XDP_KEY_DIGEST = 3,
+};
+#define DLB_XDP_DIGEST_BYTES 15     /* dlb::kDigestBytes; a digest key is a short key */
 
 struct dlb_xdp_config {
 	__u64 port_bits[1024];          /* TCP destination ports of the services: bit p */
@@ -70,7 +76,7 @@ struct dlb_xdp_config {
 	__u8 id_fold[DLB_XDP_MAX_ID_NAME]; /* 0x20 where id_name has a letter (case fold) */
 	__u8 id_mask[DLB_XDP_MAX_ID_NAME]; /* 0xff over the name's bytes */
 	__u32 id_name_len;              /* without the ':' */
-	__u32 max_identity_bytes;       /* <= DLB_XDP_MAX_ID */
+	__u32 max_identity_bytes;       /* longer than DLB_XDP_MAX_ID: keyed by digest */
 	__u32 max_head_bytes;
 	__u16 rule_count;               /* the default rule included (it is last) */
 	__u8 on_missing_identity;       /* enum dlb_xdp_missing_id */
@@ -149,6 +155,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_user_skey) == 8 + DLB_XDP_SHORT_ID, 
 DLB_XDP_STATIC_ASSERT(DLB_XDP_SHORT_ID % 8 == 0 && DLB_XDP_SHORT_ID >= 16 &&
 			      DLB_XDP_SHORT_ID < DLB_XDP_MAX_ID,
 		      "short IDs hold IPv6 addresses and are shorter than long ones");
+DLB_XDP_STATIC_ASSERT(DLB_XDP_DIGEST_BYTES < DLB_XDP_SHORT_ID, "a digest key is a short key");
 DLB_XDP_STATIC_ASSERT(__builtin_offsetof(struct dlb_xdp_user_skey, id) ==
 			      __builtin_offsetof(struct dlb_xdp_user_key, id) &&
 			      __builtin_offsetof(struct dlb_xdp_user_skey, kind) ==
@@ -287,7 +294,8 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(no_payload, "no_payload", "TCP segments without payload (passed).")         \
 	X(non_head, "non_head", "Segments whose payload does not start a request head (passed).") \
 	X(slow_path_split, "slow_path_split", "Heads that could not be held until their end (refused per on_oversize_head).") \
-	X(slow_path_absolute_form, "slow_path_absolute_form", "Heads with an absolute-form target (refused per on_malformed_head).") \
+	X(slow_path_authority_form, "slow_path_authority_form", "Heads whose target is neither in origin, absolute nor asterisk form (CONNECT's authority; refused per on_malformed_head).") \
+	X(absolute_form, "absolute_form", "Heads with an absolute-form target (decided on its path and authority).") \
 	X(not_http, "not_http", "Payloads at a head position that are not HTTP.")     \
 	X(malformed_heads, "malformed_heads", "Malformed request heads.")             \
 	X(oversize_heads, "oversize_heads", "Heads longer than max_head_bytes.")      \
@@ -300,6 +308,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(shadow_limited, "shadow_limited", "Limited heads passed (action shadow).")  \
 	X(reject_failed, "reject_failed", "429 frames that could not be built (head dropped).") \
 	X(identity_missing, "identity_missing", "Heads without the identity header.") \
+	X(identity_digests, "identity_digests", "Heads whose identity is longer than a user key holds (keyed by its SHA-256).") \
 	X(identity_source_ip, "identity_source_ip", "Heads keyed by the client address.") \
 	X(identity_missing_passed, "identity_missing_passed", "Heads without identity passed undecided.") \
 	X(identity_missing_limited, "identity_missing_limited", "Heads without identity limited.") \
@@ -319,7 +328,9 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(stream_out_of_order, "stream_out_of_order", "Segments after a gap that may hold a head (dropped; sent again by the client).") \
 	X(stream_retransmits, "stream_retransmits", "Segments of bytes already passed (passed).") \
 	X(body_segments, "body_segments", "Segments of request bodies (passed).")    \
-	X(pipelined_refused, "pipelined_refused", "Packets with bytes after a whole request (refused per on_malformed_head).") \
+	X(pipelined_refused, "pipelined_refused", "Packets with another request after a first one longer than the program can cut after (refused per on_malformed_head).") \
+	X(pipelined_cut, "pipelined_cut", "Packets cut after their first request, admitted (the client sends the rest again; its next head is decided then).") \
+	X(pipelined_cut_failed, "pipelined_cut_failed", "Pipelined packets that could not be cut (dropped; the client sends them again).") \
 	X(unframed_bodies, "unframed_bodies", "Heads with Transfer-Encoding (the program follows only Content-Length; refused per on_malformed_head).") \
 	X(paths_not_normal, "paths_not_normal", "Targets whose path is not its normal form (refused per on_malformed_head).") \
 	X(not_http_passed, "not_http_passed", "Flows whose first bytes are not HTTP (passed per on_not_http).")

@@ -203,6 +203,11 @@ struct dlb_match {
 	__u32 found;
 };
 
+/* The searches of an absolute-form target (dlb_abs_search). */
+struct dlb_abs_search {
+	__u32 phase, p, end, at;
+};
+
 /* Per-CPU scratch: the head copied out of the packet, the user key, and the segment
  * being built. Indexed by CPU in .bss so that bpf_loop callbacks reach it without a
  * map lookup per byte. */
@@ -238,9 +243,20 @@ struct dlb_scratch {
 	struct dlb_path_check path_check;
 	__u32 stream_next;            /* the stream after the head passes: next byte */
 	__u32 stream_body;            /* ... and body bytes still to come */
-	__u32 pad2;
+	__u32 cut_keep;               /* payload bytes kept when the head passes; 0: all */
+	struct dlb_sha256 sha;        /* a long identity's digest (dlb_id_digest) */
+	/* An absolute-form target's path and authority (dlb_absolute_target) */
+	struct dlb_abs_search abs;
+	__u32 abs_form;               /* 1: the head's target is in absolute form */
+	__u32 abs_path_off, abs_path_len;
+	__u32 abs_host_off, abs_host_len;
 };
 static struct dlb_scratch dlb_scratch[DLB_MAX_CPUS];
+
+static __always_inline struct dlb_sha256 *dlb_sha_state(__u32 cpu)
+{
+	return &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)].sha;
+}
 _Static_assert(__builtin_offsetof(struct dlb_scratch, head) - __builtin_offsetof(struct dlb_scratch, part_len) ==
 		       __builtin_offsetof(struct dlb_xdp_partial, head),
 	       "the scratch's held head is a struct dlb_xdp_partial");

@@ -158,6 +158,96 @@ static __always_inline int emit_segment(struct xdp_md *ctx, struct dlb_scratch *
 	return dlb_emit_segment(ctx, sc);
 }
 
+/* The largest first request (head and body) a pipelined packet can be cut after: its bytes
+ * are copied into sc->payload for the checksum. */
+#define DLB_CUT_MAX (2 * DLB_OUT_PAYLOAD)
+
+/* Cuts the segment sc->emit.v after its first sc->cut_keep payload bytes: the IP length
+ * (and the IPv4 header checksum) and the TCP checksum are written for what is kept, the
+ * IP and TCP headers and their options are kept as they are. The server acknowledges
+ * only the kept bytes, so the client's TCP sends the rest again. 0, or -1 when the frame
+ * could not be changed. Global: verified once. */
+__noinline int dlb_cut_segment(struct xdp_md *ctx, struct dlb_scratch *sc)
+{
+	if (!ctx || !sc)
+		return -1;
+	const struct dlb_view *v = &sc->emit.v;
+	__u32 keep = sc->cut_keep, l3 = v->l3_off, l4 = v->l4_off, poff = v->payload_off;
+	__u32 thl = poff - l4, iphl = l4 - l3, l4_len, padded;
+	__u8 *hdr = sc->hdr;
+	__s64 sum;
+	__u16 check;
+	int delta;
+
+	if (keep == 0 || keep >= v->payload_len || keep > DLB_CUT_MAX || l4 < l3 || poff < l4 ||
+	    thl < 20 || thl > 60 || (thl & 3) || iphl < 20 || iphl > 0x3ff || poff > 0x3fff)
+		return -1;
+	l4_len = thl + keep;
+	/* the sizes masked where the verifier sees it (their bounds were checked above) */
+	if (bpf_xdp_load_bytes(ctx, poff, sc->payload, dlb_keep_mask(keep - 1, DLB_CUT_MAX - 1) + 1))
+		return -1;
+	thl = dlb_keep_mask(thl, 63);
+	if (thl < 20)
+		return -1;
+	padded = (keep + 3) & ~3U;
+#pragma unroll
+	for (int k = 0; k < 3; k++)
+		sc->payload[(keep + k) & (2 * DLB_OUT_PAYLOAD - 1)] = 0;
+	/* TCP checksum: pseudo-header, header (its checksum zero), the kept payload */
+	if (bpf_xdp_load_bytes(ctx, l4, hdr, thl))
+		return -1;
+	hdr[16] = 0;
+	hdr[17] = 0;
+	sum = bpf_csum_diff(0, 0, (__be32 *)v->src, v->ipv == 4 ? 4 : 16, 0);
+	sum = bpf_csum_diff(0, 0, (__be32 *)v->dst, v->ipv == 4 ? 4 : 16, sum);
+	{
+		__u32 w = bpf_htonl((IPPROTO_TCP << 16) | l4_len);
+		sum = bpf_csum_diff(0, 0, &w, 4, sum);
+	}
+	sum = bpf_csum_diff(0, 0, (__be32 *)hdr, thl, sum);
+#pragma unroll
+	for (int c = 0; c < DLB_CUT_MAX / 512; c++) {
+		__u32 n;
+		if (512 * c >= padded)
+			break;
+		n = padded - 512 * c;
+		if (n > 512)
+			n = 512;
+		n &= 0x3fc;
+		if (n == 0 || n > 512)
+			return -1;
+		sum = bpf_csum_diff(0, 0, (__be32 *)(sc->payload + 512 * c), n, sum);
+	}
+	if (sum < 0)
+		return -1;
+	check = csum_fold(sum);
+	if (bpf_xdp_store_bytes(ctx, l4 + 16, &check, 2))
+		return -1;
+	/* the IP length: IPv4's total length and header checksum, IPv6's payload length */
+	if (v->ipv == 4) {
+		iphl = dlb_keep_mask(iphl, 63);
+		if (iphl < 20 || iphl > 60 || bpf_xdp_load_bytes(ctx, l3, hdr, iphl))
+			return -1;
+		*(__u16 *)(hdr + 2) = bpf_htons(iphl + l4_len);
+		hdr[10] = 0;
+		hdr[11] = 0;
+		sum = bpf_csum_diff(0, 0, (__be32 *)hdr, iphl, 0);
+		if (sum < 0)
+			return -1;
+		*(__u16 *)(hdr + 10) = csum_fold(sum);
+		if (bpf_xdp_store_bytes(ctx, l3, hdr, 12))
+			return -1;
+	} else {
+		__u16 plen = bpf_htons(iphl - 40 + l4_len);
+		if (bpf_xdp_store_bytes(ctx, l3 + 4, &plen, 2))
+			return -1;
+	}
+	delta = (int)(poff + keep) - (int)bpf_xdp_get_buff_len(ctx);
+	if (delta >= 0 || bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+	return 0;
+}
+
 static __always_inline __u32 put_piece(struct dlb_scratch *sc, __u32 off,
 				       const struct dlb_xdp_rule *r, int piece)
 {
@@ -450,4 +540,33 @@ static __always_inline void copy_id(struct dlb_scratch *sc, struct dlb_xdp_user_
 	}
 	__builtin_memset(key->id + DLB_XDP_SHORT_ID, 0, DLB_XDP_MAX_ID - DLB_XDP_SHORT_ID);
 	bpf_probe_read_kernel(key->id, len & (DLB_XDP_MAX_ID * 2 - 1), src);
+}
+
+/* The user key of an identity longer than a key holds (the scan's id_off and id_len in
+ * the CPU's scratch): kind DLB_XDP_KEY_DIGEST, the first DLB_XDP_DIGEST_BYTES bytes of
+ * SHA-256 of the identity's bytes, which are dlb::DigestUserId of the ID: the agent names
+ * the same Redis bucket as the library and the appliance (dlb::AppendRedisKey). A digest
+ * key is a short key (the rest of sc->key is zero already). 1, or 0 when the ID cannot be
+ * read. Global: verified once, apart from the program. */
+__noinline long dlb_id_digest(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	__u32 off = sc->scan.id_off, len = sc->scan.id_len;
+	struct dlb_xdp_user_key *key = &sc->key;
+
+	if (len == 0 || len > DLB_SHA_MAX_LEN || off >= DLB_XDP_SCAN_BYTES ||
+	    len > DLB_XDP_SCAN_BYTES - off)
+		return 0;
+	if (bpf_probe_read_kernel(sc->sha.msg, len & (DLB_SHA_MSG_BYTES - 1),
+				  sc->head + (off & DLB_SCAN_MASK)))
+		return 0;
+	if (!dlb_sha256_run(cpu, len))
+		return 0;
+	key->kind = DLB_XDP_KEY_DIGEST;
+	key->id_len = DLB_XDP_DIGEST_BYTES;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		*(__u32 *)(key->id + 4 * i) = bpf_htonl(sc->sha.h[i]);
+	key->id[DLB_XDP_DIGEST_BYTES] = 0;   /* 16 bytes written, 15 kept: zero past id_len */
+	return 1;
 }

@@ -91,6 +91,14 @@ static __always_inline __u64 target_stops(__u64 w)
 	return ctl | eq_first(w, 0x7f);
 }
 
+/* Flags of the control bytes (< 0x20) and DEL: exact at the lowest (the test for
+ * controls is exact in every byte; DEL's, at its lowest). */
+static __always_inline __u64 value_ctls(__u64 w)
+{
+	__u64 ctl = ~((w & DLB_LOW7) + 0x60 * DLB_ONES) & ~w & DLB_HIGHS;   /* < 0x20 */
+	return ctl | eq_first(w, 0x7f);
+}
+
 /* Flags of the bytes other than SP, HT and CR, exact in every byte. */
 static __always_inline __u64 value_bytes(__u64 w)
 {
@@ -378,20 +386,29 @@ __noinline long dlb_header_value(__u32 cpu)
 		s->cl = cl;
 	}
 	if (which & DLB_HV_ID) {
+		__u32 p = vs;
+
 		if (s->have_id)
 			return scan_done(s, DLB_H_MALFORMED);   /* duplicate identity */
-		if (ve - vs > s->max_id || ve - vs > DLB_XDP_MAX_ID)
+		if (ve - vs > s->max_id)
 			return scan_done(s, DLB_H_MALFORMED);   /* identity too long */
 		/* a control byte or DEL in the value: the same ID to a server that strips
-		 * them, another bucket here (docs/identity.md) */
+		 * them, another bucket here (docs/identity.md). A word at a time: an ID may be
+		 * as long as the head. */
 #pragma clang loop unroll(disable)
-		for (int k = 0; k < DLB_XDP_MAX_ID; k++) {
-			__u8 ch;
-			if (vs + k >= ve)
+		for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8; k++) {
+			__u64 m;
+			if (p >= ve)
 				break;
-			ch = sc->head[(vs + k) & DLB_SCAN_MASK];
-			if (ch < 0x20 || ch == 0x7f)
-				return scan_done(s, DLB_H_MALFORMED);
+			m = value_ctls(head_word(sc, p));
+			if (m) {
+				/* the first flagged byte is a control byte or DEL; past ve, the
+				 * value has none */
+				if (p + first_flag(m) < ve)
+					return scan_done(s, DLB_H_MALFORMED);
+				break;
+			}
+			p += 8;
 		}
 		s->have_id = 1;
 		s->id_off = vs;
@@ -678,6 +695,118 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 	}
 	bpf_loop(DLB_XDP_SCAN_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
 	return s->result;
+}
+
+/* Flags of the bytes equal to c, exact in every byte. */
+static __always_inline __u64 eq_exact(__u64 w, __u64 c)
+{
+	__u64 y = w ^ (c * DLB_ONES);
+	return ~(((y & DLB_LOW7) + DLB_LOW7) | y) & DLB_HIGHS;
+}
+
+/* The searches of dlb_absolute_target, one word per call (a global function, verified
+ * once; a loop over the words in one function would be verified once per word): phase
+ * DLB_ABS_SCHEME finds "://" (at = 3 + its position, 0 when none), DLB_ABS_AUTHORITY
+ * the first '/' or '?', DLB_ABS_PATH the first '?' (at = its position, end when none),
+ * from p up to end. 1 once the search ended. */
+enum { DLB_ABS_SCHEME = 0, DLB_ABS_AUTHORITY = 1, DLB_ABS_PATH = 2 };
+
+__noinline long dlb_abs_search(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	struct dlb_abs_search *a = &sc->abs;
+	__u32 p = a->p, end = a->end, j;
+	__u64 w, m;
+
+	if (end > DLB_XDP_SCAN_BYTES || p >= end)
+		return 1;
+	w = head_word(sc, p);
+	if (a->phase == DLB_ABS_SCHEME) {
+		if (p + 2 >= end)
+			return 1;
+		/* a ':' with '/' in the next two bytes: the three words' flags aligned */
+		m = eq_exact(w, ':') & eq_exact(head_word(sc, p + 1), '/') &
+		    eq_exact(head_word(sc, p + 2), '/');
+		if (m) {
+			j = p + first_flag(m);
+			if (j + 2 < end)
+				a->at = j + 3;
+			return 1;
+		}
+	} else {
+		/* exact at the lowest flag of each, so at the lowest of both */
+		m = eq_first(w, '?');
+		if (a->phase == DLB_ABS_AUTHORITY)
+			m |= eq_first(w, '/');
+		if (m) {
+			j = p + first_flag(m);
+			if (j < end)
+				a->at = j;
+			return 1;
+		}
+	}
+	a->p = p + 8;
+	return 0;
+}
+
+static long abs_step(__u32 idx, __u32 *cpu_arg)
+{
+	return dlb_abs_search(*(volatile __u32 *)cpu_arg) ? 1 : 0;
+}
+
+/* One search of dlb_abs_search from p to end; its result (at). */
+static __always_inline __u32 abs_search(__u32 cpu, struct dlb_abs_search *a, __u32 phase,
+					__u32 p, __u32 end, __u32 none)
+{
+	a->phase = phase;
+	a->p = p;
+	a->end = end;
+	a->at = none;
+	bpf_loop(DLB_XDP_SCAN_BYTES / 8 + 1, abs_step, &cpu, 0);
+	return a->at;
+}
+
+/* The target [sp1, sp2 - 1) of the scanned head in absolute form (RFC 9112 3.2.2), read
+ * as the engine reads it (lib/packet/http.cc, ParseTarget): the first "://" after the
+ * target's first byte, then the authority up to the first '/' or '?' (it replaces Host),
+ * then the path from that '/' up to the next '?', or "/" when there is none. Into
+ * sc->abs_*; 1 when the target is in absolute form. Global: verified once, apart from
+ * the program. */
+__noinline long dlb_absolute_target(__u32 cpu)
+{
+	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
+	struct dlb_abs_search *a = &sc->abs;
+	__u32 start = sc->scan.sp1, end = sc->scan.sp2, at, p;
+
+	if (start == 0 || end < 2)
+		return 0;
+	end--;                                    /* the SP after the target */
+	if (start >= end || end > DLB_XDP_SCAN_BYTES)
+		return 0;
+	at = abs_search(cpu, a, DLB_ABS_SCHEME, start + 1, end, 0);
+	if (at == 0 || at > end)
+		return 0;
+	sc->abs_host_off = at;
+	p = at;
+	at = abs_search(cpu, a, DLB_ABS_AUTHORITY, p, end, end);
+	if (at > end || p > at || end > DLB_XDP_SCAN_BYTES)
+		return 0;
+	sc->abs_host_len = at - p;
+	if (at == end || sc->head[at & DLB_SCAN_MASK] == '?') {
+		/* no path: "/", the one of the request line's "HTTP/1.x" */
+		sc->abs_path_off = sc->scan.sp2 + 4;
+		sc->abs_path_len = 1;
+		sc->abs_form = 1;
+		return 1;
+	}
+	p = at;
+	at = abs_search(cpu, a, DLB_ABS_PATH, p + 1, end, end);
+	if (p > at || at > DLB_XDP_SCAN_BYTES)
+		return 0;
+	sc->abs_path_off = p;
+	sc->abs_path_len = at - p;
+	sc->abs_form = 1;
+	return 1;
 }
 
 /* 1 when the path [off, off + len) of the head in the CPU's scratch is its own normal

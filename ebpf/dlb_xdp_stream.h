@@ -113,10 +113,26 @@ __noinline long dlb_restore_held(__u32 cpu)
 	return held;
 }
 
+__noinline int dlb_cut_segment(struct xdp_md *ctx, struct dlb_scratch *sc);   /* dlb_xdp_reply.h */
+
 /* A decided head passes: the stream moves past this packet, with the body bytes still
- * to come (sc->stream_next, sc->stream_body, set once the head was scanned). */
-static __always_inline int stream_pass(const struct dlb_scratch *sc, struct dlb_xdp_stream *st)
+ * to come (sc->stream_next, sc->stream_body, set once the head was scanned). A packet
+ * with another request after this one (pipelining) is cut after this one
+ * (sc->cut_keep): the stream moves to the next request's first byte, which the client
+ * sends again, and it is decided then, first in its packet. Were the cut to fail, the
+ * packet is dropped and the stream left as it was. */
+static __always_inline int stream_pass(struct xdp_md *ctx, struct dlb_scratch *sc,
+				       struct dlb_xdp_stream *st, const struct dlb_view *v,
+				       struct dlb_xdp_counters *c)
 {
+	if (sc->cut_keep) {
+		__builtin_memcpy(&sc->emit.v, v, sizeof(*v));
+		if (dlb_cut_segment(ctx, sc)) {
+			count(c, DLB_XDP_C_pipelined_cut_failed);
+			return XDP_DROP;
+		}
+		count(c, DLB_XDP_C_pipelined_cut);
+	}
 	st->next_seq = sc->stream_next;
 	st->body_left = sc->stream_body;
 	if (st->flags & DLB_XDP_STREAM_PARTIAL) {

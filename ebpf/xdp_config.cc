@@ -68,9 +68,11 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
     c.id_mask[i] = 0xff;
   }
   c.id_name_len = static_cast<__u32>(name.size());
-  if (config.max_identity_bytes < 1 || config.max_identity_bytes > DLB_XDP_MAX_ID) {
+  // IDs longer than a user key holds (DLB_XDP_MAX_ID) are keyed by their digest; a head
+  // (and so an ID) is at most DLB_XDP_SCAN_BYTES in the program, whatever this says.
+  if (config.max_identity_bytes < 1 || config.max_identity_bytes > kMaxIdentityBytes) {
     return Status::InvalidArgument("max_identity_bytes: the XDP program takes 1 to " +
-                                   std::to_string(DLB_XDP_MAX_ID) + ", got " +
+                                   std::to_string(kMaxIdentityBytes) + ", got " +
                                    std::to_string(config.max_identity_bytes));
   }
   c.max_identity_bytes = config.max_identity_bytes;

@@ -6,6 +6,7 @@
 // (rule count, field lengths) are reported with the field's name.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@
 #include "dlb_xdp.h"
 
 namespace dlb::xdp {
+
+// The longest identity the config may allow, as the engine's config (lib/packet/
+// config_yaml.cc): IDs longer than DLB_XDP_MAX_ID are keyed by their digest.
+inline constexpr uint32_t kMaxIdentityBytes = 4096;
 
 struct XdpRuleInfo {
   std::string name;

@@ -427,12 +427,29 @@ Status XdpProgram::ClearState() {
   return Status::Ok();
 }
 
+static_assert(DLB_XDP_DIGEST_BYTES == kDigestBytes, "a digest key holds a dlb::UserDigest");
+
 std::string UserIdOf(const dlb_xdp_user_key& key) {
   if (key.kind == DLB_XDP_KEY_IPV4 || key.kind == DLB_XDP_KEY_IPV6) {
     return SourceAddressUserId(key.kind == DLB_XDP_KEY_IPV4 ? 4 : 6, key.id);
   }
+  if (key.kind == DLB_XDP_KEY_DIGEST) return {};
   const size_t n = key.id_len > DLB_XDP_MAX_ID ? DLB_XDP_MAX_ID : key.id_len;
   return std::string(reinterpret_cast<const char*>(key.id), n);
+}
+
+UserDigest DigestOf(const dlb_xdp_user_key& key) {
+  if (key.kind != DLB_XDP_KEY_DIGEST) return DigestUserId(UserIdOf(key));
+  UserDigest d;
+  std::memcpy(d.data(), key.id, d.size());
+  return d;
+}
+
+std::string RedisKeyOf(const dlb_xdp_user_key& key, std::string_view rule) {
+  std::string out;
+  out.reserve(8 + kDigestChars + rule.size());
+  AppendRedisKey(DigestOf(key), rule, out);
+  return out;
 }
 
 }  // namespace dlb::xdp

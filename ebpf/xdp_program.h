@@ -10,8 +10,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "dlb/key.h"
 #include "dlb/status.h"
 #include "dlb_xdp.h"
 #include "xdp_config.h"
@@ -122,8 +124,14 @@ class XdpProgram {
 };
 
 // The user ID whose bucket a key names (the identity header's bytes, or
-// dlb::SourceAddressUserId of the client's address for source-IP keys):
-// dlb::RedisKey(UserIdOf(key), rule name) is then the same key as every other form's.
+// dlb::SourceAddressUserId of the client's address for source-IP keys); "" for a digest
+// key (DLB_XDP_KEY_DIGEST: an ID longer than a key holds, known only by its digest).
 std::string UserIdOf(const dlb_xdp_user_key& key);
+// dlb::DigestUserId of the key's user ID: the digest a digest key holds, else that of
+// UserIdOf(key).
+UserDigest DigestOf(const dlb_xdp_user_key& key);
+// The Redis key of the key's bucket of `rule`: dlb::RedisKey(user ID, rule), the same
+// key as every other form's, for every kind of key (AppendRedisKey of DigestOf).
+std::string RedisKeyOf(const dlb_xdp_user_key& key, std::string_view rule);
 
 }  // namespace dlb::xdp

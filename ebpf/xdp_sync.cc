@@ -125,7 +125,7 @@ Status XdpSync::RunRound(bool returning_all) {
     }
     trip->items.push_back({.key = c.key, .rule = c.key.rule, .returned = unused, .debt = debt,
                            .want_lease = want});
-    redis_keys.push_back(RedisKey(UserIdOf(c.key), info.name));
+    redis_keys.push_back(RedisKeyOf(c.key, info.name));
   }
 
   // 2. One pipelined round trip: the announce, then settle calls of up to `chunk`

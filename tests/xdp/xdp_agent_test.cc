@@ -46,6 +46,29 @@ TEST(XdpAgentTest, SourceAddressHasTheApplianceUserIdAndRedisKey) {
   EXPECT_NE(RedisKey(UserIdOf(header), "pay"), RedisKey(UserIdOf(k4), "pay"));
 }
 
+// Every kind of user key names the Redis bucket every form names for its user ID: an ID
+// longer than a key holds, known to the agent only by the digest the program computed,
+// gets dlb::RedisKey(ID, rule) as the library and the appliance do.
+TEST(XdpAgentTest, EveryKeyKindHasTheRedisKeyOfItsUserId) {
+  const std::string long_id(1500, 'q');
+  dlb_xdp_user_key digest{};
+  digest.kind = DLB_XDP_KEY_DIGEST;
+  digest.id_len = DLB_XDP_DIGEST_BYTES;
+  const UserDigest d = DigestUserId(long_id);
+  std::memcpy(digest.id, d.data(), d.size());
+  EXPECT_EQ(RedisKeyOf(digest, "pay"), RedisKey(long_id, "pay"));
+  EXPECT_EQ(DigestOf(digest), d);
+  EXPECT_EQ(UserIdOf(digest), "");   // the ID itself is not known
+
+  dlb_xdp_user_key id{};
+  id.kind = DLB_XDP_KEY_IDENTITY;
+  id.id_len = 5;
+  std::memcpy(id.id, "alice", 5);
+  EXPECT_EQ(RedisKeyOf(id, "pay"), RedisKey("alice", "pay"));
+  const uint8_t v4[4] = {10, 0, 0, 1};
+  EXPECT_EQ(RedisKeyOf(AddressKey(DLB_XDP_KEY_IPV4, v4, 4), "pay"), RedisKey("ip:10.0.0.1", "pay"));
+}
+
 packet::RuleConfig Rule(const std::string& name, int64_t capacity, double leak_rate_per_s) {
   packet::RuleConfig r;
   r.name = name;
@@ -89,6 +112,17 @@ TEST(XdpAgentTest, SettingsTheProgramCannotHonourAreRefused) {
   t = CompileXdpTables(c, 1.0);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->config.max_header_lines, 5u);
+
+  // Identities longer than a key holds are keyed by their digest: the engine's range.
+  c.max_identity_bytes = kMaxIdentityBytes;
+  t = CompileXdpTables(c, 1.0);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->config.max_identity_bytes, kMaxIdentityBytes);
+  c.max_identity_bytes = kMaxIdentityBytes + 1;
+  t = CompileXdpTables(c, 1.0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("max_identity_bytes"), std::string::npos) << t.status().message();
+  c.max_identity_bytes = 256;
 
   c.trusted_proxies = 1;
   t = CompileXdpTables(c, 1.0);

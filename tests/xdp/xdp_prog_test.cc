@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cstdio>
@@ -29,9 +30,11 @@
 #include "dlb/packet/parse.h"
 #include "dlb/packet/reject.h"
 #include "dlb/packet/rules.h"
+#include "dlb/key.h"
 #include "dlb_tc.skel.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
+#include "xdp_sha.skel.h"
 #include "xdp_tc.h"
 #include "xdp_test_util.h"
 
@@ -749,17 +752,107 @@ TEST_F(XdpStreamTest, EmptyLinesBeforeAHeadAreSkipped) {
   EXPECT_TRUE(UserKnown("jane"));
 }
 
-// Bytes of another request after a whole one in the same packet, and bodies whose end
-// only a chunked decoder could find: not decided by this program, so refused.
-TEST_F(XdpStreamTest, PipelinedAndChunkedRequestsAreRefused) {
-  const RunResult r = Send(Head("GET", "/a", "kim") + Head("POST", "/pay", "kim"));
-  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
-  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_refused), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
-  SetUp();   // a new flow
+// A cut frame's IP length and checksums are right, and its payload is `want`.
+void ExpectCutTo(const RunResult& r, const std::string& want) {
+  packet::PacketView v;
+  ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+  ASSERT_EQ(v.payload_bytes, want.size());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(r.frame.data() + v.payload_offset), want.size()), want);
+  EXPECT_EQ(r.frame.size(), v.payload_offset + want.size());
+  const uint8_t* ip = r.frame.data() + v.l3_offset;
+  const size_t l4 = v.payload_offset - v.l4_offset + want.size();
+  if (v.ip_version == 4) {
+    EXPECT_EQ(Fold(SumBytes(ip, v.l4_offset - v.l3_offset)), 0);
+    EXPECT_EQ(Fold(SumBytes(ip + 12, 8) + 6 + l4 + SumBytes(r.frame.data() + v.l4_offset, l4)), 0);
+  } else {
+    EXPECT_EQ(Fold(SumBytes(ip + 8, 32) + 6 + l4 + SumBytes(r.frame.data() + v.l4_offset, l4)), 0);
+  }
+}
+
+// Pipelined requests in one packet: the first is decided and, admitted, passes alone
+// (the packet cut after its body); the server acknowledges only it, the client sends the
+// rest again, and each next head is decided first in its own packet, as the appliance
+// decides a head after a cut. A whole packet sent again is never charged twice: the bytes
+// before the next head are passed bytes, not a head.
+TEST_F(XdpStreamTest, PipelinedRequestsAreEachDecidedOnce) {
+  const std::string a = "POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nContent-Length: 5\r\n\r\nhello";
+  const std::string b = Head("POST", "/pay", "kim"), c = Head("GET", "/other", "kim");
+  const std::string all = a + b + c;
+  RunResult r = Send(all);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, a);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_cut), 1u);
+  // The client sends everything from b again (the server acknowledged a only).
+  r = SendAt(1000 + a.size(), b + c);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, b);
+  // The whole packet again (an ACK lost): a is passed bytes, c is the next head.
+  r = SendAt(1000, all);
+  ASSERT_EQ(r.action, XDP_PASS);
+  EXPECT_EQ(r.frame.size(), BuildSegment([&] { SegmentSpec s = flow_; s.payload = all; return s; }()).size());
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 3u);
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 3u);
+  // The /pay rule (capacity 3) charged twice, not three times: one more head fits.
+  ASSERT_EQ(SendAt(1000 + all.size(), b).action, XDP_PASS);
+  EXPECT_EQ(SendAt(1000 + all.size() + b.size(), b).action, XDP_TX);
+}
+
+// A limited head after admitted ones: the admitted request passes (the packet cut before
+// the limited head), and the limited head gets its 429 once it starts its packet, after
+// the earlier request: what the appliance does (kForwardPrefix, then kReject).
+TEST_F(XdpStreamTest, ALimitedPipelinedHeadGetsItsAnswerAfterTheAdmittedOnes) {
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(Send(Head("POST", "/pay", "lee")).action, XDP_PASS) << i;
+  const std::string ok = Head("GET", "/other", "lee"), limited = Head("POST", "/pay", "lee");
+  const uint32_t at = next_;
+  RunResult r = Send(ok + limited);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, ok);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 0u);
+  r = SendAt(at + ok.size(), limited);
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_rejected), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 5u);
+}
+
+// Pipelined heads behind IPv6 and TCP options: the cut keeps the headers and fixes the
+// lengths and checksums.
+TEST_F(XdpStreamTest, CutsKeepIpv6AndTcpOptions) {
+  flow_.ip_version = 6;
+  flow_.src.addr = V6(1);
+  flow_.dst.addr = V6(2);
+  flow_.src.port = next_port_++;
+  flow_.tcp_options = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};   // NOP NOP timestamps
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), SynOf(flow_)).action, XDP_PASS);
+  const std::string a = Head("GET", "/other", "max"), b = Head("GET", "/other", "max");
+  RunResult r = Send(a + b);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, a);
+  // IPv4 with options, an odd length kept.
+  SetUp();
+  flow_.ip_options = {1, 1, 1, 0};
+  flow_.tcp_options = {1, 1, 1, 0};
+  flow_.src.port = next_port_++;
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), SynOf(flow_)).action, XDP_PASS);
+  const std::string odd = Head("GET", "/other", "maxi");
+  r = Send(odd + b);
+  ASSERT_EQ(r.action, XDP_PASS);
+  ExpectCutTo(r, odd);
+}
+
+// Bodies whose end only a chunked decoder could find: not followed, so refused; and a
+// first request too long to cut after.
+TEST_F(XdpStreamTest, ChunkedAndLongPipelinedRequestsAreRefused) {
   const RunResult c = Send("POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nTransfer-Encoding: chunked\r\n\r\n");
   EXPECT_EQ(Flags(c), packet::tcp_flags::kRst);
   EXPECT_EQ(Counter(DLB_XDP_C_unframed_bodies), 1u);
+  EXPECT_FALSE(UserKnown("kim"));
+  SetUp();   // a new flow
+  const std::string body(2100, 'b');
+  const RunResult r = Send("POST /pay HTTP/1.1\r\nX-User-ID: kim\r\nContent-Length: 2100\r\n\r\n" + body +
+                           Head("POST", "/pay", "kim"));
+  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_pipelined_refused), 1u);
   EXPECT_FALSE(UserKnown("kim"));
 }
 
@@ -817,19 +910,99 @@ TEST_F(XdpProgTest, MaxHeaderLinesIsHonoured) {
   EXPECT_EQ(Counter(DLB_XDP_C_malformed_heads), 3u);   // 3, 4 and 5 lines: too many
 }
 
-// An absolute-form target is routed by the server on its path, which this program does
-// not match: the head is refused by the malformed-head policy (default: a RST to the
-// server), never passed undecided.
-TEST_F(XdpProgTest, AbsoluteFormHeadsAreRefused) {
-  const RunResult r = RunHead("POST http://api.example/pay HTTP/1.1\r\nHost: api.example\r\n"
-                              "X-User-ID: ivan\r\n\r\n", 45100);
-  EXPECT_EQ(r.action, XDP_PASS);
+// An absolute-form target is decided on its path and its authority, as the engine
+// decides it (lib/packet/http.cc): "POST http://api.example/pay" is /pay's bucket, the
+// one "POST /pay" spends. Its path must be normal, as an origin-form one; a target in
+// no form the program decides (CONNECT's authority) is refused, never passed undecided.
+TEST_F(XdpProgTest, AbsoluteFormHeadsAreDecidedOnTheirPath) {
+  const auto head = [](const std::string& target) {
+    return "POST " + target + " HTTP/1.1\r\nHost: api.example\r\nX-User-ID: ivan\r\n\r\n";
+  };
+  EXPECT_EQ(RunHead(head("http://api.example/pay"), 45100).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("/pay/x"), 45101).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("https://api.example:8443/pay?x=1"), 45102).action, XDP_PASS);
+  EXPECT_EQ(RunHead(head("http://api.example/pay"), 45103).action, XDP_TX);   // capacity 3
+  auto last = prog_->ReadLast(0);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->rule, 0u);
+  // No path: "/", the default rule's.
+  uint16_t port = 45110;
+  for (const char* target : {"http://api.example", "http://api.example?to=/pay", "http://a?b://c/pay"}) {
+    EXPECT_EQ(RunHead(head(target), port++).action, XDP_PASS) << target;
+    last = prog_->ReadLast(0);
+    ASSERT_TRUE(last.ok());
+    EXPECT_EQ(last->rule, 1u) << target;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_absolute_form), 6u);
+  // A path that is not its normal form is refused, as in origin form.
+  RunResult r = RunHead(head("http://api.example/./pay"), 45120);
   packet::PacketView v;
   ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
   EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst);
-  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_absolute_form), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_server_resets), 1u);
-  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+  EXPECT_EQ(Counter(DLB_XDP_C_paths_not_normal), 1u);
+  // CONNECT's authority form and a target in no form: refused by the malformed-head policy.
+  for (const char* line : {"CONNECT api.example:443 HTTP/1.1", "POST api.example/pay HTTP/1.1"}) {
+    r = RunHead(std::string(line) + "\r\nHost: api.example\r\nX-User-ID: ivan\r\n\r\n", port++);
+    ASSERT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
+    EXPECT_EQ(v.tcp_flags, packet::tcp_flags::kRst) << line;
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_slow_path_authority_form), 2u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 7u);
+}
+
+// Absolute-form targets through the engine and the program: the same rule limits each
+// (the path after the authority, the authority for Host whatever the Host line says).
+TEST_F(XdpProgTest, AbsoluteFormParityWithThePacketEngine) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("pay", "/pay", 1, 0.001), Rule("host", "/h", 1, 0.001)};
+  c.rules[1].host = "api.example";
+  c.default_rule = Rule("default", "", 1, 0.001);
+  Configure(c);
+  auto rules = packet::RuleSet::Compile(c.rules, c.default_rule);
+  ASSERT_TRUE(rules.ok());
+  auto engine = packet::PacketEngine::Create(c, *rules, packet::HeapAllocator::Instance(),
+                                             SipKey{1, 2}, 1'000'000'000);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const char* targets[] = {
+      "http://api.example/pay",      "https://x.example/pay/1?q=1", "http://api.example",
+      "http://api.example?x=/pay",   "http://api.example:8080/h/1", "http://API.example/h",
+      "http://other.example/h",      "x://y/pay",                   "http://a?b://c/pay",
+      "a?b://c/pay",                 "http:///pay",                 "http://[::1]:80/h",
+      "http://u@api.example/h",      "/h",
+  };
+  uint16_t port = 21000;
+  int64_t now = 2'000'000'000;
+  for (size_t t = 0; t < std::size(targets); ++t) {
+    // A user per target; the second head of each is limited by the rule it matched.
+    const std::string payload = "GET " + std::string(targets[t]) + " HTTP/1.1\r\nHost: other.example\r\n"
+                                "X-User-ID: p" + std::to_string(t) + "\r\n\r\n";
+    for (int i = 0; i < 2; ++i) {
+      SegmentSpec syn;
+      syn.src.port = port++;
+      syn.seq = 100;
+      syn.flags = 0x02;
+      SegmentSpec s = syn;
+      s.seq = 101;
+      s.flags = 0x18;
+      s.payload = payload;
+      const std::vector<uint8_t> f0 = BuildSegment(syn), f1 = BuildSegment(s);
+      packet::Frame frames[2] = {{f0.data(), static_cast<uint32_t>(f0.size())},
+                                 {f1.data(), static_cast<uint32_t>(f1.size())}};
+      packet::FrameResult res[2];
+      (*engine)->ProcessBurst(frames, 2, now++, res);
+      ASSERT_EQ(res[1].heads, 1) << targets[t];
+      ASSERT_EQ(RunXdp(prog_->prog_fd(), f0).action, XDP_PASS);
+      const RunResult r = RunXdp(prog_->prog_fd(), f1);
+      const bool engine_limited = res[1].verdict == packet::Verdict::kReject;
+      EXPECT_EQ(engine_limited, i == 1) << targets[t];
+      EXPECT_EQ(r.action == XDP_TX, engine_limited) << targets[t] << " head " << i;
+      if (engine_limited) {
+        auto last = prog_->ReadLast(0);
+        ASSERT_TRUE(last.ok());
+        EXPECT_EQ(last->rule, res[1].rule) << targets[t];
+      }
+    }
+  }
 }
 
 TEST_F(XdpProgTest, MalformedFramesAndHeads) {
@@ -1159,6 +1332,93 @@ TEST_F(XdpProgTest, ShortAndLongIdsDecideInSeparateBuckets) {
   size_t left = 0;
   ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key&) { ++left; }).ok());
   EXPECT_EQ(left, 0u);
+}
+
+// The program's SHA-256 (ebpf/dlb_xdp_sha.h, run on its own) is lib/key's on messages
+// around every padding boundary (one block, the length spilling into a second, whole
+// blocks) and the longest message it takes.
+TEST(XdpShaTest, Sha256InTheKernelIsTheLibrarys) {
+  ASSERT_EQ(xdptest::PinToCpu0(), 0);
+  xdp_sha_bpf* skel = xdp_sha_bpf__open_and_load();
+  ASSERT_NE(skel, nullptr);
+  std::mt19937 rng(20);
+  for (size_t len : {0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 2039}) {
+    std::string msg(len, '\0');
+    for (char& ch : msg) ch = static_cast<char>(rng());
+    std::vector<uint8_t> frame(14, 0);
+    frame.insert(frame.end(), msg.begin(), msg.end());
+    const RunResult r = RunXdp(bpf_program__fd(skel->progs.sha_test), frame);
+    ASSERT_EQ(r.action, XDP_PASS) << len;
+    ASSERT_EQ(skel->bss->sha_ok, 1u) << len;
+    const std::array<uint8_t, 32> want = Sha256(msg);
+    EXPECT_EQ(std::memcmp(skel->bss->sha_out, want.data(), 32), 0) << len << " bytes";
+  }
+  // The FIPS 180-4 example "abc".
+  std::vector<uint8_t> abc(14, 0);
+  abc.insert(abc.end(), {'a', 'b', 'c'});
+  ASSERT_EQ(RunXdp(bpf_program__fd(skel->progs.sha_test), abc).action, XDP_PASS);
+  const uint8_t abc_digest[4] = {0xba, 0x78, 0x16, 0xbf};
+  EXPECT_EQ(std::memcmp(skel->bss->sha_out, abc_digest, 4), 0);
+  xdp_sha_bpf__destroy(skel);
+}
+
+// An identity longer than a user key holds (DLB_XDP_MAX_ID) is decided, keyed by its
+// digest: limited after the rule's capacity, one bucket per ID (two IDs that differ only
+// in their last byte are two users), and the agent's Redis key of the user is
+// dlb::RedisKey(ID, rule), the appliance's and the library's.
+TEST_F(XdpProgTest, LongIdentitiesAreDecidedByTheirDigest) {
+  packet::PacketConfig c = BaseConfig();
+  c.max_identity_bytes = 4096;
+  Configure(c);
+  std::mt19937 rng(300);
+  auto id_of = [&](size_t len) {
+    std::string id(len, 'x');
+    for (char& ch : id) ch = static_cast<char>('!' + rng() % 94);   // visible ASCII
+    return id;
+  };
+  const std::string id300 = id_of(300), id1500 = id_of(1500);
+  std::string id1500b = id1500;
+  id1500b.back() = id1500b.back() == 'a' ? 'b' : 'a';
+  const std::vector<std::string> ids = {id300, id1500, id1500b, std::string(257, 'k')};
+  uint16_t port = 51000;
+  for (int round = 0; round < 3; ++round) {   // capacity 3 each
+    for (size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(RunHead(Head("POST", "/pay", ids[i]), port++).action, XDP_PASS)
+          << "round " << round << " id " << i << " (" << ids[i].size() << " bytes)";
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const RunResult r = RunHead(Head("POST", "/pay", ids[i]), port++);
+    EXPECT_EQ(r.action, XDP_TX) << "id " << i;
+    EXPECT_NE(std::string(r.frame.begin(), r.frame.end()).find("HTTP/1.1 429 Too Many Requests"),
+              std::string::npos);
+  }
+  EXPECT_EQ(Counter(DLB_XDP_C_identity_digests), 4 * ids.size());
+  EXPECT_EQ(Counter(DLB_XDP_C_allowed), 3 * ids.size());
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 0u);
+
+  // One digest key per ID, in the short map; the agent's Redis key is every form's.
+  std::vector<std::string> seen, want;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    EXPECT_EQ(k.kind, DLB_XDP_KEY_DIGEST);
+    EXPECT_EQ(k.id_len, DLB_XDP_DIGEST_BYTES);
+    for (size_t b = k.id_len; b < DLB_XDP_MAX_ID; ++b) EXPECT_EQ(k.id[b], 0) << "byte " << b;
+    seen.push_back(RedisKeyOf(k, "pay"));
+  }).ok());
+  for (const std::string& id : ids) want.push_back(RedisKey(id, "pay"));
+  std::sort(want.begin(), want.end());
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, want);
+  // The agent finds the bucket by a key it builds from the ID alone.
+  dlb_xdp_user_key k{};
+  k.rule = 0;
+  k.kind = DLB_XDP_KEY_DIGEST;
+  k.id_len = DLB_XDP_DIGEST_BYTES;
+  const UserDigest d = DigestUserId(id1500);
+  std::memcpy(k.id, d.data(), d.size());
+  auto u = prog_->LookupUser(k);
+  ASSERT_TRUE(u.ok());
+  EXPECT_GT(u->tat_ns, 0u);
 }
 
 // The same stream through the C++ PacketEngine and the program: the same decisions.
