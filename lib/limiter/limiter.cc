@@ -566,7 +566,7 @@ class LimiterImpl final : public Limiter {
           if (parsed.ok() && parsed->late) {
             // Ran after its deadline (this reply was received in time, so that is the
             // bound's slack): nothing was charged, the policy decides.
-            MirrorLevel(reqs[idx[k]], parsed->decision.level);
+            MirrorLevel(reqs[idx[k]], keys[k], parsed->decision.level);
             out[idx[k]] = Fallback(reqs[idx[k]], keys[k]);
           } else if (parsed.ok()) {
             LimitDecision d;
@@ -574,7 +574,7 @@ class LimiterImpl final : public Limiter {
             d.source = DecisionSource::kStore;
             out[idx[k]] = d;
             Bump(kStoreDecisions);
-            MirrorLevel(reqs[idx[k]], d.level);
+            MirrorLevel(reqs[idx[k]], keys[k], d.level);
           } else {
             // A script error on one key (say, a foreign value under our key) is that
             // request's failure, not the store's.
@@ -654,12 +654,17 @@ class LimiterImpl final : public Limiter {
   // used), in the fallback's scaled bucket. The fallback starts from it, so a user at
   // the limit stays at the limit when the store stops answering.
   //
-  // While the store's levels may lack debits (this process's not yet landed, or its
-  // peers' in the settling after an outage), a reply only raises the copy: a lower level
-  // there is room the fallback has already handed out, not room to hand out again.
-  void MirrorLevel(const LimitRequest& r, double global_level) {
-    const bool raise_only = debits_unlanded_.load(std::memory_order_relaxed) ||
-                            NowMonoNs() < settle_until_ns_.load(std::memory_order_relaxed);
+  // The store's level lacks this process's debits that have not landed yet: they are
+  // added (room the fallback already handed out is not handed out again). Its peers'
+  // debits are unknown; in the settling after an outage, while they land, a reply only
+  // raises the copy.
+  void MirrorLevel(const LimitRequest& r, const std::string& redis_key, double global_level) {
+    if (debits_unlanded_.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(debits_mu_);
+      auto it = unlanded_.find(redis_key);
+      if (it != unlanded_.end()) global_level += static_cast<double>(it->second);
+    }
+    const bool raise_only = NowMonoNs() < settle_until_ns_.load(std::memory_order_relaxed);
     MirrorLevel(table_.KeyOf(r.user_id, r.rule, r.spec), r.spec, global_level, raise_only);
   }
   void MirrorLevel(uint64_t table_key, const BucketSpec& global_spec, double global_level,
@@ -789,7 +794,9 @@ class LimiterImpl final : public Limiter {
       if (debits_.empty()) debits_cv_.notify_one();
       it = debits_.emplace(key, Debit{spec, 0, table_key}).first;
     }
-    it->second.cost = std::min(it->second.cost + cost, spec.capacity);
+    const int64_t before = it->second.cost;
+    it->second.cost = std::min(before + cost, spec.capacity);
+    unlanded_[key] += it->second.cost - before;
     debits_waiting_.store(true, std::memory_order_relaxed);
     debits_unlanded_.store(true, std::memory_order_relaxed);
   }
@@ -898,6 +905,7 @@ class LimiterImpl final : public Limiter {
     uint64_t sent = 0, duplicates = 0, lost = 0;
     size_t pos = 0;
     std::vector<std::pair<std::string, Debit>> left;
+    std::vector<std::pair<std::string, int64_t>> done;   // landed, found applied, or lost
     while (pos < b.items.size()) {
       const size_t end = std::min(b.items.size(), pos + kReconcileChunk);
       std::vector<std::string> cmds;
@@ -917,6 +925,7 @@ class LimiterImpl final : public Limiter {
         for (size_t i = pos; i < end; ++i) {
           auto parsed = redis::ParseBucketReply(replies[i - pos].get());
           const auto cost = static_cast<uint64_t>(b.items[i].second.cost);
+          done.emplace_back(b.items[i].first, b.items[i].second.cost);
           if (!parsed.ok()) {
             // A script error (a foreign value under the key) will not go away: not resent.
             lost += cost;
@@ -939,8 +948,18 @@ class LimiterImpl final : public Limiter {
     b.items.swap(left);
     if (!b.items.empty() && NowMonoNs() - b.first_try_ns > kReconcileGiveUpNs) {
       // Past this, a marker could have expired and a resend could charge twice.
-      for (const auto& it : b.items) lost += static_cast<uint64_t>(it.second.cost);
+      for (const auto& it : b.items) {
+        lost += static_cast<uint64_t>(it.second.cost);
+        done.emplace_back(it.first, it.second.cost);
+      }
       b.items.clear();
+    }
+    if (!done.empty()) {
+      std::lock_guard<std::mutex> lock(debits_mu_);
+      for (const auto& [key, cost] : done) {
+        auto it = unlanded_.find(key);
+        if (it != unlanded_.end() && (it->second -= cost) <= 0) unlanded_.erase(it);
+      }
     }
     Bump(kReconciled, sent);
     if (sent != 0 || duplicates != 0 || lost != 0) {
@@ -972,6 +991,7 @@ class LimiterImpl final : public Limiter {
   std::mutex debits_mu_;
   std::condition_variable debits_cv_;
   std::unordered_map<std::string, Debit> debits_;
+  std::unordered_map<std::string, int64_t> unlanded_;   // per bucket: debited, not known landed
   std::deque<PendingBatch> pending_;
   std::atomic<bool> debits_waiting_{false};   // debits_ is not empty
   std::atomic<bool> debits_unlanded_{false};  // debits_ or pending_ is not empty
