@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <utility>
 #include <memory>
 #include <random>
 #include <string>
@@ -44,12 +46,55 @@ class EngineTest : public ::testing::Test {
     engine_ = std::move(e).value();
   }
 
-  FrameResult Send(const SegmentSpec& s) {
+  // One frame through the engine. Unless answer_ is off, the server behind it is a fast
+  // one: each request a client segment forwarded is answered at once (200, two body
+  // bytes), and the client's later segments acknowledge the answers, as a client's
+  // would; the engine's 429 is then the next response whenever a head is limited.
+  FrameResult Send(const SegmentSpec& spec) {
+    SegmentSpec s = spec;
+    const bool to_server = s.dst.port == kServicePort;
+    const auto key = std::make_pair(s.ip_version, to_server ? s.src.port : s.dst.port);
+    if (to_server && server_next_.count(key) && (s.flags & 0x10)) s.ack = server_next_[key];
+    const uint64_t forwarded_before = Forwarded();
     frames_.push_back(BuildSegment(s));
     const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
     FrameResult r;
     engine_->ProcessBurst(&f, 1, now_, &r);
+    if (answer_ && to_server && (r.verdict == Verdict::kForward || r.verdict == Verdict::kForwardPrefix)) {
+      const uint32_t end = s.seq + static_cast<uint32_t>(r.verdict == Verdict::kForward ? s.payload.size() : r.forward_bytes);
+      for (uint64_t n = Forwarded() - forwarded_before; n > 0; --n) Answer(s, end, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
     return r;
+  }
+
+  // A server segment carrying `payload` on the connection of client segment `client`,
+  // acknowledging the client's bytes up to `client_end`.
+  FrameResult Answer(const SegmentSpec& client, uint32_t client_end, const std::string& payload, uint8_t flags = 0x18) {
+    const auto key = std::make_pair(client.ip_version, client.src.port);
+    if (!server_next_.count(key)) server_next_[key] = client.ack;
+    SegmentSpec a = client;
+    std::swap(a.src, a.dst);
+    a.seq = server_next_[key];
+    a.ack = client_end;
+    a.flags = flags;
+    a.payload = payload;
+    server_next_[key] += static_cast<uint32_t>(payload.size()) + ((flags & 0x01) ? 1 : 0);
+    frames_.push_back(BuildSegment(a));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r);
+    return r;
+  }
+
+  // A server segment after everything client connection `c` sent.
+  template <typename C>
+  FrameResult Reply(const C& c, const std::string& payload) {
+    return Answer(c.base, c.next, payload);
+  }
+
+  // Heads that went to the server.
+  uint64_t Forwarded() const {
+    return engine_ ? C().allowed + C().shadow_limited + C().identity_missing_passed : 0;
   }
 
   std::vector<FrameResult> SendBurst(const std::vector<SegmentSpec>& specs) {
@@ -71,6 +116,9 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<PacketEngine> engine_;
   int64_t now_ = kStartNs;
   std::vector<std::vector<uint8_t>> frames_;
+  static constexpr uint16_t kServicePort = 80;
+  bool answer_ = true;
+  std::map<std::pair<int, uint16_t>, uint32_t> server_next_;  // per connection: the server's next seq
 };
 
 // A client connection: tracks its sequence number, opens with a SYN.
@@ -727,8 +775,15 @@ TEST_F(EngineTest, SameFlowTwiceInOneBurst) {
   const auto out = SendBurst(burst);
   EXPECT_EQ(out[0].verdict, Verdict::kForward);
   EXPECT_EQ(out[1].verdict, Verdict::kForward);
-  EXPECT_EQ(out[2].verdict, Verdict::kReject);
-  EXPECT_EQ(out[3].verdict, Verdict::kDrop);  // the flow is closed by then
+  // The server has not answered the first two yet: the third head is held back, and
+  // the fourth is behind the gap it leaves.
+  EXPECT_EQ(out[2].verdict, Verdict::kDrop);
+  EXPECT_EQ(C().rejects_deferred, 1u);
+  EXPECT_EQ(out[3].verdict, Verdict::kDrop);
+  Answer(burst[1], burst[2].seq, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  Answer(burst[1], burst[2].seq, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(Send(burst[2]).verdict, Verdict::kReject);  // now the next response
+  EXPECT_EQ(Send(burst[3]).verdict, Verdict::kDrop);    // the flow is closed by then
 }
 
 TEST_F(EngineTest, FinThenRetransmissionInOneBurst) {
@@ -1078,6 +1133,7 @@ SegmentSpec ServerReply(const Conn& c, std::string payload) {
 
 TEST_F(EngineTest, RefusedConnectStaysHttp) {
   Start();
+  answer_ = false;  // the server's answers are the test's
   Conn c(40070);
   Send(c.Syn());
   EXPECT_EQ(Send(c.Data("CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: bo\r\n\r\n")).verdict,
@@ -1086,15 +1142,17 @@ TEST_F(EngineTest, RefusedConnectStaysHttp) {
   const uint32_t held = c.next;
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kDrop);
   EXPECT_EQ(C().switch_held_segments, 1u);
-  Send(ServerReply(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"));
+  Reply(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(C().protocol_switches_refused, 1u);
   c.next = held;
+  answer_ = true;
   for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kForward);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kReject);
 }
 
 TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
   Start();
+  answer_ = false;
   Conn c(40071);
   Send(c.Syn());
   // Bytes after the CONNECT head in its own segment wait too: the frame is cut.
@@ -1103,9 +1161,9 @@ TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
   EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
   EXPECT_EQ(r.forward_bytes, connect.size());
   c.next -= 3;
-  Send(ServerReply(c, "HTTP/1.1 100 Continue\r\n\r\n"));  // interim: still waiting
+  Reply(c, "HTTP/1.1 100 Continue\r\n\r\n");  // interim: still waiting
   EXPECT_EQ(Send(c.At(c.next, "\x16\x03\x01")).verdict, Verdict::kDrop);
-  Send(ServerReply(c, "HTTP/1.1 200 Connection Established\r\n\r\n"));
+  Reply(c, "HTTP/1.1 200 Connection Established\r\n\r\n");
   EXPECT_EQ(C().protocol_switches, 1u);
   EXPECT_EQ(Send(c.Data("\x16\x03\x01")).verdict, Verdict::kForward);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "cy"))).heads, 0);  // inside the tunnel
@@ -1113,17 +1171,18 @@ TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
 
 TEST_F(EngineTest, UpgradeSwitchesOnlyOn101) {
   Start();
+  answer_ = false;
   Conn c(40072);
   Send(c.Syn());
   Send(c.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nupgrade: websocket\r\n")));
-  Send(ServerReply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));  // upgrade ignored
+  Reply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");  // upgrade ignored
   EXPECT_EQ(C().protocol_switches_refused, 1u);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "di"))).heads, 1);
 
   Conn d(40073);
   Send(d.Syn());
   Send(d.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nUpgrade: websocket\r\n")));
-  Send(ServerReply(d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"));
+  Reply(d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
   EXPECT_EQ(C().protocol_switches, 1u);
   EXPECT_EQ(Send(d.Data("\x81\x85" "abcd")).verdict, Verdict::kForward);
 }
@@ -1181,7 +1240,10 @@ TEST_F(EngineTest, RejectVerdictBuildsConsistentFrames) {
   Send(c.Syn());
   for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "w")));
   const uint32_t seg_seq = c.next;
-  const SegmentSpec spec = c.Data(Head("POST", "/pay", "w"));
+  SegmentSpec spec = c.Data(Head("POST", "/pay", "w"));
+  // The client has the server's two responses (the fixture's fast server answered each).
+  const uint32_t server_next = 0x7fff0000 + 2 * static_cast<uint32_t>(sizeof "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" - 1);
+  spec.ack = server_next;
   const std::vector<uint8_t> frame = BuildSegment(spec);
   const Frame in{frame.data(), static_cast<uint32_t>(frame.size())};
   FrameResult r;
@@ -1194,7 +1256,7 @@ TEST_F(EngineTest, RejectVerdictBuildsConsistentFrames) {
   auto be32 = [](const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; };
   const uint8_t* tcp = out + 58;
   EXPECT_EQ(out[12], 0x81);
-  EXPECT_EQ(be32(tcp + 4), 0x7fff0000u);                                          // seq: the client's ACK
+  EXPECT_EQ(be32(tcp + 4), server_next);  // seq: the client's ACK, after the responses
   EXPECT_EQ(be32(tcp + 8), seg_seq + static_cast<uint32_t>(spec.payload.size()));  // ack: the whole segment
   const std::string http(reinterpret_cast<const char*>(tcp + 20), n - 58 - 20);
   EXPECT_EQ(http.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
