@@ -1262,10 +1262,6 @@ struct PacketEngine::Impl {
           res.verdict = Verdict::kDrop;
           continue;
         }
-        if (!ChecksumsHold(in[i], v)) {
-          res.verdict = Verdict::kDrop;
-          continue;
-        }
         flow_hash[i] = FlowHash(v, true);
         __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
         client_mask |= 1u << i;
@@ -1273,10 +1269,6 @@ struct PacketEngine::Impl {
       } else if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
         ++counters.server_segments;
         if (v.payload_bytes > 0 || (v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
-          if (!ChecksumsHold(in[i], v)) {
-            res.verdict = Verdict::kDrop;
-            continue;
-          }
           flow_hash[i] = FlowHash(v, false);
           const size_t slot = flow_hash[i] & flow_mask;
           __builtin_prefetch(&flows[slot], 1, 3);
@@ -1300,8 +1292,19 @@ struct PacketEngine::Impl {
           PrefetchPayload(static_cast<uint16_t>(__builtin_ctz(ahead)));
           ahead &= ahead - 1;
         }
+        // Checksums are verified here, not in pass 1: the payload has been prefetched
+        // by now (in pass 1 every frame's payload was a demand miss).
+        if (!ChecksumsHold(in[i], out[i].view)) {
+          out[i].verdict = Verdict::kDrop;
+          state[i].done = state[i].committed = true;
+          continue;
+        }
         ClientSegment(i);
       } else if (server_mask >> i & 1) {
+        if (!ChecksumsHold(in[i], out[i].view)) {
+          out[i].verdict = Verdict::kDrop;
+          continue;
+        }
         ServerSegment(i);
       }
     }
