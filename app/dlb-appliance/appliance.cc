@@ -84,6 +84,9 @@ Status ConfigurePort(PortInfo& p, uint16_t queues, const Settings& s, rte_mempoo
     conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP) & info.flow_type_rss_offloads;
     p.rss = true;
   }
+  // The NIC's checksum verdicts, where it has them, spare the engine its software check
+  // (PacketConfig::verify_checksums); af_packet and most virtual NICs have none.
+  conf.rxmode.offloads |= info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
   rc = rte_eth_dev_configure(p.port_id, queues, queues, &conf);
   if (rc != 0) return Status::Unavailable(p.spec + ": configure " + std::to_string(queues) + " queues: " + RteError(rc));
   uint16_t rxd = s.rx_descriptors;
@@ -103,6 +106,15 @@ Status ConfigurePort(PortInfo& p, uint16_t queues, const Settings& s, rte_mempoo
   rc = rte_eth_promiscuous_enable(p.port_id);
   if (rc != 0) DLB_LOG_WARN("dlb-appliance: {}: promiscuous mode: {}", p.spec, RteError(rc));
   return Status::Ok();
+}
+
+// A NIC's checksum verdict (one of the RX_*_CKSUM fields of ol_flags) for the engine.
+// NONE means the integrity was verified though the field is not filled in (a partial
+// checksum of a local sender): good. UNKNOWN leaves the check to the engine.
+packet::RxChecksum RxVerdict(uint64_t field, uint64_t good, uint64_t bad, uint64_t none) {
+  if (field == good || field == none) return packet::RxChecksum::kGood;
+  if (field == bad) return packet::RxChecksum::kBad;
+  return packet::RxChecksum::kUnknown;
 }
 
 }  // namespace
@@ -179,7 +191,11 @@ void Worker::Handle(int in_side, rte_mbuf** mbufs, uint16_t count, int64_t now_n
   for (uint16_t i = 0; i < count; ++i) {
     // A frame is one segment for the ports set up here (2 KiB buffers, 1500-byte MTU);
     // the engine reads the first segment only and forwards what it cannot parse.
-    frames[i] = {rte_pktmbuf_mtod(mbufs[i], const uint8_t*), rte_pktmbuf_data_len(mbufs[i])};
+    frames[i] = {rte_pktmbuf_mtod(mbufs[i], const uint8_t*), rte_pktmbuf_data_len(mbufs[i]),
+                 RxVerdict(mbufs[i]->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                           RTE_MBUF_F_RX_IP_CKSUM_BAD, RTE_MBUF_F_RX_IP_CKSUM_NONE),
+                 RxVerdict(mbufs[i]->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+                           RTE_MBUF_F_RX_L4_CKSUM_BAD, RTE_MBUF_F_RX_L4_CKSUM_NONE)};
     bytes += rte_pktmbuf_pkt_len(mbufs[i]);
   }
   counters_.rx_packets[in_side] += count;

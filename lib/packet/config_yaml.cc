@@ -189,6 +189,8 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
       c.on_fragment = r.Enum(v, key, kFramePolicies);
     } else if (key == "on_malformed_frame") {
       c.on_malformed_frame = r.Enum(v, key, kFramePolicies);
+    } else if (key == "verify_checksums") {
+      c.verify_checksums = r.Enum(v, key, kBools);
     } else if (key == "max_flows") {
       c.max_flows = static_cast<uint32_t>(r.Int(v, key, 1, 1 << 26));
     } else if (key == "reassembly_buffers") {

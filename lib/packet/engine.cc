@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "dlb/packet/checksum.h"
 #include "dlb/packet/client_address.h"
 #include "dlb/packet/shard_sync.h"
 #include "flow.h"
@@ -12,7 +13,9 @@ namespace dlb::packet {
 using internal::FlowKey;
 using internal::FlowSlot;
 using internal::Phase;
+using internal::ResponseSlot;
 namespace flow_flags = internal::flow_flags;
+namespace response_flags = internal::response_flags;
 
 namespace {
 
@@ -65,6 +68,7 @@ enum class EventKind : uint8_t {
   kPolicyDrop,     // not HTTP / malformed / oversize under HeadPolicy::kDrop
   kPolicyReset,    // ... under HeadPolicy::kReset
   kHold,           // bytes after a CONNECT / Upgrade head wait for the server's answer
+  kForwarded,      // a head passed undecided (on_missing_identity: pass): its response is due
 };
 
 struct Event {
@@ -75,7 +79,14 @@ struct Event {
   EventKind kind = EventKind::kDecide;
   IdentityKind identity_kind = IdentityKind::kHeader;
   uint16_t identity_len = 0;    // of Impl::identities[event]; > kSyncIdentityBytes: too long
+  bool head_request = false;    // method HEAD: its response has no body
 };
+
+// Whose turn it is to send on a connection, for a refusal (429 or reset) of a client's
+// head: the server's (responses to forwarded requests are owed, or the client has not
+// acknowledged all the server sent), the engine's (its 429 is the next response), or
+// nobody's (the server closed and the client has everything).
+enum class Turn : uint8_t { kServer, kEngine, kClosed };
 
 // What the engine remembers about a frame of the burst while its heads are undecided.
 struct FrameState {
@@ -105,6 +116,7 @@ struct PacketEngine::Impl {
   uint64_t service_ports[65536 / 64] = {};
 
   FlowSlot* flows = nullptr;
+  ResponseSlot* responses = nullptr;  // beside flows: the same index
   uint32_t flow_mask = 0;
   size_t live_flows = 0;
   internal::ReassemblyPool pool;
@@ -131,7 +143,11 @@ struct PacketEngine::Impl {
   explicit Impl(BucketShard s) : shard(std::move(s)) {}
   ~Impl() {
     if (flows != nullptr) allocator->Free(flows);
+    if (responses != nullptr) allocator->Free(responses);
   }
+
+  ResponseSlot& ResponseOf(const FlowSlot& f) { return responses[&f - flows]; }
+  const ResponseSlot& ResponseOf(const FlowSlot& f) const { return responses[&f - flows]; }
 
   bool IsServicePort(uint16_t port) const { return service_ports[port / 64] >> (port % 64) & 1; }
 
@@ -223,6 +239,7 @@ struct PacketEngine::Impl {
       return nullptr;
     }
     *free_slot = FlowSlot();
+    ResponseOf(*free_slot) = ResponseSlot();
     free_slot->hash = hash;
     free_slot->client_port = client_port;
     ++live_flows;
@@ -245,6 +262,7 @@ struct PacketEngine::Impl {
     e.frame = current;
     e.rule = rule;
     e.head_seq = head_seq;
+    e.head_request = false;
     ++state[current].pending_events;
     pending_frames |= uint64_t{1} << current;
     if (kind == EventKind::kDecide) {
@@ -316,8 +334,10 @@ struct PacketEngine::Impl {
     ++counters.heads;
     ++results[current].heads;
     const uint16_t rule = rules->Match(head);
+    const bool head_request = head.method == Method::kHead;
     if (head.has_identity) {
       Emit(EventKind::kDecide, head_seq, rule, SipHash13(identity_key, head.identity.data(), head.identity.size()));
+      events[event_count - 1].head_request = head_request;
       KeepIdentity(rule, IdentityKind::kHeader, head.identity.data(), head.identity.size());
       return AfterEmit();
     }
@@ -332,6 +352,7 @@ struct PacketEngine::Impl {
         }
         ++counters.identity_source_ip;
         Emit(EventKind::kDecide, head_seq, rule, SipHash13(address_key, a.bytes, a.size()));
+        events[event_count - 1].head_request = head_request;
         KeepIdentity(rule, a.ip_version == 4 ? IdentityKind::kIpv4 : IdentityKind::kIpv6, a.bytes, a.size());
         return AfterEmit();
       }
@@ -340,7 +361,9 @@ struct PacketEngine::Impl {
         return AfterEmit();
       case MissingIdentityPolicy::kPass:
         ++counters.identity_missing_passed;
-        return true;
+        Emit(EventKind::kForwarded, head_seq, rule, 0);
+        events[event_count - 1].head_request = head_request;
+        return AfterEmit();
     }
     return true;
   }
@@ -536,11 +559,18 @@ struct PacketEngine::Impl {
     const uint32_t end = seq + len;
     if (SeqBefore(pos, seq)) {
       ++counters.out_of_order_segments;
-      if (f.phase == Phase::kBody && f.buffer < 0 &&
+      if (f.phase == Phase::kBody && f.buffer < 0 && !(f.flags & flow_flags::kServerHole) &&
           uint64_t{seq - f.next_seq} + len <= f.body_remaining) {
         // Ahead of order inside a Content-Length body: the bytes in between are body,
         // whatever they are, and so is this segment; no head can start before the
-        // body's end, which stays where it is.
+        // body's end, which stays where it is. The server has a hole before this
+        // segment until the client retransmits the bytes in between: remembered, so
+        // that nothing past the body is decided while the server could only queue it
+        // out of order (where a longer copy with other bytes may replace it).
+        ResponseSlot& side = ResponseOf(f);
+        side.hole_start = pos;
+        side.hole_end = seq;
+        f.flags |= flow_flags::kServerHole;
         const uint32_t reach = end - f.next_seq;
         f.next_seq = end;
         f.body_remaining -= reach;
@@ -560,6 +590,14 @@ struct PacketEngine::Impl {
     }
     if (SeqBefore(seq, pos)) {
       ++counters.retransmitted_segments;
+      if (f.flags & flow_flags::kServerHole) {
+        // A retransmission from the hole's start fills it (from there on).
+        ResponseSlot& side = ResponseOf(f);
+        if (!SeqBefore(side.hole_start, seq) && SeqBefore(side.hole_start, end)) {
+          side.hole_start = end;
+          if (!SeqBefore(side.hole_start, side.hole_end)) f.flags &= static_cast<uint8_t>(~flow_flags::kServerHole);
+        }
+      }
       // The overlap with bytes of the partial head the server holds must be the same
       // bytes: Linux may keep either copy, so a conflict means the engine cannot know
       // what the server reads.
@@ -578,6 +616,15 @@ struct PacketEngine::Impl {
       p += pos - seq;
       len = end - pos;
       seq = pos;
+    }
+    if ((f.flags & flow_flags::kServerHole) &&
+        !(f.phase == Phase::kBody && uint64_t{end - f.next_seq} <= f.body_remaining)) {
+      // Past the body while the server still has a hole in it: dropped as out of
+      // order, retransmitted by the client once the hole is filled.
+      ++counters.out_of_order_dropped;
+      results[current].verdict = Verdict::kDrop;
+      fs.stopped = true;
+      return;
     }
     if (f.phase == Phase::kAwaitSwitch) {
       HoldForSwitch(seq);
@@ -670,6 +717,34 @@ struct PacketEngine::Impl {
     }
   }
 
+  // A head went to the server: its response is now owed on the flow.
+  void Forwarded(FlowSlot& f, bool head_request) {
+    if (f.responses_due >= internal::kMaxResponsesDue) {
+      // Deeper pipelining than followed: the count no longer says when the server is
+      // done, so no 429 is sent on this connection any more (refusals wait for its close).
+      ResponseSlot& r = ResponseOf(f);
+      if (!r.framer.lost()) ++counters.response_framing_lost;
+      r.framer.SetLost();
+      return;
+    }
+    if (head_request) ResponseOf(f).head_bits |= uint64_t{1} << f.responses_due;
+    ++f.responses_due;
+  }
+
+  // Whose turn it is to send to the client on the flow of a client segment (`v`: its
+  // ACK says what the client has of the server's stream).
+  Turn TurnOf(const FlowSlot& f, const PacketView& v) const {
+    const ResponseSlot& r = ResponseOf(f);
+    if (!(r.flags & response_flags::kKnown)) {
+      // Nothing of the server's stream seen yet: its first byte is the client's ACK.
+      return f.responses_due == 0 ? Turn::kEngine : Turn::kServer;
+    }
+    if (!(v.tcp_flags & tcp_flags::kAck) || SeqBefore(v.ack, r.next_seq)) return Turn::kServer;
+    if (r.flags & response_flags::kServerFin) return Turn::kClosed;
+    if (f.responses_due > 0 || r.framer.lost() || !r.framer.AtResponseStart()) return Turn::kServer;
+    return Turn::kEngine;
+  }
+
   void Flush() {
     for (size_t i = 0; i < event_count; ++i) {
       const Event& e = events[i];
@@ -682,7 +757,26 @@ struct PacketEngine::Impl {
         fs.stopped = true;
         continue;
       }
+      if (e.kind == EventKind::kForwarded) {
+        Forwarded(*fs.flow, e.head_request);
+        continue;
+      }
       if (e.kind == EventKind::kPolicyReset) {
+        if (TurnOf(*fs.flow, res.view) == Turn::kServer) {
+          // A reset now would cut short a response owed to a request the server
+          // already has. The refused bytes are dropped (what precedes them, decided, goes
+          // on) and the flow is refused: its next segments are dropped until the
+          // responses are through, then the connection is reset (ClientSegment).
+          ++counters.resets_deferred;
+          CutOrDrop(fs, e.head_seq, res);
+          FlowSlot& f = *fs.flow;
+          ReleaseBuffer(f);
+          f.next_seq = res.verdict == Verdict::kForwardPrefix ? e.head_seq : fs.stream_pos;
+          f.phase = Phase::kRefused;
+          f.flags |= flow_flags::kResetDeferred;
+          fs.stopped = true;
+          continue;
+        }
         ++counters.resets;
         Close(fs);
         res.verdict = Verdict::kReset;
@@ -734,6 +828,7 @@ struct PacketEngine::Impl {
       }
       if (!limited) {
         ++counters.allowed;
+        Forwarded(*fs.flow, e.head_request);
         continue;
       }
       ++counters.limited;
@@ -753,6 +848,7 @@ struct PacketEngine::Impl {
       switch (rule.action) {
         case Action::kShadow:
           ++counters.shadow_limited;
+          Forwarded(*fs.flow, e.head_request);
           break;
         case Action::kDrop:
           ++counters.dropped;
@@ -761,12 +857,35 @@ struct PacketEngine::Impl {
           fs.stopped = true;
           break;
         case Action::kReject:
-          ++counters.rejected;
-          Close(fs);
-          res.verdict = Verdict::kReject;
-          res.rule = e.rule;
-          res.decision = d;
-          res.reset_seq = fs.stream_pos;
+          switch (TurnOf(*fs.flow, res.view)) {
+            case Turn::kServer:
+              // Not the next response: a 429 now would take the place of a response
+              // owed to an admitted request (the client's ACK lags behind it), and the
+              // RST would cut that response short. The head is dropped, never
+              // forwarded, and decided again when the client retransmits it.
+              ++counters.rejects_deferred;
+              Rollback(fs, e.head_seq);
+              res.verdict = Verdict::kDrop;
+              break;
+            case Turn::kEngine:
+              ++counters.rejected;
+              Close(fs);
+              res.verdict = Verdict::kReject;
+              res.rule = e.rule;
+              res.decision = d;
+              res.reset_seq = fs.stream_pos;
+              break;
+            case Turn::kClosed:
+              // The server closed after its last response, which the client has: no
+              // 429 can follow a FIN, so the connection is reset.
+              ++counters.rejected;
+              ++counters.rejects_after_server_close;
+              ++counters.resets;
+              Close(fs);
+              res.verdict = Verdict::kReset;
+              res.reset_seq = fs.stream_pos;
+              break;
+          }
           fs.stopped = true;
           break;
       }
@@ -914,6 +1033,7 @@ struct PacketEngine::Impl {
       ReleaseBuffer(*f);
       const FlowSlot old = *f;
       *f = FlowSlot();
+      ResponseOf(*f) = ResponseSlot();
       f->hash = old.hash;
       f->client_port = old.client_port;
       f->last_seen_ns = now_ns;
@@ -930,7 +1050,14 @@ struct PacketEngine::Impl {
       return;
     }
     if (f->phase == Phase::kRefused) {
-      ++counters.stalled_heads_reset;
+      if (TurnOf(*f, v) == Turn::kServer) {
+        ++counters.resets_deferred;  // responses owed: the reset waits for them
+        res.verdict = Verdict::kDrop;
+        fs.flow = nullptr;
+        fs.done = fs.committed = true;
+        return;
+      }
+      if (!(f->flags & flow_flags::kResetDeferred)) ++counters.stalled_heads_reset;
       ++counters.resets;
       res.verdict = Verdict::kReset;
       res.reset_seq = f->next_seq;
@@ -973,30 +1100,32 @@ struct PacketEngine::Impl {
     return p[12] == ' ' || p[12] == '\r' ? code : 0;
   }
 
+  // The servers' segments of a tracked flow: its RST ends the flow; its bytes are
+  // followed to where each response ends (ResponseSlot); a status line answers a
+  // CONNECT / Upgrade the flow waits on. The segments themselves pass untouched.
   void ServerSegment(uint16_t i) {
     const PacketView& v = results[i].view;
     FrameState& fs = state[i];
     fs.done = fs.committed = true;
-    // The server's RST ends the flow; its status line answers a CONNECT / Upgrade the
-    // flow waits on; everything else from the server passes untouched.
-    const bool rst = v.tcp_flags & tcp_flags::kRst;
-    const int status = rst ? 0 : StatusCode(frames[i].data + v.payload_offset, v.payload_bytes);
-    if (!rst && status == 0) return;
-    const uint64_t hash = FlowHash(v, false);
+    const uint64_t hash = flow_hash[i];
     FlowSlot* f = FindFlow(hash, v.dst_port);
-    if (f == nullptr || (!rst && f->phase != Phase::kAwaitSwitch)) return;
+    if (f == nullptr) return;
     if (f->flags & flow_flags::kPending) {
       Flush();
       f = FindFlow(hash, v.dst_port);  // the flush may have ended it
       if (f == nullptr) return;
     }
-    if (rst) {
+    if (v.tcp_flags & tcp_flags::kRst) {
       if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
       Erase(*f);
       return;
     }
-    if (f->phase != Phase::kAwaitSwitch || (status >= 100 && status < 200 && status != 101)) {
-      return;  // an interim answer: the final one is still to come
+    const uint8_t* payload = frames[i].data + v.payload_offset;
+    FollowResponses(*f, v, payload);
+    if (f->phase != Phase::kAwaitSwitch) return;
+    const int status = StatusCode(payload, v.payload_bytes);
+    if (status == 0 || (status >= 100 && status < 200 && status != 101)) {
+      return;  // not a status line, or an interim answer: the final one is still to come
     }
     const bool connect = f->flags & flow_flags::kAwaitConnect;
     if (connect ? status >= 200 && status < 300 : status == 101) {
@@ -1009,6 +1138,69 @@ struct PacketEngine::Impl {
       f->scan_from = 0;
     }
   }
+
+  // Moves the server's side of `f` by a server segment: its SYN-ACK sets where the
+  // stream starts, its bytes are framed in order, its FIN ends the last response.
+  void FollowResponses(FlowSlot& f, const PacketView& v, const uint8_t* payload) {
+    ResponseSlot& r = ResponseOf(f);
+    uint32_t seq = v.seq;
+    if (v.tcp_flags & tcp_flags::kSyn) {
+      if (!(r.flags & response_flags::kKnown)) {
+        r.next_seq = seq + 1;
+        r.flags |= response_flags::kKnown;
+      }
+      seq += 1;
+    }
+    uint32_t len = v.payload_bytes;
+    if (!(r.flags & response_flags::kKnown)) {
+      // The SYN-ACK went by unseen: a stream is taken up only at a status line.
+      if (len == 0) return;
+      r.flags |= response_flags::kKnown;
+      r.next_seq = seq;
+      if (StatusCode(payload, len) == 0) LoseResponses(r);
+    }
+    const uint32_t end = seq + len;
+    if (SeqBefore(r.next_seq, seq)) {
+      // Bytes missing before this segment (lost between the server and here): the
+      // framing cannot resume after a gap. The client is then told nothing more by the
+      // engine on this connection; only the server's close ends its turn.
+      LoseResponses(r);
+      r.next_seq = end;
+    } else if (SeqBefore(seq, end) && SeqBefore(r.next_seq, end)) {
+      const uint32_t skip = r.next_seq - seq;  // already framed (a retransmission)
+      if (!r.framer.lost() &&
+          r.framer.Feed(payload + skip, len - skip, f.responses_due, r.head_bits) ==
+              internal::ResponseFramer::Result::kLost) {
+        ++counters.response_framing_lost;
+      }
+      r.next_seq = end;
+    }
+    if ((v.tcp_flags & tcp_flags::kFin) && r.next_seq == end && !(r.flags & response_flags::kServerFin)) {
+      r.next_seq = end + 1;
+      r.flags |= response_flags::kServerFin;
+      r.framer.Close(f.responses_due, r.head_bits);
+    }
+  }
+
+  void LoseResponses(ResponseSlot& r) {
+    if (r.framer.lost()) return;
+    ++counters.response_framing_lost;
+    r.framer.SetLost();
+  }
+
+  // Whether a segment the engine is about to read has checksums Linux accepts: the
+  // NIC's verdict where it gave one, else verified here. A failed one is counted; the
+  // caller drops the frame (the sender retransmits a segment that was only damaged).
+  bool ChecksumsHold(const Frame& frame, const PacketView& v) {
+    if (!config.verify_checksums) return true;
+    const bool ok = (frame.ip_checksum == RxChecksum::kUnknown ? IpHeaderChecksumValid(frame.data, v)
+                                                                : frame.ip_checksum == RxChecksum::kGood) &&
+                    (frame.l4_checksum == RxChecksum::kUnknown ? TcpChecksumValid(frame.data, v)
+                                                                : frame.l4_checksum == RxChecksum::kGood);
+    if (!ok) ++counters.bad_checksums;
+    return ok;
+  }
+
   void PrefetchPayload(uint16_t i) {
     const PacketView& v = results[i].view;
     const uint8_t* payload = frames[i].data + v.payload_offset;
@@ -1063,13 +1255,26 @@ struct PacketEngine::Impl {
             !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
           continue;
         }
+        if (!(v.tcp_flags & (tcp_flags::kAck | tcp_flags::kSyn | tcp_flags::kRst))) {
+          // Data or FIN without ACK: Linux discards it (tcp_rcv_state_process), so it
+          // must not move the stream either.
+          ++counters.no_ack_segments_dropped;
+          res.verdict = Verdict::kDrop;
+          continue;
+        }
         flow_hash[i] = FlowHash(v, true);
         __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
         client_mask |= 1u << i;
         state[i].done = state[i].committed = false;
       } else if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
         ++counters.server_segments;
-        if ((v.tcp_flags & tcp_flags::kRst) || v.payload_bytes > 0) server_mask |= 1u << i;
+        if (v.payload_bytes > 0 || (v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
+          flow_hash[i] = FlowHash(v, false);
+          const size_t slot = flow_hash[i] & flow_mask;
+          __builtin_prefetch(&flows[slot], 1, 3);
+          __builtin_prefetch(&responses[slot], 1, 3);
+          server_mask |= 1u << i;
+        }
       }
     }
     // Pass 2: follow the streams, queue heads (their shard lines prefetched). The
@@ -1087,8 +1292,19 @@ struct PacketEngine::Impl {
           PrefetchPayload(static_cast<uint16_t>(__builtin_ctz(ahead)));
           ahead &= ahead - 1;
         }
+        // Checksums are verified here, not in pass 1: the payload has been prefetched
+        // by now (in pass 1 every frame's payload was a demand miss).
+        if (!ChecksumsHold(in[i], out[i].view)) {
+          out[i].verdict = Verdict::kDrop;
+          state[i].done = state[i].committed = true;
+          continue;
+        }
         ClientSegment(i);
       } else if (server_mask >> i & 1) {
+        if (!ChecksumsHold(in[i], out[i].view)) {
+          out[i].verdict = Verdict::kDrop;
+          continue;
+        }
         ServerSegment(i);
       }
     }
@@ -1158,6 +1374,9 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
   if (impl->flows == nullptr) return Status::Unavailable("flow table: allocation failed");
   for (uint32_t i = 0; i < slots; ++i) new (&impl->flows[i]) FlowSlot();
   impl->flow_mask = slots - 1;
+  impl->responses = static_cast<ResponseSlot*>(allocator.Allocate(size_t(slots) * sizeof(ResponseSlot), 64));
+  if (impl->responses == nullptr) return Status::Unavailable("response table: allocation failed");
+  for (uint32_t i = 0; i < slots; ++i) new (&impl->responses[i]) ResponseSlot();
   if (!impl->pool.Init(allocator, config.reassembly_buffers, config.max_head_bytes)) {
     return Status::Unavailable("reassembly pool: allocation failed");
   }
@@ -1182,7 +1401,7 @@ const BucketShard& PacketEngine::shard() const { return impl_->shard; }
 size_t PacketEngine::active_flows() const { return impl_->live_flows; }
 size_t PacketEngine::free_reassembly_buffers() const { return impl_->pool.free_count(); }
 size_t PacketEngine::memory_bytes() const {
-  return (size_t(impl_->flow_mask) + 1) * sizeof(FlowSlot) + impl_->pool.memory_bytes() +
+  return (size_t(impl_->flow_mask) + 1) * (sizeof(FlowSlot) + sizeof(ResponseSlot)) + impl_->pool.memory_bytes() +
          impl_->shard.memory_bytes();
 }
 

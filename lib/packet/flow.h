@@ -6,6 +6,7 @@
 
 #include "dlb/packet/allocator.h"
 #include "dlb/packet/http.h"
+#include "response.h"
 
 namespace dlb::packet::internal {
 
@@ -18,8 +19,10 @@ enum class Phase : uint8_t {
   kAwaitSwitch,  // a CONNECT or Upgrade request went to the server: new client bytes are
                  // held back (dropped, the client retransmits) until the server's status
                  // line says whether the connection switches protocols
-  kRefused,      // lost track (a stalled head's buffer was reclaimed): the next client
-                 // segment resets the connection; next_seq is the server's next byte
+  kRefused,      // lost track (a stalled head's buffer was reclaimed), or refused while
+                 // responses were owed: the next client segment resets the connection
+                 // once no response is owed (dropped until then); next_seq is the
+                 // server's next byte
 };
 
 // The 5-tuple of a client->server flow (the protocol is always TCP), hashed with
@@ -36,12 +39,18 @@ static_assert(sizeof(FlowKey) == 40);
 
 namespace flow_flags {
 inline constexpr uint8_t kPending = 1;  // holds undecided heads of the current burst
+inline constexpr uint8_t kResetDeferred = 2;  // kRefused by a reset that waits for the
+                                              // responses owed (not a stalled head)
 inline constexpr uint8_t kFinished = 4; // the client sent FIN: kept briefly so that a
                                         // retransmitted last segment is not decided again;
                                         // next_seq is then the sequence number after the FIN
 inline constexpr uint8_t kSeenHead = 8; // a request head was decided on this connection
 inline constexpr uint8_t kAwaitConnect = 16;  // kAwaitSwitch for a CONNECT (a 2xx switches),
                                               // not an Upgrade (a 101 switches)
+inline constexpr uint8_t kServerHole = 32;  // body bytes were forwarded ahead of a gap:
+                                            // the server lacks [hole_start, hole_end)
+                                            // (ResponseSlot) and holds what follows out
+                                            // of order
 }  // namespace flow_flags
 
 // One flow, one cache line. The key is not stored: the slot keeps the full 64-bit keyed
@@ -60,8 +69,31 @@ struct alignas(64) FlowSlot {
   uint16_t client_port = 0;
   Phase phase = Phase::kHead;
   uint8_t flags = 0;
+  uint8_t responses_due = 0;      // requests forwarded whose responses have not ended
+                                  // (ResponseSlot); kMaxResponsesDue: the count is lost
 };
 static_assert(sizeof(FlowSlot) == 64);
+
+inline constexpr uint8_t kMaxResponsesDue = 64;  // one bit each in ResponseSlot::head_bits
+
+namespace response_flags {
+inline constexpr uint8_t kKnown = 1;      // next_seq holds the server's stream position
+inline constexpr uint8_t kServerFin = 2;  // the server's FIN was seen (next_seq is past it)
+}  // namespace response_flags
+
+// The servers' side of a flow, beside its FlowSlot (the same index in a table of its
+// own): where the server's stream is and where its responses end. Kept apart so that
+// admitted heads, the common case, never touch it (except HEAD requests); read by the
+// servers' segments and by a refusal that must wait for its turn.
+struct alignas(64) ResponseSlot {
+  ResponseFramer framer;
+  uint64_t head_bits = 0;  // bit i: the i-th response due answers a HEAD request
+  uint32_t next_seq = 0;   // the server's next sequence number, as far as seen
+  uint32_t hole_start = 0; // flow_flags::kServerHole: the client's bytes the server lacks
+  uint32_t hole_end = 0;
+  uint8_t flags = 0;       // response_flags
+};
+static_assert(sizeof(ResponseSlot) == 64);
 
 // Fixed-size reassembly buffers, each with a presence bitmap (one bit per byte). A
 // buffer holds the bytes of one partial head that the server already has (segments

@@ -81,16 +81,18 @@ TEST(ConfigYamlTest, EmptyDocumentGivesDefaults) {
   // What the engine cannot decide is refused by default.
   EXPECT_EQ(c->default_rule.on_table_full, OverflowPolicy::kLimit);
   EXPECT_EQ(c->on_fragment, FramePolicy::kDrop);
+  EXPECT_TRUE(c->verify_checksums);
   EXPECT_EQ(c->on_malformed_frame, FramePolicy::kDrop);
   EXPECT_EQ(c->on_untracked_flow, HeadPolicy::kReset);
   EXPECT_EQ(c->partial_head_timeout_ns, 5'000'000'000);
 }
 
 TEST(ConfigYamlTest, IntegrityKeys) {
-  auto c = LoadPacketConfigYaml("on_untracked_flow: drop\npartial_head_timeout_s: 2.5\n", "t.yaml");
+  auto c = LoadPacketConfigYaml("on_untracked_flow: drop\npartial_head_timeout_s: 2.5\nverify_checksums: false\n", "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->on_untracked_flow, HeadPolicy::kDrop);
   EXPECT_EQ(c->partial_head_timeout_ns, 2'500'000'000);
+  EXPECT_FALSE(c->verify_checksums);
   auto bad = LoadPacketConfigYaml("on_untracked_flow: forward\n", "t.yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("on_untracked_flow"), std::string::npos) << bad.status().ToString();

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <utility>
 #include <memory>
 #include <random>
 #include <string>
@@ -44,12 +46,55 @@ class EngineTest : public ::testing::Test {
     engine_ = std::move(e).value();
   }
 
-  FrameResult Send(const SegmentSpec& s) {
+  // One frame through the engine. Unless answer_ is off, the server behind it is a fast
+  // one: each request a client segment forwarded is answered at once (200, two body
+  // bytes), and the client's later segments acknowledge the answers, as a client's
+  // would; the engine's 429 is then the next response whenever a head is limited.
+  FrameResult Send(const SegmentSpec& spec) {
+    SegmentSpec s = spec;
+    const bool to_server = s.dst.port == kServicePort;
+    const auto key = std::make_pair(s.ip_version, to_server ? s.src.port : s.dst.port);
+    if (to_server && server_next_.count(key) && (s.flags & 0x10)) s.ack = server_next_[key];
+    const uint64_t forwarded_before = Forwarded();
     frames_.push_back(BuildSegment(s));
     const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
     FrameResult r;
     engine_->ProcessBurst(&f, 1, now_, &r);
+    if (answer_ && to_server && (r.verdict == Verdict::kForward || r.verdict == Verdict::kForwardPrefix)) {
+      const uint32_t end = s.seq + static_cast<uint32_t>(r.verdict == Verdict::kForward ? s.payload.size() : r.forward_bytes);
+      for (uint64_t n = Forwarded() - forwarded_before; n > 0; --n) Answer(s, end, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
     return r;
+  }
+
+  // A server segment carrying `payload` on the connection of client segment `client`,
+  // acknowledging the client's bytes up to `client_end`.
+  FrameResult Answer(const SegmentSpec& client, uint32_t client_end, const std::string& payload, uint8_t flags = 0x18) {
+    const auto key = std::make_pair(client.ip_version, client.src.port);
+    if (!server_next_.count(key)) server_next_[key] = client.ack;
+    SegmentSpec a = client;
+    std::swap(a.src, a.dst);
+    a.seq = server_next_[key];
+    a.ack = client_end;
+    a.flags = flags;
+    a.payload = payload;
+    server_next_[key] += static_cast<uint32_t>(payload.size()) + ((flags & 0x01) ? 1 : 0);
+    frames_.push_back(BuildSegment(a));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r);
+    return r;
+  }
+
+  // A server segment after everything client connection `c` sent.
+  template <typename C>
+  FrameResult Reply(const C& c, const std::string& payload) {
+    return Answer(c.base, c.next, payload);
+  }
+
+  // Heads that went to the server.
+  uint64_t Forwarded() const {
+    return engine_ ? C().allowed + C().shadow_limited + C().identity_missing_passed : 0;
   }
 
   std::vector<FrameResult> SendBurst(const std::vector<SegmentSpec>& specs) {
@@ -71,6 +116,9 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<PacketEngine> engine_;
   int64_t now_ = kStartNs;
   std::vector<std::vector<uint8_t>> frames_;
+  static constexpr uint16_t kServicePort = 80;
+  bool answer_ = true;
+  std::map<std::pair<int, uint16_t>, uint32_t> server_next_;  // per connection: the server's next seq
 };
 
 // A client connection: tracks its sequence number, opens with a SYN.
@@ -765,8 +813,15 @@ TEST_F(EngineTest, SameFlowTwiceInOneBurst) {
   const auto out = SendBurst(burst);
   EXPECT_EQ(out[0].verdict, Verdict::kForward);
   EXPECT_EQ(out[1].verdict, Verdict::kForward);
-  EXPECT_EQ(out[2].verdict, Verdict::kReject);
-  EXPECT_EQ(out[3].verdict, Verdict::kDrop);  // the flow is closed by then
+  // The server has not answered the first two yet: the third head is held back, and
+  // the fourth is behind the gap it leaves.
+  EXPECT_EQ(out[2].verdict, Verdict::kDrop);
+  EXPECT_EQ(C().rejects_deferred, 1u);
+  EXPECT_EQ(out[3].verdict, Verdict::kDrop);
+  Answer(burst[1], burst[2].seq, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  Answer(burst[1], burst[2].seq, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(Send(burst[2]).verdict, Verdict::kReject);  // now the next response
+  EXPECT_EQ(Send(burst[3]).verdict, Verdict::kDrop);    // the flow is closed by then
 }
 
 TEST_F(EngineTest, FinThenRetransmissionInOneBurst) {
@@ -1116,6 +1171,7 @@ SegmentSpec ServerReply(const Conn& c, std::string payload) {
 
 TEST_F(EngineTest, RefusedConnectStaysHttp) {
   Start();
+  answer_ = false;  // the server's answers are the test's
   Conn c(40070);
   Send(c.Syn());
   EXPECT_EQ(Send(c.Data("CONNECT pay.example:443 HTTP/1.1\r\nHost: pay.example:443\r\nX-User-ID: bo\r\n\r\n")).verdict,
@@ -1124,15 +1180,17 @@ TEST_F(EngineTest, RefusedConnectStaysHttp) {
   const uint32_t held = c.next;
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kDrop);
   EXPECT_EQ(C().switch_held_segments, 1u);
-  Send(ServerReply(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"));
+  Reply(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(C().protocol_switches_refused, 1u);
   c.next = held;
+  answer_ = true;
   for (int i = 0; i < 2; ++i) EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kForward);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "bo"))).verdict, Verdict::kReject);
 }
 
 TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
   Start();
+  answer_ = false;
   Conn c(40071);
   Send(c.Syn());
   // Bytes after the CONNECT head in its own segment wait too: the frame is cut.
@@ -1141,9 +1199,9 @@ TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
   EXPECT_EQ(r.verdict, Verdict::kForwardPrefix);
   EXPECT_EQ(r.forward_bytes, connect.size());
   c.next -= 3;
-  Send(ServerReply(c, "HTTP/1.1 100 Continue\r\n\r\n"));  // interim: still waiting
+  Reply(c, "HTTP/1.1 100 Continue\r\n\r\n");  // interim: still waiting
   EXPECT_EQ(Send(c.At(c.next, "\x16\x03\x01")).verdict, Verdict::kDrop);
-  Send(ServerReply(c, "HTTP/1.1 200 Connection Established\r\n\r\n"));
+  Reply(c, "HTTP/1.1 200 Connection Established\r\n\r\n");
   EXPECT_EQ(C().protocol_switches, 1u);
   EXPECT_EQ(Send(c.Data("\x16\x03\x01")).verdict, Verdict::kForward);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "cy"))).heads, 0);  // inside the tunnel
@@ -1151,17 +1209,18 @@ TEST_F(EngineTest, AcceptedConnectBecomesATunnel) {
 
 TEST_F(EngineTest, UpgradeSwitchesOnlyOn101) {
   Start();
+  answer_ = false;
   Conn c(40072);
   Send(c.Syn());
   Send(c.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nupgrade: websocket\r\n")));
-  Send(ServerReply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));  // upgrade ignored
+  Reply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");  // upgrade ignored
   EXPECT_EQ(C().protocol_switches_refused, 1u);
   EXPECT_EQ(Send(c.Data(Head("POST", "/pay", "di"))).heads, 1);
 
   Conn d(40073);
   Send(d.Syn());
   Send(d.Data(Head("GET", "/ws", "di", "Connection: Upgrade\r\nUpgrade: websocket\r\n")));
-  Send(ServerReply(d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"));
+  Reply(d, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
   EXPECT_EQ(C().protocol_switches, 1u);
   EXPECT_EQ(Send(d.Data("\x81\x85" "abcd")).verdict, Verdict::kForward);
 }
@@ -1219,7 +1278,10 @@ TEST_F(EngineTest, RejectVerdictBuildsConsistentFrames) {
   Send(c.Syn());
   for (int i = 0; i < 2; ++i) Send(c.Data(Head("POST", "/pay", "w")));
   const uint32_t seg_seq = c.next;
-  const SegmentSpec spec = c.Data(Head("POST", "/pay", "w"));
+  SegmentSpec spec = c.Data(Head("POST", "/pay", "w"));
+  // The client has the server's two responses (the fixture's fast server answered each).
+  const uint32_t server_next = 0x7fff0000 + 2 * static_cast<uint32_t>(sizeof "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" - 1);
+  spec.ack = server_next;
   const std::vector<uint8_t> frame = BuildSegment(spec);
   const Frame in{frame.data(), static_cast<uint32_t>(frame.size())};
   FrameResult r;
@@ -1232,7 +1294,7 @@ TEST_F(EngineTest, RejectVerdictBuildsConsistentFrames) {
   auto be32 = [](const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; };
   const uint8_t* tcp = out + 58;
   EXPECT_EQ(out[12], 0x81);
-  EXPECT_EQ(be32(tcp + 4), 0x7fff0000u);                                          // seq: the client's ACK
+  EXPECT_EQ(be32(tcp + 4), server_next);  // seq: the client's ACK, after the responses
   EXPECT_EQ(be32(tcp + 8), seg_seq + static_cast<uint32_t>(spec.payload.size()));  // ack: the whole segment
   const std::string http(reinterpret_cast<const char*>(tcp + 20), n - 58 - 20);
   EXPECT_EQ(http.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
@@ -1252,6 +1314,285 @@ TEST_F(EngineTest, CountersHaveNames) {
     ++n;
   });
   EXPECT_GT(n, kParseResultCount + kHeadResultCount);
+}
+
+// --- the reject path and the server's bytes -----------------------------------------
+
+const std::string kOk10 = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+
+class ResponseOrderTest : public EngineTest {
+ protected:
+  // A client segment exactly as given: no ACK rewritten, no answer.
+  FrameResult SendAsIs(const SegmentSpec& s) {
+    frames_.push_back(BuildSegment(s));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size())};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r);
+    return r;
+  }
+  uint32_t ServerNext(const Conn& c) { return server_next_[std::make_pair(c.base.ip_version, c.base.src.port)]; }
+  // The client's segment acknowledging everything the server sent.
+  SegmentSpec Acked(const Conn& c, SegmentSpec s) {
+    s.ack = ServerNext(c);
+    return s;
+  }
+};
+
+// An admitted head and a limited one pipelined in one segment, the server slow: the
+// limited head is held back (never forwarded) until the admitted response has gone
+// through and been acknowledged; only then the 429, and the server's RST lands after
+// the admitted request. The response's bytes pass untouched meanwhile.
+TEST_F(ResponseOrderTest, LimitedHeadPipelinedBehindAnAdmittedOneWaitsForItsResponse) {
+  Start();
+  answer_ = false;
+  Conn c(41001);
+  Send(c.Syn());
+  ASSERT_EQ(Send(c.Data(Head("POST", "/pay", "pia"))).verdict, Verdict::kForward);
+  Reply(c, kOk10 + "0123456789");
+  const std::string h = Head("POST", "/pay", "pia");
+  const uint32_t h1 = c.next;
+  FrameResult r = Send(c.Data(h + h));
+  ASSERT_EQ(r.verdict, Verdict::kForwardPrefix);  // the admitted head goes on
+  EXPECT_EQ(r.forward_bytes, h.size());
+  const uint32_t h2 = h1 + static_cast<uint32_t>(h.size());
+  c.next = h2;
+  // The client retransmits the limited head while the server works on the payment.
+  for (int i = 0; i < 3; ++i) {
+    r = Send(c.At(h2, h));
+    EXPECT_EQ(r.verdict, Verdict::kDrop) << i;
+  }
+  EXPECT_EQ(C().rejects_deferred, 3u);
+  // The response, in two segments: neither is touched; the limited head still waits.
+  EXPECT_EQ(Reply(c, kOk10 + "01234").verdict, Verdict::kForward);
+  EXPECT_EQ(Send(c.At(h2, h)).verdict, Verdict::kDrop);
+  const uint32_t before_tail = ServerNext(c);
+  EXPECT_EQ(Reply(c, "56789").verdict, Verdict::kForward);
+  // Sent, but not yet acknowledged by the client: a 429 now could overtake it.
+  SegmentSpec stale = c.At(h2, h);
+  stale.ack = before_tail;
+  EXPECT_EQ(SendAsIs(stale).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().rejects_deferred, 5u);
+  EXPECT_EQ(C().rejected, 0u);
+  // Acknowledged: the 429 is the next response.
+  const SegmentSpec last = Acked(c, c.At(h2, h));
+  r = SendAsIs(last);
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, h2);  // the server has the admitted request, nothing after it
+  EXPECT_EQ(r.view.ack, ServerNext(c));  // the 429's sequence number: after the response
+  EXPECT_EQ(C().allowed, 2u);
+  EXPECT_EQ(C().rejected, 1u);
+}
+
+// The same with the heads in separate segments and a chunked response in pieces.
+TEST_F(ResponseOrderTest, LimitedHeadInItsOwnSegmentWaitsForAChunkedResponse) {
+  Start();
+  answer_ = false;
+  Conn c(41002);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "quin");
+  ASSERT_EQ(Send(c.Data(h)).verdict, Verdict::kForward);
+  Reply(c, kOk10 + "0123456789");
+  ASSERT_EQ(Send(c.Data(h)).verdict, Verdict::kForward);  // admitted: the bucket's last
+  const uint32_t h3 = c.next;
+  EXPECT_EQ(Send(c.Data(h)).verdict, Verdict::kDrop);  // limited, a response still owed
+  for (const std::string& piece : {std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                                   std::string("5\r\nhello\r\n"), std::string("3\r\nabc\r\n0\r\n")}) {
+    EXPECT_EQ(Reply(c, piece).verdict, Verdict::kForward);
+    EXPECT_EQ(Send(c.At(h3, h)).verdict, Verdict::kDrop);
+  }
+  EXPECT_EQ(Reply(c, "\r\n").verdict, Verdict::kForward);  // the chunked body's end
+  const FrameResult r = Send(c.At(h3, h));
+  ASSERT_EQ(r.verdict, Verdict::kReject);
+  EXPECT_EQ(r.reset_seq, h3);
+  EXPECT_EQ(C().rejects_deferred, 4u);
+}
+
+// A HEAD response has no body, whatever its Content-Length; a 100 Continue is not
+// the final response.
+TEST_F(ResponseOrderTest, HeadResponsesAndInterimResponsesAreFramed) {
+  Start();
+  answer_ = false;
+  Conn c(41003);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "rae");
+  ASSERT_EQ(Send(c.Data(Head("HEAD", "/pay", "rae"))).verdict, Verdict::kForward);  // default rule
+  ASSERT_EQ(Send(c.Data(h)).verdict, Verdict::kForward);
+  ASSERT_EQ(Send(c.Data(h)).verdict, Verdict::kForward);
+  const uint32_t h4 = c.next;
+  EXPECT_EQ(Send(c.Data(h)).verdict, Verdict::kDrop);
+  Reply(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");  // HEAD: no body follows
+  Reply(c, "HTTP/1.1 100 Continue\r\n\r\n" + kOk10 + "0123456789");
+  EXPECT_EQ(Send(c.At(h4, h)).verdict, Verdict::kDrop);  // one response still owed
+  Reply(c, "HTTP/1.1 204 No Content\r\n\r\n");
+  EXPECT_EQ(Send(c.At(h4, h)).verdict, Verdict::kReject);
+}
+
+// A response delimited by the close: the limited head waits for the server's FIN; no
+// 429 can follow a FIN, so once the client has everything the connection is reset.
+TEST_F(ResponseOrderTest, AfterAResponseEndedByTheCloseTheLimitedHeadIsReset) {
+  Start();
+  answer_ = false;
+  Conn c(41004);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "sol");
+  Send(c.Data(h));
+  Send(c.Data(h));
+  const uint32_t h3 = c.next;
+  Reply(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  Reply(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
+  EXPECT_EQ(Send(c.Data(h)).verdict, Verdict::kDrop);  // the body may go on
+  Answer(c.base, h3, "", 0x11);                        // FIN
+  const FrameResult r = Send(c.At(h3, h));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(C().rejects_after_server_close, 1u);
+  EXPECT_EQ(C().rejects_deferred, 1u);
+}
+
+// A response the engine cannot frame: no 429 on that connection any more; the limited
+// head is held back (never forwarded) until the server closes.
+TEST_F(ResponseOrderTest, UnframableResponsesHoldLimitedHeadsUntilTheServerCloses) {
+  Start();
+  answer_ = false;
+  Conn c(41005);
+  Send(c.Syn());
+  const std::string h = Head("POST", "/pay", "tam");
+  Send(c.Data(h));
+  Send(c.Data(h));
+  const uint32_t h3 = c.next;
+  Reply(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok");
+  Reply(c, kOk10 + "0123456789");
+  EXPECT_EQ(C().response_framing_lost, 1u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Send(c.At(h3, h)).verdict, Verdict::kDrop);
+  Answer(c.base, h3, "", 0x11);
+  EXPECT_EQ(Send(c.At(h3, h)).verdict, Verdict::kReset);
+}
+
+// A reset by policy (here a desync) waits for the responses owed too, then happens.
+TEST_F(ResponseOrderTest, PolicyResetWaitsForTheResponsesOwed) {
+  Start();
+  answer_ = false;
+  Conn c(41006);
+  Send(c.Syn());
+  Send(c.Data(Head("GET", "/", "uma")));
+  const uint32_t bad = c.next;
+  EXPECT_EQ(Send(c.Data("\x16\x03\x01\x02\x00")).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().resets_deferred, 1u);
+  EXPECT_EQ(Send(c.At(bad, "\x16\x03\x01\x02\x00")).verdict, Verdict::kDrop);
+  Reply(c, kOk10 + "0123456789");
+  const FrameResult r = Send(c.At(bad, "\x16\x03\x01\x02\x00"));
+  EXPECT_EQ(r.verdict, Verdict::kReset);
+  EXPECT_EQ(r.reset_seq, bad);
+  EXPECT_EQ(C().resets_deferred, 2u);
+}
+
+// Body bytes forwarded ahead of a gap leave the server a hole; what follows the body
+// is not decided before the hole is filled (the server could only queue it, and a
+// longer copy with other bytes could replace it there).
+TEST_F(EngineTest, NothingPastABodyIsDecidedWhileTheServerHasAHoleInIt) {
+  Start();
+  Conn c(41007);
+  Send(c.Syn());
+  const std::string body(100, 'b');
+  Send(c.Data(Head("POST", "/upload", "val", "Content-Length: 100\r\n")));
+  const uint32_t b0 = c.next;
+  EXPECT_EQ(Send(c.At(b0 + 50, body.substr(50))).verdict, Verdict::kForward);  // inside the body
+  const std::string h = Head("POST", "/pay", "val");
+  EXPECT_EQ(Send(c.At(b0 + 100, h)).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().heads, 1u);
+  EXPECT_EQ(Send(c.At(b0, body.substr(0, 50))).verdict, Verdict::kForward);  // the hole
+  EXPECT_EQ(Send(c.At(b0 + 100, h)).verdict, Verdict::kForward);
+  EXPECT_EQ(C().heads, 2u);
+}
+
+// --- checksums ----------------------------------------------------------------------
+
+class ChecksumTest : public EngineTest {
+ protected:
+  FrameResult SendFrame(std::vector<uint8_t> frame, RxChecksum ip = RxChecksum::kUnknown,
+                        RxChecksum l4 = RxChecksum::kUnknown) {
+    frames_.push_back(std::move(frame));
+    const Frame f{frames_.back().data(), static_cast<uint32_t>(frames_.back().size()), ip, l4};
+    FrameResult r;
+    engine_->ProcessBurst(&f, 1, now_, &r);
+    return r;
+  }
+  // The frame of `s` with its TCP checksum off by one.
+  static std::vector<uint8_t> BadTcp(const SegmentSpec& s) {
+    std::vector<uint8_t> f = BuildSegment(s);
+    const size_t tcp = 14 + (s.ip_version == 4 ? 20 : 40);
+    f[tcp + 17] ^= 1;
+    return f;
+  }
+};
+
+// A segment the server drops for its checksum is neither decided nor forwarded; the
+// retransmission with other bytes at the same sequence numbers is decided as the head
+// it is (before, it passed as a retransmission of bytes already decided).
+TEST_F(ChecksumTest, BadChecksumIsNotDecidedAndTheRealSegmentIs) {
+  for (int ip_version : {4, 6}) {
+    Start();
+    answer_ = false;
+    Conn spender(41100, ip_version);
+    Send(spender.Syn());
+    Send(spender.Data(Head("POST", "/pay", "mallory")));
+    Send(spender.Data(Head("POST", "/pay", "mallory")));  // mallory's bucket is empty
+    Conn c(41101, ip_version);
+    Send(c.Syn());
+    const SegmentSpec bad = c.At(c.next, Head("POST", "/pay", "robert1"));  // as long as mallory
+    const FrameResult r = SendFrame(BadTcp(bad));
+    EXPECT_EQ(r.verdict, Verdict::kDrop) << ip_version;
+    EXPECT_EQ(r.heads, 0) << ip_version;
+    EXPECT_EQ(C().bad_checksums, 1u) << ip_version;
+    EXPECT_EQ(C().heads, 2u) << ip_version;
+    const std::string h = Head("POST", "/pay", "mallory");
+    ASSERT_EQ(h.size(), bad.payload.size());
+    const FrameResult good = Send(c.At(c.next, h));
+    EXPECT_EQ(good.heads, 1) << ip_version;
+    EXPECT_EQ(good.verdict, Verdict::kReject) << ip_version;
+  }
+}
+
+TEST_F(ChecksumTest, BadIpv4HeaderChecksumIsDropped) {
+  Start();
+  Conn c(41102);
+  Send(c.Syn());
+  std::vector<uint8_t> f = BuildSegment(c.At(c.next, Head("POST", "/pay", "cara")));
+  f[14 + 10] ^= 0x40;
+  EXPECT_EQ(SendFrame(f).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().bad_checksums, 1u);
+  EXPECT_EQ(C().heads, 0u);
+}
+
+// The NIC's verdict is taken where it gave one; verify_checksums: false trusts every
+// frame.
+TEST_F(ChecksumTest, NicVerdictsAndTheSwitch) {
+  Start();
+  Conn c(41103);
+  Send(c.Syn());
+  const SegmentSpec s = c.At(c.next, Head("POST", "/pay", "dina"));
+  EXPECT_EQ(SendFrame(BuildSegment(s), RxChecksum::kGood, RxChecksum::kBad).verdict, Verdict::kDrop);
+  EXPECT_EQ(SendFrame(BadTcp(s), RxChecksum::kGood, RxChecksum::kGood).verdict, Verdict::kForward);
+  EXPECT_EQ(C().bad_checksums, 1u);
+  EXPECT_EQ(C().heads, 1u);
+
+  config_.verify_checksums = false;
+  Start();
+  Conn d(41104);
+  Send(d.Syn());
+  EXPECT_EQ(SendFrame(BadTcp(d.At(d.next, Head("POST", "/pay", "dina")))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().bad_checksums, 0u);
+  EXPECT_EQ(C().heads, 1u);
+}
+
+// Linux discards data without ACK on a synchronized connection: so does the engine.
+TEST_F(EngineTest, DataWithoutAckIsDropped) {
+  Start();
+  Conn c(41105);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.At(c.next, Head("POST", "/pay", "emil"), 0x08)).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().no_ack_segments_dropped, 1u);
+  EXPECT_EQ(C().heads, 0u);
+  EXPECT_EQ(Send(c.At(c.next, Head("POST", "/pay", "emil"))).verdict, Verdict::kForward);
 }
 
 }  // namespace

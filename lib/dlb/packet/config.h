@@ -116,6 +116,14 @@ struct PacketConfig {
   // ports unknown): dropped, since Linux may accept what the engine cannot inspect.
   FramePolicy on_fragment = FramePolicy::kDrop;
   FramePolicy on_malformed_frame = FramePolicy::kDrop;
+  // Segments the engine reads (client segments with data, SYN, FIN or RST to a service
+  // port; the servers' segments with data or control flags) are dropped when their IPv4
+  // header or TCP checksum is wrong, unless the NIC reported them good: Linux drops
+  // them, and a segment the server never took must not move the stream the engine
+  // follows. Off only where every frame was checked before (a port whose NIC verifies
+  // and whose driver does not report it), or for frames carrying partial checksums of a
+  // local sender's offload (veth with tx checksumming on).
+  bool verify_checksums = true;
 
   // Per-core flow table and reassembly pool.
   uint32_t max_flows = 65536;

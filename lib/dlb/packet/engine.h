@@ -102,7 +102,13 @@ class CoreSync;
   X(switch_held_segments, "switch_held_segments")                                \
   X(protocol_switches, "protocol_switches")                                      \
   X(protocol_switches_refused, "protocol_switches_refused")                      \
-  X(lease_wait_drops, "lease_wait_drops")
+  X(lease_wait_drops, "lease_wait_drops")                                        \
+  X(bad_checksums, "bad_checksums")                                              \
+  X(no_ack_segments_dropped, "no_ack_segments_dropped")                          \
+  X(rejects_deferred, "rejects_deferred")                                        \
+  X(rejects_after_server_close, "rejects_after_server_close")                    \
+  X(resets_deferred, "resets_deferred")                                          \
+  X(response_framing_lost, "response_framing_lost")
 
 struct EngineCounters {
 #define DLB_X(field, name) uint64_t field = 0;
@@ -151,9 +157,16 @@ enum class Verdict : uint8_t {
 // segment gets kReject / kDrop directly.
 const char* VerdictName(Verdict v);
 
+// What the NIC found of a frame's checksums, where it checked them (DPDK:
+// RTE_MBUF_F_RX_IP_CKSUM_* and RTE_MBUF_F_RX_L4_CKSUM_*). What it did not check
+// (kUnknown: af_packet, most virtual NICs) the engine verifies in software.
+enum class RxChecksum : uint8_t { kUnknown, kGood, kBad };
+
 struct Frame {
   const uint8_t* data = nullptr;
   uint32_t bytes = 0;
+  RxChecksum ip_checksum = RxChecksum::kUnknown;
+  RxChecksum l4_checksum = RxChecksum::kUnknown;
 };
 
 // The port a burst arrived on, when the caller knows it. Segments are then told apart

@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
     next_flow = (next_flow + 1) % kFlows;
     rte_mbuf* m = MbufOf(rig.pool, bench::BuildTcpFrame(f, seq[f], 0x18, head));
     bench::WriteUser(rte_pktmbuf_mtod(m, uint8_t*) + bench::kPayloadOffset + user_offset, user);
+    bench::FillChecksums(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
     seq[f] += static_cast<uint32_t>(head.size());
     return m;
   };

@@ -22,9 +22,27 @@ inline constexpr size_t kPayloadOffset = 14 + 20 + 32;
 using packet::testing::Put16;
 using packet::testing::Put32;
 
+// Recomputes the IPv4 header and TCP checksums of a BuildTcpFrame frame (after its
+// sequence number or payload was rewritten).
+inline void FillChecksums(uint8_t* f, size_t bytes) {
+  using packet::testing::Fold;
+  using packet::testing::SumBytes;
+  uint8_t* ip = f + 14;
+  ip[10] = ip[11] = 0;
+  const uint16_t ic = Fold(SumBytes(ip, 20));
+  ip[10] = static_cast<uint8_t>(ic >> 8);
+  ip[11] = static_cast<uint8_t>(ic);
+  uint8_t* tcp = ip + 20;
+  const size_t tcp_bytes = bytes - 34;
+  tcp[16] = tcp[17] = 0;
+  const uint16_t tc = Fold(SumBytes(ip + 12, 8) + 6 + tcp_bytes + SumBytes(tcp, tcp_bytes));
+  tcp[16] = static_cast<uint8_t>(tc >> 8);
+  tcp[17] = static_cast<uint8_t>(tc);
+}
+
 // Ethernet / IPv4 / TCP (timestamps option, as Linux sends) around `payload`, client
-// 10.0.x.y (x.y = flow) port 20000 + flow to server 10.128.0.1. Checksums are left
-// zero: the engine trusts the NIC's checksum offload.
+// 10.0.x.y (x.y = flow) port 20000 + flow to server 10.128.0.1, with correct IPv4
+// and TCP checksums (FillChecksums after rewriting a frame): the engine verifies them.
 inline std::vector<uint8_t> BuildTcpFrame(int flow, uint32_t seq, uint8_t flags, const std::string& payload,
                                           uint16_t dport = 80) {
   std::vector<uint8_t> f = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
@@ -46,6 +64,7 @@ inline std::vector<uint8_t> BuildTcpFrame(int flow, uint32_t seq, uint8_t flags,
   const uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};
   f.insert(f.end(), ts, ts + 12);
   f.insert(f.end(), payload.begin(), payload.end());
+  FillChecksums(f.data(), f.size());
   return f;
 }
 
