@@ -59,7 +59,7 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
   Testbed bed(1);
   const std::string py_log = bed.dir() + "/python.log";
   Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
-                py_log},
+                py_log, "/slow", "0.5"},
                bed.dir() + "/python.out");
   ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
                       std::chrono::seconds(20)))
@@ -105,6 +105,62 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
   }
   EXPECT_EQ(executed["victim"], kCapacity);
   if (HasFailure()) std::fprintf(stderr, "appliance log:\n%s\n", app.Log().c_str());
+  EXPECT_EQ(app.Stop(), 0);
+}
+
+// A request the limiter admitted never loses its response to a later 429: an admitted
+// POST and a limited POST pipelined in one write to a backend that answers after
+// 0.5 s. The client gets the 200 of the first, whole, and then the 429 of the second;
+// the server executed exactly one request and its response was not cut by a reset.
+TEST(ApplianceOracle, ALimitedPipelinedHeadWaitsForTheAdmittedResponseOfASlowBackend) {
+  Testbed bed(1);
+  const std::string py_log = bed.dir() + "/python.log";
+  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
+                py_log, "/slow", "0.5"},
+               bed.dir() + "/python.out");
+  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
+                      std::chrono::seconds(20)))
+      << python.Log();
+  ApplianceProcess app(bed, 0,
+                       "service_ports: [" + std::to_string(kPythonPort) + "]\n"
+                       "rules:\n  - {name: slow, path_prefix: /slow, capacity: 1, leak_rate_per_s: 0.0001, mode: local}\n"
+                       "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n");
+  ASSERT_TRUE(app.WaitRunning()) << app.Log();
+  const std::string post = "POST /slow HTTP/1.1\r\nHost: gw\r\nX-User-ID: payer\r\nContent-Length: 3\r\n\r\nabc";
+  std::string hex;
+  for (unsigned char c : post + post) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  // One write of both requests; the reply read until the server or the appliance closes.
+  std::string out;
+  bed.InClient("python3 -c \"import socket,sys,time\n"
+               "s=socket.create_connection(('" + bed.server_ip() + "'," + std::to_string(kPythonPort) + "),timeout=5)\n"
+               "s.sendall(bytes.fromhex('" + hex + "'))\n"
+               "d=b''\n"
+               "end=time.time()+5\n"
+               "while time.time()<end:\n"
+               " try:\n"
+               "  x=s.recv(4096)\n"
+               " except OSError:\n"
+               "  break\n"
+               " if not x: break\n"
+               " d+=x\n"
+               "sys.stdout.write(d.decode(errors='replace'))\n\"",
+               &out);
+  std::printf("client received:\n%s\n", out.c_str());
+  const size_t ok = out.find("HTTP/1.1 200");
+  const size_t limited = out.find("HTTP/1.1 429");
+  ASSERT_NE(ok, std::string::npos) << "the admitted request lost its response";
+  EXPECT_NE(out.find("ok\n", ok), std::string::npos) << "the admitted response was cut";
+  ASSERT_NE(limited, std::string::npos) << "the limited request got no 429";
+  EXPECT_LT(ok, limited) << "the 429 took the place of the admitted response";
+  std::map<std::string, int> executed;
+  int lines = 0;
+  CountExecuted(py_log, &executed, &lines);
+  EXPECT_EQ(lines, 1) << "the server executed " << lines << " requests";
+  EXPECT_GE(app.Metric("dlb_packet_rejects_deferred_total"), 1) << app.Scrape();
   EXPECT_EQ(app.Stop(), 0);
 }
 

@@ -2,7 +2,7 @@
 """A second HTTP/1.1 server for the executed-versus-decided oracle: Python's own parser
 (http.server), not nginx's.
 
-    recording_server.py PORT LOG
+    recording_server.py PORT LOG [SLOW_PREFIX SECONDS]
 
 Answers every request 200 "ok" on a keep-alive connection (Content-Length and chunked
 bodies read and discarded) and appends one line per executed request to LOG:
@@ -12,7 +12,9 @@ bodies read and discarded) and appends one line per executed request to LOG:
 NORMALIZED_PATH is the route a framework on this parser would see at most (percent-
 decoded, slashes merged, dot segments removed): the oracle counts a request against the
 limited route whenever any reading of its target reaches it. USER is the first
-X-User-ID line, as http.server's headers.get() reads it ("-" when absent).
+X-User-ID line, as http.server's headers.get() reads it ("-" when absent). Requests
+whose path starts with SLOW_PREFIX are answered SECONDS late (a slow backend), after
+they are logged.
 """
 import http.server
 import posixpath
@@ -20,6 +22,7 @@ import re
 import socketserver
 import sys
 import threading
+import time
 import urllib.parse
 
 LOCK = threading.Lock()
@@ -51,6 +54,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         user = self.headers.get("X-User-ID", "-").strip() or "-"
         with LOCK, open(self.server.log_path, "a") as f:
             f.write(f"{self.command} {normalized(self.path)} {user.replace(' ', '_')} 200\n")
+        if self.server.slow_prefix and self.path.startswith(self.server.slow_prefix):
+            time.sleep(self.server.slow_seconds)
         body = b"ok\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -71,6 +76,8 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def main():
     server = Server(("0.0.0.0", int(sys.argv[1])), Handler)
     server.log_path = sys.argv[2]
+    server.slow_prefix = sys.argv[3] if len(sys.argv) > 4 else None
+    server.slow_seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     open(server.log_path, "a").close()
     server.serve_forever()
 
