@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/document.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"

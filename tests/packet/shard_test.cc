@@ -110,12 +110,12 @@ TEST(ShardTest, BurstLookupEqualsOneByOne) {
       a->Prefetch(probes[i]);
     }
     for (size_t i = 0; i < n; ++i) {
-      dlb::Decision burst;
+      dlb::Decision in_burst;
       dlb::Decision d;
-      ASSERT_TRUE(a->Decide(probes[i], p, now, 1, burst));
+      ASSERT_TRUE(a->Decide(probes[i], p, now, 1, in_burst));
       ASSERT_TRUE(b->Decide(b->Probe(keys[i], 0), p, now, 1, d));
-      ASSERT_EQ(burst.allowed, d.allowed);
-      ASSERT_EQ(burst.remaining, d.remaining);
+      ASSERT_EQ(in_burst.allowed, d.allowed);
+      ASSERT_EQ(in_burst.remaining, d.remaining);
     }
     now += 5'000'000;
   }
