@@ -51,24 +51,36 @@ class RteAllocator final : public packet::Allocator {
   int socket_;
 };
 
-// A worker's counters, declared once: field, metric name (dlb_appliance_<name>_total),
-// help. Written by the worker only, summed over workers by the collector (stats.cc).
+// A worker's counters, declared once: field, metric name, help. Written by the worker
+// only, summed over workers by the collector (stats.cc).
 // Per port (labelled port = client, server; indexed by Side):
-#define DLB_APPLIANCE_WORKER_PORT_COUNTERS(X)                                                        \
-  X(rx_packets, "worker_rx_packets", "Frames the workers took from the port.")                      \
-  X(rx_bytes, "worker_rx_bytes", "Bytes the workers took from the port.")                           \
-  X(tx_packets, "worker_tx_packets", "Frames the workers handed to the port (forwarded and built).") \
-  X(tx_dropped, "tx_dropped", "Frames freed because the port's tx ring stayed full.")
+#define DLB_APPLIANCE_WORKER_PORT_COUNTERS(X)                                                       \
+  X(rx_packets, "dlb_appliance_worker_rx_packets_total",                                            \
+    "Frames the workers took from the port.")                                                       \
+  X(rx_bytes, "dlb_appliance_worker_rx_bytes_total",                                                \
+    "Bytes the workers took from the port.")                                                        \
+  X(tx_packets, "dlb_appliance_worker_tx_packets_total",                                            \
+    "Frames the workers handed to the port (forwarded and built).")                                 \
+  X(tx_dropped, "dlb_appliance_tx_dropped_total",                                                   \
+    "Frames freed because the port's tx ring stayed full.")
 // Per worker:
-#define DLB_APPLIANCE_WORKER_COUNTERS(X)                                                      \
-  X(verdict_dropped, "verdict_dropped", "Frames dropped by a verdict.")                       \
-  X(prefixes_forwarded, "prefixes_forwarded", "Segments cut before a limited pipelined head.") \
-  X(rejects_sent, "rejects_sent", "429 responses sent to clients.")                           \
-  X(resets_sent, "resets_sent", "TCP RSTs sent.")                                             \
-  X(build_failed, "build_failed", "Reject or reset frames not sent for want of an mbuf.")     \
-  X(idle_polls, "idle_polls", "Polls of both ports that found nothing.")                      \
-  X(busy_polls, "busy_polls", "Polls of both ports that found frames.")                       \
-  X(rules_applied, "worker_rules_applied", "Rule sets taken by the workers (each worker, each reload).")
+#define DLB_APPLIANCE_WORKER_COUNTERS(X)                                                            \
+  X(verdict_dropped, "dlb_appliance_verdict_dropped_total",                                         \
+    "Frames dropped by a verdict.")                                                                 \
+  X(prefixes_forwarded, "dlb_appliance_prefixes_forwarded_total",                                   \
+    "Segments cut before a limited pipelined head.")                                                \
+  X(rejects_sent, "dlb_appliance_rejects_sent_total",                                               \
+    "429 responses sent to clients.")                                                               \
+  X(resets_sent, "dlb_appliance_resets_sent_total",                                                 \
+    "TCP RSTs sent.")                                                                               \
+  X(build_failed, "dlb_appliance_build_failed_total",                                               \
+    "Reject or reset frames not sent for want of an mbuf.")                                         \
+  X(idle_polls, "dlb_appliance_idle_polls_total",                                                   \
+    "Polls of both ports that found nothing.")                                                      \
+  X(busy_polls, "dlb_appliance_busy_polls_total",                                                   \
+    "Polls of both ports that found frames.")                                                       \
+  X(rules_applied, "dlb_appliance_worker_rules_applied_total",                                      \
+    "Rule sets taken by the workers (each worker, each reload).")
 
 struct alignas(64) WorkerCounters {
 #define DLB_X(field, name, help) uint64_t field[2] = {};

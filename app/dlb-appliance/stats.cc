@@ -44,7 +44,7 @@ void CollectPorts(const Appliance& a, metrics::Writer& w) {
       w.Counter("dlb_appliance_port_rx_nombuf_total", "Receive failures for want of an mbuf.", l, double(st.rx_nombuf));
     }
 #define DLB_X(field, name, help) \
-  w.Counter("dlb_appliance_" name "_total", help, l,   \
+  w.Counter(name, help, l,                            \
             double(Sum(a, [&](const Worker& k) { return Load(k.counters().field[side]); })));
     DLB_APPLIANCE_WORKER_PORT_COUNTERS(DLB_X)
 #undef DLB_X
@@ -53,7 +53,7 @@ void CollectPorts(const Appliance& a, metrics::Writer& w) {
 
 void CollectWorkers(const Appliance& a, metrics::Writer& w) {
 #define DLB_X(field, name, help) \
-  w.Counter("dlb_appliance_" name "_total", help, {}, \
+  w.Counter(name, help, {},                          \
             double(Sum(a, [](const Worker& k) { return Load(k.counters().field); })));
   DLB_APPLIANCE_WORKER_COUNTERS(DLB_X)
 #undef DLB_X

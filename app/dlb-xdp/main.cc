@@ -148,23 +148,28 @@ dlb::StatusOr<std::unique_ptr<dlb::xdp::XdpProgram>> Attach(const Args& a, uint3
     }
   }
   if (mode == dlb::xdp::AttachMode::kSkb) {
-    DLB_LOG_WARN("native XDP on {} failed ({}): attached in generic (skb) mode, slower",
-                 a.iface, native_error);
+    DLB_LOG_WARN("native XDP on {} failed ({}): attached in generic (skb) mode, slower", a.iface,
+                 native_error);
   }
   if (auto s = (*prog)->Push(tables); !s.ok()) return s;
   if (auto s = tc.Attach((*prog)->ifindex(), (*prog)->prog_fd()); !s.ok()) {
-    DLB_LOG_WARN("TC program not attached to {} ({}): a rejected head's connection is freed "
-                 "on the server at the client's next segment", a.iface, s.ToString());
+    DLB_LOG_WARN(
+        "TC program not attached to {} ({}): a rejected head's connection is freed "
+        "on the server at the client's next segment",
+        a.iface, s.ToString());
   }
   if (!(*prog)->dispatcher()) {
-    DLB_LOG_WARN("attached to {} without libxdp's dispatcher ({}): no other XDP program can "
-                 "attach to {} while dlb-xdp runs", a.iface, (*prog)->dispatcher_note(), a.iface);
+    DLB_LOG_WARN(
+        "attached to {} without libxdp's dispatcher ({}): no other XDP program can "
+        "attach to {} while dlb-xdp runs",
+        a.iface, (*prog)->dispatcher_note(), a.iface);
   }
-  std::printf("dlb-xdp: attached to %s (%s mode, %s%s). If this agent dies the program stays "
-              "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
-              a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
-              (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone",
-              tc.attached() ? ", TC reject program on ingress" : "", a.iface.c_str(), a.iface.c_str());
+  std::printf(
+      "dlb-xdp: attached to %s (%s mode, %s%s). If this agent dies the program stays "
+      "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
+      a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
+      (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone",
+      tc.attached() ? ", TC reject program on ingress" : "", a.iface.c_str(), a.iface.c_str());
   std::fflush(stdout);
   return prog;
 }
@@ -183,8 +188,8 @@ void CollectSync(const dlb::xdp::SyncStats& s, dlb::metrics::Writer& w) {
   w.Counter("dlb_xdp_sync_failed_round_trips_total",
             "Round trips whose reply did not arrive (the round is re-sent).", {},
             static_cast<double>(s.failed_rounds));
-  w.Counter("dlb_xdp_sync_resent_rounds_total", "Rounds re-sent verbatim after a lost reply (applied once).", {},
-            static_cast<double>(s.resent_rounds));
+  w.Counter("dlb_xdp_sync_resent_rounds_total", "Rounds re-sent verbatim after a lost reply (applied once).",
+            {}, static_cast<double>(s.resent_rounds));
   w.Counter("dlb_xdp_sync_refused_rounds_total", "Rounds with a settle call Redis refused.", {},
             static_cast<double>(s.discarded_rounds));
   const std::pair<const char*, uint64_t> units[] = {{"granted", s.granted_units},
@@ -216,7 +221,8 @@ void CollectProgram(dlb::xdp::XdpProgram& p, const std::vector<std::string>& rul
 }
 
 dlb::StatusOr<std::unique_ptr<dlb::metrics::Exporter>> StartExporter(const std::string& listen,
-                                                                     dlb::xdp::XdpProgram* p, Shared* shared) {
+                                                                     dlb::xdp::XdpProgram* p,
+                                                                     Shared* shared) {
   if (listen.empty()) return std::unique_ptr<dlb::metrics::Exporter>();
   auto ex = dlb::metrics::Exporter::Start(listen);
   if (!ex.ok()) return dlb::Status::InvalidArgument("metrics: " + ex.status().ToString());
@@ -258,7 +264,8 @@ void Reload(const Args& a, dlb::xdp::XdpProgram& prog, const dlb::xdp::XdpSync& 
 // Sync rounds every interval and reloads on SIGHUP, until SIGINT or SIGTERM.
 void MainLoop(const Args& a, int64_t interval_us, const sigset_t& signals, dlb::xdp::XdpProgram& prog,
               dlb::xdp::XdpSync& sync, Shared& shared) {
-  const timespec wait{static_cast<time_t>(interval_us / 1'000'000), static_cast<long>(interval_us % 1'000'000 * 1000)};
+  const timespec wait{static_cast<time_t>(interval_us / 1'000'000),
+                      static_cast<long>(interval_us % 1'000'000 * 1000)};
   for (;;) {
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) return;
@@ -310,8 +317,10 @@ int main(int argc, char** argv) {
   }
   for (const auto& info : shared.tables.info) {
     if (info.mode == dlb::Mode::kStrict) {
-      DLB_LOG_WARN("rule '{}': mode strict is decided as synced by the XDP program (a packet "
-                   "path never waits on Redis)", info.name);
+      DLB_LOG_WARN(
+          "rule '{}': mode strict is decided as synced by the XDP program (a packet "
+          "path never waits on Redis)",
+          info.name);
     }
   }
 

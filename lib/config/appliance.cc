@@ -23,7 +23,8 @@ StatusOr<std::optional<ApplianceSettings>> ReadApplianceSettings(const Document&
       else if (key == "mbufs") s.mbufs = static_cast<uint32_t>(r.Int(v, f, 0, 1 << 24));
       else if (key == "idle_backoff_us") s.idle_backoff_us = static_cast<uint32_t>(r.Int(v, f, 0, 100'000));
       else if (key == "sync_interval_us") s.sync_interval_us = static_cast<uint32_t>(r.SyncIntervalUs(v, f));
-      else if (key == "sync_standing_ms") s.sync_standing_ms = static_cast<uint32_t>(r.Int(v, f, 0, 3'600'000));
+      else if (key == "sync_standing_ms")
+        s.sync_standing_ms = static_cast<uint32_t>(r.Int(v, f, 0, 3'600'000));
       else r.Fail(kv.first, f, "unknown key");
     }
     if (s.client_port.empty()) r.Fail(a, "appliance.client_port", "is required");

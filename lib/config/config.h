@@ -32,9 +32,9 @@ struct ApplianceSettings {
   uint32_t workers = 0;     // worker lcores used; 0 = every worker lcore EAL was given
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
-  uint32_t mbufs = 0;             // mbuf pool size; 0 = sized from queues and descriptors
-  uint32_t idle_backoff_us = 0;   // sleep after an empty poll of both ports; 0 = busy poll
-  uint32_t sync_interval_us = 5000;   // lease sync rounds of synced and strict rules
+  uint32_t mbufs = 0;                // mbuf pool size; 0 = sized from queues and descriptors
+  uint32_t idle_backoff_us = 0;      // sleep after an empty poll of both ports; 0 = busy poll
+  uint32_t sync_interval_us = 5000;  // lease sync rounds of synced and strict rules
   // A synced bucket that saw a request this recently keeps one leased unit per core, so
   // that a user's next request is admitted at once instead of after a round.
   uint32_t sync_standing_ms = 1000;
@@ -48,9 +48,9 @@ struct XdpSettings {
 
 struct File {
   std::string path;
-  LimiterOptions library;          // redis:, limiter:
-  metrics::MetricsConfig metrics;  // metrics:
-  packet::PacketConfig packet;     // the top-level packet settings, rules:, default_rule:
+  LimiterOptions library;                      // redis:, limiter:
+  metrics::MetricsConfig metrics;              // metrics:
+  packet::PacketConfig packet;                 // the top-level packet settings, rules:, default_rule:
   std::optional<ApplianceSettings> appliance;  // absent without an `appliance:` section
   XdpSettings xdp;
 };

@@ -31,7 +31,8 @@ int64_t Reader::Int(const YAML::Node& n, const std::string& field, int64_t lo, i
     ok = false;
   }
   if (!ok || pos != s.size() || v < lo || v > hi) {
-    Fail(n, field, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + s + "'");
+    Fail(n, field,
+         "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + s + "'");
   }
   return v;
 }

@@ -61,8 +61,10 @@ TEST(ConfigLoad, UnknownSectionNamesFileLineAndKey) {
 }
 
 TEST(ConfigLoad, UnknownKeyInASectionNamesTheField) {
-  EXPECT_NE(ErrorOf("xdp:\n  max_user: 5\n").find("t.yaml:2:3: xdp.max_user: unknown key"), std::string::npos);
-  EXPECT_NE(ErrorOf("appliance: {client_port: a, server_port: b, wokers: 2}\n").find("appliance.wokers: unknown key"),
+  EXPECT_NE(ErrorOf("xdp:\n  max_user: 5\n").find("t.yaml:2:3: xdp.max_user: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("appliance: {client_port: a, server_port: b, wokers: 2}\n")
+                .find("appliance.wokers: unknown key"),
             std::string::npos);
 }
 
@@ -81,7 +83,8 @@ TEST(ConfigLoad, WrongTypesNameTheField) {
 
 TEST(ConfigLoad, ASyncIntervalInAnotherUnitIsRefusedWithTheNewSpelling) {
   std::string m = ErrorOf("appliance:\n  client_port: a\n  server_port: b\n  sync_interval_ms: 5\n");
-  EXPECT_NE(m.find("t.yaml:4:3: appliance.sync_interval_ms: sync intervals are in microseconds"), std::string::npos)
+  EXPECT_NE(m.find("t.yaml:4:3: appliance.sync_interval_ms: sync intervals are in microseconds"),
+            std::string::npos)
       << m;
   EXPECT_NE(m.find("write sync_interval_us: 5000"), std::string::npos) << m;
   m = ErrorOf("limiter:\n  sync_interval_ms: 2\n");
@@ -112,7 +115,8 @@ TEST(ConfigLoad, EveryFormTakesTheSameSyncIntervalRange) {
 }
 
 TEST(ConfigLoad, TheApplianceSectionNeedsTwoDifferentPorts) {
-  EXPECT_NE(ErrorOf("appliance: {server_port: b}\n").find("appliance.client_port: is required"), std::string::npos);
+  EXPECT_NE(ErrorOf("appliance: {server_port: b}\n").find("appliance.client_port: is required"),
+            std::string::npos);
   EXPECT_NE(ErrorOf("appliance: {client_port: a, server_port: a}\n").find("must differ from client_port"),
             std::string::npos);
 }
@@ -120,7 +124,8 @@ TEST(ConfigLoad, TheApplianceSectionNeedsTwoDifferentPorts) {
 TEST(ConfigLoad, ErrorsOfEachReaderNameTheFile) {
   EXPECT_NE(ErrorOf("rules:\n  - {name: a, capacity: 0}\n").find("t.yaml:2:"), std::string::npos);
   EXPECT_NE(ErrorOf("metrics:\n  listen: nowhere\n").find("t.yaml:2:11: metrics.listen"), std::string::npos);
-  EXPECT_NE(ErrorOf("redis:\n  deadline_us: soon\n").find("t.yaml:2:16: redis.deadline_us"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis:\n  deadline_us: soon\n").find("t.yaml:2:16: redis.deadline_us"),
+            std::string::npos);
   EXPECT_NE(ErrorOf("rules: [{name: a\n").find("t.yaml:"), std::string::npos);
   auto missing = Load("/nonexistent/dlb.yaml");
   ASSERT_FALSE(missing.ok());
