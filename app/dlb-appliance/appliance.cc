@@ -9,14 +9,10 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "dlb/clock.h"
 #include "dlb/limiter.h"
-#include "dlb/packet/config_yaml.h"
 #include "dlb/packet/reject.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
@@ -124,14 +120,6 @@ void* RteAllocator::Allocate(size_t size_bytes, size_t align_bytes) {
 }
 
 void RteAllocator::Free(void* p) { rte_free(p); }
-
-StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::InvalidArgument(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // --- Worker ---------------------------------------------------------------------
 
@@ -296,29 +284,38 @@ void Worker::Send(int side, rte_mbuf** mbufs, uint16_t count) {
 
 // --- Appliance ------------------------------------------------------------------
 
-StatusOr<std::unique_ptr<Appliance>> Appliance::Create(const std::string& config_path) {
+StatusOr<std::unique_ptr<Appliance>> Appliance::Create(const config::File& config) {
+  if (!config.appliance) {
+    return Status::InvalidArgument(config.path + ": no 'appliance:' section (client_port and server_port are required)");
+  }
   std::unique_ptr<Appliance> a(new Appliance());
-  a->config_path_ = config_path;
-  auto text = ReadFile(config_path);
-  if (!text.ok()) return text.status();
-  auto settings = ParseSettings(*text, config_path);
-  if (!settings.ok()) return settings.status();
-  a->settings_ = *settings;
-  auto pc = packet::LoadPacketConfigYaml(WithoutApplianceSection(*text), config_path);
-  if (!pc.ok()) return pc.status();
-  a->packet_config_ = std::move(pc).value();
+  a->config_path_ = config.path;
+  a->settings_ = *config.appliance;
+  a->packet_config_ = config.packet;
   auto rules = RuleSet::Compile(a->packet_config_.rules, a->packet_config_.default_rule);
-  if (!rules.ok()) return Status::InvalidArgument(config_path + ": " + rules.status().message());
+  if (!rules.ok()) return Status::InvalidArgument(config.path + ": " + rules.status().message());
   a->rules_ = std::make_unique<RuleSet>(std::move(rules).value());
   a->published_.store(a->rules_.get(), std::memory_order_release);
 
-  // Ports.
+  if (Status st = a->ResolvePorts(); !st.ok()) return st;
+  auto queues = a->PlanQueues();
+  if (!queues.ok()) return queues.status();
+  if (Status st = a->StartPorts(*queues); !st.ok()) return st;
+  if (Status st = a->CreateWorkers(*queues); !st.ok()) return st;
+  if (Status st = a->StartSync(config.library); !st.ok()) return st;
+  DLB_LOG_INFO("dlb-appliance: client side {} ({}), server side {} ({}), {} worker(s), {} queue(s) per port{}",
+               a->ports_[0].spec, a->ports_[0].driver, a->ports_[1].spec, a->ports_[1].driver, *queues, *queues,
+               *queues > 1 ? " with symmetric RSS" : "");
+  return a;
+}
+
+Status Appliance::ResolvePorts() {
   const char* fields[2] = {"client_port", "server_port"};
-  const std::string* specs[2] = {&a->settings_.client_port, &a->settings_.server_port};
+  const std::string* specs[2] = {&settings_.client_port, &settings_.server_port};
   for (int side = 0; side < 2; ++side) {
     auto id = ResolvePort(fields[side], *specs[side]);
     if (!id.ok()) return id.status();
-    PortInfo& p = a->ports_[side];
+    PortInfo& p = ports_[side];
     p.port_id = *id;
     p.spec = *specs[side];
     char name[RTE_ETH_NAME_MAX_LEN];
@@ -329,25 +326,28 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Create(const std::string& config
     }
     p.driver = info.driver_name != nullptr ? info.driver_name : "";
   }
-  if (a->ports_[0].port_id == a->ports_[1].port_id) {
+  if (ports_[0].port_id == ports_[1].port_id) {
     return Status::InvalidArgument("appliance.client_port and server_port name the same port");
   }
+  return Status::Ok();
+}
 
-  // Workers: every worker lcore (or `workers` of them), one queue pair each per port,
-  // as many as both ports and RSS allow.
+StatusOr<uint32_t> Appliance::PlanQueues() {
+  // Every worker lcore (or `workers` of them), one queue pair each per port, as many
+  // as both ports and RSS allow.
   unsigned lcore;
-  RTE_LCORE_FOREACH_WORKER(lcore) a->lcores_.push_back(lcore);
-  if (a->lcores_.empty()) {
+  RTE_LCORE_FOREACH_WORKER(lcore) lcores_.push_back(lcore);
+  if (lcores_.empty()) {
     return Status::InvalidArgument(
         "no worker lcore: give EAL at least two (one control, one worker), e.g. --lcores 0@0,1@1");
   }
-  uint32_t wanted = a->settings_.workers == 0 ? static_cast<uint32_t>(a->lcores_.size()) : a->settings_.workers;
-  if (wanted > a->lcores_.size()) {
+  uint32_t wanted = settings_.workers == 0 ? static_cast<uint32_t>(lcores_.size()) : settings_.workers;
+  if (wanted > lcores_.size()) {
     return Status::InvalidArgument("appliance.workers = " + std::to_string(wanted) + " but EAL has only " +
-                                   std::to_string(a->lcores_.size()) + " worker lcores");
+                                   std::to_string(lcores_.size()) + " worker lcores");
   }
   uint32_t queues = wanted;
-  for (const PortInfo& p : a->ports_) {
+  for (const PortInfo& p : ports_) {
     rte_eth_dev_info info;
     if (rte_eth_dev_info_get(p.port_id, &info) != 0) return Status::Unavailable(p.spec + ": cannot read device info");
     queues = std::min<uint32_t>(queues, std::min(info.max_rx_queues, info.max_tx_queues));
@@ -360,70 +360,74 @@ StatusOr<std::unique_ptr<Appliance>> Appliance::Create(const std::string& config
     DLB_LOG_WARN("dlb-appliance: {} workers asked, ports allow {} queue(s) with symmetric RSS: running {}",
                  wanted, queues, queues);
   }
-  a->lcores_.resize(queues);
+  lcores_.resize(queues);
+  return queues;
+}
 
-  const uint32_t per_queue = uint32_t{a->settings_.rx_descriptors} + a->settings_.tx_descriptors;
-  uint32_t mbufs = a->settings_.mbufs;
+Status Appliance::StartPorts(uint32_t queues) {
+  const uint32_t per_queue = uint32_t{settings_.rx_descriptors} + settings_.tx_descriptors;
+  uint32_t mbufs = settings_.mbufs;
   if (mbufs == 0) mbufs = 2 * queues * per_queue + queues * (512 + 4 * kBurst) + 1024;
-  const int socket = static_cast<int>(rte_socket_id());
-  a->pool_ = rte_pktmbuf_pool_create("dlb_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
-  if (a->pool_ == nullptr) {
+  pool_ = rte_pktmbuf_pool_create("dlb_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                  static_cast<int>(rte_socket_id()));
+  if (pool_ == nullptr) {
     return Status::Unavailable("mbuf pool of " + std::to_string(mbufs) + " mbufs: " + RteError(rte_errno) +
                                " (too few hugepages? raise /proc/sys/vm/nr_hugepages or EAL -m, or lower appliance.mbufs)");
   }
   for (int side = 0; side < 2; ++side) {
-    Status st = ConfigurePort(a->ports_[side], static_cast<uint16_t>(queues), a->settings_, a->pool_);
+    Status st = ConfigurePort(ports_[side], static_cast<uint16_t>(queues), settings_, pool_);
     if (!st.ok()) return st;
   }
-  a->ports_started_ = true;
+  ports_started_ = true;
+  return Status::Ok();
+}
 
+Status Appliance::CreateWorkers(uint32_t queues) {
   const SipKey key = SipKey::Random();
   for (uint32_t w = 0; w < queues; ++w) {
-    const int wsocket = static_cast<int>(rte_lcore_to_socket_id(a->lcores_[w]));
-    a->allocators_.push_back(std::make_unique<RteAllocator>(wsocket));
-    auto engine = PacketEngine::Create(a->packet_config_, *a->rules_, *a->allocators_.back(), key,
+    const int wsocket = static_cast<int>(rte_lcore_to_socket_id(lcores_[w]));
+    allocators_.push_back(std::make_unique<RteAllocator>(wsocket));
+    auto engine = PacketEngine::Create(packet_config_, *rules_, *allocators_.back(), key,
                                        MonotonicClock::Instance().NowNs());
     if (!engine.ok()) {
       return Status::Unavailable("worker " + std::to_string(w) + " engine (shard_users " +
-                                 std::to_string(a->packet_config_.shard_users) + ", max_flows " +
-                                 std::to_string(a->packet_config_.max_flows) + "): " + engine.status().message() +
+                                 std::to_string(packet_config_.shard_users) + ", max_flows " +
+                                 std::to_string(packet_config_.max_flows) + "): " + engine.status().message() +
                                  " (too few hugepages? raise /proc/sys/vm/nr_hugepages or EAL -m, or lower shard_users)");
     }
-    a->workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), static_cast<uint16_t>(w), a->ports_, a->pool_,
-                                                   std::move(engine).value(), a->rules_.get(), &a->published_,
-                                                   a->settings_.idle_backoff_us));
+    workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), static_cast<uint16_t>(w), ports_, pool_,
+                                                std::move(engine).value(), rules_.get(), &published_,
+                                                settings_.idle_backoff_us));
   }
-  // Global sync when some rule needs Redis (mode synced or strict).
+  return Status::Ok();
+}
+
+Status Appliance::StartSync(const LimiterOptions& library) {
+  // Global sync only when some rule needs Redis (mode synced or strict).
   bool needs_sync = false;
-  for (uint16_t i = 0; i < a->rules_->size(); ++i) needs_sync = needs_sync || a->rules_->rule(i).mode != Mode::kLocal;
-  if (needs_sync) {
-    auto lo = LoadLimiterConfig(config_path);
-    if (!lo.ok()) return lo.status();
-    auto ep = redis::ParseUrl(lo->redis_url);
-    if (!ep.ok()) return Status::InvalidArgument(config_path + ": redis.url: " + ep.status().message());
-    if (ep->username.empty()) ep->username = lo->username;
-    if (ep->password.empty()) ep->password = lo->password;
-    a->redis_pool_ = std::make_unique<redis::Pool>(
-        *ep, lo->max_connections, std::vector<std::string_view>{redis::SettleScript(), redis::kAnnounceScript});
-    packet::ShardSyncOptions o;
-    o.interval = std::chrono::microseconds(int64_t{a->settings_.sync_interval_ms} * 1000);
-    o.deadline = lo->deadline;
-    o.standing_rounds = static_cast<int>(a->settings_.sync_standing_ms / a->settings_.sync_interval_ms);
-    std::vector<PacketEngine*> engines;
-    for (auto& w : a->workers_) engines.push_back(&w->mutable_engine());
-    a->allocators_.push_back(std::make_unique<RteAllocator>(socket));
-    auto sync = packet::ShardSync::Create(o, a->redis_pool_.get(), a->rules_.get(), engines, *a->allocators_.back());
-    if (!sync.ok()) return Status::Unavailable("global sync: " + sync.status().message());
-    a->sync_ = std::move(sync).value();
-    DLB_LOG_INFO("dlb-appliance: synced rules lease from Redis ({}) every {} ms",
-                 ep->seeds.empty() ? (ep->unix_socket ? ep->path : ep->host + ":" + std::to_string(ep->port))
-                                   : std::to_string(ep->seeds.size()) + " seed(s)",
-                 a->settings_.sync_interval_ms);
-  }
-  DLB_LOG_INFO("dlb-appliance: client side {} ({}), server side {} ({}), {} worker(s), {} queue(s) per port{}",
-               a->ports_[0].spec, a->ports_[0].driver, a->ports_[1].spec, a->ports_[1].driver, queues, queues,
-               queues > 1 ? " with symmetric RSS" : "");
-  return a;
+  for (uint16_t i = 0; i < rules_->size(); ++i) needs_sync = needs_sync || rules_->rule(i).mode != Mode::kLocal;
+  if (!needs_sync) return Status::Ok();
+  auto ep = redis::ParseUrl(library.redis_url);
+  if (!ep.ok()) return Status::InvalidArgument(config_path_ + ": redis.url: " + ep.status().message());
+  if (ep->username.empty()) ep->username = library.username;
+  if (ep->password.empty()) ep->password = library.password;
+  redis_pool_ = std::make_unique<redis::Pool>(
+      *ep, library.max_connections, std::vector<std::string_view>{redis::SettleScript(), redis::kAnnounceScript});
+  packet::ShardSyncOptions o;
+  o.interval = std::chrono::microseconds(settings_.sync_interval_us);
+  o.deadline = library.deadline;
+  o.standing_rounds = static_cast<int>(int64_t{settings_.sync_standing_ms} * 1000 / settings_.sync_interval_us);
+  std::vector<PacketEngine*> engines;
+  for (auto& w : workers_) engines.push_back(&w->mutable_engine());
+  allocators_.push_back(std::make_unique<RteAllocator>(static_cast<int>(rte_socket_id())));
+  auto sync = packet::ShardSync::Create(o, redis_pool_.get(), rules_.get(), engines, *allocators_.back());
+  if (!sync.ok()) return Status::Unavailable("global sync: " + sync.status().message());
+  sync_ = std::move(sync).value();
+  DLB_LOG_INFO("dlb-appliance: synced rules lease from Redis ({}) every {} us",
+               ep->seeds.empty() ? (ep->unix_socket ? ep->path : ep->host + ":" + std::to_string(ep->port))
+                                 : std::to_string(ep->seeds.size()) + " seed(s)",
+               settings_.sync_interval_us);
+  return Status::Ok();
 }
 
 Status Appliance::Launch() {
@@ -454,10 +458,10 @@ Status Appliance::Reload() {
     reloads_failed_.fetch_add(1, std::memory_order_relaxed);
     return st;
   };
-  auto text = ReadFile(config_path_);
-  if (!text.ok()) return fail(text.status());
-  auto pc = packet::LoadPacketConfigYaml(WithoutApplianceSection(*text), config_path_);
-  if (!pc.ok()) return fail(pc.status());
+  // The whole file must pass, though only its rules are taken.
+  auto file = config::Load(config_path_);
+  if (!file.ok()) return fail(file.status());
+  const packet::PacketConfig* pc = &file->packet;
   auto compiled = RuleSet::Compile(pc->rules, pc->default_rule);
   if (!compiled.ok()) return fail(Status::InvalidArgument(config_path_ + ": " + compiled.status().message()));
   auto next = std::make_unique<RuleSet>(std::move(compiled).value());

@@ -15,13 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+#include "dlb/limiter.h"
 #include "dlb/packet/config.h"
 #include "dlb/packet/engine.h"
 #include "dlb/packet/rules.h"
 #include "dlb/packet/shard_sync.h"
 #include "dlb/siphash.h"
 #include "dlb/status.h"
-#include "settings.h"
 
 struct rte_mbuf;
 struct rte_mempool;
@@ -31,6 +32,9 @@ class Pool;
 }
 
 namespace dlb::appliance {
+
+// The `appliance:` section of the config file (config/config.h).
+using Settings = config::ApplianceSettings;
 
 enum Side : int { kClientSide = 0, kServerSide = 1 };
 inline const char* SideName(int side) { return side == kClientSide ? "client" : "server"; }
@@ -47,21 +51,45 @@ class RteAllocator final : public packet::Allocator {
   int socket_;
 };
 
-// A worker's counters: written by the worker only, read by the control thread with
-// relaxed loads at scrape time.
+// A worker's counters, declared once: field, metric name, help. Written by the worker
+// only, summed over workers by the collector (stats.cc).
+// Per port (labelled port = client, server; indexed by Side):
+#define DLB_APPLIANCE_WORKER_PORT_COUNTERS(X)                                                       \
+  X(rx_packets, "dlb_appliance_worker_rx_packets_total",                                            \
+    "Frames the workers took from the port.")                                                       \
+  X(rx_bytes, "dlb_appliance_worker_rx_bytes_total",                                                \
+    "Bytes the workers took from the port.")                                                        \
+  X(tx_packets, "dlb_appliance_worker_tx_packets_total",                                            \
+    "Frames the workers handed to the port (forwarded and built).")                                 \
+  X(tx_dropped, "dlb_appliance_tx_dropped_total",                                                   \
+    "Frames freed because the port's tx ring stayed full.")
+// Per worker:
+#define DLB_APPLIANCE_WORKER_COUNTERS(X)                                                            \
+  X(verdict_dropped, "dlb_appliance_verdict_dropped_total",                                         \
+    "Frames dropped by a verdict.")                                                                 \
+  X(prefixes_forwarded, "dlb_appliance_prefixes_forwarded_total",                                   \
+    "Segments cut before a limited pipelined head.")                                                \
+  X(rejects_sent, "dlb_appliance_rejects_sent_total",                                               \
+    "429 responses sent to clients.")                                                               \
+  X(resets_sent, "dlb_appliance_resets_sent_total",                                                 \
+    "TCP RSTs sent.")                                                                               \
+  X(build_failed, "dlb_appliance_build_failed_total",                                               \
+    "Reject or reset frames not sent for want of an mbuf.")                                         \
+  X(idle_polls, "dlb_appliance_idle_polls_total",                                                   \
+    "Polls of both ports that found nothing.")                                                      \
+  X(busy_polls, "dlb_appliance_busy_polls_total",                                                   \
+    "Polls of both ports that found frames.")                                                       \
+  X(rules_applied, "dlb_appliance_worker_rules_applied_total",                                      \
+    "Rule sets taken by the workers (each worker, each reload).")
+
 struct alignas(64) WorkerCounters {
-  uint64_t rx_packets[2] = {};
-  uint64_t rx_bytes[2] = {};
-  uint64_t tx_packets[2] = {};        // frames handed to the port (forwarded and built)
-  uint64_t tx_dropped[2] = {};        // the port's tx ring stayed full: frame freed
-  uint64_t verdict_dropped = 0;       // frames freed by a drop verdict
-  uint64_t prefixes_forwarded = 0;    // frames cut before a limited pipelined head
-  uint64_t rejects_sent = 0;          // 429 frames built
-  uint64_t resets_sent = 0;           // RST frames built
-  uint64_t build_failed = 0;          // no mbuf for a built frame
-  uint64_t idle_polls = 0;
-  uint64_t busy_polls = 0;
-  uint64_t rules_applied = 0;         // reloads taken
+#define DLB_X(field, name, help) uint64_t field[2] = {};
+  DLB_APPLIANCE_WORKER_PORT_COUNTERS(DLB_X)
+#undef DLB_X
+#define DLB_X(field, name, help) uint64_t field = 0;
+  DLB_APPLIANCE_WORKER_COUNTERS(DLB_X)
+#undef DLB_X
+  // By the position of the rule in the current set (labelled with its name).
   uint64_t rejected_by_rule[packet::kMaxRules] = {};
   uint64_t dropped_by_rule[packet::kMaxRules] = {};
 };
@@ -117,14 +145,15 @@ class Worker {
 // after rte_eal_init.
 class Appliance {
  public:
-  // Resolves and starts the ports, creates one engine per worker lcore. Errors are one
-  // clear line (a missing port, too little memory, a bad config).
-  static StatusOr<std::unique_ptr<Appliance>> Create(const std::string& config_path);
+  // Resolves and starts the ports, creates one engine per worker lcore and, when a rule
+  // needs Redis, the lease sync. Errors are one clear line (a missing port, too little
+  // memory, no `appliance:` section).
+  static StatusOr<std::unique_ptr<Appliance>> Create(const config::File& config);
   ~Appliance();
 
   // Launches the workers on their lcores (rte_eal_remote_launch).
   Status Launch();
-  // Compiles the config file's rules and hands them to every worker between bursts;
+  // Loads the config file again (every section must pass), compiles its rules and hands them to every worker between bursts;
   // the old set is freed once all workers took the new one. Only rules and the default
   // rule are reloaded; other settings need a restart (a change is logged).
   Status Reload();
@@ -136,7 +165,7 @@ class Appliance {
   // round, run by the control thread every sync_interval().
   bool synced() const { return sync_ != nullptr; }
   Status SyncRound();
-  int64_t sync_interval_ns() const { return int64_t{settings_.sync_interval_ms} * 1'000'000; }
+  int64_t sync_interval_ns() const { return int64_t{settings_.sync_interval_us} * 1'000; }
   // The sync's figures as of the last round (safe from any thread).
   std::optional<packet::ShardSyncStats> sync_stats() const;
 
@@ -151,6 +180,12 @@ class Appliance {
 
  private:
   Appliance() = default;
+  // The steps of Create().
+  Status ResolvePorts();
+  StatusOr<uint32_t> PlanQueues();  // fills lcores_; returns the queues per port
+  Status StartPorts(uint32_t queues);
+  Status CreateWorkers(uint32_t queues);
+  Status StartSync(const LimiterOptions& library);
 
   std::string config_path_;
   Settings settings_;
@@ -173,8 +208,5 @@ class Appliance {
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
 };
-
-// Reads a file whole; errors name it.
-StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace dlb::appliance

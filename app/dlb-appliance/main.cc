@@ -14,14 +14,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "appliance.h"
-#ifdef DLB_HAVE_METRICS
-#include "metrics/config.h"
-#endif
+#include "config/config.h"
 #include "log/log.h"
 #include "stats.h"
 
@@ -51,6 +50,106 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Signals first: a SIGTERM during start-up must still end in a clean stop.
+void InstallSignalHandlers() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+}
+
+// EAL for the life of the process: rte_eal_cleanup() runs on every way out of main,
+// after the appliance (declared later) is destroyed.
+struct EalSession {
+  ~EalSession() { rte_eal_cleanup(); }
+};
+
+// /dlb/stats serves `collectors` while this lives.
+struct TelemetryScope {
+  explicit TelemetryScope(const std::vector<dlb::metrics::CollectFn>* collectors) {
+    dlb::appliance::RegisterTelemetry(collectors);
+  }
+  ~TelemetryScope() { dlb::appliance::RegisterTelemetry(nullptr); }
+};
+
+struct Args {
+  std::string config_path;
+  std::optional<std::string> metrics_listen;  // --metrics, over the file and the environment
+};
+
+// The arguments after EAL's (and its "--").
+dlb::StatusOr<Args> ParseArgs(int argc, char** argv, int first) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--config" || arg == "--metrics") && i + 1 >= argc) {
+      return dlb::Status::InvalidArgument(arg + " needs a value");
+    }
+    if (arg == "--config") {
+      a.config_path = argv[++i];
+    } else if (arg == "--metrics") {
+      a.metrics_listen = argv[++i];
+    } else {
+      Usage(stderr);
+      return dlb::Status::InvalidArgument("unknown argument '" + arg + "'");
+    }
+  }
+  if (a.config_path.empty()) {
+    Usage(stderr);
+    return dlb::Status::InvalidArgument("--config FILE is required");
+  }
+  return a;
+}
+
+// --metrics, else DLB_METRICS_LISTEN, else the file's metrics.listen; "" = none.
+std::string MetricsListen(const Args& args, const dlb::config::File& file) {
+  if (args.metrics_listen) return *args.metrics_listen;
+  if (const char* env = std::getenv("DLB_METRICS_LISTEN"); env != nullptr) return env;
+  return file.metrics.listen;
+}
+
+#ifdef DLB_HAVE_METRICS
+dlb::StatusOr<std::unique_ptr<dlb::metrics::Exporter>> StartExporter(
+    const std::string& listen, const std::vector<dlb::metrics::CollectFn>& collectors) {
+  if (listen.empty()) return std::unique_ptr<dlb::metrics::Exporter>();
+  auto started = dlb::metrics::Exporter::Start(listen);
+  if (!started.ok()) return dlb::Status::InvalidArgument("metrics: " + started.status().message());
+  for (const auto& c : collectors) (*started)->AddCollector(c);
+  DLB_LOG_INFO("dlb-appliance: metrics on {}:{}", listen.substr(0, listen.rfind(':')), (*started)->port());
+  return started;
+}
+#endif
+
+// Reloads on SIGHUP and runs a sync round every sync interval until SIGINT or SIGTERM;
+// metrics and telemetry run on their own threads.
+void ControlLoop(dlb::appliance::Appliance& appliance) {
+  int reloads_seen = 0;
+  const auto interval =
+      std::chrono::nanoseconds(appliance.synced() ? appliance.sync_interval_ns() : int64_t{10'000'000});
+  auto next_round = std::chrono::steady_clock::now();
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const int reloads = g_reloads.load(std::memory_order_relaxed);
+    if (reloads != reloads_seen) {
+      reloads_seen = reloads;
+      if (auto st = appliance.Reload(); !st.ok()) {
+        DLB_LOG_ERROR("dlb-appliance: reload refused, the running rules stay: {}", st.message());
+      }
+    }
+    if (appliance.synced()) {
+      if (auto st = appliance.SyncRound(); !st.ok()) {
+        DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb-appliance: sync round: {}", st.message());
+      }
+    }
+    next_round += interval;
+    const auto now = std::chrono::steady_clock::now();
+    if (next_round < now) next_round = now;  // a slow round is not caught up in a burst
+    std::this_thread::sleep_until(next_round);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,133 +161,42 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--") == 0) break;
   }
-  // Signals first: a SIGTERM during start-up must still end in a clean stop.
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof sa);
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-
+  InstallSignalHandlers();
   const int eal_args = rte_eal_init(argc, argv);
   if (eal_args < 0) {
     return Fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) +
                 " (hugepages reserved? try EAL --no-huge -m 256 for tests)");
   }
-  std::string config_path;
-  std::string metrics_listen;
-  bool metrics_given = false;
-  for (int i = eal_args + 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if ((arg == "--config" || arg == "--metrics") && i + 1 >= argc) {
-      rte_eal_cleanup();
-      return Fail(arg + " needs a value");
-    }
-    if (arg == "--config") {
-      config_path = argv[++i];
-    } else if (arg == "--metrics") {
-      metrics_listen = argv[++i];
-      metrics_given = true;
-    } else {
-      Usage(stderr);
-      rte_eal_cleanup();
-      return Fail("unknown argument '" + arg + "'");
-    }
-  }
-  if (config_path.empty()) {
-    Usage(stderr);
-    rte_eal_cleanup();
-    return Fail("--config FILE is required");
-  }
-
-  int rc = 0;
   {
-    auto created = dlb::appliance::Appliance::Create(config_path);
-    if (!created.ok()) {
-      rte_eal_cleanup();
-      return Fail(created.status().message());
-    }
+    EalSession eal;
+    auto args = ParseArgs(argc, argv, eal_args + 1);
+    if (!args.ok()) return Fail(args.status().message());
+    auto file = dlb::config::Load(args->config_path);  // every section, read once
+    if (!file.ok()) return Fail(file.status().message());
+    auto created = dlb::appliance::Appliance::Create(*file);
+    if (!created.ok()) return Fail(created.status().message());
     std::unique_ptr<dlb::appliance::Appliance> appliance = std::move(created).value();
-#ifdef DLB_HAVE_METRICS
-    if (!metrics_given) {
-      // The file's `metrics:` section, DLB_METRICS_LISTEN over it; --metrics over both.
-      auto mc = dlb::metrics::LoadMetricsConfig(config_path);
-      if (mc.ok()) {
-        const char* env = std::getenv("DLB_METRICS_LISTEN");
-        metrics_listen = env != nullptr ? std::string(env) : mc->listen;
-      } else {
-        appliance.reset();
-        rte_eal_cleanup();
-        return Fail(mc.status().message());
-      }
-    }
-#endif
 
     std::vector<dlb::metrics::CollectFn> collectors = {dlb::appliance::ApplianceCollector(*appliance)};
-    dlb::appliance::RegisterTelemetry(&collectors);
+    TelemetryScope telemetry(&collectors);
+    const std::string listen = MetricsListen(*args, *file);
 #ifdef DLB_HAVE_METRICS
-    std::unique_ptr<dlb::metrics::Exporter> exporter;
-    if (!metrics_listen.empty()) {
-      auto started = dlb::metrics::Exporter::Start(metrics_listen);
-      if (!started.ok()) {
-        appliance.reset();
-        rte_eal_cleanup();
-        return Fail("metrics: " + started.status().message());
-      }
-      exporter = std::move(started).value();
-      for (const auto& c : collectors) exporter->AddCollector(c);
-      DLB_LOG_INFO("dlb-appliance: metrics on {}:{}", metrics_listen.substr(0, metrics_listen.rfind(':')),
-                   exporter->port());
-    }
+    auto exporter = StartExporter(listen, collectors);
+    if (!exporter.ok()) return Fail(exporter.status().message());
 #else
-    if (!metrics_listen.empty()) {
+    if (!listen.empty()) {
       DLB_LOG_WARN("dlb-appliance: built without the metrics exporter; {} not served (telemetry /dlb/stats is)",
-                   metrics_listen);
+                   listen);
     }
 #endif
-
-    if (auto st = appliance->Launch(); !st.ok()) {
-      appliance.reset();
-      rte_eal_cleanup();
-      return Fail(st.message());
-    }
+    if (auto st = appliance->Launch(); !st.ok()) return Fail(st.message());
     std::printf("dlb-appliance: running (%zu worker(s))\n", appliance->workers().size());
     std::fflush(stdout);
 
-    // The control loop: reloads on SIGHUP; everything else runs on its own threads.
-    // The control loop: reloads on SIGHUP, sync rounds every sync interval; metrics and
-    // telemetry run on their own threads.
-    int reloads_seen = 0;
-    const auto interval = std::chrono::nanoseconds(
-        appliance->synced() ? appliance->sync_interval_ns() : int64_t{10'000'000});
-    auto next_round = std::chrono::steady_clock::now();
-    while (!g_stop.load(std::memory_order_relaxed)) {
-      const int reloads = g_reloads.load(std::memory_order_relaxed);
-      if (reloads != reloads_seen) {
-        reloads_seen = reloads;
-        if (auto st = appliance->Reload(); !st.ok()) {
-          DLB_LOG_ERROR("dlb-appliance: reload refused, the running rules stay: {}", st.message());
-        }
-      }
-      if (appliance->synced()) {
-        if (auto st = appliance->SyncRound(); !st.ok()) {
-          DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb-appliance: sync round: {}", st.message());
-        }
-      }
-      next_round += interval;
-      const auto now = std::chrono::steady_clock::now();
-      if (next_round < now) next_round = now;  // a slow round is not caught up in a burst
-      std::this_thread::sleep_until(next_round);
-    }
+    ControlLoop(*appliance);
     DLB_LOG_INFO("dlb-appliance: stopping");
-    appliance->Stop();
-#ifdef DLB_HAVE_METRICS
-    exporter.reset();
-#endif
-    dlb::appliance::RegisterTelemetry(nullptr);
+    appliance->Stop();  // then the exporter, telemetry, the appliance and EAL, in that order
   }
-  rte_eal_cleanup();
   std::printf("dlb-appliance: stopped\n");
-  return rc;
+  return 0;
 }

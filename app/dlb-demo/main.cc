@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -107,13 +108,20 @@ std::string Counts(const std::vector<User>& users, int64_t User::*field) {
   return s + "]";
 }
 
-int Run(int argc, char** argv) {
+struct Options {
   std::string name = "gateway";
   double seconds = 5;
   int64_t start_at_ns = 0;
   std::vector<User> users;
+  dlb::metrics::MetricsConfig metrics;
+};
+
+// Returns nullopt after --help.
+std::optional<Options> ParseOptions(int argc, char** argv) {
+  Options o;
   auto metrics_config = dlb::metrics::MetricsConfigFromEnvironment();
   if (!metrics_config.ok()) throw std::invalid_argument(metrics_config.status().message());
+  o.metrics = *metrics_config;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -125,47 +133,40 @@ int Run(int argc, char** argv) {
           "DLB_CONFIG ...) and prints the counts as one JSON line. Serves the limiter's\n"
           "counters on /metrics at --metrics-listen, DLB_METRICS_LISTEN or the config's\n"
           "metrics.listen (default 127.0.0.1:9464, \"\" = none).\n");
-      return 0;
+      return std::nullopt;
     }
     if (i + 1 >= argc) throw std::invalid_argument(std::string(a) + ": missing value");
     const std::string_view v = argv[++i];
     if (a == "--name") {
-      name = std::string(v);
+      o.name = std::string(v);
     } else if (a == "--seconds") {
-      seconds = ParseNumber("--seconds", v);
+      o.seconds = ParseNumber("--seconds", v);
     } else if (a == "--start-at") {
-      start_at_ns = static_cast<int64_t>(ParseNumber("--start-at", v));
+      o.start_at_ns = static_cast<int64_t>(ParseNumber("--start-at", v));
     } else if (a == "--metrics-listen") {
-      metrics_config->listen = std::string(v);
+      o.metrics.listen = std::string(v);
     } else if (a == "--user") {
-      users.push_back(ParseUser(v));
+      o.users.push_back(ParseUser(v));
     } else {
       throw std::invalid_argument("unknown option '" + std::string(a) + "'");
     }
   }
-  if (users.empty()) throw std::invalid_argument("at least one --user is required");
+  if (o.users.empty()) throw std::invalid_argument("at least one --user is required");
+  return o;
+}
 
-  dlb::DefaultLimiter();  // connect and load the script before the clock starts
-  std::unique_ptr<dlb::metrics::Exporter> exporter;
-  if (!metrics_config->listen.empty()) {
-    auto started = dlb::metrics::Exporter::Start(metrics_config->listen);
-    if (!started.ok()) throw std::runtime_error(started.status().message());
-    exporter = std::move(*started);
-    exporter->AddCollector(dlb::metrics::LimiterCollector(dlb::DefaultLimiter()));
-  }
-  if (start_at_ns > 0) SleepUntilRealtime(start_at_ns);
-  const int64_t t0 = RealtimeNs();
-  const int64_t end = t0 + static_cast<int64_t>(seconds * 1e9);
+// Offers each user's requests on its schedule from t0 to `end_ns`, with a progress line
+// on stderr every kProgressIntervalNs.
+void Offer(std::vector<User>& users, int64_t t0, int64_t end_ns) {
   for (User& u : users) u.next_ns = t0;
   int64_t next_progress = t0 + kProgressIntervalNs;
-
   for (;;) {
     User* due = &users[0];
     for (User& u : users) {
       if (u.next_ns < due->next_ns) due = &u;
     }
     const int64_t when = std::min(due->next_ns, next_progress);
-    if (when >= end) break;
+    if (when >= end_ns) return;
     SleepUntilRealtime(when);
     const int64_t now = RealtimeNs();
     if (when == next_progress) {
@@ -184,12 +185,14 @@ int Run(int argc, char** argv) {
     due->next_ns += due->interval_ns;
     if (due->next_ns < now - kMaxLagNs) due->next_ns = now;
   }
+}
 
-  const int64_t t1 = RealtimeNs();
+// The one JSON line on stdout.
+void Report(const Options& o, int64_t t0, int64_t t1, int metrics_port) {
   const dlb::LimiterStats stats = dlb::DefaultLimiter().Stats();
   std::string list = "[";
-  for (size_t i = 0; i < users.size(); ++i) {
-    const User& u = users[i];
+  for (size_t i = 0; i < o.users.size(); ++i) {
+    const User& u = o.users[i];
     if (i > 0) list += ',';
     std::string line = dlbctl::JsonLine()
                            .Str("user", u.name)
@@ -205,20 +208,37 @@ int Run(int argc, char** argv) {
   }
   list += "]";
   std::fputs(dlbctl::JsonLine()
-                 .Str("worker", name)
+                 .Str("worker", o.name)
                  .Int("pid", getpid())
                  .Str("mode", dlb::ModeName(dlb::DefaultLimiter().options().mode))
-                 .Num("seconds", seconds)
+                 .Num("seconds", o.seconds)
                  .Num("start_unix_s", static_cast<double>(t0) / 1e9)
                  .Num("end_unix_s", static_cast<double>(t1) / 1e9)
                  .Int("store_decisions", static_cast<int64_t>(stats.store_decisions))
                  .Int("fallback_decisions", static_cast<int64_t>(stats.fallback_decisions))
                  .Int("store_errors", static_cast<int64_t>(stats.store_errors))
-                 .Int("metrics_port", exporter ? exporter->port() : 0)
+                 .Int("metrics_port", metrics_port)
                  .Raw("users", list)
                  .Finish()
                  .c_str(),
              stdout);
+}
+
+int Run(int argc, char** argv) {
+  std::optional<Options> o = ParseOptions(argc, argv);
+  if (!o) return 0;
+  dlb::DefaultLimiter();  // connect and load the script before the clock starts
+  std::unique_ptr<dlb::metrics::Exporter> exporter;
+  if (!o->metrics.listen.empty()) {
+    auto started = dlb::metrics::Exporter::Start(o->metrics.listen);
+    if (!started.ok()) throw std::runtime_error(started.status().message());
+    exporter = std::move(*started);
+    exporter->AddCollector(dlb::metrics::LimiterCollector(dlb::DefaultLimiter()));
+  }
+  if (o->start_at_ns > 0) SleepUntilRealtime(o->start_at_ns);
+  const int64_t t0 = RealtimeNs();
+  Offer(o->users, t0, t0 + static_cast<int64_t>(o->seconds * 1e9));
+  Report(*o, t0, RealtimeNs(), exporter ? exporter->port() : 0);
   return 0;
 }
 

@@ -4,6 +4,9 @@
 //   dlb-xdp --iface IF --config FILE [--metrics 127.0.0.1:9465] [--redis URL]
 //           [--sync-interval-us N] [--max-users N]
 //   dlb-xdp --iface IF --detach
+//
+// The file's `xdp:` section holds sync_interval_us and max_users; the flags, when
+// given, win over it (docs/configuration.md).
 #include <signal.h>
 #include <time.h>
 
@@ -13,11 +16,12 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "dlb/limiter.h"
-#include "dlb/packet/config_yaml.h"
+#include "config/config.h"
+#include "config/document.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
@@ -38,8 +42,8 @@ struct Args {
   std::string metrics;
   std::string redis_url;
   bool detach = false;
-  int64_t sync_interval_us = 5000;
-  uint32_t max_users = 65536;
+  std::optional<int64_t> sync_interval_us;  // over xdp.sync_interval_us
+  std::optional<uint32_t> max_users;        // over xdp.max_users
 };
 
 int Usage(const char* msg) {
@@ -52,6 +56,11 @@ int Usage(const char* msg) {
   return 2;
 }
 
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "dlb-xdp: %s\n", message.c_str());
+  return 1;
+}
+
 bool ParseInt(const char* s, int64_t lo, int64_t hi, int64_t* out) {
   char* end = nullptr;
   errno = 0;
@@ -61,31 +70,25 @@ bool ParseInt(const char* s, int64_t lo, int64_t hi, int64_t* out) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Args a;
+// Returns the exit status for a usage error (or --help), nullopt to go on.
+std::optional<int> ParseArgs(int argc, char** argv, Args& a) {
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      if (i + 1 >= argc) return nullptr;
-      (void)name;
-      return argv[++i];
-    };
-    const char* v = nullptr;
     if (f == "--detach") {
       a.detach = true;
     } else if (f == "--iface" || f == "--config" || f == "--metrics" || f == "--redis" ||
                f == "--sync-interval-us" || f == "--max-users") {
-      v = value(f.c_str());
-      if (v == nullptr) return Usage((f + " needs a value").c_str());
+      if (i + 1 >= argc) return Usage((f + " needs a value").c_str());
+      const char* v = argv[++i];
       int64_t n = 0;
       if (f == "--iface") a.iface = v;
       if (f == "--config") a.config = v;
       if (f == "--metrics") a.metrics = v;
       if (f == "--redis") a.redis_url = v;
       if (f == "--sync-interval-us") {
-        if (!ParseInt(v, 100, 10'000'000, &n)) return Usage("--sync-interval-us: 100..10000000");
+        if (!ParseInt(v, dlb::config::kMinSyncIntervalUs, dlb::config::kMaxSyncIntervalUs, &n)) {
+          return Usage("--sync-interval-us: 100..10000000");
+        }
         a.sync_interval_us = n;
       }
       if (f == "--max-users") {
@@ -99,70 +102,45 @@ int main(int argc, char** argv) {
     }
   }
   if (a.iface.empty()) return Usage("--iface is required");
+  if (!a.detach && a.config.empty()) return Usage("--config is required");
+  return std::nullopt;
+}
 
-  if (a.detach) {
-    auto n = dlb::xdp::XdpProgram::DetachAll(a.iface);
-    if (!n.ok()) {
-      std::fprintf(stderr, "dlb-xdp: %s\n", n.status().ToString().c_str());
-      return 1;
-    }
-    std::printf("dlb-xdp: removed %d program(s) from %s\n", *n, a.iface.c_str());
-    auto tc = dlb::xdp::TcReject::DetachAll(a.iface);
-    if (!tc.ok()) {
-      std::fprintf(stderr, "dlb-xdp: %s\n", tc.status().ToString().c_str());
-      return 1;
-    }
-    if (*tc) std::printf("dlb-xdp: removed the TC program from %s\n", a.iface.c_str());
-    return 0;
-  }
-  if (a.config.empty()) return Usage("--config is required");
+int Detach(const std::string& iface) {
+  auto n = dlb::xdp::XdpProgram::DetachAll(iface);
+  if (!n.ok()) return Fail(n.status().ToString());
+  std::printf("dlb-xdp: removed %d program(s) from %s\n", *n, iface.c_str());
+  auto tc = dlb::xdp::TcReject::DetachAll(iface);
+  if (!tc.ok()) return Fail(tc.status().ToString());
+  if (*tc) std::printf("dlb-xdp: removed the TC program from %s\n", iface.c_str());
+  return 0;
+}
 
-  auto pcfg = dlb::packet::LoadPacketConfigFile(a.config);
-  if (!pcfg.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s\n", pcfg.status().ToString().c_str());
-    return 1;
-  }
-  auto lopts = dlb::LoadLimiterConfig(a.config);
-  if (!lopts.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s\n", lopts.status().ToString().c_str());
-    return 1;
-  }
-  if (!a.redis_url.empty()) lopts->redis_url = a.redis_url;
-  auto ep = dlb::redis::ParseUrl(lopts->redis_url);
-  if (!ep.ok()) {
-    std::fprintf(stderr, "dlb-xdp: redis url: %s\n", ep.status().ToString().c_str());
-    return 1;
-  }
-  if (!lopts->username.empty() && ep->username.empty()) ep->username = lopts->username;
-  if (!lopts->password.empty() && ep->password.empty()) ep->password = lopts->password;
-  auto tables = dlb::xdp::CompileXdpTables(*pcfg, 1.0);
-  if (!tables.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s: %s\n", a.config.c_str(), tables.status().ToString().c_str());
-    return 1;
-  }
-  for (const auto& info : tables->info) {
-    if (info.mode == dlb::Mode::kStrict) {
-      DLB_LOG_WARN("rule '{}': mode strict is decided as synced by the XDP program (a packet "
-                   "path never waits on Redis)", info.name);
-    }
-  }
+// The Redis endpoint of the file's redis: section, --redis over its URL.
+dlb::StatusOr<dlb::redis::Endpoint> RedisEndpoint(const Args& a, const dlb::LimiterOptions& lib) {
+  auto ep = dlb::redis::ParseUrl(a.redis_url.empty() ? lib.redis_url : a.redis_url);
+  if (!ep.ok()) return dlb::Status::InvalidArgument("redis url: " + ep.status().ToString());
+  if (!lib.username.empty() && ep->username.empty()) ep->username = lib.username;
+  if (!lib.password.empty() && ep->password.empty()) ep->password = lib.password;
+  return ep;
+}
 
-  // Signals are taken synchronously by the main loop.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+// The program's tables from the file's packet settings and rules.
+dlb::StatusOr<dlb::xdp::XdpTables> CompileTables(const Args& a, const dlb::config::File& file) {
+  auto tables = dlb::xdp::CompileXdpTables(file.packet, 1.0);
+  if (!tables.ok()) return dlb::Status::InvalidArgument(a.config + ": " + tables.status().ToString());
+  return tables;
+}
 
+// Loads and attaches the XDP program (and the TC program when it can), pushes the
+// tables and says where it is attached.
+dlb::StatusOr<std::unique_ptr<dlb::xdp::XdpProgram>> Attach(const Args& a, uint32_t max_users,
+                                                            const dlb::xdp::XdpTables& tables,
+                                                            dlb::xdp::TcReject& tc) {
   dlb::xdp::AttachMode mode;
   std::string native_error;
-  auto prog = dlb::xdp::XdpProgram::LoadAndAttach({.max_users = a.max_users}, a.iface, &mode,
-                                                  &native_error);
-  if (!prog.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s\n", prog.status().ToString().c_str());
-    return 1;
-  }
+  auto prog = dlb::xdp::XdpProgram::LoadAndAttach({.max_users = max_users}, a.iface, &mode, &native_error);
+  if (!prog.ok()) return prog.status();
   if (auto counts = (*prog)->VerifierCounts(); counts.ok()) {
     for (const auto& c : *counts) {
       DLB_LOG_INFO("verifier: {} processed {} instructions ({:.1f}% of its limit)", c.program,
@@ -170,146 +148,207 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == dlb::xdp::AttachMode::kSkb) {
-    DLB_LOG_WARN("native XDP on {} failed ({}): attached in generic (skb) mode, slower",
-                 a.iface, native_error);
+    DLB_LOG_WARN("native XDP on {} failed ({}): attached in generic (skb) mode, slower", a.iface,
+                 native_error);
   }
-  if (auto s = (*prog)->Push(*tables); !s.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  dlb::xdp::TcReject tc;
+  if (auto s = (*prog)->Push(tables); !s.ok()) return s;
   if (auto s = tc.Attach((*prog)->ifindex(), (*prog)->prog_fd()); !s.ok()) {
-    DLB_LOG_WARN("TC program not attached to {} ({}): a rejected head's connection is freed "
-                 "on the server at the client's next segment", a.iface, s.ToString());
+    DLB_LOG_WARN(
+        "TC program not attached to {} ({}): a rejected head's connection is freed "
+        "on the server at the client's next segment",
+        a.iface, s.ToString());
   }
   if (!(*prog)->dispatcher()) {
-    DLB_LOG_WARN("attached to {} without libxdp's dispatcher ({}): no other XDP program can "
-                 "attach to {} while dlb-xdp runs", a.iface, (*prog)->dispatcher_note(), a.iface);
+    DLB_LOG_WARN(
+        "attached to {} without libxdp's dispatcher ({}): no other XDP program can "
+        "attach to {} while dlb-xdp runs",
+        a.iface, (*prog)->dispatcher_note(), a.iface);
   }
-  std::printf("dlb-xdp: attached to %s (%s mode, %s%s). If this agent dies the program stays "
-              "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
-              a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
-              (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone",
-              tc.attached() ? ", TC reject program on ingress" : "", a.iface.c_str(), a.iface.c_str());
+  std::printf(
+      "dlb-xdp: attached to %s (%s mode, %s%s). If this agent dies the program stays "
+      "attached; remove it with: dlb-xdp --iface %s --detach  (or xdp-loader unload %s --all)\n",
+      a.iface.c_str(), mode == dlb::xdp::AttachMode::kNative ? "native" : "skb",
+      (*prog)->dispatcher() ? "through libxdp's dispatcher" : "alone",
+      tc.attached() ? ", TC reject program on ingress" : "", a.iface.c_str(), a.iface.c_str());
   std::fflush(stdout);
+  return prog;
+}
 
-  dlb::redis::Pool pool(*ep, 2, {dlb::redis::SettleScript(), dlb::redis::kAnnounceScript});
-  dlb::xdp::SyncOptions sopts;
-  sopts.interval = std::chrono::microseconds(a.sync_interval_us);
-  sopts.deadline = std::chrono::microseconds(std::max<int64_t>(lopts->deadline.count(), 5000));
-  dlb::xdp::XdpSync sync(sopts, &pool, prog->get(), &*tables);
-  // Shared with the exporter's thread: the rules (replaced by a reload) and the sync's
-  // counters as of the last round; the main loop writes both under this mutex.
-  std::mutex shared_mu;
-  dlb::xdp::SyncStats sync_snapshot;
+// What the main loop shares with the exporter's thread: the rules (replaced by a
+// reload) and the sync's counters as of the last round, written under `mu`.
+struct Shared {
+  std::mutex mu;
+  dlb::xdp::XdpTables tables;
+  dlb::xdp::SyncStats sync;
+};
 
 #ifdef DLB_XDP_HAVE_METRICS
-  std::unique_ptr<dlb::metrics::Exporter> exporter;
-  if (!a.metrics.empty()) {
-    auto ex = dlb::metrics::Exporter::Start(a.metrics);
-    if (!ex.ok()) {
-      std::fprintf(stderr, "dlb-xdp: metrics: %s\n", ex.status().ToString().c_str());
-      return 1;
-    }
-    exporter = std::move(*ex);
-    dlb::xdp::XdpProgram* p = prog->get();
-    const dlb::xdp::XdpTables* t = &*tables;
-    std::mutex* mu = &shared_mu;
-    const dlb::xdp::SyncStats* ss = &sync_snapshot;
-    exporter->AddCollector([p, t, mu, ss](dlb::metrics::Writer& w) {
-      std::vector<std::string> rules;
-      dlb::xdp::SyncStats s;
-      {
-        std::lock_guard<std::mutex> lock(*mu);
-        for (const auto& info : t->info) rules.push_back(info.name);
-        s = *ss;
-      }
-      w.Counter("dlb_xdp_sync_rounds_total", "Lease rounds with Redis.", {}, static_cast<double>(s.rounds));
-      w.Counter("dlb_xdp_sync_failed_round_trips_total",
-                "Round trips whose reply did not arrive (the round is re-sent).", {},
-                static_cast<double>(s.failed_rounds));
-      w.Counter("dlb_xdp_sync_resent_rounds_total",
-                "Rounds re-sent verbatim after a lost reply (applied once).", {},
-                static_cast<double>(s.resent_rounds));
-      w.Counter("dlb_xdp_sync_refused_rounds_total", "Rounds with a settle call Redis refused.", {},
-                static_cast<double>(s.discarded_rounds));
-      const std::pair<const char*, uint64_t> units[] = {{"granted", s.granted_units},
-                                                        {"returned", s.returned_units},
-                                                        {"debt", s.debt_units},
-                                                        {"over_admitted", s.over_admitted_units}};
-      for (const auto& [kind, n] : units) {
-        w.Counter("dlb_xdp_sync_units_total", "Units settled with Redis, by kind.", {{"kind", kind}},
-                  static_cast<double>(n));
-      }
-      w.Gauge("dlb_xdp_sync_store_down", "1 while the store is marked down.", {}, s.store_down ? 1 : 0);
-      w.Gauge("dlb_xdp_sync_participants", "Live participants of the global buckets.", {},
-              static_cast<double>(s.live_participants));
-      auto c = p->ReadCounters();
-      if (!c.ok()) return;
+void CollectSync(const dlb::xdp::SyncStats& s, dlb::metrics::Writer& w) {
+  w.Counter("dlb_xdp_sync_rounds_total", "Lease rounds with Redis.", {}, static_cast<double>(s.rounds));
+  w.Counter("dlb_xdp_sync_failed_round_trips_total",
+            "Round trips whose reply did not arrive (the round is re-sent).", {},
+            static_cast<double>(s.failed_rounds));
+  w.Counter("dlb_xdp_sync_resent_rounds_total", "Rounds re-sent verbatim after a lost reply (applied once).",
+            {}, static_cast<double>(s.resent_rounds));
+  w.Counter("dlb_xdp_sync_refused_rounds_total", "Rounds with a settle call Redis refused.", {},
+            static_cast<double>(s.discarded_rounds));
+  const std::pair<const char*, uint64_t> units[] = {{"granted", s.granted_units},
+                                                    {"returned", s.returned_units},
+                                                    {"debt", s.debt_units},
+                                                    {"over_admitted", s.over_admitted_units}};
+  for (const auto& [kind, n] : units) {
+    w.Counter("dlb_xdp_sync_units_total", "Units settled with Redis, by kind.", {{"kind", kind}},
+              static_cast<double>(n));
+  }
+  w.Gauge("dlb_xdp_sync_store_down", "1 while the store is marked down.", {}, s.store_down ? 1 : 0);
+  w.Gauge("dlb_xdp_sync_participants", "Live participants of the global buckets.", {},
+          static_cast<double>(s.live_participants));
+}
+
+void CollectProgram(dlb::xdp::XdpProgram& p, const std::vector<std::string>& rules, dlb::metrics::Writer& w) {
+  auto c = p.ReadCounters();
+  if (!c.ok()) return;
 #define DLB_XDP_X(field, name, help) \
   w.Counter("dlb_xdp_" name "_total", help, {}, static_cast<double>((*c)[DLB_XDP_C_##field]));
-      DLB_XDP_COUNTERS(DLB_XDP_X)
+  DLB_XDP_COUNTERS(DLB_XDP_X)
 #undef DLB_XDP_X
-      for (size_t i = 0; i < rules.size() && i < c->rule_allowed.size(); ++i) {
-        w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
-                  {{"rule", rules[i]}, {"outcome", "allowed"}},
-                  static_cast<double>(c->rule_allowed[i]));
-        w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
-                  {{"rule", rules[i]}, {"outcome", "limited"}},
-                  static_cast<double>(c->rule_limited[i]));
-      }
-    });
-    std::printf("dlb-xdp: metrics on %s\n", a.metrics.c_str());
+  for (size_t i = 0; i < rules.size() && i < c->rule_allowed.size(); ++i) {
+    w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
+              {{"rule", rules[i]}, {"outcome", "allowed"}}, static_cast<double>(c->rule_allowed[i]));
+    w.Counter("dlb_xdp_rule_decisions_total", "Heads decided, by rule and outcome.",
+              {{"rule", rules[i]}, {"outcome", "limited"}}, static_cast<double>(c->rule_limited[i]));
   }
-#else
-  if (!a.metrics.empty()) DLB_LOG_WARN("built without the metrics library: --metrics ignored");
+}
+
+dlb::StatusOr<std::unique_ptr<dlb::metrics::Exporter>> StartExporter(const std::string& listen,
+                                                                     dlb::xdp::XdpProgram* p,
+                                                                     Shared* shared) {
+  if (listen.empty()) return std::unique_ptr<dlb::metrics::Exporter>();
+  auto ex = dlb::metrics::Exporter::Start(listen);
+  if (!ex.ok()) return dlb::Status::InvalidArgument("metrics: " + ex.status().ToString());
+  (*ex)->AddCollector([p, shared](dlb::metrics::Writer& w) {
+    std::vector<std::string> rules;
+    dlb::xdp::SyncStats s;
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      for (const auto& info : shared->tables.info) rules.push_back(info.name);
+      s = shared->sync;
+    }
+    CollectSync(s, w);
+    CollectProgram(*p, rules, w);
+  });
+  std::printf("dlb-xdp: metrics on %s\n", listen.c_str());
+  return ex;
+}
 #endif
 
-  const timespec tick{0, static_cast<long>(a.sync_interval_us * 1000 % 1'000'000'000)};
-  const timespec wait = a.sync_interval_us >= 1'000'000
-                            ? timespec{static_cast<time_t>(a.sync_interval_us / 1'000'000), tick.tv_nsec}
-                            : tick;
-  int rc = 0;
+// SIGHUP: the whole file must pass again; its rules and packet settings are compiled
+// and pushed, with the current share of the live participants.
+void Reload(const Args& a, dlb::xdp::XdpProgram& prog, const dlb::xdp::XdpSync& sync, Shared& shared) {
+  auto file = dlb::config::Load(a.config);
+  auto compiled = file.ok() ? CompileTables(a, *file) : dlb::StatusOr<dlb::xdp::XdpTables>(file.status());
+  if (!compiled.ok()) {
+    DLB_LOG_ERROR("reload of {} refused, old rules stay: {}", a.config, compiled.status().ToString());
+    return;
+  }
+  const int64_t live = sync.stats().live_participants;
+  if (live > 0) dlb::xdp::ApplyShare(*compiled, 1.0 / static_cast<double>(live));
+  {
+    std::lock_guard<std::mutex> lock(shared.mu);
+    shared.tables = std::move(*compiled);
+  }
+  if (auto s = prog.Push(shared.tables); !s.ok()) DLB_LOG_ERROR("reload: {}", s.ToString());
+  else DLB_LOG_INFO("reloaded {}: {} rules", a.config, shared.tables.rules.size());
+}
+
+// Sync rounds every interval and reloads on SIGHUP, until SIGINT or SIGTERM.
+void MainLoop(const Args& a, int64_t interval_us, const sigset_t& signals, dlb::xdp::XdpProgram& prog,
+              dlb::xdp::XdpSync& sync, Shared& shared) {
+  const timespec wait{static_cast<time_t>(interval_us / 1'000'000),
+                      static_cast<long>(interval_us % 1'000'000 * 1000)};
   for (;;) {
-    const int sig = sigtimedwait(&set, nullptr, &wait);
-    if (sig == SIGINT || sig == SIGTERM) break;
+    const int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) return;
     if (sig == SIGHUP) {
-      auto fresh = dlb::packet::LoadPacketConfigFile(a.config);
-      auto compiled = fresh.ok() ? dlb::xdp::CompileXdpTables(*fresh, 1.0)
-                                 : dlb::StatusOr<dlb::xdp::XdpTables>(fresh.status());
-      if (!compiled.ok()) {
-        DLB_LOG_ERROR("reload of {} refused, old rules stay: {}", a.config, compiled.status().ToString());
-      } else {
-        const int64_t live = sync.stats().live_participants;
-        if (live > 0) dlb::xdp::ApplyShare(*compiled, 1.0 / static_cast<double>(live));
-        {
-          std::lock_guard<std::mutex> lock(shared_mu);
-          *tables = std::move(*compiled);
-        }
-        if (auto s = (*prog)->Push(*tables); !s.ok()) DLB_LOG_ERROR("reload: {}", s.ToString());
-        else DLB_LOG_INFO("reloaded {}: {} rules", a.config, tables->rules.size());
-      }
+      Reload(a, prog, sync, shared);
       continue;
     }
     auto st = sync.Round();
     if (!st.ok()) DLB_LOG_EVERY(1000, spdlog::level::warn, "sync round failed: {}", st.ToString());
     {
-      std::lock_guard<std::mutex> lock(shared_mu);
-      sync_snapshot = sync.stats();
+      std::lock_guard<std::mutex> lock(shared.mu);
+      shared.sync = sync.stats();
     }
-    if (sync.share_changed()) (void)(*prog)->Push(*tables);
+    if (sync.share_changed()) (void)prog.Push(shared.tables);
   }
+}
+
+// Returns the leases, then detaches both programs; the exit status.
+int Shutdown(const Args& a, dlb::xdp::XdpSync& sync, dlb::xdp::TcReject& tc, dlb::xdp::XdpProgram& prog) {
   // A round whose reply was lost is re-sent first (applied once); a few tries, so that
   // a slow Redis does not keep the leases (they would be left to leak).
   dlb::Status returned = sync.ReturnAll();
   for (int attempt = 1; attempt < 3 && !returned.ok(); ++attempt) returned = sync.ReturnAll();
   if (!returned.ok()) DLB_LOG_WARN("returning leases at exit: {}", returned.ToString());
   if (auto s = tc.Detach(); !s.ok()) DLB_LOG_WARN("{}", s.ToString());
-  if (auto s = (*prog)->Detach(); !s.ok()) {
-    std::fprintf(stderr, "dlb-xdp: %s\n", s.ToString().c_str());
-    rc = 1;
-  } else {
-    std::printf("dlb-xdp: detached from %s\n", a.iface.c_str());
+  if (auto s = prog.Detach(); !s.ok()) return Fail(s.ToString());
+  std::printf("dlb-xdp: detached from %s\n", a.iface.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (auto rc = ParseArgs(argc, argv, a)) return *rc;
+  if (a.detach) return Detach(a.iface);
+
+  auto file = dlb::config::Load(a.config);  // every section, read once
+  if (!file.ok()) return Fail(file.status().ToString());
+  const int64_t interval_us = a.sync_interval_us.value_or(file->xdp.sync_interval_us);
+  const uint32_t max_users = a.max_users.value_or(file->xdp.max_users);
+  auto ep = RedisEndpoint(a, file->library);
+  if (!ep.ok()) return Fail(ep.status().message());
+  Shared shared;
+  {
+    auto tables = CompileTables(a, *file);
+    if (!tables.ok()) return Fail(tables.status().message());
+    shared.tables = std::move(*tables);
   }
-  return rc;
+  for (const auto& info : shared.tables.info) {
+    if (info.mode == dlb::Mode::kStrict) {
+      DLB_LOG_WARN(
+          "rule '{}': mode strict is decided as synced by the XDP program (a packet "
+          "path never waits on Redis)",
+          info.name);
+    }
+  }
+
+  // Signals are taken synchronously by the main loop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  dlb::xdp::TcReject tc;
+  auto prog = Attach(a, max_users, shared.tables, tc);
+  if (!prog.ok()) return Fail(prog.status().ToString());
+
+  dlb::redis::Pool pool(*ep, 2, {dlb::redis::SettleScript(), dlb::redis::kAnnounceScript});
+  dlb::xdp::SyncOptions sopts;
+  sopts.interval = std::chrono::microseconds(interval_us);
+  sopts.deadline = std::chrono::microseconds(std::max<int64_t>(file->library.deadline.count(), 5000));
+  dlb::xdp::XdpSync sync(sopts, &pool, prog->get(), &shared.tables);
+
+#ifdef DLB_XDP_HAVE_METRICS
+  auto exporter = StartExporter(a.metrics, prog->get(), &shared);
+  if (!exporter.ok()) return Fail(exporter.status().message());
+#else
+  if (!a.metrics.empty()) DLB_LOG_WARN("built without the metrics library: --metrics ignored");
+#endif
+
+  MainLoop(a, interval_us, signals, **prog, sync, shared);
+  return Shutdown(a, sync, tc, **prog);
 }

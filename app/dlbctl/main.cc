@@ -29,8 +29,7 @@
 #include "dlb/status.h"
 #include "json.h"
 #include "redis/url.h"
-#include "dlb/packet/config_yaml.h"
-#include "metrics/config.h"
+#include "config/config.h"
 
 namespace {
 
@@ -333,14 +332,14 @@ int Reset(dlb::Limiter& limiter, const Args& a) {
   return kExitAllowed;
 }
 
-// dlbctl config check FILE: both readers of the one config file, nothing started.
+// dlbctl config check FILE: every section of the one config file (config::Load), nothing started.
 int ConfigCheck(int argc, char** argv) {
   static const char kUsage[] =
       "usage: dlbctl config check FILE\n"
       "  Validates a config file without starting anything: the library's redis: and\n"
-      "  limiter: sections, metrics: and the packet engine's settings and rules. Prints one line\n"
-      "  of JSON and exits 0 when valid; the first error (file:line: field: why) goes to\n"
-      "  stderr with exit 2.\n";
+      "  limiter: sections, metrics:, appliance:, xdp: and the packet engine's settings and\n"
+      "  rules. Prints one line of JSON and exits 0 when valid; the first error\n"
+      "  (file:line:column: field: why) goes to stderr with exit 2.\n";
   if (argc == 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
     std::fputs(kUsage, stdout);
     return kExitAllowed;
@@ -350,21 +349,14 @@ int ConfigCheck(int argc, char** argv) {
     return kExitError;
   }
   const std::string path = argv[3];
-  auto lib = dlb::LoadLimiterConfig(path);
-  if (!lib.ok()) {
-    std::fprintf(stderr, "dlbctl config check: %s\n", lib.status().message().c_str());
+  auto file = dlb::config::Load(path);
+  if (!file.ok()) {
+    std::fprintf(stderr, "dlbctl config check: %s\n", file.status().message().c_str());
     return kExitError;
   }
-  auto packet = dlb::packet::LoadPacketConfigFile(path);
-  if (!packet.ok()) {
-    std::fprintf(stderr, "dlbctl config check: %s\n", packet.status().message().c_str());
-    return kExitError;
-  }
-  auto metrics = dlb::metrics::LoadMetricsConfig(path);
-  if (!metrics.ok()) {
-    std::fprintf(stderr, "dlbctl config check: %s\n", metrics.status().message().c_str());
-    return kExitError;
-  }
+  const dlb::LimiterOptions* lib = &file->library;
+  const dlb::packet::PacketConfig* packet = &file->packet;
+  const dlb::metrics::MetricsConfig* metrics = &file->metrics;
   std::fputs(dlbctl::JsonLine()
                  .Bool("valid", true)
                  .Str("file", path)

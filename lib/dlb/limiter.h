@@ -12,7 +12,7 @@
 //           states the protocol and its accuracy bound).
 //   local:  an in-process bucket table on the monotonic clock; exact per process.
 // A store call that fails (a missed deadline, a broken connection, a protocol error) is
-// decided by the failure policy; evidence of an outage (limiter/breaker.h: refused or
+// decided by the failure policy; evidence of an outage (redis/breaker.h: refused or
 // reset connections, several deadlines missed in a row, a failure rate over a window)
 // opens a circuit breaker, and the policy decides every call until a probe succeeds:
 //   local  (default): an in-process bucket scaled by the fallback share, starting from

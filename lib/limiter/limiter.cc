@@ -15,7 +15,7 @@
 
 #include "dlb/key.h"
 #include "dlb/limiter.h"
-#include "limiter/breaker.h"
+#include "redis/breaker.h"
 #include "limiter/local_table.h"
 #include "log/log.h"
 #include "redis/connection.h"
@@ -516,9 +516,9 @@ class LimiterImpl final : public Limiter {
   void DecideStore(std::span<const LimitRequest> reqs, const std::vector<size_t>& idx,
                    std::vector<StatusOr<LimitDecision>>& out) {
     const int64_t now = NowMonoNs();
-    Breaker::Permit permit = breaker_.Acquire(now);
-    if (permit == Breaker::Permit::kCall && now < settle_until_ns_.load(std::memory_order_relaxed)) {
-      permit = Breaker::Permit::kRefuse;   // OnRecovered: the debits are on their way
+    redis::Breaker::Permit permit = breaker_.Acquire(now);
+    if (permit == redis::Breaker::Permit::kCall && now < settle_until_ns_.load(std::memory_order_relaxed)) {
+      permit = redis::Breaker::Permit::kRefuse;   // OnRecovered: the debits are on their way
     }
     std::vector<std::string> keys;
     keys.reserve(idx.size());
@@ -526,7 +526,7 @@ class LimiterImpl final : public Limiter {
     Status failure;
     const int64_t deadline = Deadline();
     const int64_t not_after_us = NotAfterUs(deadline);
-    if (permit == Breaker::Permit::kProbe && not_after_us == 0) {
+    if (permit == redis::Breaker::Permit::kProbe && not_after_us == 0) {
       // The probe is the request itself when its take carries its deadline: one that
       // times out on a stalled server charges nothing when the server resumes. Without
       // one (the store's clock not learned yet, Cluster), the probe is a PING: a plain
@@ -536,13 +536,13 @@ class LimiterImpl final : public Limiter {
       failure = Call({std::string("*1\r\n$4\r\nPING\r\n")}, deadline, &replies);
       if (failure.ok()) {
         if (breaker_.OnSuccess(permit, NowMonoNs())) OnRecovered();
-        permit = Breaker::Permit::kCall;
+        permit = redis::Breaker::Permit::kCall;
       } else {
         (void)breaker_.OnFailure(permit, NowMonoNs(), failure);
-        permit = Breaker::Permit::kRefuse;
+        permit = redis::Breaker::Permit::kRefuse;
       }
     }
-    if (permit != Breaker::Permit::kRefuse) {
+    if (permit != redis::Breaker::Permit::kRefuse) {
       std::vector<std::string> cmds;
       cmds.reserve(idx.size());
       for (size_t k = 0; k < idx.size(); ++k) {
@@ -975,7 +975,7 @@ class LimiterImpl final : public Limiter {
   const redis::Endpoint ep_;
   const Clock* const clock_;
   LocalTable table_;
-  Breaker breaker_;
+  redis::Breaker breaker_;
   std::unique_ptr<CounterStripe[]> stripes_;
 
   redis::Pool pool_;

@@ -1,13 +1,15 @@
-// Names, environment and config-file handling of LimiterOptions.
-#include <yaml-cpp/yaml.h>
-
+// Names, environment and config-file handling of LimiterOptions: one table of the
+// settable options (Setters()), shared by the environment and the file's `redis:` and
+// `limiter:` sections.
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <map>
 
+#include "config/document.h"
 #include "dlb/limiter.h"
+#include "limiter/options.h"
 
 namespace dlb {
 
@@ -182,33 +184,31 @@ const std::pair<const char*, const char*> kEnvironment[] = {
 
 }  // namespace
 
-StatusOr<LimiterOptions> LoadLimiterConfig(const std::string& path, LimiterOptions base) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  if (!root.IsMap()) return Status::InvalidArgument(path + ": the top level must be a mapping");
-  for (const auto& section : root) {
-    const std::string name = section.first.as<std::string>();
-    if (name != "redis" && name != "limiter") continue;  // other forms' sections
-    if (!section.second.IsMap()) {
-      return Status::InvalidArgument(path + ":" + std::to_string(section.second.Mark().line + 1) +
-                                     ": " + name + ": must be a mapping");
-    }
-    for (const auto& field : section.second) {
-      const std::string key = name + "." + field.first.as<std::string>();
-      const std::string where = path + ":" + std::to_string(field.first.Mark().line + 1) + ": " + key;
-      auto it = Setters().find(key);
-      if (it == Setters().end()) return Status::InvalidArgument(where + ": unknown field");
-      if (!field.second.IsScalar()) return Status::InvalidArgument(where + ": must be a scalar");
-      if (Status s = it->second(base, field.second.Scalar()); !s.ok()) {
-        return Status::InvalidArgument(where + ": " + s.message());
+StatusOr<LimiterOptions> ReadLibrarySections(const config::Document& doc, LimiterOptions base) {
+  return doc.Read([&](const config::Reader& r) {
+    for (const char* name : {"redis", "limiter"}) {
+      const YAML::Node section = doc.Section(name);
+      if (section.IsNull()) continue;
+      r.Map(section, name);
+      for (const auto& field : section) {
+        const std::string key = r.Scalar(field.first, name);
+        r.RefuseOtherIntervalUnit(field.first, field.second, name, key);
+        const std::string full = std::string(name) + "." + key;
+        auto it = Setters().find(full);
+        if (it == Setters().end()) r.Fail(field.first, full, "unknown key");
+        if (Status s = it->second(base, r.Scalar(field.second, full)); !s.ok()) {
+          r.Fail(field.second, full, s.message());
+        }
       }
     }
-  }
-  return base;
+    return base;
+  });
+}
+
+StatusOr<LimiterOptions> LoadLimiterConfig(const std::string& path, LimiterOptions base) {
+  auto doc = config::Document::ReadFile(path);
+  if (!doc.ok()) return doc.status();
+  return ReadLibrarySections(*doc, std::move(base));
 }
 
 StatusOr<LimiterOptions> OptionsFromEnvironment(LimiterOptions base) {

@@ -1,23 +1,13 @@
 #include "metrics/config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
+#include "config/document.h"
 #include "metrics/listen_address.h"
 
 namespace dlb::metrics {
 
 namespace {
-
-std::string Where(std::string_view file, const YAML::Node& n) {
-  std::ostringstream os;
-  os << file;
-  if (n.Mark().line >= 0) os << ':' << n.Mark().line + 1;
-  return os.str();
-}
 
 Status CheckListen(const std::string& listen) {
   if (listen.empty()) return Status::Ok();
@@ -27,59 +17,42 @@ Status CheckListen(const std::string& listen) {
 
 }  // namespace
 
-StatusOr<MetricsConfig> LoadMetricsConfigYaml(std::string_view yaml_text,
-                                              std::string_view file_name, MetricsConfig base) {
-  MetricsConfig c = std::move(base);
-  try {
-    const YAML::Node root = YAML::Load(std::string(yaml_text));
-    if (!root.IsMap()) return c;
-    const YAML::Node m = root["metrics"];
-    if (!m || m.IsNull()) return c;
-    if (!m.IsMap()) {
-      return Status::InvalidArgument(Where(file_name, m) + ": metrics: must be a map");
-    }
+StatusOr<MetricsConfig> ReadMetricsConfig(const config::Document& doc, MetricsConfig base) {
+  return doc.Read([&](const config::Reader& r) {
+    MetricsConfig c = std::move(base);
+    const YAML::Node m = doc.Section("metrics");
+    if (m.IsNull()) return c;
+    r.Map(m, "metrics");
     for (const auto& kv : m) {
-      const std::string key = kv.first.as<std::string>();
+      const std::string key = r.Scalar(kv.first, "metrics");
       const YAML::Node& v = kv.second;
-      if (key == "listen") {
-        if (v.IsNull()) {
-          c.listen.clear();
-        } else if (v.IsScalar()) {
-          c.listen = v.as<std::string>();
-        } else {
-          return Status::InvalidArgument(Where(file_name, v) +
-                                         ": metrics.listen: must be \"host:port\" or \"\"");
-        }
-        if (Status s = CheckListen(c.listen); !s.ok()) {
-          return Status::InvalidArgument(Where(file_name, v) + ": metrics.listen: " + s.message());
-        }
+      if (key != "listen") r.Fail(kv.first, "metrics." + key, "unknown key");
+      if (v.IsNull()) {
+        c.listen.clear();
+      } else if (v.IsScalar()) {
+        c.listen = v.Scalar();
       } else {
-        return Status::InvalidArgument(Where(file_name, kv.first) + ": metrics." + key +
-                                       ": unknown key");
+        r.Fail(v, "metrics.listen", "must be \"host:port\" or \"\"");
       }
+      if (Status s = CheckListen(c.listen); !s.ok()) r.Fail(v, "metrics.listen", s.message());
     }
     return c;
-  } catch (const YAML::Exception& e) {
-    std::ostringstream os;
-    os << file_name;
-    if (e.mark.line >= 0) os << ':' << e.mark.line + 1 << ':' << e.mark.column + 1;
-    os << ": " << e.msg;
-    return Status::InvalidArgument(os.str());
-  }
+  });
 }
 
-StatusOr<MetricsConfig> LoadMetricsConfig(const std::string& path, MetricsConfig base) {
-  std::ifstream in(path);
-  if (!in) return Status::InvalidArgument(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return LoadMetricsConfigYaml(ss.str(), path, std::move(base));
+StatusOr<MetricsConfig> LoadMetricsConfigYaml(std::string_view yaml_text, std::string_view file_name,
+                                              MetricsConfig base) {
+  auto doc = config::Document::Parse(yaml_text, file_name);
+  if (!doc.ok()) return doc.status();
+  return ReadMetricsConfig(*doc, std::move(base));
 }
 
 StatusOr<MetricsConfig> MetricsConfigFromEnvironment(MetricsConfig base) {
   MetricsConfig c = std::move(base);
   if (const char* cfg = std::getenv("DLB_CONFIG"); cfg != nullptr && *cfg != '\0') {
-    auto loaded = LoadMetricsConfig(cfg, c);
+    auto doc = config::Document::ReadFile(cfg);
+    if (!doc.ok()) return doc.status();
+    auto loaded = ReadMetricsConfig(*doc, c);
     if (!loaded.ok()) return loaded.status();
     c = *loaded;
   }

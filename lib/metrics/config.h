@@ -12,6 +12,10 @@
 
 #include "dlb/status.h"
 
+namespace dlb::config {
+class Document;
+}
+
 namespace dlb::metrics {
 
 inline constexpr char kDefaultListen[] = "127.0.0.1:9464";
@@ -22,12 +26,13 @@ struct MetricsConfig {
   std::string listen = kDefaultListen;
 };
 
-// Reads the `metrics:` section of a YAML document over `base`; other sections are
-// ignored. Errors name the file, the line and the field.
+// Reads the `metrics:` section of a parsed file over `base`; other sections are left
+// to their readers. Errors name the file, the line and the field.
+StatusOr<MetricsConfig> ReadMetricsConfig(const config::Document& doc, MetricsConfig base = {});
+// The same over YAML text.
 StatusOr<MetricsConfig> LoadMetricsConfigYaml(std::string_view yaml_text,
                                               std::string_view file_name,
                                               MetricsConfig base = {});
-StatusOr<MetricsConfig> LoadMetricsConfig(const std::string& path, MetricsConfig base = {});
 
 // DLB_CONFIG's `metrics:` section (if DLB_CONFIG is set), then DLB_METRICS_LISTEN.
 StatusOr<MetricsConfig> MetricsConfigFromEnvironment(MetricsConfig base = {});

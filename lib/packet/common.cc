@@ -1,10 +1,9 @@
-// Small shared pieces: the heap allocator, enum names.
+// Small shared pieces: the heap allocator.
 #include <sys/mman.h>
 
 #include <cstring>
 
 #include "dlb/packet/allocator.h"
-#include "dlb/packet/config.h"
 
 namespace dlb::packet {
 
@@ -28,45 +27,6 @@ void* HeapAllocator::Allocate(size_t size_bytes, size_t align_bytes) {
 HeapAllocator& HeapAllocator::Instance() {
   static HeapAllocator allocator;
   return allocator;
-}
-
-const char* ActionName(Action a) {
-  switch (a) {
-    case Action::kReject: return "reject";
-    case Action::kDrop: return "drop";
-    case Action::kShadow: return "shadow";
-  }
-  return "?";
-}
-const char* OverflowPolicyName(OverflowPolicy p) {
-  switch (p) {
-    case OverflowPolicy::kAllow: return "allow";
-    case OverflowPolicy::kLimit: return "limit";
-  }
-  return "?";
-}
-const char* MissingIdentityPolicyName(MissingIdentityPolicy p) {
-  switch (p) {
-    case MissingIdentityPolicy::kSourceIp: return "source_ip";
-    case MissingIdentityPolicy::kLimit: return "limit";
-    case MissingIdentityPolicy::kPass: return "pass";
-  }
-  return "?";
-}
-const char* HeadPolicyName(HeadPolicy p) {
-  switch (p) {
-    case HeadPolicy::kForward: return "forward";
-    case HeadPolicy::kDrop: return "drop";
-    case HeadPolicy::kReset: return "reset";
-  }
-  return "?";
-}
-const char* FramePolicyName(FramePolicy p) {
-  switch (p) {
-    case FramePolicy::kForward: return "forward";
-    case FramePolicy::kDrop: return "drop";
-  }
-  return "?";
 }
 
 }  // namespace dlb::packet

@@ -1,97 +1,22 @@
 #include "dlb/packet/config_yaml.h"
 
-#include <yaml-cpp/yaml.h>
-
-#include <cmath>
-#include <fstream>
-#include <limits>
-#include <sstream>
+#include <cctype>
 #include <string>
 
+#include "config/document.h"
 #include "dlb/packet/rules.h"
 
 namespace dlb::packet {
 namespace {
 
-// Carries the error out of the nested readers; caught once in LoadPacketConfigYaml
-// (start-up only: the data plane never sees an exception).
-struct ConfigError {
-  std::string message;
-};
+using config::Reader;
 
-class Reader {
- public:
-  explicit Reader(std::string_view file) : file_(file) {}
-
-  [[noreturn]] void Fail(const YAML::Node& node, const std::string& field,
-                         const std::string& what) const {
-    std::ostringstream os;
-    os << file_;
-    const YAML::Mark m = node.Mark();
-    if (m.line >= 0) os << ':' << m.line + 1 << ':' << m.column + 1;
-    os << ": " << field << ": " << what;
-    throw ConfigError{os.str()};
+bool IsOtherSection(const std::string& key) {
+  for (const char* section : kNonPacketSections) {
+    if (key == section) return true;
   }
-
-  std::string Scalar(const YAML::Node& n, const std::string& field) const {
-    if (!n.IsScalar()) Fail(n, field, "must be a scalar");
-    return n.Scalar();
-  }
-
-  std::string String(const YAML::Node& n, const std::string& field) const {
-    return Scalar(n, field);
-  }
-
-  int64_t Int(const YAML::Node& n, const std::string& field, int64_t lo, int64_t hi) const {
-    const std::string s = Scalar(n, field);
-    size_t pos = 0;
-    long long v = 0;
-    bool ok = !s.empty();
-    try {
-      v = std::stoll(s, &pos, 10);
-    } catch (...) {
-      ok = false;
-    }
-    if (!ok || pos != s.size() || v < lo || v > hi) {
-      Fail(n, field, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                         "], got '" + s + "'");
-    }
-    return v;
-  }
-
-  double Number(const YAML::Node& n, const std::string& field, double lo, double hi) const {
-    const std::string s = Scalar(n, field);
-    size_t pos = 0;
-    double v = 0;
-    bool ok = !s.empty();
-    try {
-      v = std::stod(s, &pos);
-    } catch (...) {
-      ok = false;
-    }
-    if (!ok || pos != s.size() || !std::isfinite(v) || v < lo || v > hi) {
-      std::ostringstream os;
-      os << "must be a number in [" << lo << ", " << hi << "], got '" << s << "'";
-      Fail(n, field, os.str());
-    }
-    return v;
-  }
-
-  template <typename E, size_t N>
-  E Enum(const YAML::Node& n, const std::string& field, const std::pair<const char*, E> (&table)[N]) const {
-    const std::string s = Scalar(n, field);
-    std::string allowed;
-    for (const auto& [name, value] : table) {
-      if (s == name) return value;
-      allowed += allowed.empty() ? "" : " | ";
-      allowed += name;
-    }
-    Fail(n, field, "must be one of " + allowed + ", got '" + s + "'");
-  }
-
- private:
-  std::string file_;
-};
+  return false;
+}
 
 constexpr std::pair<const char*, bool> kBools[] = {{"true", true}, {"false", false}};
 constexpr std::pair<const char*, Mode> kModes[] = {
@@ -145,11 +70,8 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
   for (const auto& kv : root) {
     const std::string key = r.Scalar(kv.first, "(top level)");
     const YAML::Node& v = kv.second;
-    // One file configures every form: the library's sections are read and checked by
-    // dlb::LoadLimiterConfig (lib/limiter/options.cc), `metrics:` by
-    // dlb::metrics::LoadMetricsConfig (lib/metrics/config.cc), `appliance:` by
-    // dlb-appliance (app/dlb-appliance/settings.h).
-    if (key == "redis" || key == "limiter" || key == "metrics" || key == "appliance") continue;
+    // The other sections of the one file have their own readers (config::Load).
+    if (IsOtherSection(key)) continue;
     if (key == "service_ports") {
       if (!v.IsSequence() || v.size() == 0) r.Fail(v, key, "must be a non-empty list of ports");
       c.service_ports.clear();
@@ -224,32 +146,19 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
 
 }  // namespace
 
-StatusOr<PacketConfig> LoadPacketConfigYaml(std::string_view yaml_text, std::string_view file_name) {
-  Reader reader(file_name);
-  try {
-    const YAML::Node root = YAML::Load(std::string(yaml_text));
-    PacketConfig c = Read(reader, root);
-    if (auto rules = RuleSet::Compile(c.rules, c.default_rule); !rules.ok()) {
-      return Status::InvalidArgument(std::string(file_name) + ": " + rules.status().message());
-    }
-    return c;
-  } catch (const ConfigError& e) {
-    return Status::InvalidArgument(e.message);
-  } catch (const YAML::Exception& e) {
-    std::ostringstream os;
-    os << file_name;
-    if (e.mark.line >= 0) os << ':' << e.mark.line + 1 << ':' << e.mark.column + 1;
-    os << ": " << e.msg;
-    return Status::InvalidArgument(os.str());
+StatusOr<PacketConfig> ReadPacketConfig(const config::Document& doc) {
+  auto c = doc.Read([&](const Reader& r) { return Read(r, doc.root()); });
+  if (!c.ok()) return c.status();
+  if (auto rules = RuleSet::Compile(c->rules, c->default_rule); !rules.ok()) {
+    return Status::InvalidArgument(doc.file() + ": " + rules.status().message());
   }
+  return c;
 }
 
-StatusOr<PacketConfig> LoadPacketConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::InvalidArgument(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return LoadPacketConfigYaml(ss.str(), path);
+StatusOr<PacketConfig> LoadPacketConfigYaml(std::string_view yaml_text, std::string_view file_name) {
+  auto doc = config::Document::Parse(yaml_text, file_name);
+  if (!doc.ok()) return doc.status();
+  return ReadPacketConfig(*doc);
 }
 
 }  // namespace dlb::packet

@@ -254,20 +254,6 @@ ShardEntry* BucketShard::Relocate(const ShardProbe& p, dlb::u128 now_fp, bool& s
   return nullptr;
 }
 
-void BucketShard::DecideBurst(const ShardRequest* requests, size_t count, int64_t now_ns,
-                              ShardResult* results) {
-  ShardProbe probes[kMaxBurst];
-  if (count > kMaxBurst) count = kMaxBurst;
-  for (size_t i = 0; i < count; ++i) {
-    probes[i] = Probe(requests[i].key_hash, requests[i].rule_key);
-    Prefetch(probes[i]);
-  }
-  for (size_t i = 0; i < count; ++i) {
-    results[i].table_full = !Decide(probes[i], *requests[i].profile, now_ns, requests[i].cost,
-                                    results[i].decision);
-  }
-}
-
 int64_t BucketShard::Claim(const ShardProbe& p, int64_t now_ns, bool& fresh) {
   const int64_t rel_ns = now_ns > epoch_ns_ ? now_ns - epoch_ns_ : 0;
   const dlb::u128 now_fp = static_cast<dlb::u128>(rel_ns) << dlb::kFracBits;

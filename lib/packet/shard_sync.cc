@@ -12,7 +12,7 @@
 #include "dlb/clock.h"
 #include "dlb/key.h"
 #include "dlb/packet/engine.h"
-#include "limiter/breaker.h"
+#include "redis/breaker.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
@@ -95,7 +95,7 @@ struct ShardSync::Impl {
   std::vector<Tracked> tracked;
   std::vector<uint32_t> free_tracked;
   size_t live_tracked = 0;
-  Breaker breaker;
+  redis::Breaker breaker;
   std::unique_ptr<Trip> pending;  // a trip whose replies were lost: re-sent verbatim
   uint64_t round_base = RandomU64() >> 2;
   uint64_t round_seq = 0;
@@ -255,8 +255,8 @@ struct ShardSync::Impl {
   // Sends a trip; on success applies its replies. A failed trip is kept for a verbatim
   // re-send (its calls are idempotent by round id).
   Status Send(std::unique_ptr<Trip> trip, int64_t now_ns) {
-    const Breaker::Permit permit = breaker.Acquire(now_ns);
-    if (permit == Breaker::Permit::kRefuse) {
+    const redis::Breaker::Permit permit = breaker.Acquire(now_ns);
+    if (permit == redis::Breaker::Permit::kRefuse) {
       ++stats.round_failures;
       WithdrawCredit(*trip);
       pending = std::move(trip);

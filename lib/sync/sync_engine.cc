@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "dlb/clock.h"
-#include "limiter/breaker.h"
+#include "redis/breaker.h"
 #include "log/log.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
@@ -73,7 +73,7 @@ struct SyncEngine::Counters {
       bucket_ops{0}, granted{0}, returned{0}, dropped{0}, reset_drops{0};
 };
 
-SyncEngine::SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker)
+SyncEngine::SyncEngine(SyncOptions options, redis::Pool* pool, redis::Breaker* breaker)
     : opts_(std::move(options)),
       pool_(pool),
       breaker_(breaker),
@@ -225,7 +225,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   counters_->syncs.fetch_add(1, std::memory_order_relaxed);
   ++round_;
 
-  Breaker::Permit permit = Breaker::Permit::kCall;
+  redis::Breaker::Permit permit = redis::Breaker::Permit::kCall;
   if (breaker_ != nullptr && !returning_all) permit = breaker_->Acquire(now);
 
   // First the reset log, in a round trip of its own before the snapshot, so that a
@@ -234,17 +234,17 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   // the breaker's probe: a probe that times out on a stalled server and runs later
   // charges and returns nothing.
   Status failure;
-  if (permit != Breaker::Permit::kRefuse) {
+  if (permit != redis::Breaker::Permit::kRefuse) {
     failure = ReadResets(NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count());
     if (!failure.ok()) {
       if (breaker_ != nullptr && !returning_all &&
           breaker_->OnFailure(permit, NowMonoNs(), failure) && opts_.on_breaker_opened) {
         opts_.on_breaker_opened(failure);
       }
-      permit = Breaker::Permit::kRefuse;
-    } else if (permit == Breaker::Permit::kProbe) {
+      permit = redis::Breaker::Permit::kRefuse;
+    } else if (permit == redis::Breaker::Permit::kProbe) {
       if (breaker_->OnSuccess(permit, NowMonoNs()) && opts_.on_breaker_closed) opts_.on_breaker_closed();
-      permit = Breaker::Permit::kCall;
+      permit = redis::Breaker::Permit::kCall;
     }
   }
 
@@ -266,7 +266,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       // Demand per round since this bucket's last sync.
       const double rate = static_cast<double>(e.demand_units) / rounds;
       // A strided lease that saw no demand goes back when its stride is over, with the rest.
-      bool due = returning_all || permit == Breaker::Permit::kRefuse || held == 0 || e.starved ||
+      bool due = returning_all || permit == redis::Breaker::Permit::kRefuse || held == 0 || e.starved ||
                  rounds >= e.stride || static_cast<double>(held) < rate;
       if (!due) {
         ++e.rounds_since_sync;
@@ -300,7 +300,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       }
       e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + rounds : 0;
       e.demand_units = 0;
-      if (permit == Breaker::Permit::kRefuse) {
+      if (permit == redis::Breaker::Permit::kRefuse) {
         // The store is down: the lease cannot be given back; it leaks away in Redis.
         dropped += static_cast<uint64_t>(held);
       } else if (held > 0 || want > 0) {
@@ -316,7 +316,7 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   }
   if (max_gap > max_gap_ns_.load(std::memory_order_relaxed)) max_gap_ns_.store(max_gap, std::memory_order_relaxed);
   counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
-  if (permit == Breaker::Permit::kRefuse) {
+  if (permit == redis::Breaker::Permit::kRefuse) {
     counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
     return failure.ok() ? Status::Unavailable("circuit breaker open") : failure;
   }

@@ -127,8 +127,8 @@
 #include "dlb/status.h"
 
 namespace dlb {
-class Breaker;
 namespace redis {
+class Breaker;
 class Pool;
 }
 
@@ -190,7 +190,7 @@ class SyncEngine {
   // `pool` must have redis::LeaseScript() and redis::kAnnounceScript loaded; `breaker`
   // (shared with the caller's strict path, may be null) gates the round trips. Neither
   // is owned.
-  SyncEngine(SyncOptions options, redis::Pool* pool, Breaker* breaker);
+  SyncEngine(SyncOptions options, redis::Pool* pool, redis::Breaker* breaker);
   ~SyncEngine();
   SyncEngine(const SyncEngine&) = delete;
   SyncEngine& operator=(const SyncEngine&) = delete;
@@ -248,7 +248,7 @@ class SyncEngine {
 
   SyncOptions opts_;
   redis::Pool* const pool_;
-  Breaker* const breaker_;
+  redis::Breaker* const breaker_;
   std::unique_ptr<Stripe[]> stripes_;
   std::mutex sync_mu_;
   int64_t last_sync_ns_ = 0;

@@ -551,7 +551,7 @@ TEST(DlbctlConfigCheck, LibraryErrorNamesFileLineAndField) {
   ProcessResult r = RunDlbctl({"config", "check", path}, CleanEnv(""));
   EXPECT_EQ(r.exit_code, 2) << Show(r);
   EXPECT_EQ(r.out, "");
-  EXPECT_NE(r.err.find(path + ":4: limiter.mode"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(path + ":4:9: limiter.mode"), std::string::npos) << r.err;
 }
 
 TEST(DlbctlConfigCheck, PacketErrorNamesFileLineAndField) {

@@ -179,7 +179,8 @@ std::set<std::string> SourceMetricNames() {
   for (const char* dir : {"/app/dlb-appliance", "/app/dlb-xdp"}) {
     if (!fs::exists(Root() + dir)) continue;
     for (const auto& f : fs::directory_iterator(Root() + dir)) {
-      if (f.path().extension() != ".cc") continue;
+      // .h too: the appliance's worker counters are an X-macro list in appliance.h.
+      if (f.path().extension() != ".cc" && f.path().extension() != ".h") continue;
       const std::string text = Slurp(f.path());
       for (size_t q = text.find("\"dlb_"); q != std::string::npos; q = text.find("\"dlb_", q + 1)) {
         const size_t e = text.find('"', q + 1);

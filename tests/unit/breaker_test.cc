@@ -1,10 +1,10 @@
 // The circuit breaker opens on evidence of an outage, not on a slow reply
-// (limiter/breaker.h). Time is injected: every call passes its own now.
+// (redis/breaker.h). Time is injected: every call passes its own now.
 #include <gtest/gtest.h>
 
-#include "limiter/breaker.h"
+#include "redis/breaker.h"
 
-namespace dlb {
+namespace dlb::redis {
 namespace {
 
 constexpr int64_t kMs = 1'000'000;
@@ -94,4 +94,4 @@ TEST(Breaker, OneProbeAfterTheBackOffAndItsSuccessClosesIt) {
 }
 
 }  // namespace
-}  // namespace dlb
+}  // namespace dlb::redis

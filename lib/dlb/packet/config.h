@@ -44,12 +44,6 @@ enum class HeadPolicy : uint8_t {
 // IP fragments (not reassembled by the engine) and malformed frames.
 enum class FramePolicy : uint8_t { kForward, kDrop };
 
-const char* ActionName(Action a);
-const char* OverflowPolicyName(OverflowPolicy p);
-const char* MissingIdentityPolicyName(MissingIdentityPolicy p);
-const char* HeadPolicyName(HeadPolicy p);
-const char* FramePolicyName(FramePolicy p);
-
 inline constexpr int kMaxTrustedProxies = 8;
 
 struct RuleConfig {

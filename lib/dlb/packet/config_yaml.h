@@ -2,8 +2,9 @@
 // Every error names the file, the line and column, and the field:
 //   "rules.yaml:12:5: rules[1].leak_rate_per_s: must be a number >= 0, got 'fast'".
 // Unknown keys are errors, so that a typo never silently leaves a default in place.
-// The same file may hold the library's `redis:` and `limiter:` sections (read by
-// dlb::LoadLimiterConfig); they are skipped here. `dlbctl config check` runs both.
+// The packet settings are the file's top-level keys; the file's sections
+// (kNonPacketSections) are skipped here and read by their own readers: config::Load
+// (lib/config/config.h) reads the whole file once for every program.
 //
 //   service_ports: [80, 8080]
 //   identity_header: X-User-ID
@@ -31,9 +32,17 @@
 #include "dlb/packet/config.h"
 #include "dlb/status.h"
 
+namespace dlb::config {
+class Document;
+}
+
 namespace dlb::packet {
 
+// The top-level keys of the file that are sections of other readers.
+inline constexpr const char* kNonPacketSections[] = {"redis", "limiter", "metrics", "appliance", "xdp"};
+
+// The packet settings and rules of a parsed file; the same over YAML text.
+StatusOr<PacketConfig> ReadPacketConfig(const config::Document& doc);
 StatusOr<PacketConfig> LoadPacketConfigYaml(std::string_view yaml_text, std::string_view file_name);
-StatusOr<PacketConfig> LoadPacketConfigFile(const std::string& path);
 
 }  // namespace dlb::packet

@@ -73,19 +73,6 @@ struct ShardProbe {
   uint32_t tag = 0;
 };
 
-// One request for the bulk lookup.
-struct ShardRequest {
-  uint64_t key_hash = 0;                      // SipHash of the identity (keyed)
-  const dlb::BucketProfile* profile = nullptr;
-  int64_t cost = 1;
-  uint64_t rule_key = 0;                      // CompiledRule::bucket_key: a user's rules differ
-};
-
-struct ShardResult {
-  dlb::Decision decision;
-  bool table_full = false;  // no entry for a new key: decision not made
-};
-
 struct ShardCounters {
   uint64_t decisions = 0;
   uint64_t new_keys = 0;
@@ -96,8 +83,6 @@ struct ShardCounters {
 
 class BucketShard {
  public:
-  static constexpr size_t kMaxBurst = 64;
-
   // Sized for `users` keys at kShardLoadFactor; `epoch_ns` is the clock's reading at
   // start: decisions must be asked at times >= it (a monotonic clock guarantees that).
   // `with_sync` adds the SyncSlot array (16 bytes per entry) that synced rules need.
@@ -139,9 +124,6 @@ class BucketShard {
   enum class Outcome : uint8_t { kAllowed, kLimited, kTableFull, kWait };
   Outcome Admit(const ShardProbe& probe, const dlb::BucketProfile& profile, int64_t now_ns,
                 int64_t cost, dlb::Decision& limited);
-  // The bulk lookup: probes all of `requests` (at most kMaxBurst), prefetches their
-  // lines, then decides them in order (a key repeated in the burst sees its own update).
-  void DecideBurst(const ShardRequest* requests, size_t count, int64_t now_ns, ShardResult* results);
 
   // The bucket's state as dlb::Decide would see it (absolute TAT), for tests and the
   // sync layer; false if the key has no entry.

@@ -1,8 +1,8 @@
-#include "limiter/breaker.h"
+#include "redis/breaker.h"
 
 #include <algorithm>
 
-namespace dlb {
+namespace dlb::redis {
 
 Breaker::Breaker(int threshold, int timeouts_in_row, int64_t min_silence_ns, int64_t backoff_min_ns,
                  int64_t backoff_max_ns, bool by_failure_rate)
@@ -90,4 +90,4 @@ bool Breaker::OnFailure(Permit p, int64_t now_ns, const Status& failure) {
   return evidence && Open(now_ns);
 }
 
-}  // namespace dlb
+}  // namespace dlb::redis

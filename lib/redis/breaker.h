@@ -27,7 +27,7 @@
 
 #include "dlb/status.h"
 
-namespace dlb {
+namespace dlb::redis {
 
 class Breaker {
  public:
@@ -78,4 +78,4 @@ class Breaker {
   Slot slots_[2];
 };
 
-}  // namespace dlb
+}  // namespace dlb::redis
