@@ -128,6 +128,32 @@ bool SaysLimit(std::string_view line) {
   return false;
 }
 
+// The verifier's last word in libbpf's messages of a failed load: the line before the
+// statistics at the end of the last "PROG LOAD LOG", "" when there is none. libbpf
+// would have printed the log to stderr; the error then carries this line instead.
+std::string VerifierLastLine(std::string_view log) {
+  const size_t end = log.rfind("-- END PROG LOAD LOG --");
+  if (end == std::string_view::npos) return "";
+  const size_t begin = log.rfind("-- BEGIN PROG LOAD LOG --", end);
+  std::string_view body = log.substr(0, end);
+  if (begin != std::string_view::npos) body.remove_prefix(begin);
+  std::string last;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t e = body.find('\n', pos);
+    if (e == std::string_view::npos) e = body.size();
+    std::string_view line = body.substr(pos, e - pos);
+    pos = e + 1;
+    if (line.empty() || line.find("PROG LOAD LOG") != std::string_view::npos) continue;
+    if (line.rfind("processed ", 0) == 0 || line.rfind("verification time", 0) == 0 ||
+        line.rfind("stack depth", 0) == 0) {
+      continue;
+    }
+    last = std::string(line);
+  }
+  return last;
+}
+
 // libxdp's messages during one attach (all levels), to tell why it used no dispatcher.
 std::string* g_libxdp_log = nullptr;
 
@@ -268,7 +294,8 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadChosen(const ProgramOption
     if (s.ok()) return p;
     const std::string why = VerifierReason(log);
     if (options.variant == ProgramVariant::kFull || !IsVerifierLimit(err, log)) {
-      return why.empty() ? s : Status::Internal(s.message() + " (verifier: " + why + ")");
+      const std::string last = why.empty() ? VerifierLastLine(log) : why;
+      return last.empty() ? s : Status::Internal(s.message() + " (verifier: " + last + ")");
     }
     reason = std::string(std::strerror(err < 0 ? -err : err)) + (why.empty() ? "" : ": " + why);
   }
@@ -286,7 +313,8 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadChosen(const ProgramOption
     s = load(*p, &err);
   }
   if (s.ok()) return p;
-  const std::string why = VerifierReason(log);
+  std::string why = VerifierReason(log);
+  if (why.empty()) why = VerifierLastLine(log);
   std::string msg = s.message() + (why.empty() ? "" : " (verifier: " + why + ")");
   if (!reason.empty()) {
     msg = "the kernel's verifier rejected the full XDP program (" + reason +
