@@ -153,8 +153,10 @@ dlb::StatusOr<std::unique_ptr<dlb::xdp::XdpProgram>> Attach(const Args& a, uint3
   if (const std::string line = (*prog)->FallbackLine(); !line.empty()) {
     DLB_LOG_WARN("{}", line);
   } else if ((*prog)->variant() == dlb::xdp::ProgramVariant::kSmall) {
-    DLB_LOG_INFO("loaded the small variant of the XDP program (--program small): heads over {} bytes are refused by on_oversize_head",
-                 DLB_XDP_SMALL_SCAN_BYTES);
+    DLB_LOG_INFO(
+        "loaded the small variant of the XDP program (--program small): heads over {} bytes "
+        "are refused by on_oversize_head",
+        DLB_XDP_SMALL_SCAN_BYTES);
   }
   if (auto counts = (*prog)->VerifierCounts(); counts.ok()) {
     for (const auto& c : *counts) {

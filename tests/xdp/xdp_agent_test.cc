@@ -143,7 +143,8 @@ TEST(XdpAgentTest, FallsBackOnlyWhenTheVerifierSaysTheProgramIsTooLarge) {
   EXPECT_TRUE(IsVerifierLimit(-EACCES, "The sequence of 8193 jumps is too complex.\n"));
   EXPECT_TRUE(IsVerifierLimit(-EINVAL, "combined stack size of 3 calls is 544. Too large\n"));
   // The statistics line every log ends with is no reason.
-  EXPECT_FALSE(IsVerifierLimit(-EACCES, "R1 invalid mem access 'scalar'\nprocessed 20 insns (limit 1000000)\n"));
+  EXPECT_FALSE(
+      IsVerifierLimit(-EACCES, "R1 invalid mem access 'scalar'\nprocessed 20 insns (limit 1000000)\n"));
   EXPECT_EQ(VerifierReason("processed 20 insns (limit 1000000) max_states_per_insn 0\n"), "");
   EXPECT_FALSE(IsVerifierLimit(-EPERM, too_large));
   EXPECT_FALSE(IsVerifierLimit(-ENOMEM, ""));
