@@ -31,7 +31,17 @@
 
 #include "dlb_bpf_csum.h"
 #include "dlb_xdp.h"
-#define DLB_PATH_MAX_BYTES DLB_XDP_SCAN_BYTES
+/* The most bytes of a head the program holds and scans (its loops' bounds; the buffers
+ * and their masks stay DLB_XDP_SCAN_BYTES). The small variant (-DDLB_XDP_SMALL,
+ * dlb_xdp_small.bpf.o) holds half: the verifier walks the bounded loops over a head once
+ * per word, so this bound drives much of its work; longer heads are refused there by
+ * on_oversize_head, as here those over DLB_XDP_SCAN_BYTES. */
+#ifdef DLB_XDP_SMALL
+#define DLB_HEAD_BYTES DLB_XDP_SMALL_SCAN_BYTES
+#else
+#define DLB_HEAD_BYTES DLB_XDP_SCAN_BYTES
+#endif
+#define DLB_PATH_MAX_BYTES DLB_HEAD_BYTES
 #define DLB_PATH_BYTE(path, i) ((path)[(i) & (DLB_XDP_SCAN_BYTES - 1)])
 #include "dlb/path.h"
 
@@ -171,8 +181,8 @@ int dlb_xdp(struct xdp_md *ctx)
 	sc->stream_body = 0;
 
 	n = v.payload_len - sc->head_off;
-	if (n > DLB_XDP_SCAN_BYTES - sc->part_len)
-		n = DLB_XDP_SCAN_BYTES - sc->part_len;
+	if (n > DLB_HEAD_BYTES - sc->part_len)
+		n = DLB_HEAD_BYTES - sc->part_len;
 
 	struct dlb_scan *sp = &sc->scan;
 	__builtin_memset(sp, 0, sizeof(*sp));
@@ -194,7 +204,7 @@ int dlb_xdp(struct xdp_md *ctx)
 		 * this packet passes and the head's bytes are held until the packet that ends
 		 * it. A head longer than the program holds is refused, never passed. */
 		__u32 total = sc->part_len + (v.payload_len - sc->head_off);
-		if (total >= cfg->max_head_bytes || total >= DLB_XDP_SCAN_BYTES) {
+		if (total >= cfg->max_head_bytes || total >= DLB_HEAD_BYTES) {
 			count(c, DLB_XDP_C_oversize_heads);
 			return head_policy(ctx, sc, &v, fk, cfg->on_oversize_head, c);
 		}

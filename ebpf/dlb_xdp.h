@@ -28,10 +28,17 @@
 #define DLB_XDP_STATIC_ASSERT _Static_assert
 #endif
 
-/* Bytes of a request head examined in one packet. A head that does not end within
- * them (or within the packet) goes to the slow path: passed and counted. Power of two:
- * indexes into the scratch buffer are masked with it. */
+/* Bytes of a request head the program holds (across packets) and scans; a longer head
+ * is refused by on_oversize_head. Power of two: indexes into the scratch buffer are
+ * masked with it. The small variant of the program (dlb_xdp_small.bpf.o, for kernels
+ * whose verifier rejects the full one: docs/xdp.md, "The verifier") holds
+ * DLB_XDP_SMALL_SCAN_BYTES in the same buffers. */
 #define DLB_XDP_SCAN_BYTES 2048
+#define DLB_XDP_SMALL_SCAN_BYTES 1024
+DLB_XDP_STATIC_ASSERT((DLB_XDP_SMALL_SCAN_BYTES & (DLB_XDP_SMALL_SCAN_BYTES - 1)) == 0 &&
+			      DLB_XDP_SMALL_SCAN_BYTES >= 256 &&
+			      DLB_XDP_SMALL_SCAN_BYTES <= DLB_XDP_SCAN_BYTES,
+		      "the small variant's head bound: a power of two within the buffers");
 #define DLB_XDP_MAX_RULES 64
 #define DLB_XDP_MAX_ID 256          /* identity bytes kept in a user key */
 /* Identity bytes of a short user key (dlb_users_short): IDs up to this length (UUIDs,

@@ -350,6 +350,27 @@ static __always_inline __u32 segment_end(const struct dlb_view *v)
 	return e;
 }
 
+#ifdef DLB_XDP_SMALL
+/* The small variant formats the 429's numbers in global functions, each verified once:
+ * inlined, their unrolled digit loops are verified again on every path into reject()
+ * (about a quarter of the full program's count), at the cost of two calls per number
+ * on the 429's path. The full program keeps them inline (its measured hot path). */
+__noinline long dlb_put_number(__u32 cpu, __u32 off, __u64 v)
+{
+	return put_number(&dlb_scratch[cpu & (DLB_MAX_CPUS - 1)], off, v);
+}
+
+__noinline long dlb_digits_of(__u64 v)
+{
+	return digits_of(v);
+}
+#define DLB_PUT_NUMBER(sc, off, v) dlb_put_number((sc)->scan.cpu, (off), (v))
+#define DLB_DIGITS_OF(v) dlb_digits_of(v)
+#else
+#define DLB_PUT_NUMBER(sc, off, v) put_number((sc), (off), (v))
+#define DLB_DIGITS_OF(v) digits_of(v)
+#endif
+
 /* 429 + FIN to the client (XDP_TX); the flow is remembered so that the server gets
  * its RST from the client's next segment. */
 static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
@@ -372,15 +393,15 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 		retry_s = DLB_XDP_RETRY_MAX_S;
 
 	off = put_piece(sc, off, r, 0);
-	off = put_number(sc, off, r->body_static_len + digits_of(retry_s));
+	off = DLB_PUT_NUMBER(sc, off, r->body_static_len + DLB_DIGITS_OF(retry_s));
 	off = put_piece(sc, off, r, 1);
-	off = put_number(sc, off, retry_s);
+	off = DLB_PUT_NUMBER(sc, off, retry_s);
 	off = put_piece(sc, off, r, 2);
-	off = put_number(sc, off, remaining);
+	off = DLB_PUT_NUMBER(sc, off, remaining);
 	off = put_piece(sc, off, r, 3);
-	off = put_number(sc, off, retry_s);
+	off = DLB_PUT_NUMBER(sc, off, retry_s);
 	off = put_piece(sc, off, r, 4);
-	off = put_number(sc, off, retry_s);
+	off = DLB_PUT_NUMBER(sc, off, retry_s);
 	off = put_piece(sc, off, r, 5);
 
 	fv.server_next_seq = v->seq;
@@ -554,8 +575,8 @@ __noinline long dlb_id_digest(__u32 cpu)
 	__u32 off = sc->scan.id_off, len = sc->scan.id_len;
 	struct dlb_xdp_user_key *key = &sc->key;
 
-	if (len == 0 || len > DLB_SHA_MAX_LEN || off >= DLB_XDP_SCAN_BYTES ||
-	    len > DLB_XDP_SCAN_BYTES - off)
+	if (len == 0 || len > DLB_SHA_MAX_LEN || off >= DLB_HEAD_BYTES ||
+	    len > DLB_HEAD_BYTES - off)
 		return 0;
 	if (bpf_probe_read_kernel(sc->sha.msg, len & (DLB_SHA_MSG_BYTES - 1),
 				  sc->head + (off & DLB_SCAN_MASK)))

@@ -250,7 +250,7 @@ static __always_inline long scan_version(struct dlb_scratch *sc, struct dlb_scan
 	if (e == n + 1)
 		return scan_suspend(s, DLB_PH_VERSION, resume);
 	n = DLB_RELOAD(s->n);
-	if (e >= n || e > DLB_XDP_SCAN_BYTES)
+	if (e >= n || e > DLB_HEAD_BYTES)
 		return scan_done(s, DLB_H_MORE);
 	le = e;
 	if (le > 0 && sc->head[(le - 1) & DLB_SCAN_MASK] == '\r')
@@ -296,7 +296,7 @@ static __always_inline void trim_value(const struct dlb_scratch *sc, struct dlb_
 	s->tmp2 = e;
 
 #pragma clang loop unroll(disable)
-	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8 + 1; k++) {
+	for (int k = 0; k < DLB_HEAD_BYTES / 8 + 1; k++) {
 		__u64 m;
 		if (p >= e)
 			break;
@@ -313,13 +313,13 @@ static __always_inline void trim_value(const struct dlb_scratch *sc, struct dlb_
 	s->vstart = vs;
 	s->vend = vs;
 	e = DLB_RELOAD(s->tmp2);
-	if (vs >= e || e > DLB_XDP_SCAN_BYTES)
+	if (vs >= e || e > DLB_HEAD_BYTES)
 		return;
 	/* The last value byte: vs is one, so the search ends there at the latest. Words
 	 * end at q, from e down. */
 	q = e;
 #pragma clang loop unroll(disable)
-	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8 + 1; k++) {
+	for (int k = 0; k < DLB_HEAD_BYTES / 8 + 1; k++) {
 		__u64 m;
 		__u32 hi = 0;
 		if (q <= vs)
@@ -364,7 +364,7 @@ __noinline long dlb_header_value(__u32 cpu)
 	s->hv_which = 0;
 	if (!which)
 		return 0;
-	if (e > DLB_XDP_SCAN_BYTES || from > e)
+	if (e > DLB_HEAD_BYTES || from > e)
 		return scan_done(s, DLB_H_MALFORMED);
 	trim_value(sc, s, from, e);
 	vs = s->vstart;
@@ -396,7 +396,7 @@ __noinline long dlb_header_value(__u32 cpu)
 		 * them, another bucket here (docs/identity.md). A word at a time: an ID may be
 		 * as long as the head. */
 #pragma clang loop unroll(disable)
-		for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8; k++) {
+		for (int k = 0; k < DLB_HEAD_BYTES / 8; k++) {
 			__u64 m;
 			if (p >= ve)
 				break;
@@ -426,7 +426,7 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 	__u32 resume = 0, colon, e, name_len;
 	int host_m, id_m, cl_m, te_m;
 
-	if (ls > p || ls >= DLB_XDP_SCAN_BYTES)
+	if (ls > p || ls >= DLB_HEAD_BYTES)
 		return scan_done(s, DLB_H_MALFORMED);
 	if (phase == DLB_PH_NAME) {
 		__u32 stop = n + 1;
@@ -460,7 +460,7 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 		stop = launder(s, stop);
 		n = DLB_RELOAD(s->n);
 		ls = DLB_RELOAD(s->line_start);
-		if (n > DLB_XDP_SCAN_BYTES || ls >= DLB_XDP_SCAN_BYTES)
+		if (n > DLB_HEAD_BYTES || ls >= DLB_HEAD_BYTES)
 			return scan_done(s, DLB_H_MALFORMED);
 		if (stop >= n)
 			return scan_done(s, DLB_H_MALFORMED);
@@ -485,7 +485,7 @@ static __always_inline long scan_header(struct dlb_scratch *sc, struct dlb_scan 
 	n = DLB_RELOAD(s->n);
 	ls = DLB_RELOAD(s->line_start);
 	colon = DLB_RELOAD(s->colon);
-	if (e >= n || e >= DLB_XDP_SCAN_BYTES || n > DLB_XDP_SCAN_BYTES ||
+	if (e >= n || e >= DLB_HEAD_BYTES || n > DLB_HEAD_BYTES ||
 	    colon <= ls || colon > e)
 		return scan_done(s, e >= n ? DLB_H_MORE : DLB_H_MALFORMED);
 	colon--;
@@ -542,7 +542,7 @@ __noinline long dlb_scan_one(__u32 cpu)
 	struct dlb_scan *s = &sc->scan;
 	__u32 n = s->n, p = s->pos, phase = s->phase;
 
-	if (n > DLB_XDP_SCAN_BYTES || p >= DLB_XDP_SCAN_BYTES)
+	if (n > DLB_HEAD_BYTES || p >= DLB_HEAD_BYTES)
 		return scan_done(s, DLB_H_MORE);
 	if (phase == DLB_PH_TARGET)
 		return scan_target(sc, s, p, n);
@@ -619,10 +619,10 @@ static __always_inline int copy_blocks(struct xdp_md *ctx, struct dlb_scratch *s
 	void *end = (void *)(long)ctx->data_end;
 	__u32 start = 0;
 
-	if (off >= 0x4000 || to < DLB_COPY_BLOCK || to > DLB_XDP_SCAN_BYTES)
+	if (off >= 0x4000 || to < DLB_COPY_BLOCK || to > DLB_HEAD_BYTES)
 		return 0;
 #pragma clang loop unroll(disable)
-	for (int b = 0; b < DLB_XDP_SCAN_BYTES / DLB_COPY_BLOCK; b++) {
+	for (int b = 0; b < DLB_HEAD_BYTES / DLB_COPY_BLOCK; b++) {
 		const __u8 *q;
 		__u8 *d;
 
@@ -658,19 +658,19 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 	cpu = s->cpu;
 	n = s->n;
 	off = s->payload_off;
-	if (n < 1 || n > DLB_XDP_SCAN_BYTES || off > 0xffff)
+	if (n < 1 || n > DLB_HEAD_BYTES || off > 0xffff)
 		return DLB_H_ERROR;
 	if (s->held) {
 		/* a held head: this packet's bytes go after it */
 		__u32 held = s->held, cnt;
-		if (held >= n || held >= DLB_XDP_SCAN_BYTES)
+		if (held >= n || held >= DLB_HEAD_BYTES)
 			return DLB_H_ERROR;
 		cnt = (n - held) & (DLB_XDP_SCAN_BYTES - 1);
 		if (cnt == 0 || bpf_xdp_load_bytes(ctx, off, sc->head + (held & (DLB_XDP_SCAN_BYTES - 1)), cnt))
 			return DLB_H_ERROR;
 		if (scan_method(sc, s, n))
 			return s->result;
-		bpf_loop(DLB_XDP_SCAN_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
+		bpf_loop(DLB_HEAD_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
 		return s->result;
 	}
 	first = n < DLB_METHOD_BYTES ? n : DLB_METHOD_BYTES;
@@ -681,7 +681,7 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 		return s->result;
 	n = DLB_RELOAD(s->n);
 	off = DLB_RELOAD(s->payload_off);
-	if (n > DLB_XDP_SCAN_BYTES || off > 0xffff)
+	if (n > DLB_HEAD_BYTES || off > 0xffff)
 		return DLB_H_ERROR;
 	if (n > DLB_METHOD_BYTES) {
 		__u32 rest = (n - DLB_METHOD_BYTES) & (DLB_XDP_SCAN_BYTES - 1);
@@ -693,7 +693,7 @@ __noinline int dlb_scan_head(struct xdp_md *ctx, struct dlb_scratch *sc)
 				return DLB_H_ERROR;
 		}
 	}
-	bpf_loop(DLB_XDP_SCAN_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
+	bpf_loop(DLB_HEAD_BYTES / DLB_SCAN_STEPS_PER_CALL, scan_step, &cpu, 0);
 	return s->result;
 }
 
@@ -718,7 +718,7 @@ __noinline long dlb_abs_search(__u32 cpu)
 	__u32 p = a->p, end = a->end, j;
 	__u64 w, m;
 
-	if (end > DLB_XDP_SCAN_BYTES || p >= end)
+	if (end > DLB_HEAD_BYTES || p >= end)
 		return 1;
 	w = head_word(sc, p);
 	if (a->phase == DLB_ABS_SCHEME) {
@@ -762,7 +762,7 @@ static __always_inline __u32 abs_search(__u32 cpu, struct dlb_abs_search *a, __u
 	a->p = p;
 	a->end = end;
 	a->at = none;
-	bpf_loop(DLB_XDP_SCAN_BYTES / 8 + 1, abs_step, &cpu, 0);
+	bpf_loop(DLB_HEAD_BYTES / 8 + 1, abs_step, &cpu, 0);
 	return a->at;
 }
 
@@ -781,7 +781,7 @@ __noinline long dlb_absolute_target(__u32 cpu)
 	if (start == 0 || end < 2)
 		return 0;
 	end--;                                    /* the SP after the target */
-	if (start >= end || end > DLB_XDP_SCAN_BYTES)
+	if (start >= end || end > DLB_HEAD_BYTES)
 		return 0;
 	at = abs_search(cpu, a, DLB_ABS_SCHEME, start + 1, end, 0);
 	if (at == 0 || at > end)
@@ -789,7 +789,7 @@ __noinline long dlb_absolute_target(__u32 cpu)
 	sc->abs_host_off = at;
 	p = at;
 	at = abs_search(cpu, a, DLB_ABS_AUTHORITY, p, end, end);
-	if (at > end || p > at || end > DLB_XDP_SCAN_BYTES)
+	if (at > end || p > at || end > DLB_HEAD_BYTES)
 		return 0;
 	sc->abs_host_len = at - p;
 	if (at == end || sc->head[at & DLB_SCAN_MASK] == '?') {
@@ -801,7 +801,7 @@ __noinline long dlb_absolute_target(__u32 cpu)
 	}
 	p = at;
 	at = abs_search(cpu, a, DLB_ABS_PATH, p + 1, end, end);
-	if (p > at || at > DLB_XDP_SCAN_BYTES)
+	if (p > at || at > DLB_HEAD_BYTES)
 		return 0;
 	sc->abs_path_off = p;
 	sc->abs_path_len = at - p;
@@ -825,12 +825,12 @@ __noinline long dlb_path_normal(__u32 cpu, __u32 off, __u32 len)
 {
 	struct dlb_scratch *sc = &dlb_scratch[cpu & (DLB_MAX_CPUS - 1)];
 
-	if (off >= DLB_XDP_SCAN_BYTES || len > DLB_XDP_SCAN_BYTES - off)
+	if (off >= DLB_HEAD_BYTES || len > DLB_HEAD_BYTES - off)
 		return 0;
 	sc->path_off = off;
 	sc->path_len = len;
 	dlb_path_check_start(&sc->path_check, sc->head + off, len);
 	/* one byte (an escape: three) per call, the end as one more */
-	bpf_loop(DLB_XDP_SCAN_BYTES + 1, path_step, &cpu, 0);
+	bpf_loop(DLB_HEAD_BYTES + 1, path_step, &cpu, 0);
 	return sc->path_check.result == 1;
 }

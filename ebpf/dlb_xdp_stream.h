@@ -101,10 +101,10 @@ __noinline long dlb_restore_held(__u32 cpu)
 	if (!pb)
 		return 0;
 	held = pb->len;
-	if (held == 0 || held >= DLB_XDP_SCAN_BYTES)
+	if (held == 0 || held >= DLB_HEAD_BYTES)
 		return 0;
 #pragma clang loop unroll(disable)
-	for (int k = 0; k < DLB_XDP_SCAN_BYTES / 8; k++) {
+	for (int k = 0; k < DLB_HEAD_BYTES / 8; k++) {
 		if (8 * k >= held)
 			break;
 		((__u64 *)sc->head)[k] = ((const __u64 *)pb->head)[k];

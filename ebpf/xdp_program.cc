@@ -9,13 +9,18 @@
 #include <xdp/libxdp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <type_traits>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 
 #include "dlb/key.h"
 #include "dlb_xdp.skel.h"
+#include "dlb_xdp_small.skel.h"
 
 namespace dlb::xdp {
 namespace {
@@ -25,8 +30,31 @@ Status Errno(const std::string& what, int err) {
   return Status::Internal(what + ": " + std::strerror(err));
 }
 
-StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
-  dlb_xdp_bpf* skel = dlb_xdp_bpf__open();
+// The small variant is opened through the full program's skeleton with its own ELF
+// bytes: the same source, so the same maps, programs and variables, at the same places.
+using FullRodata = std::remove_pointer_t<decltype(dlb_xdp_bpf::rodata)>;
+using SmallRodata = std::remove_pointer_t<decltype(dlb_xdp_small_bpf::rodata)>;
+static_assert(sizeof(dlb_xdp_bpf) == sizeof(dlb_xdp_small_bpf) &&
+                  sizeof(FullRodata) == sizeof(SmallRodata) &&
+                  offsetof(FullRodata, dlb_record_last) == offsetof(SmallRodata, dlb_record_last) &&
+                  offsetof(FullRodata, dlb_replay_heads) == offsetof(SmallRodata, dlb_replay_heads),
+              "the small variant has the full program's skeleton");
+
+dlb_xdp_bpf* OpenSmall() {
+  auto* skel = static_cast<dlb_xdp_bpf*>(std::calloc(1, sizeof(dlb_xdp_bpf)));
+  if (skel == nullptr) return nullptr;
+  if (dlb_xdp_bpf__create_skeleton(skel) == 0) {
+    skel->skeleton->data = const_cast<void*>(dlb_xdp_small_bpf__elf_bytes(&skel->skeleton->data_sz));
+    if (bpf_object__open_skeleton(skel->skeleton, nullptr) == 0) return skel;
+  }
+  const int err = errno;
+  dlb_xdp_bpf__destroy(skel);
+  errno = err;
+  return nullptr;
+}
+
+StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options, ProgramVariant variant) {
+  dlb_xdp_bpf* skel = variant == ProgramVariant::kSmall ? OpenSmall() : dlb_xdp_bpf__open();
   if (skel == nullptr) return Errno("opening the XDP program", errno);
   skel->rodata->dlb_record_last = options.record_last ? 1 : 0;
   skel->rodata->dlb_replay_heads = options.replay_heads ? 1 : 0;
@@ -53,6 +81,78 @@ StatusOr<dlb_xdp_bpf*> OpenSkeleton(const ProgramOptions& options) {
 // Whether a user key goes to the short map (its first sizeof(dlb_xdp_user_skey) bytes
 // are that map's key).
 bool IsShort(const dlb_xdp_user_key& key) { return key.id_len <= DLB_XDP_SHORT_ID; }
+
+// libbpf's messages during one load (the verifier's log of a program it failed to load).
+std::string* g_libbpf_log = nullptr;
+
+int CaptureLibbpf(enum libbpf_print_level, const char* fmt, va_list args) {
+  if (g_libbpf_log == nullptr) return 0;
+  va_list copy;
+  va_copy(copy, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n <= 0) return n;
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  std::vsnprintf(buf.data(), buf.size(), fmt, args);
+  buf.resize(static_cast<size_t>(n));
+  g_libbpf_log->append(buf);
+  return n;
+}
+
+class LibbpfCapture {
+ public:
+  explicit LibbpfCapture(std::string* out) {
+    g_libbpf_log = out;
+    prev_ = libbpf_set_print(CaptureLibbpf);
+  }
+  ~LibbpfCapture() {
+    libbpf_set_print(prev_);
+    g_libbpf_log = nullptr;
+  }
+  LibbpfCapture(const LibbpfCapture&) = delete;
+  LibbpfCapture& operator=(const LibbpfCapture&) = delete;
+
+ private:
+  libbpf_print_fn_t prev_ = nullptr;
+};
+
+// The phrases of the verifier's messages when a program is over one of its limits
+// (kernel/bpf/verifier.c: "BPF program is too large. Processed N insn", "The sequence
+// of N jumps is too complex.", "combined stack size ... Too large", ...).
+bool SaysLimit(std::string_view line) {
+  std::string lower(line);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const char* phrase : {"too large", "too complex", "exceeds", "complexity limit", "too many"}) {
+    if (lower.find(phrase) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The verifier's last word in libbpf's messages of a failed load: the line before the
+// statistics at the end of the last "PROG LOAD LOG", "" when there is none. libbpf
+// would have printed the log to stderr; the error then carries this line instead.
+std::string VerifierLastLine(std::string_view log) {
+  const size_t end = log.rfind("-- END PROG LOAD LOG --");
+  if (end == std::string_view::npos) return "";
+  const size_t begin = log.rfind("-- BEGIN PROG LOAD LOG --", end);
+  std::string_view body = log.substr(0, end);
+  if (begin != std::string_view::npos) body.remove_prefix(begin);
+  std::string last;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t e = body.find('\n', pos);
+    if (e == std::string_view::npos) e = body.size();
+    std::string_view line = body.substr(pos, e - pos);
+    pos = e + 1;
+    if (line.empty() || line.find("PROG LOAD LOG") != std::string_view::npos) continue;
+    if (line.rfind("processed ", 0) == 0 || line.rfind("verification time", 0) == 0 ||
+        line.rfind("stack depth", 0) == 0) {
+      continue;
+    }
+    last = std::string(line);
+  }
+  return last;
+}
 
 // libxdp's messages during one attach (all levels), to tell why it used no dispatcher.
 std::string* g_libxdp_log = nullptr;
@@ -134,13 +234,118 @@ std::string DescribeAttached(int ifindex) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::Load(const ProgramOptions& options) {
-  auto skel = OpenSkeleton(options);
+const char* VariantName(ProgramVariant v) {
+  switch (v) {
+    case ProgramVariant::kAuto: return "auto";
+    case ProgramVariant::kFull: return "full";
+    case ProgramVariant::kSmall: return "small";
+  }
+  return "?";
+}
+
+StatusOr<ProgramVariant> ParseVariant(std::string_view name) {
+  for (ProgramVariant v : {ProgramVariant::kAuto, ProgramVariant::kFull, ProgramVariant::kSmall}) {
+    if (name == VariantName(v)) return v;
+  }
+  return Status::InvalidArgument("program '" + std::string(name) + "': auto, full or small");
+}
+
+std::string VerifierReason(std::string_view log) {
+  std::string reason;
+  size_t pos = 0;
+  while (pos < log.size()) {
+    size_t end = log.find('\n', pos);
+    if (end == std::string_view::npos) end = log.size();
+    std::string_view line = log.substr(pos, end - pos);
+    pos = end + 1;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    if (SaysLimit(line)) reason = std::string(line);
+  }
+  return reason;
+}
+
+bool IsVerifierLimit(int err, std::string_view log) {
+  const int e = err < 0 ? -err : err;
+  if (e == E2BIG) return true;
+  return (e == EACCES || e == EINVAL) && !VerifierReason(log).empty();
+}
+
+StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadChosen(const ProgramOptions& options,
+                                                             const LoadStep& load) {
+  std::string reason;   // why the full program was not loaded, under kAuto
+  if (options.variant != ProgramVariant::kSmall) {
+    auto skel = OpenSkeleton(options, ProgramVariant::kFull);
+    if (!skel.ok()) return skel.status();
+    std::unique_ptr<XdpProgram> p(new XdpProgram());
+    p->skel_ = *skel;
+    p->variant_ = ProgramVariant::kFull;
+    std::string log;
+    int err = 0;
+    Status s;
+    if (options.test_reject_full && options.variant == ProgramVariant::kAuto) {
+      err = -E2BIG;
+      log = "BPF program is too large. Processed 1000001 insn (simulated: test_reject_full)\n";
+      s = Status::Internal("loading the XDP program: simulated rejection");
+    } else {
+      LibbpfCapture capture(&log);
+      s = load(*p, &err);
+    }
+    if (s.ok()) return p;
+    const std::string why = VerifierReason(log);
+    if (options.variant == ProgramVariant::kFull || !IsVerifierLimit(err, log)) {
+      const std::string last = why.empty() ? VerifierLastLine(log) : why;
+      return last.empty() ? s : Status::Internal(s.message() + " (verifier: " + last + ")");
+    }
+    reason = std::string(std::strerror(err < 0 ? -err : err)) + (why.empty() ? "" : ": " + why);
+  }
+  auto skel = OpenSkeleton(options, ProgramVariant::kSmall);
   if (!skel.ok()) return skel.status();
   std::unique_ptr<XdpProgram> p(new XdpProgram());
   p->skel_ = *skel;
-  if (int err = dlb_xdp_bpf__load(p->skel_); err) return Errno("loading the XDP program", err);
-  return p;
+  p->variant_ = ProgramVariant::kSmall;
+  p->fallback_reason_ = reason;
+  std::string log;
+  int err = 0;
+  Status s;
+  {
+    LibbpfCapture capture(&log);
+    s = load(*p, &err);
+  }
+  if (s.ok()) return p;
+  std::string why = VerifierReason(log);
+  if (why.empty()) why = VerifierLastLine(log);
+  std::string msg = s.message() + (why.empty() ? "" : " (verifier: " + why + ")");
+  if (!reason.empty()) {
+    msg = "the kernel's verifier rejected the full XDP program (" + reason +
+          ") and its small variant failed too: " + msg;
+  } else {
+    msg = "the small variant of the XDP program: " + msg;
+  }
+  return Status::Internal(msg);
+}
+
+StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::Load(const ProgramOptions& options) {
+  return LoadChosen(options, [](XdpProgram& p, int* err) {
+    *err = dlb_xdp_bpf__load(p.skel_);
+    return *err ? Errno("loading the XDP program", *err) : Status::Ok();
+  });
+}
+
+std::string XdpProgram::FallbackLine() const {
+  if (variant_ != ProgramVariant::kSmall || fallback_reason_.empty()) return "";
+  std::string counts;
+  if (auto c = VerifierCounts(); c.ok()) {
+    for (const VerifierCount& v : *c) {
+      char pct[32];
+      std::snprintf(pct, sizeof pct, "%.1f", 100.0 * v.verified_insns / kVerifierInsnLimit);
+      counts += std::string(counts.empty() ? "" : ", ") + v.program + " " +
+                std::to_string(v.verified_insns) + " (" + pct + "%)";
+    }
+  }
+  return "the kernel's verifier rejected the full XDP program (" + fallback_reason_ +
+         "); loaded its small variant instead: heads over " + std::to_string(DLB_XDP_SMALL_SCAN_BYTES) +
+         " bytes are refused by on_oversize_head; verifier instructions: " + counts;
 }
 
 // libxdp's dispatcher and its programs are charged to RLIMIT_MEMLOCK on kernels that
@@ -165,15 +370,23 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOpt
   const unsigned ifindex = if_nametoindex(iface.c_str());
   if (ifindex == 0) return Status::InvalidArgument("interface '" + iface + "': no such interface");
   RaiseMemlockLimit();
-  auto skel = OpenSkeleton(options);
-  if (!skel.ok()) return skel.status();
-  std::unique_ptr<XdpProgram> p(new XdpProgram());
-  p->skel_ = *skel;
-  p->ifindex_ = static_cast<int>(ifindex);
-  p->xdp_prog_ = xdp_program__from_bpf_obj(p->skel_->obj, "xdp");
-  if (libxdp_get_error(p->xdp_prog_)) {
-    const long err = libxdp_get_error(p->xdp_prog_);
-    p->xdp_prog_ = nullptr;
+  auto p = LoadChosen(options, [&](XdpProgram& prog, int* err) {
+    return prog.AttachTo(ifindex, iface, native_error, err);
+  });
+  if (p.ok() && mode_used) *mode_used = (*p)->mode_;
+  return p;
+}
+
+// libxdp loads the object (as its dispatcher's extension, else alone) and attaches it.
+Status XdpProgram::AttachTo(unsigned ifindex, const std::string& iface, std::string* native_error,
+                            int* err_out) {
+  ifindex_ = static_cast<int>(ifindex);
+  xdp_prog_ = xdp_program__from_bpf_obj(skel_->obj, "xdp");
+  if (libxdp_get_error(xdp_prog_)) {
+    const long err = libxdp_get_error(xdp_prog_);
+    xdp_prog_ = nullptr;
+    ifindex_ = 0;
+    *err_out = static_cast<int>(err);
     return Errno("libxdp: opening the program", static_cast<int>(err));
   }
   // libxdp attaches through its dispatcher (programs share the interface) when it can,
@@ -183,18 +396,20 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOpt
   int native_err = 0;
   {
     LibxdpCapture capture(&libxdp_log);
-    err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_NATIVE, 0);
-    p->mode_ = AttachMode::kNative;
-    if (err) {
+    err = xdp_program__attach(xdp_prog_, ifindex_, XDP_MODE_NATIVE, 0);
+    mode_ = AttachMode::kNative;
+    // E2BIG: the verifier's limit, the same in generic mode (not verified again)
+    if (err && err != -E2BIG) {
       native_err = err;
       if (native_error) *native_error = std::strerror(-err);
-      err = xdp_program__attach(p->xdp_prog_, p->ifindex_, XDP_MODE_SKB, 0);
-      p->mode_ = AttachMode::kSkb;
+      err = xdp_program__attach(xdp_prog_, ifindex_, XDP_MODE_SKB, 0);
+      mode_ = AttachMode::kSkb;
     }
   }
+  *err_out = err;
   const std::string why = DispatcherLines(libxdp_log);
   if (err) {
-    p->ifindex_ = 0;
+    ifindex_ = 0;
     const std::string other = DescribeAttached(static_cast<int>(ifindex));
     if (!other.empty() && (native_err == -EBUSY || native_err == -EEXIST || err == -EBUSY || err == -EEXIST)) {
       // Another program holds the interface: never replaced.
@@ -206,14 +421,13 @@ StatusOr<std::unique_ptr<XdpProgram>> XdpProgram::LoadAndAttach(const ProgramOpt
     if (!why.empty()) s = Status::Internal(s.message() + " (libxdp: " + why + ")");
     return s;
   }
-  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(p->ifindex_);
+  xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
   if (mp != nullptr && !libxdp_get_error(mp)) {
-    p->dispatcher_ = !xdp_multiprog__is_legacy(mp);
+    dispatcher_ = !xdp_multiprog__is_legacy(mp);
     xdp_multiprog__close(mp);
   }
-  if (!p->dispatcher_) p->dispatcher_note_ = why.empty() ? "libxdp attached the program alone" : why;
-  if (mode_used) *mode_used = p->mode_;
-  return p;
+  if (!dispatcher_) dispatcher_note_ = why.empty() ? "libxdp attached the program alone" : why;
+  return Status::Ok();
 }
 
 StatusOr<int> XdpProgram::DetachAll(const std::string& iface) {

@@ -25,6 +25,25 @@ namespace dlb::xdp {
 
 enum class AttachMode { kNative, kSkb };
 
+// Which build of the program is loaded (docs/xdp.md, "The verifier"): the full one, or
+// the small variant (dlb_xdp_small.bpf.o: heads up to DLB_XDP_SMALL_SCAN_BYTES, longer
+// ones refused by on_oversize_head) for kernels whose verifier rejects the full one.
+// kAuto loads the full one and falls back to the small one only when the kernel rejects
+// the full one for the verifier's limits (IsVerifierLimit).
+enum class ProgramVariant { kAuto, kFull, kSmall };
+const char* VariantName(ProgramVariant v);
+// "auto", "full" or "small"; InvalidArgument otherwise.
+StatusOr<ProgramVariant> ParseVariant(std::string_view name);
+
+// Whether a failed load (err: errno, either sign) whose verifier log is `log` is the
+// verifier's limit, which the small variant may stay under: E2BIG, or EACCES/EINVAL with
+// a log that says the program is too large, too complex or over a limit. Any other
+// failure (no permission, a helper the kernel lacks) would fail the small one too.
+bool IsVerifierLimit(int err, std::string_view log);
+// The last line of a verifier log that says why it stopped (e.g. "BPF program is too
+// large. Processed 1000001 insn"), "" when none does.
+std::string VerifierReason(std::string_view log);
+
 struct ProgramOptions {
   // Entries of each user map: up to max_users users with IDs of at most
   // DLB_XDP_SHORT_ID bytes (and source addresses), and as many with longer IDs.
@@ -42,6 +61,12 @@ struct ProgramOptions {
   // every data segment is read as its flow's next head, without following flows. Never
   // for an attached program: a client could then have body bytes decided as heads.
   bool replay_heads = false;
+  // The build to load (ProgramVariant): the agent's --program, auto by default.
+  ProgramVariant variant = ProgramVariant::kAuto;
+  // Tests: under kAuto, the full program's load is taken as rejected by the verifier
+  // (E2BIG, "too large", marked simulated) without asking the kernel, so that the
+  // fallback runs on a kernel that accepts the full program.
+  bool test_reject_full = false;
 };
 
 // Counters summed over CPUs.
@@ -107,12 +132,28 @@ class XdpProgram {
   };
   static constexpr uint32_t kVerifierInsnLimit = 1000000;
   StatusOr<std::vector<VerifierCount>> VerifierCounts() const;
+  // The build loaded: kFull or kSmall.
+  ProgramVariant variant() const { return variant_; }
+  // Why the full program was not loaded under kAuto (the errno and the verifier's
+  // words), "" when it was or when the variant was chosen.
+  const std::string& fallback_reason() const { return fallback_reason_; }
+  // The agent's one line when it fell back to the small variant: the reason, what the
+  // small one refuses and its verifier counts; "" when it did not fall back.
+  std::string FallbackLine() const;
   bool dispatcher() const { return dispatcher_; }
   const std::string& dispatcher_note() const { return dispatcher_note_; }
 
  private:
   XdpProgram() = default;
   int UsersFd(const dlb_xdp_user_key& key) const;   // the map that holds `key`
+  // Opens the variant's object (kFull or kSmall) and runs `load` on it (a load, or an
+  // attach through libxdp), falling back under kAuto as ProgramVariant says.
+  using LoadStep = std::function<Status(XdpProgram& p, int* err)>;
+  static StatusOr<std::unique_ptr<XdpProgram>> LoadChosen(const ProgramOptions& options,
+                                                          const LoadStep& load);
+  Status AttachTo(unsigned ifindex, const std::string& iface, std::string* native_error, int* err_out);
+  ProgramVariant variant_ = ProgramVariant::kFull;
+  std::string fallback_reason_;
   dlb_xdp_bpf* skel_ = nullptr;
   xdp_program* xdp_prog_ = nullptr;
   int ifindex_ = 0;

@@ -2,11 +2,13 @@
 // config, and drives the global buckets' leases against Redis.
 //
 //   dlb-xdp --iface IF --config FILE [--metrics 127.0.0.1:9465] [--redis URL]
-//           [--sync-interval-us N] [--max-users N]
+//           [--sync-interval-us N] [--max-users N] [--program auto|full|small]
 //   dlb-xdp --iface IF --detach
 //
 // The file's `xdp:` section holds sync_interval_us and max_users; the flags, when
-// given, win over it (docs/configuration.md).
+// given, win over it (docs/configuration.md). --program picks the build of the XDP
+// program: auto (the default) loads the full one and falls back to the small variant
+// when the kernel's verifier rejects it (docs/xdp.md, "The verifier").
 #include <signal.h>
 #include <time.h>
 
@@ -44,13 +46,14 @@ struct Args {
   bool detach = false;
   std::optional<int64_t> sync_interval_us;  // over xdp.sync_interval_us
   std::optional<uint32_t> max_users;        // over xdp.max_users
+  dlb::xdp::ProgramVariant program = dlb::xdp::ProgramVariant::kAuto;
 };
 
 int Usage(const char* msg) {
   std::fprintf(stderr,
                "dlb-xdp: %s\n"
                "usage: dlb-xdp --iface IF --config FILE [--metrics HOST:PORT] [--redis URL]\n"
-               "               [--sync-interval-us N] [--max-users N]\n"
+               "               [--sync-interval-us N] [--max-users N] [--program auto|full|small]\n"
                "       dlb-xdp --iface IF --detach\n",
                msg);
   return 2;
@@ -77,7 +80,7 @@ std::optional<int> ParseArgs(int argc, char** argv, Args& a) {
     if (f == "--detach") {
       a.detach = true;
     } else if (f == "--iface" || f == "--config" || f == "--metrics" || f == "--redis" ||
-               f == "--sync-interval-us" || f == "--max-users") {
+               f == "--sync-interval-us" || f == "--max-users" || f == "--program") {
       if (i + 1 >= argc) return Usage((f + " needs a value").c_str());
       const char* v = argv[++i];
       int64_t n = 0;
@@ -90,6 +93,11 @@ std::optional<int> ParseArgs(int argc, char** argv, Args& a) {
           return Usage("--sync-interval-us: 100..10000000");
         }
         a.sync_interval_us = n;
+      }
+      if (f == "--program") {
+        auto variant = dlb::xdp::ParseVariant(v);
+        if (!variant.ok()) return Usage("--program: auto, full or small");
+        a.program = *variant;
       }
       if (f == "--max-users") {
         if (!ParseInt(v, 1, 1 << 26, &n)) return Usage("--max-users: 1..67108864");
@@ -139,8 +147,17 @@ dlb::StatusOr<std::unique_ptr<dlb::xdp::XdpProgram>> Attach(const Args& a, uint3
                                                             dlb::xdp::TcReject& tc) {
   dlb::xdp::AttachMode mode;
   std::string native_error;
-  auto prog = dlb::xdp::XdpProgram::LoadAndAttach({.max_users = max_users}, a.iface, &mode, &native_error);
+  auto prog = dlb::xdp::XdpProgram::LoadAndAttach({.max_users = max_users, .variant = a.program},
+                                                  a.iface, &mode, &native_error);
   if (!prog.ok()) return prog.status();
+  if (const std::string line = (*prog)->FallbackLine(); !line.empty()) {
+    DLB_LOG_WARN("{}", line);
+  } else if ((*prog)->variant() == dlb::xdp::ProgramVariant::kSmall) {
+    DLB_LOG_INFO(
+        "loaded the small variant of the XDP program (--program small): heads over {} bytes "
+        "are refused by on_oversize_head",
+        DLB_XDP_SMALL_SCAN_BYTES);
+  }
   if (auto counts = (*prog)->VerifierCounts(); counts.ok()) {
     for (const auto& c : *counts) {
       DLB_LOG_INFO("verifier: {} processed {} instructions ({:.1f}% of its limit)", c.program,

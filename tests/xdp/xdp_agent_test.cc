@@ -4,6 +4,7 @@
 // the settings the program cannot honour, refused with their field.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -128,6 +129,34 @@ TEST(XdpAgentTest, SettingsTheProgramCannotHonourAreRefused) {
   t = CompileXdpTables(c, 1.0);
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("trusted_proxies"), std::string::npos) << t.status().message();
+}
+
+// The agent falls back to the small variant only for the verifier's limits: E2BIG, or
+// EACCES/EINVAL whose log says so; any other failure is reported as it is.
+TEST(XdpAgentTest, FallsBackOnlyWhenTheVerifierSaysTheProgramIsTooLarge) {
+  const std::string too_large =
+      "2040: (85) call pc+12\nBPF program is too large. Processed 1000001 insn\n"
+      "processed 1000001 insns (limit 1000000) max_states_per_insn 41 total_states 60000\n";
+  EXPECT_EQ(VerifierReason(too_large), "BPF program is too large. Processed 1000001 insn");
+  EXPECT_TRUE(IsVerifierLimit(-E2BIG, too_large));
+  EXPECT_TRUE(IsVerifierLimit(E2BIG, ""));
+  EXPECT_TRUE(IsVerifierLimit(-EACCES, "The sequence of 8193 jumps is too complex.\n"));
+  EXPECT_TRUE(IsVerifierLimit(-EINVAL, "combined stack size of 3 calls is 544. Too large\n"));
+  // The statistics line every log ends with is no reason.
+  EXPECT_FALSE(
+      IsVerifierLimit(-EACCES, "R1 invalid mem access 'scalar'\nprocessed 20 insns (limit 1000000)\n"));
+  EXPECT_EQ(VerifierReason("processed 20 insns (limit 1000000) max_states_per_insn 0\n"), "");
+  EXPECT_FALSE(IsVerifierLimit(-EPERM, too_large));
+  EXPECT_FALSE(IsVerifierLimit(-ENOMEM, ""));
+}
+
+TEST(XdpAgentTest, ProgramVariantNames) {
+  for (ProgramVariant v : {ProgramVariant::kAuto, ProgramVariant::kFull, ProgramVariant::kSmall}) {
+    auto parsed = ParseVariant(VariantName(v));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, v);
+  }
+  EXPECT_FALSE(ParseVariant("tiny").ok());
 }
 
 }  // namespace

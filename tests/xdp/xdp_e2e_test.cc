@@ -639,6 +639,23 @@ TEST_F(XdpE2eTest, TcRejectFreesTheServerConnectionAlthoughTheClientSendsNothing
       << metrics.substr(0, std::min<size_t>(metrics.size(), 2000));
 }
 
+// The agent started with --program small (as it runs where the kernel rejects the full
+// program) attaches the small variant, says so, and limits the same.
+TEST_F(XdpE2eTest, SmallVariantAttachesAndLimits) {
+  Stop(agent_, SIGTERM);
+  agent_ = Spawn({"ip", "netns", "exec", sns_, "sh", "-c",
+                  "mount -t bpf bpf /sys/fs/bpf; exec " DLB_XDP_BINARY " --iface " + sif_ + " --config " +
+                      dir_ + "/xdp.yaml --redis redis://127.0.0.1:6390 --program small"},
+                 dir_ + "/agent-small.out");
+  ASSERT_TRUE(WaitFor([&] { return Sh("cat " + dir_ + "/agent-small.out").find("attached to") != std::string::npos; }))
+      << Sh("cat " + dir_ + "/agent-small.out");
+  EXPECT_NE(Sh("cat " + dir_ + "/agent-small.out").find("loaded the small variant"), std::string::npos)
+      << Sh("cat " + dir_ + "/agent-small.out");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "alice"), "200") << i;
+  EXPECT_EQ(Curl("/local", "alice"), "429");
+  EXPECT_EQ(Curl("/local", "bob"), "200");
+}
+
 // --detach after a crash removes the TC filter too.
 TEST_F(XdpE2eTest, DetachAfterACrashRemovesTheTcProgram) {
   const std::string filters = "ip netns exec " + sns_ + " tc filter show dev " + sif_ + " ingress";

@@ -290,6 +290,8 @@ class XdpProgTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete shared_;
     shared_ = nullptr;
+    delete small_;
+    small_ = nullptr;
     delete replay_;
     replay_ = nullptr;
   }
@@ -305,10 +307,23 @@ class XdpProgTest : public ::testing::Test {
     ASSERT_TRUE(prog_->ClearState().ok());
     ASSERT_TRUE(prog_->Push(tables_).ok());
   }
+  // The program a test runs: the full build; the small variant's fixtures override it.
+  virtual XdpProgram* Program() { return shared_; }
+  // The small variant (ProgramVariant::kSmall), loaded once for the suites that use it.
+  static XdpProgram* SmallProgram() {
+    if (small_ == nullptr) {
+      auto p = XdpProgram::Load({.max_users = 1024, .record_last = true, .variant = ProgramVariant::kSmall});
+      EXPECT_TRUE(p.ok()) << p.status().ToString();
+      if (p.ok()) small_ = std::move(*p).release();
+    }
+    return small_;
+  }
+  void ExpectRejectFrameReadsBackAs429WithCorrectNumbers();
   void SetUp() override {
     ASSERT_EQ(xdptest::PinToCpu0(), 0);
     ASSERT_NE(shared_, nullptr);
-    prog_ = shared_;
+    prog_ = Program();
+    ASSERT_NE(prog_, nullptr);
     ASSERT_TRUE(prog_->ClearState().ok());
     Configure(BaseConfig());
   }
@@ -354,6 +369,7 @@ class XdpProgTest : public ::testing::Test {
   }
   static inline XdpProgram* shared_ = nullptr;
   static inline XdpProgram* replay_ = nullptr;
+  static inline XdpProgram* small_ = nullptr;
   XdpProgram* prog_ = nullptr;
   XdpTables tables_;
 };
@@ -366,19 +382,30 @@ TEST_F(XdpProgTest, HeadsAllowedUpToCapacityThenLimited) { ExpectAllowedUpToCapa
 // it on the next (the verifier's exploration differs between kernel versions and hosts).
 TEST_F(XdpProgTest, VerifierHeadroom) {
   constexpr uint32_t kBudget = XdpProgram::kVerifierInsnLimit * 3 / 10;
-  auto plain = XdpProgram::Load({.max_users = 1024});
+  auto plain = XdpProgram::Load({.max_users = 1024, .variant = ProgramVariant::kFull});
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
-  for (const XdpProgram* p : {prog_, plain->get()}) {
+  auto small = XdpProgram::Load({.max_users = 1024, .variant = ProgramVariant::kSmall});
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ((*plain)->variant(), ProgramVariant::kFull);
+  EXPECT_EQ((*small)->variant(), ProgramVariant::kSmall);
+  uint32_t full_insns = 0, small_insns = 0;
+  for (const XdpProgram* p : {prog_, plain->get(), small->get()}) {
     auto counts = p->VerifierCounts();
     ASSERT_TRUE(counts.ok()) << counts.status().ToString();
     ASSERT_EQ(counts->size(), 2u);   // dlb_xdp and its control program
     for (const auto& c : *counts) {
-      std::printf("verifier: %s processed %u instructions (%.1f%% of the limit)\n", c.program.c_str(),
-                  c.verified_insns, 100.0 * c.verified_insns / XdpProgram::kVerifierInsnLimit);
+      std::printf("verifier: %s (%s) processed %u instructions (%.1f%% of the limit)\n", c.program.c_str(),
+                  VariantName(p->variant()), c.verified_insns,
+                  100.0 * c.verified_insns / XdpProgram::kVerifierInsnLimit);
       EXPECT_GT(c.verified_insns, 0u) << c.program;   // kernels before 5.16 do not report it
       EXPECT_LE(c.verified_insns, kBudget) << c.program;
+      if (c.program == "dlb_xdp" && p == plain->get()) full_insns = c.verified_insns;
+      if (c.program == "dlb_xdp" && p == small->get()) small_insns = c.verified_insns;
     }
   }
+  // The small variant is the fallback of a kernel that explores more states than this
+  // one: it has to need clearly less of the verifier.
+  EXPECT_LE(small_insns, full_insns * 6 / 10) << "full " << full_insns << ", small " << small_insns;
   dlb_tc_bpf* tc = dlb_tc_bpf__open_and_load();
   ASSERT_NE(tc, nullptr);
   bpf_prog_info info{};
@@ -403,6 +430,10 @@ TEST_F(XdpProgTest, ProgramWithoutRecordDecidesTheSame) {
 }
 
 TEST_F(XdpProgTest, RejectFrameReadsBackAs429WithFinAndCorrectNumbers) {
+  ExpectRejectFrameReadsBackAs429WithCorrectNumbers();
+}
+
+void XdpProgTest::ExpectRejectFrameReadsBackAs429WithCorrectNumbers() {
   const std::string head = Head("POST", "/pay", "carol");
   for (int i = 0; i < 3; ++i) ASSERT_EQ(RunHead(head, 41000 + i).action, XDP_PASS);
   SegmentSpec s;
@@ -644,6 +675,8 @@ class XdpStreamTest : public XdpProgTest {
     EXPECT_EQ(packet::ParseFrame(r.frame.data(), r.frame.size(), {}, v), packet::ParseResult::kTcp);
     return v.tcp_flags;
   }
+  void ExpectBodyBytesAreNeverDecidedAsAHead();
+  void ExpectHeadsSpanningPacketsAreDecidedOnTheirLastPacket();
   static inline uint16_t next_port_ = 56000;
   SegmentSpec flow_;
   uint32_t next_ = 1000;
@@ -651,7 +684,9 @@ class XdpStreamTest : public XdpProgTest {
 
 // A body segment that reads like a head (the attacker controls the body, and so where a
 // segment starts) is body: nobody's bucket is charged for it.
-TEST_F(XdpStreamTest, BodyBytesAreNeverDecidedAsAHead) {
+TEST_F(XdpStreamTest, BodyBytesAreNeverDecidedAsAHead) { ExpectBodyBytesAreNeverDecidedAsAHead(); }
+
+void XdpStreamTest::ExpectBodyBytesAreNeverDecidedAsAHead() {
   const std::string fake = Head("POST", "/pay", "victim");
   const std::string body = fake + fake + std::string(100, 'x');
   ASSERT_EQ(Send("POST /upload HTTP/1.1\r\nX-User-ID: eve\r\nContent-Length: " +
@@ -714,6 +749,10 @@ TEST_F(XdpStreamTest, ControlSegmentsOutOfWindowChangeNothing) {
 // A head that spans packets is decided on the packet that ends it (the server cannot act
 // on it before): the earlier packets pass, the head's bytes held until then.
 TEST_F(XdpStreamTest, HeadsSpanningPacketsAreDecidedOnTheirLastPacket) {
+  ExpectHeadsSpanningPacketsAreDecidedOnTheirLastPacket();
+}
+
+void XdpStreamTest::ExpectHeadsSpanningPacketsAreDecidedOnTheirLastPacket() {
   const std::string head = "POST /pay HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(700, 'p') +
                            "\r\nX-User-ID: lena\r\n\r\n";
   for (int i = 0; i < 3; ++i) {   // capacity 3, then limited
@@ -1692,6 +1731,87 @@ TEST(TcProgTest, FramesWithoutTheHandOverPassUntouched) {
     EXPECT_EQ(out, frame);
   }
   dlb_tc_bpf__destroy(skel);
+}
+
+}  // namespace
+}  // namespace dlb::xdp
+
+namespace dlb::xdp {
+namespace {
+
+// The small variant (dlb_xdp_small.bpf.o, the agent's fallback) decides as the full
+// program on the key cases, and refuses by the head policies what it cannot hold.
+class XdpSmallStreamTest : public XdpStreamTest {
+ protected:
+  XdpProgram* Program() override { return SmallProgram(); }
+};
+
+TEST_F(XdpSmallStreamTest, IsTheSmallVariant) { EXPECT_EQ(prog_->variant(), ProgramVariant::kSmall); }
+TEST_F(XdpSmallStreamTest, HeadsAllowedUpToCapacityThenLimited) { ExpectAllowedUpToCapacityThenLimited(); }
+TEST_F(XdpSmallStreamTest, RejectFrameReadsBackAs429WithFinAndCorrectNumbers) {
+  ExpectRejectFrameReadsBackAs429WithCorrectNumbers();
+}
+TEST_F(XdpSmallStreamTest, BodyBytesAreNeverDecidedAsAHead) { ExpectBodyBytesAreNeverDecidedAsAHead(); }
+TEST_F(XdpSmallStreamTest, HeadsSpanningPacketsAreDecidedOnTheirLastPacket) {
+  ExpectHeadsSpanningPacketsAreDecidedOnTheirLastPacket();
+}
+
+// A head of 1,100 bytes in two packets: the full program decides it, the small variant
+// (DLB_XDP_SMALL_SCAN_BYTES) refuses it by on_oversize_head (a RST), never passes it.
+constexpr size_t kBetweenBounds = 1100;
+static_assert(kBetweenBounds > DLB_XDP_SMALL_SCAN_BYTES && kBetweenBounds < DLB_XDP_SCAN_BYTES);
+
+std::string HeadBetweenTheBounds() {
+  const std::string start = "POST /pay HTTP/1.1\r\nHost: a\r\nX-User-ID: olga\r\nX-Pad: ";
+  const std::string end = "\r\n\r\n";
+  return start + std::string(kBetweenBounds - start.size() - end.size(), 'p') + end;
+}
+
+TEST_F(XdpStreamTest, HeadsBetweenTheSmallAndTheFullBoundAreDecided) {
+  const std::string head = HeadBetweenTheBounds();
+  ASSERT_EQ(Send(head.substr(0, 600)).action, XDP_PASS);
+  EXPECT_EQ(Send(head.substr(600)).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 0u);
+  EXPECT_TRUE(UserKnown("olga"));
+}
+
+TEST_F(XdpSmallStreamTest, HeadsOverTheSmallBoundAreRefused) {
+  const std::string head = HeadBetweenTheBounds();
+  ASSERT_EQ(Send(head.substr(0, 600)).action, XDP_PASS);
+  const RunResult r = Send(head.substr(600));
+  EXPECT_EQ(Flags(r), packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_heads), 0u);
+  EXPECT_FALSE(UserKnown("olga"));
+  // In one packet too.
+  flow_.src.port = next_port_++;
+  flow_.seq = next_ = 5000;
+  ASSERT_EQ(RunXdp(prog_->prog_fd(), SynOf(flow_)).action, XDP_PASS);
+  EXPECT_EQ(Flags(Send(head)), packet::tcp_flags::kRst);
+  EXPECT_EQ(Counter(DLB_XDP_C_oversize_heads), 2u);
+}
+
+// Under auto, a full program the kernel rejects for the verifier's limit (simulated
+// here: this kernel accepts it) is replaced by the small variant, and the agent's line
+// says so with the reason and the counts.
+TEST(XdpVariantTest, AutoFallsBackToTheSmallVariantAndSaysSo) {
+  auto p = XdpProgram::Load({.max_users = 64, .variant = ProgramVariant::kAuto, .test_reject_full = true});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ((*p)->variant(), ProgramVariant::kSmall);
+  const std::string line = (*p)->FallbackLine();
+  std::printf("%s\n", line.c_str());
+  EXPECT_NE(line.find("rejected the full XDP program (Argument list too long: BPF program is too large. "
+                      "Processed 1000001 insn (simulated: test_reject_full))"),
+            std::string::npos) << line;
+  EXPECT_NE(line.find("heads over 1024 bytes are refused by on_oversize_head"), std::string::npos) << line;
+  EXPECT_NE(line.find("verifier instructions: dlb_xdp "), std::string::npos) << line;
+  EXPECT_NE(line.find("dlb_xdp_control "), std::string::npos) << line;
+  // Without the rejection, auto loads the full program and has nothing to say.
+  auto full = XdpProgram::Load({.max_users = 64});
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ((*full)->variant(), ProgramVariant::kFull);
+  EXPECT_EQ((*full)->FallbackLine(), "");
 }
 
 }  // namespace
