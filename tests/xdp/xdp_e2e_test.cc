@@ -132,7 +132,7 @@ class XdpE2eTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return Curl("/", "", 8080) == "200"; }));
 
     // A generous round deadline, so that rounds get through on a loaded machine: a round
-    // that misses it is re-sent until it does (applied exactly once, ebpf/xdp_sync.h),
+    // that misses it is re-sent until it does (applied exactly once, lib/xdp/xdp_sync.h),
     // and meanwhile the program decides without a new lease (its local share bucket,
     // after three misses the rule's on_store_failure).
     std::ofstream(dir_ + "/xdp.yaml")
