@@ -69,6 +69,11 @@ ProxyResult ParseV1(const uint8_t* data, size_t len, ProxyHeader& out) {
   if (data[cr] == '\n') return ProxyResult::kMalformed;
   if (cr + 1 == len) return ProxyResult::kIncomplete;
   if (data[cr + 1] != '\n') return ProxyResult::kMalformed;
+  // US-ASCII text only: a NUL would end what inet_pton reads ("192.0.2.1\0junk"), so a
+  // field with one would pass for a different one than the server reads.
+  for (size_t i = kV1SignatureBytes; i < cr; ++i) {
+    if (data[i] < 0x20 || data[i] > 0x7e) return ProxyResult::kMalformed;
+  }
   out.bytes = static_cast<uint32_t>(cr + 2);
   std::string_view rest(reinterpret_cast<const char*>(data) + kV1SignatureBytes, cr - kV1SignatureBytes);
   // UNKNOWN: whatever follows up to the CRLF is ignored (the specification's rule).
@@ -173,8 +178,11 @@ ProxyResult ParseProxyHeader(const uint8_t* data, size_t len, ProxyProtocol acce
     return ProxyResult::kMissing;
   }
   // What the caller can hold is the bound for either version: a header still
-  // incomplete there never completes.
-  return r == ProxyResult::kIncomplete && len >= max_bytes ? ProxyResult::kTooLong : r;
+  // incomplete there never completes, and one that ends beyond it is refused too, so
+  // that the verdict does not depend on how the header was segmented.
+  if (r == ProxyResult::kIncomplete && len >= max_bytes) return ProxyResult::kTooLong;
+  if (r == ProxyResult::kOk && out.bytes > max_bytes) return ProxyResult::kTooLong;
+  return r;
 }
 
 bool LooksLikeProxyHeader(const uint8_t* data, size_t len) {

@@ -104,6 +104,11 @@ TEST(ProxyProtocolTest, V1BadAddressesPortsAndSyntaxAreMalformed) {
        }) {
     EXPECT_EQ(Client(bad), "malformed") << bad;
   }
+  // Bytes outside printable US-ASCII: a NUL would end the address inet_pton reads.
+  EXPECT_EQ(Client(std::string("PROXY TCP4 192.0.2.7\0\0 10.0.0.2 40000 80\r\n", 42)), "malformed");
+  EXPECT_EQ(Client(std::string("PROXY TCP4 192.0.2.7 10.0.0.2\0 40000 80\r\n", 41)), "malformed");
+  EXPECT_EQ(Client("PROXY TCP4 192.0.2.7 10.0.0.2 40000 80\t\r\n"), "malformed");
+  EXPECT_EQ(Client("PROXY UNKNOWN \x80\r\n"), "malformed");
   // Not a PROXY header at all.
   EXPECT_EQ(Client("proxy TCP4 192.0.2.7 10.0.0.2 40000 80\r\n"), "missing");
   EXPECT_EQ(Client("PROXY/1.0 TCP4 192.0.2.7 10.0.0.2 40000 80\r\n"), "missing");
@@ -160,8 +165,10 @@ TEST(ProxyProtocolTest, V2LongerThanTheBoundIsTooLong) {
   EXPECT_EQ(Parse(big.substr(0, 16), h, ProxyProtocol::kAny, 512), ProxyResult::kTooLong);
   EXPECT_EQ(Parse(big, h, ProxyProtocol::kAny, 8192), ProxyResult::kOk);
   EXPECT_EQ(Parse(V2(0x21, 0x11, V4Body()), h, ProxyProtocol::kAny, 16 + 11), ProxyResult::kTooLong);
-  // A v1 line still incomplete at the bound never completes.
+  // A v1 line still incomplete at the bound never completes; a complete one beyond it
+  // is refused as well, whatever the segmentation.
   EXPECT_EQ(Parse("PROXY TCP4 192.0.2.7 10.0.0.2", h, ProxyProtocol::kAny, 20), ProxyResult::kTooLong);
+  EXPECT_EQ(Parse("PROXY TCP4 192.0.2.7 10.0.0.2 40000 80\r\n", h, ProxyProtocol::kAny, 30), ProxyResult::kTooLong);
 }
 
 TEST(ProxyProtocolTest, AcceptedVersions) {

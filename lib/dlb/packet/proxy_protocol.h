@@ -37,9 +37,9 @@ struct ProxyHeader {
   ClientAddress source;    // !local: the client's address (IPv4-mapped IPv6 as IPv4)
 };
 
-// Parses the header at data[0, len). `max_bytes` bounds a version 2 header (its TLVs
+// Parses the header at data[0, len). `max_bytes` bounds the header (a v2 header's TLVs
 // included): a longer one is kTooLong, and so is anything still incomplete at
-// `max_bytes` bytes. `accept` is kV1, kV2 or kAny (kOff: always kMissing).
+// `max_bytes` bytes, whatever the version. `accept` is kV1, kV2 or kAny (kOff: always kMissing).
 ProxyResult ParseProxyHeader(const uint8_t* data, size_t len, ProxyProtocol accept, size_t max_bytes,
                              ProxyHeader& out);
 
