@@ -122,22 +122,20 @@ ProxyResult ParseV2(const uint8_t* data, size_t len, size_t max_bytes, ProxyHead
     out.local = true;
     return ProxyResult::kOk;
   }
-  size_t addresses;
+  // UDP or UNIX sockets (or an unknown family) are not clients of a TCP service behind
+  // this appliance.
+  if (family != 0x11 && family != 0x21) return ProxyResult::kMalformed;
+  const size_t addresses = family == 0x11 ? 12 : 36;
+  // Checked before the addresses are read: they must lie inside the header.
+  if (body < addresses) return ProxyResult::kMalformed;
   if (family == 0x11) {  // TCP over IPv4
-    addresses = 12;
     out.source.ip_version = 4;
     std::memcpy(out.source.bytes, data + 16, 4);
     std::memset(out.source.bytes + 4, 0, 12);
-  } else if (family == 0x21) {  // TCP over IPv6
-    addresses = 36;
+  } else {  // TCP over IPv6
     out.source.ip_version = 6;
     std::memcpy(out.source.bytes, data + 16, 16);
-  } else {
-    // UDP or UNIX sockets (or an unknown family): not a client of a TCP service
-    // behind this appliance.
-    return ProxyResult::kMalformed;
   }
-  if (body < addresses) return ProxyResult::kMalformed;
   // The TLVs after the addresses are skipped, but they must tile the rest exactly:
   // a TLV that overruns the header means the sender and we disagree on its end.
   size_t off = kProxyV2FixedBytes + addresses;

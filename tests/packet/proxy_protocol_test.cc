@@ -146,9 +146,14 @@ TEST(ProxyProtocolTest, V2MalformedVariants) {
   EXPECT_EQ(Client(V2(0x21, 0x22, V6Body())), "malformed");  // UDP over IPv6
   EXPECT_EQ(Client(V2(0x21, 0x31, std::vector<uint8_t>(216, 'x'))), "malformed");  // UNIX
   EXPECT_EQ(Client(V2(0x21, 0x10, V4Body())), "malformed");  // IPv4, transport unspecified
-  // Address block shorter than its family's.
+  // Address block shorter than its family's, also where the input ends with the header
+  // (the addresses must not be read past it).
   EXPECT_EQ(Client(V2(0x21, 0x11, std::vector<uint8_t>(11, 1))), "malformed");
   EXPECT_EQ(Client(V2(0x21, 0x21, V4Body())), "malformed");
+  for (const std::string& s : {V2(0x21, 0x11, {}), V2(0x21, 0x11, {1, 2, 3}), V2(0x21, 0x21, V4Body())}) {
+    ProxyHeader h;
+    EXPECT_EQ(Parse(s, h), ProxyResult::kMalformed);
+  }
   // TLVs that do not tile the rest exactly: a value that overruns, a partial TLV header.
   EXPECT_EQ(Client(V2(0x21, 0x11, V4Body({0x01, 0, 5, 'h', '2'}))), "malformed");
   EXPECT_EQ(Client(V2(0x21, 0x11, V4Body({0x01, 0}))), "malformed");
