@@ -390,7 +390,7 @@ TEST(ApplianceProxyProtocol, HeadersAddressKeysAnonymousClientsAndNginxSeesTheSa
                        "service_ports: [8082]\nproxy_protocol: v1\nshard_users: 1000\n"
                        "rules:\n  - {name: anon, path_prefix: /anon, capacity: 2, leak_rate_per_s: 0.001, mode: local}\n"
                        "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n",
-                       "proxy");
+                       "pp");  // not "proxy": nginx writes dir()/proxy.log
   ASSERT_TRUE(app.WaitRunning()) << app.Log();
   // One request per connection, the header written by hand as a terminator would.
   auto once = [&](const std::string& header) {
