@@ -381,13 +381,13 @@ std::string SyncedRules(const std::string& redis_url) {
          "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n";
 }
 
-// Behind a terminator that speaks the PROXY protocol: nginx on 8082 expects the header
+// Behind a terminator that speaks the PROXY protocol: nginx on 8083 expects the header
 // too. Two clients behind one terminator address get a bucket each, the one the header
 // names; a connection without the header is refused before nginx executes anything.
 TEST(ApplianceProxyProtocol, HeadersAddressKeysAnonymousClientsAndNginxSeesTheSameClient) {
   Testbed bed(1);
   ApplianceProcess app(bed, 0,
-                       "service_ports: [8082]\nproxy_protocol: v1\nshard_users: 1000\n"
+                       "service_ports: [8083]\nproxy_protocol: v1\nshard_users: 1000\n"
                        "rules:\n  - {name: anon, path_prefix: /anon, capacity: 2, leak_rate_per_s: 0.001, mode: local}\n"
                        "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n",
                        "pp");  // not "proxy": nginx writes dir()/proxy.log
@@ -396,7 +396,7 @@ TEST(ApplianceProxyProtocol, HeadersAddressKeysAnonymousClientsAndNginxSeesTheSa
   auto once = [&](const std::string& header) {
     std::string status = "none";
     InNetns(bed.client_ns(), [&] {
-      const int s = Connect(bed.server_ip(), 8082);
+      const int s = Connect(bed.server_ip(), 8083);
       ASSERT_GE(s, 0);
       const std::string bytes = header + "GET /anon/signup HTTP/1.1\r\nHost: gateway\r\n\r\n";
       ASSERT_EQ(send(s, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
@@ -407,7 +407,7 @@ TEST(ApplianceProxyProtocol, HeadersAddressKeysAnonymousClientsAndNginxSeesTheSa
     return status;
   };
   auto header = [&](const std::string& client) {
-    return "PROXY TCP4 " + client + " " + bed.server_ip() + " 40000 8082\r\n";
+    return "PROXY TCP4 " + client + " " + bed.server_ip() + " 40000 8083\r\n";
   };
   std::vector<std::string> a;
   for (int i = 0; i < 3; ++i) a.push_back(once(header("192.0.2.1")));

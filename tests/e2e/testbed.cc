@@ -196,7 +196,7 @@ void Testbed::StartNginx() {
     << "  server { listen 8081; location / { return 200 \"other\\n\"; } }\n"
     // Behind a PROXY-protocol terminator: the client the header names, per request.
     << "  log_format dlbproxy '$proxy_protocol_addr $request_method $uri $status';\n"
-    << "  server { listen 8082 proxy_protocol; access_log " << dir_ << "/proxy.log dlbproxy;\n"
+    << "  server { listen 8083 proxy_protocol; access_log " << dir_ << "/proxy.log dlbproxy;\n"
     << "    location / { return 200 \"ok\\n\"; } }\n}\n";
   f.close();
   nginx_ = std::make_unique<Child>(

@@ -2,7 +2,7 @@
 // namespaces for the client hosts and the server host, joined by veth pairs whose middle
 // ends stay in the root namespace for the appliance's net_af_packet ports, nginx in the
 // server namespace (its access log, dir()/access.log: "METHOD URI X-User-ID STATUS" per
-// request, the URI as nginx normalized it; port 8082 takes the PROXY protocol and logs
+// request, the URI as nginx normalized it; port 8083 takes the PROXY protocol and logs
 // "PROXY-ADDRESS METHOD URI STATUS" to dir()/proxy.log), and the appliance as a child
 // process.
 //
