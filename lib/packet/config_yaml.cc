@@ -33,6 +33,8 @@ constexpr std::pair<const char*, MissingIdentityPolicy> kMissing[] = {
     {"pass", MissingIdentityPolicy::kPass}};
 constexpr std::pair<const char*, HeadPolicy> kHeadPolicies[] = {
     {"forward", HeadPolicy::kForward}, {"drop", HeadPolicy::kDrop}, {"reset", HeadPolicy::kReset}};
+constexpr std::pair<const char*, ProxyProtocol> kProxyProtocols[] = {
+    {"off", ProxyProtocol::kOff}, {"v1", ProxyProtocol::kV1}, {"v2", ProxyProtocol::kV2}, {"any", ProxyProtocol::kAny}};
 constexpr std::pair<const char*, FramePolicy> kFramePolicies[] = {
     {"forward", FramePolicy::kForward}, {"drop", FramePolicy::kDrop}};
 
@@ -92,6 +94,8 @@ PacketConfig Read(const Reader& r, const YAML::Node& root) {
       c.on_missing_identity = r.Enum(v, key, kMissing);
     } else if (key == "trusted_proxies") {
       c.trusted_proxies = static_cast<uint8_t>(r.Int(v, key, 0, kMaxTrustedProxies));
+    } else if (key == "proxy_protocol") {
+      c.proxy_protocol = r.Enum(v, key, kProxyProtocols);
     } else if (key == "max_head_bytes") {
       c.max_head_bytes = static_cast<uint32_t>(r.Int(v, key, 64, 65536));
     } else if (key == "max_header_lines") {

@@ -5,6 +5,7 @@
 
 #include "dlb/packet/checksum.h"
 #include "dlb/packet/client_address.h"
+#include "dlb/packet/proxy_protocol.h"
 #include "dlb/packet/shard_sync.h"
 #include "flow.h"
 
@@ -117,6 +118,8 @@ struct PacketEngine::Impl {
 
   FlowSlot* flows = nullptr;
   ResponseSlot* responses = nullptr;  // beside flows: the same index
+  ClientAddress* proxy_clients = nullptr;  // beside flows, with proxy_protocol on: the
+                                           // client each flow's PROXY header named
   uint32_t flow_mask = 0;
   size_t live_flows = 0;
   internal::ReassemblyPool pool;
@@ -144,6 +147,7 @@ struct PacketEngine::Impl {
   ~Impl() {
     if (flows != nullptr) allocator->Free(flows);
     if (responses != nullptr) allocator->Free(responses);
+    if (proxy_clients != nullptr) allocator->Free(proxy_clients);
   }
 
   ResponseSlot& ResponseOf(const FlowSlot& f) { return responses[&f - flows]; }
@@ -315,10 +319,15 @@ struct PacketEngine::Impl {
     std::memcpy(identities[event_count - 1], data, len);
   }
 
-  // The client a head without identity is keyed by: the packet's source address, or
-  // behind trusted proxies the one they name in X-Forwarded-For (client_address.h).
+  // The client a head without identity is keyed by: the packet's source address, the
+  // flow's PROXY header, or behind trusted proxies the one they name in X-Forwarded-For
+  // (client_address.h; with both, X-Forwarded-For: docs/identity.md).
   bool ClientAddressOf(const RequestHead& head, const PacketView& v, ClientAddress& a) const {
     if (config.trusted_proxies == 0) {
+      if (proxy_clients != nullptr) {
+        a = proxy_clients[state[current].flow - flows];
+        return true;
+      }
       a.ip_version = v.ip_version == 4 ? 4 : 6;
       std::memcpy(a.bytes, v.src_addr, a.size());
       return true;
@@ -443,6 +452,9 @@ struct PacketEngine::Impl {
           }
           break;
         }
+        case Phase::kProxyHeader:
+          if (!ConsumeProxyHeader(f, p, len, from_buffer)) return;
+          break;
         case Phase::kHead: {
           const uint32_t head_seq = f.next_seq;
           if (f.scan_from == 0) {
@@ -474,6 +486,15 @@ struct PacketEngine::Impl {
               r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
               if (r == HeadResult::kOk) r = ParseRequestHead(p, head_bytes, head_options, head);
             }
+          }
+          if (r != HeadResult::kOk && r != HeadResult::kIncomplete && LooksLikeProxyHeader(p, len)) {
+            // A PROXY header where none may be (not configured, or a second one): a
+            // client naming its own address, or a stream the engine no longer follows.
+            // Refused, whatever on_not_http says: a server that reads the header would
+            // execute requests the engine passed through undecided.
+            ++counters.proxy_header_unexpected;
+            HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), head_seq);
+            return;
           }
           if (r == HeadResult::kNotHttp) {
             ++counters.not_http;
@@ -541,6 +562,56 @@ struct PacketEngine::Impl {
           return;
       }
     }
+  }
+
+  // A refusal that must not forward: kForward (passthrough) would let what follows
+  // reach the server undecided, so it counts as kReset.
+  static HeadPolicy RefusalPolicy(HeadPolicy p) { return p == HeadPolicy::kForward ? HeadPolicy::kReset : p; }
+
+  // The PROXY header at the flow's start, p[0, len) at f.next_seq. Returns whether the
+  // bytes after it are to be read as heads (kHead, p and len moved past the header);
+  // otherwise the header is incomplete (held) or refused (a policy event is queued).
+  bool ConsumeProxyHeader(FlowSlot& f, const uint8_t*& p, uint32_t& len, bool from_buffer) {
+    ProxyHeader h;
+    switch (ParseProxyHeader(p, len, config.proxy_protocol, config.max_head_bytes, h)) {
+      case ProxyResult::kOk:
+        break;
+      case ProxyResult::kIncomplete:
+        if (!from_buffer) StashHead(f, p, len, f.next_seq);
+        return false;
+      case ProxyResult::kMissing:
+        ++counters.proxy_header_missing;
+        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
+        return false;
+      case ProxyResult::kMalformed:
+        ++counters.proxy_header_malformed;
+        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
+        return false;
+      case ProxyResult::kTooLong:
+        ++counters.proxy_header_too_long;
+        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
+        return false;
+    }
+    ClientAddress& client = proxy_clients[&f - flows];
+    if (h.local) {
+      // No address in the header: the connection's own source is the client.
+      ++counters.proxy_headers_local;
+      const PacketView& v = results[current].view;
+      client.ip_version = v.ip_version == 4 ? 4 : 6;
+      std::memset(client.bytes, 0, sizeof client.bytes);
+      std::memcpy(client.bytes, v.src_addr, client.size());
+    } else {
+      ++counters.proxy_headers;
+      client = h.source;
+    }
+    // The header goes on to the server, which expects it; heads start after it.
+    f.flags |= flow_flags::kProxyDone;
+    f.phase = Phase::kHead;
+    f.scan_from = 0;
+    f.next_seq += h.bytes;
+    p += h.bytes;
+    len -= h.bytes;
+    return true;
   }
 
   // New client bytes of a flow waiting for the server's answer to CONNECT / Upgrade
@@ -653,7 +724,9 @@ struct PacketEngine::Impl {
         return;
       }
       if (len == 0 || f.phase == Phase::kPassthrough) return;
-      if (f.phase == Phase::kHead && f.next_seq == f.buf_seq) return;  // a policy event is queued
+      if ((f.phase == Phase::kHead || f.phase == Phase::kProxyHeader) && f.next_seq == f.buf_seq) {
+        return;  // a policy event is queued
+      }
       // The buffer is about to change: heads queued from it are decided first, so that
       // a rollback never needs bytes that left the buffer.
       if (fs.pending_events > 0) {
@@ -683,7 +756,10 @@ struct PacketEngine::Impl {
   // client retransmits them), so nothing of a dropped frame counts as consumed.
   void Rollback(FrameState& fs, uint32_t head_seq, Phase phase = Phase::kHead) {
     FlowSlot& f = *fs.flow;
-    f.phase = phase;
+    // Back before the flow's PROXY header (a refused one): it is still to be read.
+    f.phase = phase == Phase::kHead && proxy_clients != nullptr && !(f.flags & flow_flags::kProxyDone)
+                  ? Phase::kProxyHeader
+                  : phase;
     f.next_seq = head_seq;
     f.scan_from = 0;
     f.body_remaining = 0;
@@ -926,7 +1002,8 @@ struct PacketEngine::Impl {
       ++counters.fins_ignored;
     }
     if (f->buffer < 0) return;
-    if (f->phase != Phase::kHead && f->phase != Phase::kBody && f->phase != Phase::kChunked) {
+    if (f->phase != Phase::kHead && f->phase != Phase::kBody && f->phase != Phase::kChunked &&
+        f->phase != Phase::kProxyHeader) {
       ReleaseBuffer(*f);
       return;
     }
@@ -1038,6 +1115,7 @@ struct PacketEngine::Impl {
       f->client_port = old.client_port;
       f->last_seen_ns = now_ns;
       f->next_seq = seq + 1;
+      if (proxy_clients != nullptr) f->phase = Phase::kProxyHeader;
       seq += 1;  // data on a SYN (TCP Fast Open) follows the SYN's sequence number
     }
     fs.flow = f;
@@ -1377,6 +1455,11 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
   impl->responses = static_cast<ResponseSlot*>(allocator.Allocate(size_t(slots) * sizeof(ResponseSlot), 64));
   if (impl->responses == nullptr) return Status::Unavailable("response table: allocation failed");
   for (uint32_t i = 0; i < slots; ++i) new (&impl->responses[i]) ResponseSlot();
+  if (config.proxy_protocol != ProxyProtocol::kOff) {
+    impl->proxy_clients = static_cast<ClientAddress*>(allocator.Allocate(size_t(slots) * sizeof(ClientAddress), 64));
+    if (impl->proxy_clients == nullptr) return Status::Unavailable("PROXY client table: allocation failed");
+    for (uint32_t i = 0; i < slots; ++i) new (&impl->proxy_clients[i]) ClientAddress();
+  }
   if (!impl->pool.Init(allocator, config.reassembly_buffers, config.max_head_bytes)) {
     return Status::Unavailable("reassembly pool: allocation failed");
   }
@@ -1401,7 +1484,9 @@ const BucketShard& PacketEngine::shard() const { return impl_->shard; }
 size_t PacketEngine::active_flows() const { return impl_->live_flows; }
 size_t PacketEngine::free_reassembly_buffers() const { return impl_->pool.free_count(); }
 size_t PacketEngine::memory_bytes() const {
-  return (size_t(impl_->flow_mask) + 1) * (sizeof(FlowSlot) + sizeof(ResponseSlot)) + impl_->pool.memory_bytes() +
+  return (size_t(impl_->flow_mask) + 1) *
+             (sizeof(FlowSlot) + sizeof(ResponseSlot) + (impl_->proxy_clients != nullptr ? sizeof(ClientAddress) : 0)) +
+         impl_->pool.memory_bytes() +
          impl_->shard.memory_bytes();
 }
 

@@ -19,6 +19,8 @@ enum class Phase : uint8_t {
   kAwaitSwitch,  // a CONNECT or Upgrade request went to the server: new client bytes are
                  // held back (dropped, the client retransmits) until the server's status
                  // line says whether the connection switches protocols
+  kProxyHeader, // at the flow's start, where a PROXY protocol header must be
+                 // (PacketConfig::proxy_protocol); then kHead
   kRefused,      // lost track (a stalled head's buffer was reclaimed), or refused while
                  // responses were owed: the next client segment resets the connection
                  // once no response is owed (dropped until then); next_seq is the
@@ -51,6 +53,8 @@ inline constexpr uint8_t kServerHole = 32;  // body bytes were forwarded ahead o
                                             // the server lacks [hole_start, hole_end)
                                             // (ResponseSlot) and holds what follows out
                                             // of order
+inline constexpr uint8_t kProxyDone = 64;  // the flow's PROXY header was read: a rollback
+                                           // to kHead stays after it
 }  // namespace flow_flags
 
 // One flow, one cache line. The key is not stored: the slot keeps the full 64-bit keyed

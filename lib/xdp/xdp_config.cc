@@ -51,6 +51,9 @@ StatusOr<XdpTables> CompileXdpTables(const packet::PacketConfig& config, double 
     return Status::InvalidArgument(
         "trusted_proxies: the XDP program keys by the packet's source address only; set 0");
   }
+  if (config.proxy_protocol != packet::ProxyProtocol::kOff) {
+    return Status::InvalidArgument("proxy_protocol: the XDP program does not read PROXY headers; set off");
+  }
   XdpTables t;
   dlb_xdp_config& c = t.config;
   for (uint16_t port : config.service_ports) c.port_bits[port >> 6] |= uint64_t{1} << (port & 63);

@@ -23,6 +23,7 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <regex>
 #include <string>
@@ -378,6 +379,53 @@ std::string SyncedRules(const std::string& redis_url) {
          "  - {name: shared, path_prefix: /shared, capacity: 10, leak_rate_per_s: 0.001, mode: synced,"
          " on_store_failure: local}\n"
          "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n";
+}
+
+// Behind a terminator that speaks the PROXY protocol: nginx on 8083 expects the header
+// too. Two clients behind one terminator address get a bucket each, the one the header
+// names; a connection without the header is refused before nginx executes anything.
+TEST(ApplianceProxyProtocol, HeadersAddressKeysAnonymousClientsAndNginxSeesTheSameClient) {
+  Testbed bed(1);
+  ApplianceProcess app(bed, 0,
+                       "service_ports: [8083]\nproxy_protocol: v1\nshard_users: 1000\n"
+                       "rules:\n  - {name: anon, path_prefix: /anon, capacity: 2, leak_rate_per_s: 0.001, mode: local}\n"
+                       "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n",
+                       "pp");  // not "proxy": nginx writes dir()/proxy.log
+  ASSERT_TRUE(app.WaitRunning()) << app.Log();
+  // One request per connection, the header written by hand as a terminator would.
+  auto once = [&](const std::string& header) {
+    std::string status = "none";
+    InNetns(bed.client_ns(), [&] {
+      const int s = Connect(bed.server_ip(), 8083);
+      ASSERT_GE(s, 0);
+      const std::string bytes = header + "GET /anon/signup HTTP/1.1\r\nHost: gateway\r\n\r\n";
+      ASSERT_EQ(send(s, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+      const std::vector<std::string> codes = Statuses(ReadResponses(s, 1));
+      if (!codes.empty()) status = codes[0];
+      close(s);
+    });
+    return status;
+  };
+  auto header = [&](const std::string& client) {
+    return "PROXY TCP4 " + client + " " + bed.server_ip() + " 40000 8083\r\n";
+  };
+  std::vector<std::string> a;
+  for (int i = 0; i < 3; ++i) a.push_back(once(header("192.0.2.1")));
+  EXPECT_EQ(a, (std::vector<std::string>{"200", "200", "429"}));
+  EXPECT_EQ(once(header("192.0.2.2")), "200");
+  // No header: reset, nothing reaches nginx's log.
+  EXPECT_EQ(once(""), "none");
+  EXPECT_GE(app.Metric("dlb_packet_proxy_header_missing_total"), 1);
+  EXPECT_EQ(app.Metric("dlb_packet_proxy_headers_total"), 4);
+  std::string log;
+  ASSERT_TRUE(WaitFor([&] {
+    std::ifstream f(bed.dir() + "/proxy.log");
+    log.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    return std::count(log.begin(), log.end(), '\n') >= 3;
+  }, 10s)) << log;
+  EXPECT_EQ(log,
+            "192.0.2.1 GET /anon/signup 200\n192.0.2.1 GET /anon/signup 200\n192.0.2.2 GET /anon/signup 200\n");
+  EXPECT_EQ(app.Stop(), 0) << app.Log();
 }
 
 TEST(ApplianceSync, TwoAppliancesShareOneUsersLimitAndKeepServingWhenRedisDies) {

@@ -193,7 +193,11 @@ void Testbed::StartNginx() {
     << "  client_body_temp_path " << dir_ << "; proxy_temp_path " << dir_ << "; fastcgi_temp_path " << dir_
     << "; uwsgi_temp_path " << dir_ << "; scgi_temp_path " << dir_ << ";\n"
     << "  server { listen 80; location / { return 200 \"ok\\n\"; } }\n"
-    << "  server { listen 8081; location / { return 200 \"other\\n\"; } }\n}\n";
+    << "  server { listen 8081; location / { return 200 \"other\\n\"; } }\n"
+    // Behind a PROXY-protocol terminator: the client the header names, per request.
+    << "  log_format dlbproxy '$proxy_protocol_addr $request_method $uri $status';\n"
+    << "  server { listen 8083 proxy_protocol; access_log " << dir_ << "/proxy.log dlbproxy;\n"
+    << "    location / { return 200 \"ok\\n\"; } }\n}\n";
   f.close();
   nginx_ = std::make_unique<Child>(
       std::vector<std::string>{"ip", "netns", "exec", server_ns(), "nginx", "-c", conf, "-p", dir_}, dir_ + "/nginx.log");

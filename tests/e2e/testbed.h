@@ -2,7 +2,9 @@
 // namespaces for the client hosts and the server host, joined by veth pairs whose middle
 // ends stay in the root namespace for the appliance's net_af_packet ports, nginx in the
 // server namespace (its access log, dir()/access.log: "METHOD URI X-User-ID STATUS" per
-// request, the URI as nginx normalized it), and the appliance as a child process.
+// request, the URI as nginx normalized it; port 8083 takes the PROXY protocol and logs
+// "PROXY-ADDRESS METHOD URI STATUS" to dir()/proxy.log), and the appliance as a child
+// process.
 //
 //   lane i:  [client ns i] c<i>a --veth-- c<i>b (root) = appliance i = s<i>b (root) --veth-- s<i>a [server ns]
 //

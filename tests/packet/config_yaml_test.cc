@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+
 namespace dlb::packet {
 namespace {
 
@@ -52,6 +55,20 @@ default_rule: {name: fallback, capacity: 100, leak_rate_per_s: 10, mode: local}
   EXPECT_EQ(c->default_rule.mode, Mode::kLocal);
 }
 
+TEST(ConfigYamlTest, ProxyProtocol) {
+  for (const auto& [text, want] : {std::pair{"off", ProxyProtocol::kOff}, std::pair{"v1", ProxyProtocol::kV1},
+                                   std::pair{"v2", ProxyProtocol::kV2}, std::pair{"any", ProxyProtocol::kAny}}) {
+    auto c = LoadPacketConfigYaml(std::string("proxy_protocol: ") + text, "t.yaml");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_EQ(c->proxy_protocol, want) << text;
+  }
+  for (const char* bad : {"proxy_protocol: on", "proxy_protocol: true", "proxy_protocol: V1", "proxy_protocol: 1"}) {
+    auto c = LoadPacketConfigYaml(bad, "t.yaml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("proxy_protocol"), std::string::npos) << c.status().message();
+  }
+}
+
 TEST(ConfigYamlTest, FoldCaseAndTrustedProxies) {
   const char* yaml = R"(
 trusted_proxies: 2
@@ -67,6 +84,7 @@ rules:
   EXPECT_FALSE(c->rules[1].fold_case);
   EXPECT_FALSE(LoadPacketConfigYaml("rules: [{name: a, fold_case: yes please}]", "t.yaml").ok());
   EXPECT_FALSE(LoadPacketConfigYaml("trusted_proxies: 9", "t.yaml").ok());
+  EXPECT_EQ(c->proxy_protocol, ProxyProtocol::kOff);
   // A path prefix rules could never see (not normalized) is refused with the hint.
   auto bad = LoadPacketConfigYaml("rules: [{name: a, path_prefix: //pay}]", "t.yaml");
   ASSERT_FALSE(bad.ok());

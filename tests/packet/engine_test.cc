@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <map>
 #include <utility>
@@ -1593,6 +1595,278 @@ TEST_F(EngineTest, DataWithoutAckIsDropped) {
   EXPECT_EQ(C().no_ack_segments_dropped, 1u);
   EXPECT_EQ(C().heads, 0u);
   EXPECT_EQ(Send(c.At(c.next, Head("POST", "/pay", "emil"))).verdict, Verdict::kForward);
+}
+
+
+// --- PROXY protocol ------------------------------------------------------------------
+
+std::string ProxyV1(const std::string& client) {
+  return "PROXY TCP4 " + client + " 10.0.0.2 40000 80\r\n";
+}
+
+// A v2 header; no source: family unspecified, no address block.
+std::string ProxyV2(uint8_t command, const std::vector<uint8_t>& source, std::vector<uint8_t> tlvs = {}) {
+  std::vector<uint8_t> body = source;
+  if (!source.empty()) {
+    std::vector<uint8_t> dst(source.size(), 0);
+    dst.back() = 2;
+    body.insert(body.end(), dst.begin(), dst.end());
+    body.insert(body.end(), {0x9c, 0x40, 0, 80});
+  }
+  body.insert(body.end(), tlvs.begin(), tlvs.end());
+  std::string s("\r\n\r\n\0\r\nQUIT\n", 12);
+  s += static_cast<char>(0x20 | command);
+  s += static_cast<char>(source.empty() ? 0x00 : source.size() == 4 ? 0x11 : 0x21);
+  s += static_cast<char>(body.size() >> 8);
+  s += static_cast<char>(body.size() & 0xff);
+  s.append(body.begin(), body.end());
+  return s;
+}
+
+class ProxyEngineTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    config_.max_flows = 4096;
+    config_.proxy_protocol = ProxyProtocol::kAny;
+  }
+  // A new connection from the terminator (10.0.0.1): the header in a segment of its
+  // own, then the heads (the verdict of their segment). A limited head in the header's
+  // segment is cut off behind it and decided again when retransmitted (see
+  // HeadsAreKeyedByTheHeadersSourceAddress).
+  FrameResult Connect(Conn& c, const std::string& header, const std::string& heads) {
+    Send(c.Syn());
+    if (header.empty() || heads.empty()) return Send(c.Data(header + heads));
+    EXPECT_EQ(Send(c.Data(header)).verdict, Verdict::kForward);
+    return Send(c.Data(heads));
+  }
+};
+
+// Two clients behind one terminator get a bucket each, the one their address names in
+// the header, whichever connection carries them.
+TEST_F(ProxyEngineTest, HeadsAreKeyedByTheHeadersSourceAddress) {
+  Start();
+  const std::string pay = Head("POST", "/pay", "");
+  Conn a(41000);
+  EXPECT_EQ(Connect(a, ProxyV1("192.0.2.1"), pay).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(pay)).verdict, Verdict::kForward);
+  Conn b(41001);
+  EXPECT_EQ(Connect(b, ProxyV1("192.0.2.2"), pay).verdict, Verdict::kForward);
+  // A limited head in the header's segment: the header goes on, the head is cut off
+  // and refused when the client retransmits it.
+  Conn c(41002);
+  Send(c.Syn());
+  const std::string header = ProxyV1("192.0.2.1");
+  const FrameResult cut = Send(c.Data(header + pay));
+  EXPECT_EQ(cut.verdict, Verdict::kForwardPrefix);
+  EXPECT_EQ(cut.forward_bytes, header.size());
+  EXPECT_EQ(Send(c.At(c.next - static_cast<uint32_t>(pay.size()), pay)).verdict, Verdict::kReject);
+  EXPECT_EQ(C().proxy_headers, 3u);
+  EXPECT_EQ(C().identity_source_ip, 5u);
+  EXPECT_EQ(C().heads, 5u);  // the headers are never heads
+  EXPECT_EQ(C().not_http + C().malformed_heads, 0u);
+}
+
+TEST_F(ProxyEngineTest, V2ProxyAndLocalOverIpv4AndIpv6) {
+  Start();
+  const std::string pay = Head("POST", "/pay", "");
+  const std::vector<uint8_t> tlvs = {0x01, 0, 2, 'h', '2', 0x04, 0, 0, 0xe0, 0, 3, 1, 2, 3};
+  // LOCAL: keyed by the connection's own source, 10.0.0.1 ...
+  Conn a(41010);
+  EXPECT_EQ(Connect(a, ProxyV2(0, {}), pay).verdict, Verdict::kForward);
+  // ... the same bucket as a header that names 10.0.0.1.
+  Conn b(41011);
+  EXPECT_EQ(Connect(b, ProxyV2(1, {10, 0, 0, 1}, tlvs), pay).verdict, Verdict::kForward);
+  Conn c(41012);
+  EXPECT_EQ(Connect(c, ProxyV2(1, {10, 0, 0, 1}), pay).verdict, Verdict::kReject);
+  // An IPv6 client, through an IPv6 connection and through an IPv4 one.
+  const std::vector<uint8_t> v6 = testing::V6(7);
+  Conn d(41013, 6);
+  EXPECT_EQ(Connect(d, ProxyV2(1, v6, tlvs), pay).verdict, Verdict::kForward);
+  Conn e(41014);
+  EXPECT_EQ(Connect(e, ProxyV2(1, v6), pay).verdict, Verdict::kForward);
+  Conn f(41015);
+  EXPECT_EQ(Connect(f, ProxyV2(1, v6), pay).verdict, Verdict::kReject);
+  // v1 TCP6 names the same client as v2.
+  Conn g(41016, 6);
+  char text[64];
+  inet_ntop(AF_INET6, v6.data(), text, sizeof text);
+  EXPECT_EQ(Connect(g, "PROXY TCP6 " + std::string(text) + " ::2 1 80\r\n", pay).verdict, Verdict::kReject);
+  // v1 UNKNOWN: the connection's source (10.0.0.1), whose bucket is full.
+  Conn h(41017);
+  EXPECT_EQ(Connect(h, "PROXY UNKNOWN\r\n", pay).verdict, Verdict::kReject);
+  EXPECT_EQ(C().proxy_headers, 6u);
+  EXPECT_EQ(C().proxy_headers_local, 2u);
+}
+
+// The header and the head after it split at every byte: the same decision, against the
+// header's address, wherever the cut falls; and sent a byte per segment.
+TEST_F(ProxyEngineTest, HeaderSplitAtEveryByte) {
+  Start();
+  int n = 0;
+  for (bool v2 : {false, true}) {
+    for (size_t cut = 1;; ++cut) {
+      ++n;
+      // A client per cut: keyed by the connection (10.0.0.1), every cut after the
+      // first would find the bucket full.
+      const std::vector<uint8_t> client = {192, 0, static_cast<uint8_t>(v2 ? 3 : 2), static_cast<uint8_t>(cut)};
+      const std::string header =
+          v2 ? ProxyV2(1, client) : ProxyV1("192.0." + std::to_string(client[2]) + "." + std::to_string(cut));
+      const std::string stream = header + Head("POST", "/pay", "");
+      if (cut >= stream.size()) break;
+      Conn c(static_cast<uint16_t>(42000 + n));
+      Send(c.Syn());
+      ASSERT_EQ(Send(c.Data(stream.substr(0, cut))).verdict, Verdict::kForward) << cut;
+      ASSERT_EQ(Send(c.Data(stream.substr(cut))).verdict, Verdict::kForward) << cut;
+      // The bucket of the header's client, capacity 2: one more, then full.
+      ASSERT_EQ(Send(c.Data(Head("POST", "/pay", ""))).verdict, Verdict::kForward) << cut;
+      ASSERT_EQ(Send(c.Data(Head("POST", "/pay", ""))).verdict, Verdict::kReject) << cut;
+    }
+    // A byte per segment.
+    const std::vector<uint8_t> client = {198, 51, 100, static_cast<uint8_t>(v2)};
+    const std::string header = v2 ? ProxyV2(1, client) : ProxyV1("198.51.100.0");
+    const std::string stream = header + Head("POST", "/pay", "");
+    Conn c(static_cast<uint16_t>(43000 + v2));
+    Send(c.Syn());
+    for (char ch : stream) ASSERT_EQ(Send(c.Data(std::string(1, ch))).verdict, Verdict::kForward);
+    EXPECT_EQ(Send(c.Data(Head("POST", "/pay", ""))).verdict, Verdict::kForward);
+    EXPECT_EQ(Send(c.Data(Head("POST", "/pay", ""))).verdict, Verdict::kReject);
+  }
+  EXPECT_EQ(C().proxy_headers, static_cast<uint64_t>(n));
+  EXPECT_EQ(C().proxy_header_missing + C().proxy_header_malformed + C().not_http + C().malformed_heads, 0u);
+  EXPECT_EQ(engine_->free_reassembly_buffers(), config_.reassembly_buffers);
+}
+
+// A flow that does not start with a valid header is refused and counted, never
+// forwarded: each variant on a connection of its own.
+TEST_F(ProxyEngineTest, MissingOrMalformedHeadersAreRefused) {
+  config_.on_not_http = HeadPolicy::kForward;
+  config_.max_head_bytes = 512;
+  Start();
+  std::vector<uint8_t> big_tlv = {0xe0, 0x03, 0xe8};
+  big_tlv.resize(3 + 1000, 'x');
+  const struct {
+    std::string first;
+    uint64_t EngineCounters::*counter;
+  } cases[] = {
+      {Head("POST", "/pay", ""), &EngineCounters::proxy_header_missing},
+      {"\r\n" + Head("POST", "/pay", ""), &EngineCounters::proxy_header_missing},
+      {"SSH-2.0-x\r\n", &EngineCounters::proxy_header_missing},
+      {"PROXY TCP4 192.0.2.1 10.0.0.2 40000 80\n" + Head("POST", "/pay", ""), &EngineCounters::proxy_header_malformed},
+      {"PROXY TCP4 192.0.2.1 10.0.0.2 70000 80\r\n" + Head("POST", "/pay", ""), &EngineCounters::proxy_header_malformed},
+      {"PROXY TCP4 192.0.2.1\r\n" + Head("POST", "/pay", ""), &EngineCounters::proxy_header_malformed},
+      {"PROXY TCP4 " + std::string(120, '1'), &EngineCounters::proxy_header_malformed},
+      {ProxyV2(1, {192, 0, 2, 1}, {0x01, 0, 9, 'h'}) + Head("POST", "/pay", ""), &EngineCounters::proxy_header_malformed},
+      {ProxyV2(1, {192, 0, 2, 1}, big_tlv), &EngineCounters::proxy_header_too_long},
+  };
+  uint16_t port = 44000;
+  for (const auto& c : cases) {
+    const uint64_t before = C().*c.counter;
+    Conn conn(port++);
+    const FrameResult r = Connect(conn, "", c.first);
+    EXPECT_EQ(r.verdict, Verdict::kReset) << c.first;
+    EXPECT_EQ(C().*c.counter, before + 1) << c.first;
+  }
+  EXPECT_EQ(C().heads, 0u);
+  EXPECT_EQ(C().proxy_headers, 0u);
+}
+
+// Under on_malformed_head: drop, the refused segment is dropped and the flow still
+// waits for its header: a retransmission that carries one is read as usual. forward
+// would pass the flow undecided: it resets instead.
+TEST_F(ProxyEngineTest, DropPolicyKeepsWaitingForTheHeaderAndForwardResets) {
+  config_.on_malformed_head = HeadPolicy::kDrop;
+  Start();
+  Conn c(44100);
+  Send(c.Syn());
+  EXPECT_EQ(Send(c.At(c.next, Head("POST", "/pay", ""))).verdict, Verdict::kDrop);
+  EXPECT_EQ(Send(c.At(c.next, Head("POST", "/pay", ""))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().proxy_header_missing, 2u);
+  EXPECT_EQ(Send(c.Data(ProxyV1("192.0.2.50") + Head("POST", "/pay", ""))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().heads, 1u);
+  // A split header whose second half is wrong: dropped, and the right bytes still fit.
+  Conn d(44101);
+  Send(d.Syn());
+  const std::string header = ProxyV1("192.0.2.51");
+  EXPECT_EQ(Send(d.Data(header.substr(0, 10))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(d.At(d.next, "XX" + header.substr(12))).verdict, Verdict::kDrop);
+  EXPECT_EQ(C().proxy_header_malformed, 1u);
+  EXPECT_EQ(Send(d.At(d.next, header.substr(10) + Head("POST", "/pay", ""))).verdict, Verdict::kForward);
+  EXPECT_EQ(C().proxy_headers, 2u);
+  EXPECT_EQ(C().heads, 2u);
+
+  config_.on_malformed_head = HeadPolicy::kForward;
+  Start();
+  Conn e(44102);
+  Send(e.Syn());
+  EXPECT_EQ(Send(e.Data(Head("POST", "/pay", ""))).verdict, Verdict::kReset);
+  EXPECT_EQ(C().proxy_header_missing, 1u);
+}
+
+// Not configured: a client's own PROXY header must not pass for one, nor be passed
+// through as not HTTP (a server reading PROXY headers would execute what follows
+// undecided, for an address the client chose).
+TEST_F(EngineTest, UnexpectedProxyHeaderIsRefusedWhenNotConfigured) {
+  config_.on_not_http = HeadPolicy::kForward;
+  Start();
+  const std::string v1 = "PROXY TCP4 192.0.2.9 10.0.0.2 40000 80\r\n";
+  const std::string v2 = ProxyV2(1, {192, 0, 2, 9});
+  uint16_t port = 44200;
+  for (const std::string& first : {v1 + Head("POST", "/pay", ""), "PROXY UNKNOWN\r\n" + Head("GET", "/", ""),
+                                   v2 + Head("POST", "/pay", ""), v2}) {
+    Conn c(port++);
+    Send(c.Syn());
+    EXPECT_EQ(Send(c.Data(first)).verdict, Verdict::kReset) << first;
+  }
+  EXPECT_EQ(C().proxy_header_unexpected, 4u);
+  EXPECT_EQ(C().heads, 0u);
+  // Split, or the line alone: held as a partial head (the server cannot act on it),
+  // then refused once the head it starts is complete.
+  Conn d(port++);
+  Send(d.Syn());
+  EXPECT_EQ(Send(d.Data(v1.substr(0, 8))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(d.Data(v1.substr(8))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(d.Data(Head("GET", "/", ""))).verdict, Verdict::kReset);
+  EXPECT_EQ(C().proxy_header_unexpected, 5u);
+  EXPECT_EQ(C().heads, 0u);
+  // Anything else that is not HTTP still follows on_not_http.
+  Conn e(port++);
+  Send(e.Syn());
+  EXPECT_EQ(Send(e.Data("SSH-2.0-x\r\n")).verdict, Verdict::kForward);
+  EXPECT_EQ(C().proxy_header_unexpected, 5u);
+}
+
+// A second PROXY header, after the first or between requests, is a desync: refused.
+TEST_F(ProxyEngineTest, HeaderInTheMiddleOfAFlowIsRefused) {
+  Start();
+  Conn a(44300);
+  EXPECT_EQ(Connect(a, ProxyV1("192.0.2.60"), "").verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(ProxyV1("192.0.2.61") + Head("POST", "/pay", ""))).verdict, Verdict::kReset);
+  Conn b(44301);
+  EXPECT_EQ(Connect(b, ProxyV1("192.0.2.62"), Head("GET", "/", "")).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(b.Data(ProxyV2(1, {192, 0, 2, 63}) + Head("POST", "/pay", ""))).verdict, Verdict::kReset);
+  EXPECT_EQ(C().proxy_header_unexpected, 2u);
+  EXPECT_EQ(C().heads, 1u);
+}
+
+// Both configured: X-Forwarded-For's trusted hop names the client; a head without one
+// has no client address (limited), never the PROXY header's address instead.
+TEST_F(ProxyEngineTest, TrustedProxiesWinOverTheProxyHeader) {
+  config_.trusted_proxies = 1;
+  Start();
+  auto head = [](const std::string& xff) {
+    return "POST /pay HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: " + xff + "\r\n\r\n";
+  };
+  Conn a(44400);
+  EXPECT_EQ(Connect(a, ProxyV1("192.0.2.70"), head("198.51.100.1")).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(head("198.51.100.1"))).verdict, Verdict::kForward);
+  EXPECT_EQ(Send(a.Data(head("198.51.100.2"))).verdict, Verdict::kForward);
+  Conn b(44401);
+  EXPECT_EQ(Connect(b, ProxyV1("192.0.2.71"), head("198.51.100.1")).verdict, Verdict::kReject);
+  Conn c(44402);
+  EXPECT_EQ(Connect(c, ProxyV1("192.0.2.72"), Head("POST", "/pay", "")).verdict, Verdict::kReject);
+  EXPECT_EQ(C().identity_no_client_address, 1u);
+  EXPECT_EQ(C().proxy_headers, 3u);
 }
 
 }  // namespace

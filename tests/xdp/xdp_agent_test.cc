@@ -129,6 +129,13 @@ TEST(XdpAgentTest, SettingsTheProgramCannotHonourAreRefused) {
   t = CompileXdpTables(c, 1.0);
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("trusted_proxies"), std::string::npos) << t.status().message();
+  c.trusted_proxies = 0;
+
+  // The program does not read PROXY headers: a config that needs them is refused.
+  c.proxy_protocol = packet::ProxyProtocol::kV1;
+  t = CompileXdpTables(c, 1.0);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("proxy_protocol"), std::string::npos) << t.status().message();
 }
 
 // The agent falls back to the small variant only for the verifier's limits: E2BIG, or

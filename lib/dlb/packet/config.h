@@ -46,6 +46,10 @@ enum class FramePolicy : uint8_t { kForward, kDrop };
 
 inline constexpr int kMaxTrustedProxies = 8;
 
+// Whether client flows start with a PROXY protocol header (dlb/packet/proxy_protocol.h),
+// and which versions are accepted.
+enum class ProxyProtocol : uint8_t { kOff, kV1, kV2, kAny };
+
 struct RuleConfig {
   // A token of [A-Za-z0-9_.-], at most 64 bytes: it appears in the Redis key, in metric
   // labels and quoted in the RateLimit headers.
@@ -90,6 +94,12 @@ struct PacketConfig {
   // address from the right of the last X-Forwarded-For line; a head without one is
   // treated as having no client address (limited, as on_missing_identity: limit).
   uint8_t trusted_proxies = 0;
+  // Every client flow on a service port begins with a PROXY protocol header of an
+  // accepted version (kOff: none may). Its source address is the client of the flow's
+  // heads, under trusted_proxies 0; with trusted_proxies N >= 1, X-Forwarded-For names
+  // the client and the header is only checked and forwarded (docs/identity.md). A flow
+  // without a valid header is refused (on_malformed_head; forward counts as reset).
+  ProxyProtocol proxy_protocol = ProxyProtocol::kOff;
 
   uint32_t max_head_bytes = 8192;       // also the reassembly buffer size
   uint32_t max_header_lines = 128;

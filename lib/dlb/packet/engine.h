@@ -99,6 +99,12 @@ class CoreSync;
   X(closed_flow_segments_dropped, "closed_flow_segments_dropped")                \
   X(deferred_heads, "deferred_heads")                                            \
   X(desync_resets, "desync_resets")                                              \
+  X(proxy_headers, "proxy_headers")                                              \
+  X(proxy_headers_local, "proxy_headers_local")                                  \
+  X(proxy_header_missing, "proxy_header_missing")                                \
+  X(proxy_header_malformed, "proxy_header_malformed")                            \
+  X(proxy_header_too_long, "proxy_header_too_long")                              \
+  X(proxy_header_unexpected, "proxy_header_unexpected")                          \
   X(switch_held_segments, "switch_held_segments")                                \
   X(protocol_switches, "protocol_switches")                                      \
   X(protocol_switches_refused, "protocol_switches_refused")                      \
