@@ -401,8 +401,19 @@ int dlb_xdp(struct xdp_md *ctx)
 	}
 	count(c, DLB_XDP_C_local_decisions);
 	local_decide(sc, u, r->local_capacity, r->local_interval_ns, r->cost, now, &d);
-	if (d.allowed)
+	if (d.allowed) {
 		__sync_fetch_and_add(&u->debt, r->cost);
+	} else if (!cfg->store_down && r->action == DLB_XDP_ACTION_REJECT) {
+		/* No lease, this host's share used, and Redis has not reported the bucket
+		 * full: the global bucket may well have room (a new user, a burst within
+		 * the limit), so a 429 now could be a false one. The head is dropped
+		 * instead; its demand asks the agent's next round for a lease, which the
+		 * agent keeps for the user while it waits (`waited`), and the client's
+		 * retransmission is decided then: leased, or held with its 429. */
+		u->waited = (__u32)(now >> 20) | 1;
+		count(c, DLB_XDP_C_lease_waits);
+		return XDP_DROP;
+	}
 
 decided:
 	note_last(rule, &d);
@@ -452,6 +463,7 @@ int dlb_xdp_control(struct xdp_md *ctx)
 			cmd->out_demand = __sync_lock_test_and_set(&u->demand, 0);
 			cmd->out_debt = __sync_lock_test_and_set(&u->debt, 0);
 			cmd->out_last_seen_ns = u->last_seen_ns;
+			cmd->out_waited = u->waited;
 		} else if (cmd->op == DLB_XDP_CTL_GRANT) {
 			if (cmd->in_lease > 0)
 				__sync_fetch_and_add(&u->lease, cmd->in_lease);

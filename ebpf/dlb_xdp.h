@@ -177,7 +177,7 @@ DLB_XDP_STATIC_ASSERT(__builtin_offsetof(struct dlb_xdp_user_skey, id) ==
  * only the control program takes (and BPF_F_LOCK reads of the value). */
 struct dlb_xdp_user {
 	struct bpf_spin_lock lock;
-	__u32 pad;
+	__u32 waited;                   /* a head waited for a lease at (monotonic ns >> 20); 0: none */
 	__s64 lease;                    /* units charged in Redis and not yet admitted */
 	__u64 demand;                   /* heads seen since the agent's last round */
 	__u64 debt;                     /* units admitted without a lease, to charge */
@@ -285,8 +285,9 @@ struct dlb_xdp_ctl {
 	__u64 out_demand;
 	__u64 out_debt;
 	__u64 out_last_seen_ns;
+	__u64 out_waited;               /* the user's `waited` */
 };
-DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 80,
+DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_key) + 88,
 		      "ctl layout");
 
 /* Parse and decision outcomes, counted per CPU. The list is declared once; the agent
@@ -321,6 +322,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(identity_missing_limited, "identity_missing_limited", "Heads without identity limited.") \
 	X(leased, "leased", "Heads admitted against a lease.")                        \
 	X(held, "held", "Heads limited because Redis reported the bucket full.")      \
+	X(lease_waits, "lease_waits", "Heads of a synced rule dropped to wait for a lease (no lease, the share used, Redis not known full): the client sends them again.") \
 	X(local_decisions, "local_decisions", "Heads decided by the local bucket.")   \
 	X(store_down_open, "store_down_open", "Heads admitted while the store is down (open).") \
 	X(store_down_closed, "store_down_closed", "Heads limited while the store is down (closed).") \

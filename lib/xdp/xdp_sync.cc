@@ -53,6 +53,14 @@ XdpSync::XdpSync(SyncOptions options, redis::Pool* pool, XdpProgram* program, Xd
 Status XdpSync::Round() { return RunRound(false); }
 Status XdpSync::ReturnAll() { return RunRound(true); }
 
+// `waited` is (monotonic ns >> 20) | 1 of the last head that waited for a lease.
+bool XdpSync::WaitedRecently(uint64_t waited, int64_t now_ns) {
+  constexpr int64_t kLeaseWaitKeepNs = 3'000'000'000;
+  const uint32_t now_units = static_cast<uint32_t>(static_cast<uint64_t>(now_ns) >> 20) | 1;
+  const uint32_t age = now_units - static_cast<uint32_t>(waited);   // wraps with the counter
+  return static_cast<int64_t>(age) << 20 <= kLeaseWaitKeepNs;
+}
+
 void XdpSync::ForgetDrainedLocalUsers(int64_t now_ns) {
   if (now_ns - last_local_sweep_ns_ < 1'000'000'000) return;
   last_local_sweep_ns_ = now_ns;
@@ -113,6 +121,13 @@ Status XdpSync::RunRound(bool returning_all) {
     int64_t want = 0;
     if (!returning_all && demand > 0) {
       want = static_cast<int64_t>(std::ceil(1.5 * static_cast<double>(demand))) + 1;
+      if (want > info.spec.capacity) want = info.spec.capacity;
+    }
+    // A head of this user waited for a lease (dropped, its retransmission due within
+    // about a second): the lease is kept for it through rounds without demand, so
+    // that the retransmission finds it (given back after kLeaseWaitKeepNs).
+    if (!returning_all && c.out_waited != 0 && WaitedRecently(c.out_waited, now)) {
+      want = std::max<int64_t>(want, std::max<int64_t>(unused, info.cost));
       if (want > info.spec.capacity) want = info.spec.capacity;
     }
     if (unused == 0 && debt == 0 && want == 0) {

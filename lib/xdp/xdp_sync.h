@@ -95,6 +95,9 @@ class XdpSync {
   const SyncStats& stats() const { return stats_; }
   // Called when the live participant count changed (the caller re-pushes the tables).
   bool share_changed() { bool c = share_changed_; share_changed_ = false; return c; }
+  // Whether a user's `waited` mark (dlb_xdp_user) is recent enough that the round keeps
+  // a lease for its retransmitted head (3 s).
+  static bool WaitedRecently(uint64_t waited, int64_t now_ns);
 
  private:
   struct Item {

@@ -390,8 +390,10 @@ TEST_F(XdpE2eTest, SighupReloadsRules) {
 // False 429s of users within their limit (rule pay: C = 5, synced). 20 new users each
 // send their 5 requests back to back on one connection (curl with five URLs) through one
 // host, the only participant: none is answered 429 (a user without a lease is decided by
-// the local share bucket, the whole limit when N = 1, then by its lease). Then with a
-// second host: 20 other new users alternate their 5 requests between the hosts; each
+// the local share bucket, the whole limit when N = 1, then by its lease). With a second
+// host live, 20 new users do the same through the first host only: none is answered
+// 429 either (past the share C/2 a head waits for a lease). Then 20 other new users
+// alternate their 5 requests between the hosts; each
 // host's share without a lease is C/N, so some of them are answered 429 while the global
 // bucket has room: counted and printed, and checked against docs/xdp.md, "False 429": a
 // 429 can be false only while the user's global room, less the other host's unused
@@ -422,6 +424,22 @@ TEST_F(XdpE2eTest, UsersWithinTheirLimitAreNotAnswered429) {
 
   ASSERT_NO_FATAL_FAILURE(AddSecondServer());
   ASSERT_TRUE(WaitFor([&] { return Sh("ip netns exec " + sns_ + " redis-cli -p 6390 zcard dlb:participants") == "2\n"; }));
+  // Two hosts live, each user touching one: its share is C/2, and a head past it waits
+  // for a lease instead of a 429 (dlb_xdp_lease_waits_total).
+  rejected = admitted = 0;
+  for (int u = 0; u < 20; ++u) {
+    for (const std::string& c : requests("one-of-two-" + std::to_string(u), "10.77.0.2", 5)) {
+      rejected += c == "429";
+      admitted += c == "200";
+    }
+  }
+  const std::string waits = Sh("ip netns exec " + sns_ + " curl -s http://127.0.0.1:9465/metrics | "
+                               "grep -E '^dlb_xdp_lease_waits_total' | awk '{print $2}'");
+  std::printf("two hosts live, 20 new users x 5 requests back to back through one: %d of 100 answered 429, %d 200; "
+              "heads that waited for a lease: %s",
+              rejected, admitted, waits.c_str());
+  EXPECT_EQ(rejected, 0);
+  EXPECT_EQ(admitted, 100);
   int most = 0;
   std::string others;
   rejected = admitted = 0;

@@ -35,6 +35,7 @@
 #include "xdp_config.h"
 #include "xdp_program.h"
 #include "xdp_sha.skel.h"
+#include "xdp_sync.h"
 #include "xdp_tc.h"
 #include "xdp_test_util.h"
 
@@ -1098,6 +1099,47 @@ TEST_F(XdpProgTest, DropAndShadowActions) {
   EXPECT_EQ(RunHead(Head("GET", "/s", "kim"), 48003).action, XDP_PASS);
   EXPECT_EQ(Counter(DLB_XDP_C_dropped), 1u);
   EXPECT_EQ(Counter(DLB_XDP_C_shadow_limited), 1u);
+}
+
+// A head of a synced rule past this host's share, with no lease and Redis not known
+// full, waits (dropped: the client sends it again) instead of a possibly false 429; the
+// user is marked as waiting for the agent, whose round then keeps a lease for it. Held
+// (Redis full) it gets its 429; with the store down the rule's policy decides.
+TEST_F(XdpProgTest, SyncedHeadPastTheShareWaitsForALeaseInsteadOfA429) {
+  packet::PacketConfig c = BaseConfig();
+  c.rules = {Rule("sync", "/s", 2, 0.001, Mode::kSynced)};
+  Configure(c);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "wen"), 49100).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "wen"), 49101).action, XDP_PASS);
+  EXPECT_EQ(RunHead(Head("GET", "/s", "wen"), 49102).action, XDP_DROP);   // the share (2) used
+  EXPECT_EQ(Counter(DLB_XDP_C_lease_waits), 1u);
+  EXPECT_EQ(Counter(DLB_XDP_C_limited), 0u);
+  dlb_xdp_user_key key{};
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) { key = k; }).ok());
+  std::vector<dlb_xdp_ctl> cmd(1);
+  cmd[0].key = key;
+  cmd[0].op = DLB_XDP_CTL_COLLECT;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  EXPECT_NE(cmd[0].out_waited, 0u) << "the agent is not told that a head waits";
+  EXPECT_EQ(cmd[0].out_demand, 3u);
+  // The agent's round grants a lease: the retransmission is admitted against it.
+  cmd[0].op = DLB_XDP_CTL_GRANT;
+  cmd[0].in_lease = 1;
+  cmd[0].in_hold_until_ns = 0;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  EXPECT_EQ(RunHead(Head("GET", "/s", "wen"), 49102).action, XDP_PASS);
+  EXPECT_EQ(Counter(DLB_XDP_C_leased), 1u);
+  // Redis full: held, the 429.
+  cmd[0].in_lease = 0;
+  cmd[0].in_hold_until_ns = ~0ULL >> 2;
+  ASSERT_TRUE(prog_->Control(cmd).ok());
+  EXPECT_EQ(RunHead(Head("GET", "/s", "wen"), 49103).action, XDP_TX);
+  EXPECT_EQ(Counter(DLB_XDP_C_held), 1u);
+  // The agent keeps a lease for a user that waited within the last 3 s, not after.
+  const int64_t now = 5'000'000'000'000;
+  const uint64_t waited = (static_cast<uint64_t>(now) >> 20) | 1;
+  EXPECT_TRUE(xdp::XdpSync::WaitedRecently(waited, now + 1'000'000'000));
+  EXPECT_FALSE(xdp::XdpSync::WaitedRecently(waited, now + 4'000'000'000));
 }
 
 TEST_F(XdpProgTest, SyncedRuleAdmitsAgainstTheLeaseAndHolds) {
