@@ -21,6 +21,7 @@
 #include <ctime>
 #include <ostream>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1545,12 +1546,45 @@ TEST_F(XdpProgTest, ParityWithThePacketEngine) {
     ASSERT_TRUE(last.ok());
     if (engine_limited) {
       EXPECT_EQ(last->rule, res[1].rule) << s.payload;
+      // The same 429: Retry-After and RateLimit's remaining (r=) as the engine renders
+      // them (lib/packet/reject.cc); the two clocks differ by the run's elapsed time, so
+      // Retry-After may differ by a second.
+      char want[512];
+      const size_t n = packet::FormatRejectResponse(rules->rule(res[1].rule), res[1].decision, want, sizeof want);
+      ASSERT_GT(n, 0u);
+      const std::string engine_429(want, n);
+      const std::string xdp_frame(r.frame.begin(), r.frame.end());
+      const size_t at = xdp_frame.find("HTTP/1.1 429");
+      ASSERT_NE(at, std::string::npos) << s.payload;
+      const std::string xdp_429 = xdp_frame.substr(at);
+      auto field = [](const std::string& text, const std::string& name) {
+        const size_t p = text.find(name);
+        return p == std::string::npos ? int64_t{-1} : std::atoll(text.c_str() + p + name.size());
+      };
+      EXPECT_NEAR(static_cast<double>(field(xdp_429, "Retry-After: ")),
+                  static_cast<double>(field(engine_429, "Retry-After: ")), 1.0)
+          << s.payload << "\n" << xdp_429 << "\n" << engine_429;
+      EXPECT_EQ(field(xdp_429, ";r="), field(engine_429, ";r=")) << s.payload;
       ++limited;
     }
     ++compared;
   }
   EXPECT_EQ(compared, 300);
   EXPECT_GT(limited, 50);   // the stream exercises both outcomes
+  // The same Redis keys: every bucket the program holds is named by the agent as the
+  // library and the appliance name that user's bucket (a header's ID, or "ip:" and the
+  // source address for a head without one).
+  std::set<std::string> xdp_keys, want_keys;
+  ASSERT_TRUE(prog_->ForEachUser([&](const dlb_xdp_user_key& k) {
+    xdp_keys.insert(RedisKeyOf(k, rules->rule(k.rule).name));
+  }).ok());
+  const uint8_t src[4] = {10, 0, 0, 1};
+  for (const char* u : users) {
+    const std::string id = *u ? std::string(u) : SourceAddressUserId(4, src);
+    for (const char* name : {"quota", "slow", "get", "default"}) want_keys.insert(RedisKey(id, name));
+  }
+  ASSERT_FALSE(xdp_keys.empty());
+  for (const std::string& k : xdp_keys) EXPECT_EQ(want_keys.count(k), 1u) << k;
 }
 
 TEST_F(XdpProgTest, HeadScanMatchesItsByteAtATimeSpecification) {
