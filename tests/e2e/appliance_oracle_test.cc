@@ -10,7 +10,8 @@
 // before heads, bodies made of a victim's heads, pipelined heads in one write, chunked
 // bodies, duplicate and empty-then-set identity lines. DLB_ADVERSARIAL_STREAMS sets the
 // count per server (60 here; a long run: thousands); DLB_KEEP=1 keeps the testbed's
-// files (the logs) in its directory.
+// files (the logs) in its directory. A second generator (tests/e2e/raw_tcp_client.py)
+// chooses the client's TCP segments themselves: see the second test.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "testbed.h"
@@ -104,6 +106,87 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
     EXPECT_LE(n, kCapacity) << "the servers executed " << n << " /local requests of " << user;
   }
   EXPECT_EQ(executed["victim"], kCapacity);
+  if (HasFailure()) std::fprintf(stderr, "appliance log:\n%s\n", app.Log().c_str());
+  EXPECT_EQ(app.Stop(), 0);
+}
+
+// The same oracle with the client's TCP in the generator's hands
+// (tests/e2e/raw_tcp_client.py): segments reordered, copies that disagree on the route or
+// the user, SYN, FIN and RST injected in and out of the window, heads after a gap,
+// bodies of a victim's heads ahead of their head, and exhaustion of the flow table
+// and the reassembly buffers (small here) while the other kinds run. The generator
+// speaks from an address no host owns (the client host's kernel would reset the
+// server's answers to a connection it does not know); the server host reaches it
+// through a static neighbour entry. DLB_RAW_STREAMS sets the count per server.
+TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheSegments) {
+  const char* env = std::getenv("DLB_RAW_STREAMS");
+  const int streams = env != nullptr ? std::atoi(env) : 60;
+  Testbed bed(1);
+  const std::string py_log = bed.dir() + "/python.log";
+  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
+                py_log},
+               bed.dir() + "/python.out");
+  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
+                      std::chrono::seconds(20)))
+      << python.Log();
+  ApplianceProcess app(bed, 0,
+                       "service_ports: [80, " + std::to_string(kPythonPort) + "]\n"
+                       "shard_users: 10000\n"
+                       "max_flows: 72\n"
+                       "reassembly_buffers: 16\n"
+                       "partial_head_timeout_s: 1\n"
+                       "flow_idle_timeout_s: 4\n"
+                       "rules:\n"
+                       "  - {name: local, path_prefix: /local, capacity: " + std::to_string(kCapacity) +
+                       ", leak_rate_per_s: 0.0001, mode: local}\n"
+                       "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n");
+  ASSERT_TRUE(app.WaitRunning()) << app.Log();
+
+  const std::string raw_ip = "10.99.1.77";
+  std::string client_if = bed.client_link();
+  client_if.back() = 'a';
+  std::string client_mac, server_mac;
+  ASSERT_EQ(bed.InClient("cat /sys/class/net/" + client_if + "/address", &client_mac), 0) << client_mac;
+  ASSERT_EQ(bed.InServer("cat /sys/class/net/" + bed.server_ns_link() + "/address", &server_mac), 0) << server_mac;
+  client_mac.erase(client_mac.find_last_not_of(" \n") + 1);
+  server_mac.erase(server_mac.find_last_not_of(" \n") + 1);
+  ASSERT_EQ(bed.InServer("ip neigh replace " + raw_ip + " lladdr " + client_mac + " dev " + bed.server_ns_link() +
+                         " nud permanent"),
+            0);
+
+  std::string out;
+  for (const auto& [port, seed, users] :
+       {std::tuple{80, 11, "r0,r1,r2,r3"}, std::tuple{kPythonPort, 12, "q0,q1,q2,q3"}}) {
+    std::string o;
+    bed.InClient("env DLB_ADVERSARIAL_USERS=" + std::string(users) + " python3 " DLB_RAW_TCP_CLIENT " " + client_if +
+                     " " + raw_ip + " " + bed.server_ip() + ":" + std::to_string(port) + " " + server_mac + " " +
+                     std::to_string(streams) + " " + std::to_string(seed) + " 2>&1",
+                 &o);
+    ASSERT_NE(o.find("streams sent: "), std::string::npos) << o;
+    out += o;
+  }
+  std::printf("%s", out.c_str());
+
+  std::map<std::string, int> executed;
+  int nginx_lines = 0, python_lines = 0;
+  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
+  CountExecuted(py_log, &executed, &python_lines);
+  std::printf("executed on /local (nginx %d lines, python %d lines):", nginx_lines, python_lines);
+  for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
+  std::printf("\n%s", app.Scrape().c_str());
+  EXPECT_EQ(executed["victim"], 0) << "the victim sent nothing, yet a server executed its heads";
+  for (const auto& [user, n] : executed) {
+    EXPECT_LE(n, kCapacity) << "the servers executed " << n << " /local requests of " << user;
+  }
+  // Not vacuous: the streams reach both servers and the limit was reached.
+  EXPECT_GT(nginx_lines, streams / 4);
+  EXPECT_GT(python_lines, streams / 8);
+  EXPECT_GE(app.Metric("dlb_appliance_rejected_by_rule_total", {"rule=\"local\""}), 4);
+  // The flows the streams left (connections the server still holds) expire first
+  // (flow_idle_timeout_s 4), so that the victim's connections find room.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  for (int i = 0; i < kCapacity; ++i) EXPECT_EQ(bed.Curl("/local", "victim"), "200") << i;
+  EXPECT_EQ(bed.Curl("/local", "victim", 0, kPythonPort), "429");
   if (HasFailure()) std::fprintf(stderr, "appliance log:\n%s\n", app.Log().c_str());
   EXPECT_EQ(app.Stop(), 0);
 }

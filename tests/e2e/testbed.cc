@@ -160,6 +160,11 @@ Testbed::~Testbed() {
     Sh("ip link del e" + tag_ + "s" + std::to_string(i) + "b");
   }
   Sh("ip netns del " + server_ns());
+  const char* keep = std::getenv("DLB_KEEP");
+  if (keep != nullptr && std::string(keep) == "1") {
+    std::fprintf(stderr, "testbed files kept in %s\n", dir_.c_str());
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }
