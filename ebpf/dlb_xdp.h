@@ -314,7 +314,7 @@ DLB_XDP_STATIC_ASSERT(sizeof(struct dlb_xdp_ctl) == sizeof(struct dlb_xdp_user_k
 	X(tc_rejects, "tc_rejects", "429s handed to the TC program (clone to the client, RST to the server).") \
 	X(dropped, "dropped", "Limited heads dropped (action drop).")                 \
 	X(shadow_limited, "shadow_limited", "Limited heads passed (action shadow).")  \
-	X(reject_failed, "reject_failed", "429 frames that could not be built (head dropped).") \
+	X(reject_failed, "reject_failed", "429 frames that could not be built (the head reset instead).") \
 	X(identity_missing, "identity_missing", "Heads without the identity header.") \
 	X(identity_digests, "identity_digests", "Heads whose identity is longer than a user key holds (keyed by its SHA-256).") \
 	X(identity_source_ip, "identity_source_ip", "Heads keyed by the client address.") \

@@ -371,8 +371,28 @@ __noinline long dlb_digits_of(__u64 v)
 #define DLB_DIGITS_OF(v) digits_of(v)
 #endif
 
+/* The reset head policy: the head becomes a RST to the server (it expects this very
+ * sequence number); the client's retransmission then gets a RST. */
+static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc,
+				      const struct dlb_view *v, const struct dlb_xdp_flow_key *fk,
+				      struct dlb_xdp_counters *c)
+{
+	struct dlb_xdp_flow fv = {.server_next_seq = v->seq, .server_reset = 1};
+
+	if (emit_segment(ctx, sc, v, 0, v->seq, 0, 0x04, 0))
+		return XDP_DROP;
+	flow_insert(v, fk, &fv);
+	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends here */
+	bpf_map_delete_elem(&dlb_partial, fk);
+	count(c, DLB_XDP_C_server_resets);
+	return XDP_PASS;
+}
+
 /* 429 + FIN to the client (XDP_TX); the flow is remembered so that the server gets
- * its RST from the client's next segment. */
+ * its RST from the client's next segment. A frame that cannot grow to hold the 429 (a
+ * short last segment of a head where the driver leaves no tailroom: veth with
+ * page-pool copies gives a frame its headroom only) refuses the head as the reset
+ * policy does: dropped without an answer, the client would send it again and again. */
 static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 				  const struct dlb_view *v, const struct dlb_xdp_rule *r,
 				  const struct dlb_decision *d, const struct dlb_xdp_flow_key *fk,
@@ -407,7 +427,7 @@ static __always_inline int reject(struct xdp_md *ctx, struct dlb_scratch *sc,
 	fv.server_next_seq = v->seq;
 	if (emit_segment(ctx, sc, v, 1, v->ack, segment_end(v), 0x19 /* FIN PSH ACK */, off)) {
 		count(c, DLB_XDP_C_reject_failed);
-		return XDP_DROP;
+		return reset_head(ctx, sc, v, fk, c);
 	}
 	count(c, DLB_XDP_C_rejected);
 	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends with the 429 */
@@ -462,23 +482,6 @@ static __always_inline int rejected_flow(struct xdp_md *ctx, struct dlb_scratch 
 		return XDP_DROP;
 	count(c, DLB_XDP_C_client_resets);
 	return XDP_TX;
-}
-
-/* The reset head policy: the head becomes a RST to the server (it expects this very
- * sequence number); the client's retransmission then gets a RST. */
-static __always_inline int reset_head(struct xdp_md *ctx, struct dlb_scratch *sc,
-				      const struct dlb_view *v, const struct dlb_xdp_flow_key *fk,
-				      struct dlb_xdp_counters *c)
-{
-	struct dlb_xdp_flow fv = {.server_next_seq = v->seq, .server_reset = 1};
-
-	if (emit_segment(ctx, sc, v, 0, v->seq, 0, 0x04, 0))
-		return XDP_DROP;
-	flow_insert(v, fk, &fv);
-	bpf_map_delete_elem(&dlb_streams, fk);   /* the connection ends here */
-	bpf_map_delete_elem(&dlb_partial, fk);
-	count(c, DLB_XDP_C_server_resets);
-	return XDP_PASS;
 }
 
 static __always_inline int head_policy(struct xdp_md *ctx, struct dlb_scratch *sc,

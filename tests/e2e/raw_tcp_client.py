@@ -20,7 +20,8 @@ window, heads after a gap that start with CRLF, pipelined heads whose later segm
 arrives first, bodies made of a victim's heads sent ahead of their head, and
 exhaustion: stalled half-heads holding the reassembly buffers and idle connections
 filling the flow table while the other kinds run. The user "victim" never sends a head
-of its own. Prints one line per stream (kind, user, the status lines received), then
+of its own. Prints one line per stream (kind, user, the status lines received, or "reset", or
+"unanswered" when its bytes were neither acknowledged nor answered, or "none"), then
 "streams sent: N".
 """
 import os
@@ -124,6 +125,9 @@ class Conn:
         self.pieces = []  # (offset, length) of the segments as first cut
 
     def segment(self, seq, ack, flags, payload):
+        if os.environ.get("DLB_RAW_DEBUG") == "2":
+            print(f"  <- {self.sport} flags={flags:#x} seq={(seq - (self.rcv or seq)) % MOD} "
+                  f"ack={(ack - self.isn) % MOD} len={len(payload)} {bytes(payload[:40])!r}", flush=True)
         if flags & RST:
             if os.environ.get("DLB_RAW_DEBUG"):
                 print(f"  rst seq={(seq - (self.rcv or 0)) % MOD} ack={(ack - self.isn) % MOD} "
@@ -220,7 +224,12 @@ def run_stream(link, dport, kind, rng, user):
     try:
         if not c.connect():
             return 0, ["connect-failed"]
-        return play(c, kind, rng, user)
+        want, statuses = play(c, kind, rng, user)
+        if not statuses:
+            # refused with a reset, or neither answered nor acknowledged (the segments
+            # dropped each time they were sent), or acknowledged and not answered
+            statuses = ["reset" if c.reset else "unanswered" if c.acked() < len(c.data) else "none"]
+        return want, statuses
     finally:
         c.close()
 
@@ -373,7 +382,7 @@ def main():
         user = rng.choice(USERS)
         t0 = time.monotonic()
         want, statuses = run_stream(link, int(port or 80), kind, rng, user)
-        print(f"{kind} {user}: {statuses or ['none']} of {want} ({time.monotonic() - t0:.2f} s)", flush=True)
+        print(f"{kind} {user}: {statuses} of {want} ({time.monotonic() - t0:.2f} s)", flush=True)
     release(held)
     print(f"streams sent: {count}")
 
