@@ -73,10 +73,13 @@ constexpr int64_t kPeerSettleNs = 2 * kReconcileRetryMaxNs + 20'000'000;
 // this many between two sync rounds drops all of its leases.
 constexpr int64_t kResetLogKeep = 4096;
 // Mode strict announces this process in dlb:participants (the sync engine's set and
-// script, lib/redis/lease_script.h) every kHeartbeatPeriod with kParticipantTtlMs, as
-// the sync engine does: a process that dies drops out of the count within the TTL.
-constexpr int64_t kParticipantTtlMs = 3000;
-constexpr std::chrono::milliseconds kHeartbeatPeriod{kParticipantTtlMs / 3};
+// script, lib/redis/lease_script.h) every kHeartbeatPeriod with kParticipantTtlMs: a
+// process that dies drops out of the count within the TTL (one that stops leaves it at
+// once). The TTL is ten periods: on a host so loaded that the store answers little in
+// time, live processes' heartbeats were seen to miss a 3 s TTL, and a count that shrank
+// for that would enlarge every share of the policy.
+constexpr int64_t kParticipantTtlMs = 10'000;
+constexpr std::chrono::milliseconds kHeartbeatPeriod{1000};
 
 // Missed deadlines open the breaker only once the store has been silent this long: five
 // deadlines, at least 50 ms. A loaded host stalls every caller for tens of milliseconds

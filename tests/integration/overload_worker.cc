@@ -14,8 +14,9 @@
 // START_NS and END_NS are CLOCK_MONOTONIC (one clock for every process of the host);
 // FIRST_CALL_NS is the duration of this process's first decision.
 // With DLB_IT_TRACE set, each admission is also written to stderr when the run ends, as
-// "admit MONO_NS store|policy", to see when a run admitted what.
+// "admit MONO_NS store|policy PID", to see when a run admitted what.
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -103,7 +104,10 @@ int main(int argc, char** argv) {
   const int64_t stop = MonoNs();
   const dlb::LimiterStats s = limiter.Stats();
   for (const auto& tr : traces) {
-    for (const auto& [at, store] : tr) std::fprintf(stderr, "admit %lld %s\n", static_cast<long long>(at), store ? "store" : "policy");
+    for (const auto& [at, store] : tr) {
+      std::fprintf(stderr, "admit %lld %s %d\n", static_cast<long long>(at), store ? "store" : "policy",
+                   static_cast<int>(getpid()));
+    }
   }
   std::cout << "result " << start << " " << stop << " " << decisions << " " << admitted << " " << fallback << " "
             << fallback_admitted << " " << max_call_ns << " " << s.store_timeouts << " " << s.breaker_opens << " "
