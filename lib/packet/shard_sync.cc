@@ -14,9 +14,9 @@
 #include "dlb/packet/engine.h"
 #include "redis/breaker.h"
 #include "log/log.h"
+#include "redis/lease_round.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
-#include "redis/slot.h"
 
 namespace dlb::packet {
 
@@ -80,10 +80,10 @@ struct ShardSync::Impl {
     int32_t keep;
     bool release;
   };
-  // Commands of one round trip and what their replies belong to.
+  // One round trip: its calls (lib/redis/lease_round.h) and the buckets they carry, in
+  // the order of its results (by tracked index).
   struct Trip {
-    std::vector<std::string> cmds;
-    std::vector<size_t> items_per_call;  // 0 for an announce call
+    redis::LeaseTrip calls;
     std::vector<Item> items;
   };
 
@@ -262,27 +262,10 @@ struct ShardSync::Impl {
       pending = std::move(trip);
       return Status::Unavailable("packet sync: store marked down (breaker open)");
     }
-    std::vector<redis::Reply> replies;
-    stats.redis_calls += trip->cmds.size();
-    Status s = pool->Call(trip->cmds, DeadlineNs(), &replies);
-    if (s.ok() && replies.size() != trip->cmds.size()) s = Status::Protocol("packet sync: reply count");
-    size_t item = 0;
-    std::vector<redis::LeaseGrant> grants;
-    if (s.ok()) {
-      // Parse everything first: a protocol error leaves the trip for a re-send.
-      for (size_t i = 0; i < trip->cmds.size() && s.ok(); ++i) {
-        const size_t n = trip->items_per_call[i];
-        if (n == 0) {
-          auto live = redis::ParseAnnounceReply(replies[i].get());
-          if (live.ok()) {
-            stats.live_participants = *live;
-            for (Core& c : cores) c.sync->SetParticipants(static_cast<int32_t>(std::min<int64_t>(*live, 1 << 30)));
-          }
-          continue;
-        }
-        s = redis::ParseLeaseReply(replies[i].get(), n, &grants);
-      }
-    }
+    stats.redis_calls += trip->calls.cmds.size();
+    const redis::TripReply r = redis::SendTrip(*pool, trip->calls, DeadlineNs());
+    // Any failed call leaves the whole trip for a re-send.
+    Status s = r.status.ok() ? ApplyAnnounces(trip->calls, r) : r.status;
     if (!s.ok()) {
       ++stats.round_failures;
       if (breaker.OnFailure(permit, NowMonoNs(), s) || breaker.open()) SetStoreDown(true);
@@ -293,66 +276,82 @@ struct ShardSync::Impl {
     }
     breaker.OnSuccess(permit, NowMonoNs());
     if (!breaker.open()) SetStoreDown(false);
-    for (const Item& it : trip->items) {
-      const int64_t g = grants[item++].granted_units;
-      ++stats.bucket_ops;
-      stats.granted_units += static_cast<uint64_t>(g);
-      Tracked& t = tracked[it.tracked];
-      if (it.release || !t.live || t.gen != it.gen) {
-        // Only released buckets lose their tracking, and they ask for nothing.
+    for (size_t k = 0; k < trip->items.size(); ++k) ApplyGrant(trip->items[k], r.items[k].grant, now_ns);
+    return Status::Ok();
+  }
+
+  // The announce replies, in call order up to the first call that failed (returned).
+  Status ApplyAnnounces(const redis::LeaseTrip& calls, const redis::TripReply& r) {
+    for (size_t i = 0; i < calls.cmds.size(); ++i) {
+      if (calls.items_per_call[i] != 0) {
+        if (!r.calls[i].ok()) return r.calls[i];
         continue;
       }
-      // Credit: this core's share of the room Redis reported (none for strict rules),
-      // admitted before it is charged. N shares of the room fit in it.
-      int64_t credit = 0;
-      if (!t.strict) {
-        const double room = std::floor(static_cast<double>(t.spec.capacity) - grants[item - 1].level + 1e-9);
-        const int64_t n = std::max<int64_t>(1, stats.live_participants);
-        if (room >= static_cast<double>(n)) {
-          credit = std::min<int64_t>(static_cast<int64_t>(room) / n, opts.max_credit);
-        }
-      }
-      // Full in Redis's ledger (no room for one request after this step, the lease just
-      // granted counted): the worker may limit a request that finds no lease until this
-      // core's share (1/N) of what leaks from now on makes room for one, counted from
-      // the round's start (earlier than Redis's reading: the proof expires early, never
-      // late); then it claims one share per request that waits. Not full: 0, every
-      // request that finds no lease waits and asks.
-      const CompiledRule* rule = rules != nullptr && t.rule < rules->size() ? &rules->rule(t.rule) : nullptr;
-      const double cost = rule != nullptr ? static_cast<double>(rule->cost) : 1.0;
-      const double cap = static_cast<double>(t.spec.capacity);
-      const double level = grants[item - 1].level;
-      int64_t full_until = 0;
-      if (std::floor(cap + 1e-9 + cap * 4e-15 - level) < cost) {
-        if (t.spec.leak_rate_per_s <= 0) {
-          full_until = std::numeric_limits<int64_t>::max();
-        } else {
-          const double n = static_cast<double>(std::max<int64_t>(1, stats.live_participants));
-          const double wait_ns = (n * cost - (cap - level)) * 1e9 / t.spec.leak_rate_per_s;
-          full_until = now_ns + static_cast<int64_t>(std::min(std::max(wait_ns, 1.0), 1e18));
-        }
-      }
-      t.slot->full_until_ns.store(full_until, std::memory_order_release);
-      // The credit kept through the round (t.credit, some of it maybe used meanwhile)
-      // becomes the new share: avail may go below 0 for a moment when the share shrank
-      // after the worker used the old one; the next round debits it as used credit.
-      const int64_t delta = g + credit - t.credit;
-      t.lease += g;
-      t.credit = credit;
-      if (delta != 0) t.slot->avail.fetch_add(static_cast<int32_t>(delta), std::memory_order_acq_rel);
-      if (opts.record_peaks) {
-        auto& v = peaks[t.key];
-        if (v.size() < 2 * cores.size()) v.resize(2 * cores.size(), 0);
-        v[t.core] = std::max<int64_t>(v[t.core], it.keep + g);
-        v[cores.size() + t.core] = std::max<int64_t>(v[cores.size() + t.core], credit);
+      auto live = redis::ParseAnnounceReply(r.replies[i].get());
+      if (live.ok()) {
+        stats.live_participants = *live;
+        for (Core& c : cores) c.sync->SetParticipants(static_cast<int32_t>(std::min<int64_t>(*live, 1 << 30)));
       }
     }
     return Status::Ok();
   }
 
+  // One bucket's grant: the new lease, this core's credit and the full-bucket proof.
+  void ApplyGrant(const Item& it, const redis::LeaseGrant& grant, int64_t now_ns) {
+    const int64_t g = grant.granted_units;
+    ++stats.bucket_ops;
+    stats.granted_units += static_cast<uint64_t>(g);
+    Tracked& t = tracked[it.tracked];
+    if (it.release || !t.live || t.gen != it.gen) {
+      // Only released buckets lose their tracking, and they ask for nothing.
+      return;
+    }
+    // Credit: this core's share of the room Redis reported (none for strict rules),
+    // admitted before it is charged. N shares of the room fit in it.
+    int64_t credit = 0;
+    if (!t.strict) {
+      const double room = std::floor(static_cast<double>(t.spec.capacity) - grant.level + 1e-9);
+      const int64_t n = std::max<int64_t>(1, stats.live_participants);
+      if (room >= static_cast<double>(n)) {
+        credit = std::min<int64_t>(static_cast<int64_t>(room) / n, opts.max_credit);
+      }
+    }
+    t.slot->full_until_ns.store(FullUntil(t, grant.level, now_ns), std::memory_order_release);
+    // The credit kept through the round (t.credit, some of it maybe used meanwhile)
+    // becomes the new share: avail may go below 0 for a moment when the share shrank
+    // after the worker used the old one; the next round debits it as used credit.
+    const int64_t delta = g + credit - t.credit;
+    t.lease += g;
+    t.credit = credit;
+    if (delta != 0) t.slot->avail.fetch_add(static_cast<int32_t>(delta), std::memory_order_acq_rel);
+    if (opts.record_peaks) {
+      auto& v = peaks[t.key];
+      if (v.size() < 2 * cores.size()) v.resize(2 * cores.size(), 0);
+      v[t.core] = std::max<int64_t>(v[t.core], it.keep + g);
+      v[cores.size() + t.core] = std::max<int64_t>(v[cores.size() + t.core], credit);
+    }
+  }
+
+  // Full in Redis's ledger (no room for one request after this step, the lease just
+  // granted counted): the worker may limit a request that finds no lease until this
+  // core's share (1/N) of what leaks from now on makes room for one, counted from
+  // the round's start (earlier than Redis's reading: the proof expires early, never
+  // late); then it claims one share per request that waits. Not full: 0, every
+  // request that finds no lease waits and asks.
+  int64_t FullUntil(const Tracked& t, double level, int64_t now_ns) const {
+    const CompiledRule* rule = rules != nullptr && t.rule < rules->size() ? &rules->rule(t.rule) : nullptr;
+    const double cost = rule != nullptr ? static_cast<double>(rule->cost) : 1.0;
+    const double cap = static_cast<double>(t.spec.capacity);
+    if (!(std::floor(cap + 1e-9 + cap * 4e-15 - level) < cost)) return 0;
+    if (t.spec.leak_rate_per_s <= 0) return std::numeric_limits<int64_t>::max();
+    const double n = static_cast<double>(std::max<int64_t>(1, stats.live_participants));
+    const double wait_ns = (n * cost - (cap - level)) * 1e9 / t.spec.leak_rate_per_s;
+    return now_ns + static_cast<int64_t>(std::min(std::max(wait_ns, 1.0), 1e18));
+  }
+
   Status Resend(int64_t now_ns) {
     std::unique_ptr<Trip> trip = std::move(pending);
-    stats.resent_calls += trip->cmds.size();
+    stats.resent_calls += trip->calls.cmds.size();
     return Send(std::move(trip), now_ns);
   }
 
@@ -371,94 +370,52 @@ struct ShardSync::Impl {
     }
     const int64_t ttl_ms = opts.participant_ttl.count();
     const bool announce = !release_all && (last_announce_ns == 0 || now_ns - last_announce_ns >= ttl_ms * 1'000'000 / 3);
-    auto trip = std::make_unique<Trip>();
+    redis::LeaseRound round({.script = redis::RoundScript::kSettle,
+                             .cluster = pool->endpoint().topology == redis::Topology::kCluster,
+                             .chunk = opts.chunk,
+                             .calls_per_trip = opts.calls_per_round_trip,
+                             .participant_id = cores[0].participant_id,
+                             .round_id = static_cast<int64_t>(round_base + ++round_seq),
+                             .reply_ttl_ms = std::chrono::milliseconds(opts.round_reply_ttl).count()});
     if (announce) {
       last_announce_ns = now_ns;
-      for (Core& c : cores) {
-        std::string cmd;
-        redis::CommandWriter w(cmd);
-        redis::AppendAnnounceCall(w, c.participant_id, ttl_ms);
-        trip->cmds.push_back(std::move(cmd));
-        trip->items_per_call.push_back(0);
-      }
+      for (Core& c : cores) round.Lead(redis::AnnounceCommand(c.participant_id, ttl_ms));
     }
-    // A settle call is atomic over its keys; Redis Cluster runs it only when they share
-    // a slot. On Cluster the buckets go by slot and a call never crosses a slot (one
-    // user's rules share one: the key's hash tag), which costs calls, not atomicity.
-    const bool cluster = pool->endpoint().topology == redis::Topology::kCluster;
-    std::vector<uint32_t> order;
-    std::vector<uint16_t> slot_of;
-    if (cluster) {
-      slot_of.resize(tracked.size());
-      for (uint32_t i = 0; i < tracked.size(); ++i) {
-        if (!tracked[i].live) continue;
-        slot_of[i] = redis::KeySlot(tracked[i].key);
-        order.push_back(i);
-      }
-      std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return slot_of[a] < slot_of[b]; });
-    }
-    const uint64_t round_id = round_base + ++round_seq;
-    size_t call_index = 0;
-    std::vector<redis::SettleItem> chunk;
-    std::vector<Item> chunk_items;
-    chunk.reserve(opts.chunk);
-    chunk_items.reserve(opts.chunk);
-    auto flush_chunk = [&] {
-      if (chunk.empty()) return;
-      std::string cmd;
-      redis::CommandWriter w(cmd);
-      // On Cluster a call's keys must share a slot: the round key takes the hash tag
-      // of the call's buckets (all in one slot, see below).
-      const std::string round_key = redis::SettleRoundKey(cores[0].participant_id, call_index++,
-                                                          cluster ? chunk.front().key : std::string_view());
-      redis::AppendSettleCall(w, round_key, static_cast<int64_t>(round_id),
-                              std::chrono::milliseconds(opts.round_reply_ttl).count(), chunk);
-      trip->cmds.push_back(std::move(cmd));
-      trip->items_per_call.push_back(chunk.size());
-      trip->items.insert(trip->items.end(), chunk_items.begin(), chunk_items.end());
-      chunk.clear();
-      chunk_items.clear();
-    };
+    // Snapshots are taken trip by trip (LeaseRound::Run): a failed trip leaves later
+    // buckets untouched.
+    std::vector<Item> taken;  // snapshots, in call order
+    size_t sent = 0;
     Status result = Status::Ok();
-    auto send_trip = [&]() -> bool {
-      flush_chunk();
-      if (trip->cmds.empty()) return true;
-      // Buckets released in this trip are freed now: their slots went back to the
-      // workers at the snapshot; a reply for them carries nothing.
-      for (const Item& it : trip->items) {
-        if (it.release) Untrack(it.tracked);
-      }
-      Status s = Send(std::move(trip), now_ns);
-      trip = std::make_unique<Trip>();
-      if (!s.ok()) {
-        result = s;
-        return false;
-      }
-      return true;
-    };
-    // Snapshots are taken trip by trip: a failed trip leaves later buckets untouched.
-    const size_t n = cluster ? order.size() : tracked.size();
-    uint16_t chunk_slot = 0;
-    for (uint32_t o = 0; o < n; ++o) {
-      const uint32_t i = cluster ? order[o] : o;
-      if (!tracked[i].live) continue;
-      redis::SettleItem si;
-      Item it;
-      if (!Snapshot(i, release_all, &si, &it)) continue;
-      if (cluster && !chunk.empty() && slot_of[i] != chunk_slot) {
-        flush_chunk();
-        if (trip->cmds.size() >= opts.calls_per_round_trip && !send_trip()) return result;
-      }
-      chunk_slot = cluster ? slot_of[i] : 0;
-      chunk.push_back(si);
-      chunk_items.push_back(it);
-      if (chunk.size() == opts.chunk) {
-        flush_chunk();
-        if (trip->cmds.size() >= opts.calls_per_round_trip && !send_trip()) return result;
-      }
-    }
-    send_trip();
+    round.Run(
+        tracked.size(), [&](size_t i) -> std::string_view { return tracked[i].key; },
+        [&](size_t i, redis::SettleItem* si) {
+          Item it{};
+          if (!tracked[i].live || !Snapshot(static_cast<uint32_t>(i), release_all, si, &it)) return false;
+          taken.push_back(it);
+          return true;
+        },
+        [&](redis::LeaseTrip calls) {
+          auto trip = std::make_unique<Trip>();
+          trip->items.assign(taken.begin() + static_cast<std::ptrdiff_t>(sent),
+                             taken.begin() + static_cast<std::ptrdiff_t>(sent + calls.items.size()));
+          sent += calls.items.size();
+          trip->calls = std::move(calls);
+          result = SendTaken(std::move(trip), now_ns);
+          return result.ok();
+        });
     return result;
+  }
+
+  // Sends a trip of the round: buckets released in it are freed now (their slots went
+  // back to the workers at the snapshot; a reply for them carries nothing).
+  Status SendTaken(std::unique_ptr<Trip> trip, int64_t now_ns) {
+    for (const Item& it : trip->items) {
+      if (it.release) Untrack(it.tracked);
+    }
+    // In the order of the trip's results.
+    std::sort(trip->items.begin(), trip->items.end(),
+              [](const Item& a, const Item& b) { return a.tracked < b.tracked; });
+    return Send(std::move(trip), now_ns);
   }
 };
 
@@ -523,11 +480,7 @@ Status ShardSync::ReturnAll(int64_t now_ns) {
   if (!s.ok()) return s;
   // Leave the participant set: this appliance's cores no longer take a share.
   std::vector<std::string> cmds;
-  for (const Impl::Core& c : impl_->cores) {
-    std::string cmd;
-    redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(c.participant_id);
-    cmds.push_back(std::move(cmd));
-  }
+  for (const Impl::Core& c : impl_->cores) cmds.push_back(redis::LeaveCommand(c.participant_id));
   std::vector<redis::Reply> replies;
   (void)impl_->pool->Call(cmds, impl_->DeadlineNs(), &replies);
   return Status::Ok();

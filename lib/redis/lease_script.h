@@ -33,8 +33,8 @@
 //     broken connection) is re-sent verbatim: it is applied exactly once, and its
 //     grants are learned either way. Reply: as the lease script's.
 //
-// A multi-bucket lease call names keys of many users: on Redis Cluster it must be
-// split per slot (not done here: standalone and Sentinel only).
+// A multi-bucket lease or settle call names keys of many users: on Redis Cluster it
+// must be split per slot, which the lease round (lease_round.h) does.
 #pragma once
 
 #include <span>

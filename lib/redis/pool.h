@@ -20,8 +20,8 @@
 //               split per node (sent to all nodes, then read) and its replies are
 //               put back in order. MOVED updates the map and resends, ASK resends to
 //               the importing node after ASKING. A command's keys must share a slot
-//               (the keys of one user do; see GroupLeaseItemsBySlot in slot.h for
-//               lease calls over many users).
+//               (the keys of one user do; lease_round.h splits lease and settle
+//               calls over many users per slot).
 // Every call, discovery and redirections included, ends by its deadline.
 #pragma once
 

@@ -12,10 +12,10 @@
 #include "dlb/clock.h"
 #include "redis/breaker.h"
 #include "log/log.h"
+#include "redis/lease_round.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/script.h"
-#include "redis/slot.h"
 
 namespace dlb::sync {
 namespace {
@@ -60,12 +60,11 @@ struct alignas(64) SyncEngine::Stripe {
   std::unordered_map<uint64_t, Entry> map;
 };
 
-// One bucket of a round trip, snapshotted under its stripe lock.
+// One bucket of a round trip, snapshotted under its stripe lock (what it returns and
+// wants: the round's redis::SettleItem of the same index).
 struct SyncEngine::Item {
   uint64_t key;
   Entry* entry;                 // stable: only Sync() erases, and only one runs at a time
-  int64_t return_units;
-  int64_t want_units;
 };
 
 struct SyncEngine::Counters {
@@ -248,12 +247,35 @@ Status SyncEngine::RoundTrip(bool returning_all) {
     }
   }
 
-  // Snapshot: take the unused units out of the local leases of the buckets this round
-  // syncs (they are being given back, so they must not be used meanwhile) and size
-  // their next lease. A bucket is synced when it has no lease, when its lease runs
-  // short of one round's demand, or every `stride` rounds; hot and contended buckets
-  // every round (see the header).
+  const bool refuse = permit == redis::Breaker::Permit::kRefuse;
   std::vector<Item> items;
+  std::vector<redis::SettleItem> asks;
+  Snapshot(returning_all, refuse, now, &items, &asks);
+  if (refuse) {
+    counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
+    return failure.ok() ? Status::Unavailable("circuit breaker open") : failure;
+  }
+
+  bool any_success = false;
+  failure = Exchange(items, asks, returning_all, now, &any_success);
+  if (breaker_ != nullptr && !returning_all) {
+    if (failure.ok() || any_success) {
+      if (breaker_->OnSuccess(permit, NowMonoNs()) && opts_.on_breaker_closed) opts_.on_breaker_closed();
+    } else {
+      if (breaker_->OnFailure(permit, NowMonoNs(), failure) && opts_.on_breaker_opened) opts_.on_breaker_opened(failure);
+    }
+  }
+  if (!failure.ok()) counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
+  return failure;
+}
+
+// Snapshot: take the unused units out of the local leases of the buckets this round
+// syncs (they are being given back, so they must not be used meanwhile) and size
+// their next lease. A bucket is synced when it has no lease, when its lease runs
+// short of one round's demand, or every `stride` rounds; hot and contended buckets
+// every round (see the header). With `refuse` (the store is down) nothing is sent.
+void SyncEngine::Snapshot(bool returning_all, bool refuse, int64_t now, std::vector<Item>* items,
+                          std::vector<redis::SettleItem>* asks) {
   uint64_t dropped = 0;
   int64_t max_gap = 0;
   for (int si = 0; si < kStripes; ++si) {
@@ -266,45 +288,22 @@ Status SyncEngine::RoundTrip(bool returning_all) {
       // Demand per round since this bucket's last sync.
       const double rate = static_cast<double>(e.demand_units) / rounds;
       // A strided lease that saw no demand goes back when its stride is over, with the rest.
-      bool due = returning_all || permit == redis::Breaker::Permit::kRefuse || held == 0 || e.starved ||
-                 rounds >= e.stride || static_cast<double>(held) < rate;
+      bool due = returning_all || refuse || held == 0 || e.starved || rounds >= e.stride ||
+                 static_cast<double>(held) < rate;
       if (!due) {
         ++e.rounds_since_sync;
         ++it;
         continue;
       }
       max_gap = std::max(max_gap, now - e.last_sync_ns);
-      e.lease_units = 0;
-      e.rounds_since_sync = 0;
-      e.starved = false;
-      const bool was_rejected = e.rejected;
-      e.rejected = false;
-      e.last_sync_ns = now;
-      int64_t want = 0;
-      // The demand of the rounds that just ended predicts the next ones. Rounds are the
-      // actual time between them, not the configured interval: when rounds are slow
-      // (many buckets, a loaded Redis) leases grow to cover them, and H, the time a unit
-      // can be held, grows with them (the bound is written in measured H). A bucket far
-      // from its limit with little demand is synced every `stride` rounds and its lease
-      // covers them; one near its limit (level above half) or with a round's demand of
-      // hot_demand or more is synced every round.
-      if (!returning_all && e.demand_units >= opts_.min_demand_for_lease * rounds) {
-        int stride = 1;
-        const bool contended = was_rejected || e.level * 2 > static_cast<double>(e.spec.capacity);
-        while (!contended && stride * 2 <= opts_.max_stride && rate * stride * 2 <= opts_.hot_demand) stride *= 2;
-        e.stride = stride;
-        want = std::min<int64_t>(
-            e.spec.capacity, static_cast<int64_t>(std::ceil(opts_.headroom * rate * stride)) + 1);
-      } else {
-        e.stride = 1;
-      }
-      e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + rounds : 0;
-      e.demand_units = 0;
-      if (permit == redis::Breaker::Permit::kRefuse) {
+      const int64_t want = NextLease(e, returning_all, now, rounds, rate);
+      if (refuse) {
         // The store is down: the lease cannot be given back; it leaks away in Redis.
         dropped += static_cast<uint64_t>(held);
       } else if (held > 0 || want > 0) {
-        items.push_back({it->first, &e, held, want});
+        items->push_back({it->first, &e});
+        asks->push_back(
+            {.key = e.redis_key, .spec = e.spec, .return_units = held, .debit_units = 0, .want_units = want});
       }
       if (held == 0 && want == 0 && e.idle_syncs >= opts_.idle_syncs_to_forget) {
         it = s.map.erase(it);
@@ -316,131 +315,116 @@ Status SyncEngine::RoundTrip(bool returning_all) {
   }
   if (max_gap > max_gap_ns_.load(std::memory_order_relaxed)) max_gap_ns_.store(max_gap, std::memory_order_relaxed);
   counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
-  if (permit == redis::Breaker::Permit::kRefuse) {
-    counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
-    return failure.ok() ? Status::Unavailable("circuit breaker open") : failure;
-  }
+}
 
+// Takes a due bucket's lease out (the caller sends it back) and returns the next lease
+// to ask for.
+int64_t SyncEngine::NextLease(Entry& e, bool returning_all, int64_t now, int rounds, double rate) {
+  e.lease_units = 0;
+  e.rounds_since_sync = 0;
+  e.starved = false;
+  const bool was_rejected = e.rejected;
+  e.rejected = false;
+  e.last_sync_ns = now;
+  int64_t want = 0;
+  // The demand of the rounds that just ended predicts the next ones. Rounds are the
+  // actual time between them, not the configured interval: when rounds are slow
+  // (many buckets, a loaded Redis) leases grow to cover them, and H, the time a unit
+  // can be held, grows with them (the bound is written in measured H). A bucket far
+  // from its limit with little demand is synced every `stride` rounds and its lease
+  // covers them; one near its limit (level above half) or with a round's demand of
+  // hot_demand or more is synced every round.
+  if (!returning_all && e.demand_units >= opts_.min_demand_for_lease * rounds) {
+    int stride = 1;
+    const bool contended = was_rejected || e.level * 2 > static_cast<double>(e.spec.capacity);
+    while (!contended && stride * 2 <= opts_.max_stride && rate * stride * 2 <= opts_.hot_demand) stride *= 2;
+    e.stride = stride;
+    want = std::min<int64_t>(e.spec.capacity,
+                             static_cast<int64_t>(std::ceil(opts_.headroom * rate * stride)) + 1);
+  } else {
+    e.stride = 1;
+  }
+  e.idle_syncs = e.demand_units == 0 ? e.idle_syncs + rounds : 0;
+  e.demand_units = 0;
+  return want;
+}
+
+// The lease calls of the round (redis/lease_round.h), trip by trip, with the announce
+// (or, returning all, the ZREM) after the last call. Returns the last failure; sets
+// *any_success when a round trip got through.
+Status SyncEngine::Exchange(const std::vector<Item>& items, const std::vector<redis::SettleItem>& asks,
+                            bool returning_all, int64_t now, bool* any_success) {
   const int64_t ttl_ms = opts_.participant_ttl.count();
   const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ms * 1'000'000 / 3);
-
-  // A lease call is atomic over its keys; Redis Cluster runs it only when they share a
-  // slot (CROSSSLOT otherwise). On Cluster the items go by slot, and a call never
-  // crosses a slot boundary: one user's rules share a slot (the key's hash tag), so
-  // that costs calls, not atomicity. The pool pipelines the calls per node.
-  std::vector<uint16_t> slots;
   const bool cluster = pool_->endpoint().topology == redis::Topology::kCluster;
   // The lease calls check the reset log themselves (lib/redis/lease_script.h): a reset
   // between this round's read of the log and its call neither gets the units of the
   // deleted bucket back nor drops the lease granted in the new one at the next read.
   // Not on Cluster (the log is on another slot) nor before the log was read.
   const bool guarded = !cluster && reset_log_readable_ && reset_seq_ >= 0;
-  if (cluster) {
-    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
-      return redis::KeySlot(a.entry->redis_key) < redis::KeySlot(b.entry->redis_key);
-    });
-    slots.reserve(items.size());
-    for (const Item& it : items) slots.push_back(redis::KeySlot(it.entry->redis_key));
+  redis::LeaseRound round({.script = redis::RoundScript::kLease,
+                           .cluster = cluster,
+                           .chunk = opts_.chunk,
+                           .calls_per_trip = opts_.calls_per_round_trip,
+                           .resets_after_seq = guarded ? reset_seq_ : -1});
+  if (announce) {
+    round.Trail(redis::AnnounceCommand(opts_.participant_id, ttl_ms));
+  } else if (returning_all) {
+    round.Trail(redis::LeaveCommand(opts_.participant_id));
   }
-
-  bool any_success = false;
-  size_t pos = 0;
-  std::vector<redis::LeaseItem> lease_items;
-  std::vector<redis::LeaseGrant> grants;
-  do {
-    // One pipelined round trip: up to calls_per_round_trip EVALSHAs of `chunk` buckets.
-    std::vector<std::string> cmds;
-    std::vector<std::pair<size_t, size_t>> ranges;   // [begin, end) of items per command
-    while (pos < items.size() && cmds.size() < opts_.calls_per_round_trip) {
-      size_t end = std::min(items.size(), pos + opts_.chunk);
-      if (cluster) end = static_cast<size_t>(std::find_if(slots.begin() + static_cast<std::ptrdiff_t>(pos), slots.begin() + static_cast<std::ptrdiff_t>(end),
-                                                          [&](uint16_t x) { return x != slots[pos]; }) - slots.begin());
-      lease_items.clear();
-      for (size_t i = pos; i < end; ++i) {
-        lease_items.push_back({.key = items[i].entry->redis_key,
-                               .spec = items[i].entry->spec,
-                               .return_units = items[i].return_units,
-                               .want_units = items[i].want_units});
-      }
-      std::string cmd;
-      redis::CommandWriter w(cmd);
-      redis::AppendLeaseCall(w, lease_items, guarded ? reset_seq_ : -1);
-      cmds.push_back(std::move(cmd));
-      ranges.emplace_back(pos, end);
-      pos = end;
-    }
-    const bool with_announce = announce && pos >= items.size();
-    if (with_announce) {
-      std::string cmd;
-      redis::CommandWriter w(cmd);
-      redis::AppendAnnounceCall(w, opts_.participant_id, ttl_ms);
-      cmds.push_back(std::move(cmd));
-    } else if (returning_all && pos >= items.size()) {
-      std::string cmd;
-      redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(opts_.participant_id);
-      cmds.push_back(std::move(cmd));
-    }
-    if (cmds.empty()) break;
-    std::vector<redis::Reply> replies;
+  Status failure;
+  uint64_t dropped = 0;
+  for (const redis::LeaseTrip& trip : round.Plan(asks)) {
     const int64_t deadline = NowMonoNs() + std::chrono::nanoseconds(opts_.deadline).count();
-    Status s = pool_->Call(cmds, deadline, &replies);
-    counters_->redis_calls.fetch_add(cmds.size(), std::memory_order_relaxed);
-    if (!s.ok()) {
+    const redis::TripReply r = redis::SendTrip(*pool_, trip, deadline);
+    counters_->redis_calls.fetch_add(trip.cmds.size(), std::memory_order_relaxed);
+    if (!r.status.ok()) {
       // Returned units and grants of this round trip are unknown: count both as lost
       // (a grant that did happen leaks away in Redis: under-admission only).
-      failure = s;
-      for (const auto& [b, e] : ranges) {
-        for (size_t i = b; i < e; ++i) dropped += static_cast<uint64_t>(items[i].return_units);
-      }
+      failure = r.status;
+      for (size_t i : trip.items) dropped += static_cast<uint64_t>(asks[i].return_units);
       continue;
     }
-    any_success = true;
-    for (size_t c = 0; c < ranges.size(); ++c) {
-      const auto [b, e] = ranges[c];
-      grants.clear();
-      Status ps = redis::ParseLeaseReply(replies[c].get(), e - b, &grants, guarded);
-      counters_->bucket_ops.fetch_add(e - b, std::memory_order_relaxed);
-      if (!ps.ok()) {
-        DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: lease call failed: {}", ps.message());
-        failure = ps;
-        continue;
-      }
-      uint64_t granted = 0, returned = 0;
-      for (size_t i = b; i < e; ++i) {
-        const Item& it = items[i];
-        returned += static_cast<uint64_t>(it.return_units);
-        const redis::LeaseGrant& g = grants[i - b];
-        granted += static_cast<uint64_t>(std::max<int64_t>(0, g.granted_units));
-        Stripe& s2 = stripes_[it.key % kStripes];
-        std::lock_guard<std::mutex> lock(s2.mu);
-        it.entry->lease_units += std::max<int64_t>(0, g.granted_units);
-        if (g.granted_units > 0) it.entry->reject_until_ns = 0;
-        it.entry->peak_lease = std::max(it.entry->peak_lease, it.entry->lease_units);
-        it.entry->level = g.level;
-        if (guarded) it.entry->granted_after_reset_seq = std::max(reset_seq_, g.reset_seq);
-      }
-      counters_->granted.fetch_add(granted, std::memory_order_relaxed);
-      counters_->returned.fetch_add(returned, std::memory_order_relaxed);
-    }
-    if (with_announce) {
-      auto n = redis::ParseAnnounceReply(replies.back().get());
+    *any_success = true;
+    ApplyGrants(items, asks, trip, r, &failure);
+    if (announce && trip.items_per_call.back() == 0) {
+      auto n = redis::ParseAnnounceReply(r.replies.back().get());
       if (n.ok()) {
         live_participants_.store(*n, std::memory_order_relaxed);
         last_announce_ns_ = now;
       }
     }
-  } while (pos < items.size());
-  counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
-
-  if (breaker_ != nullptr && !returning_all) {
-    if (failure.ok() || any_success) {
-      if (breaker_->OnSuccess(permit, NowMonoNs()) && opts_.on_breaker_closed) opts_.on_breaker_closed();
-    } else {
-      if (breaker_->OnFailure(permit, NowMonoNs(), failure) && opts_.on_breaker_opened) opts_.on_breaker_opened(failure);
-    }
   }
-  if (!failure.ok()) counters_->sync_failures.fetch_add(1, std::memory_order_relaxed);
+  counters_->dropped.fetch_add(dropped, std::memory_order_relaxed);
   return failure;
+}
+
+// The grants of one round trip that got through; a call that failed sets *failure.
+void SyncEngine::ApplyGrants(const std::vector<Item>& items, const std::vector<redis::SettleItem>& asks,
+                             const redis::LeaseTrip& trip, const redis::TripReply& r, Status* failure) {
+  counters_->bucket_ops.fetch_add(trip.items.size(), std::memory_order_relaxed);
+  for (size_t c = 0; c < r.calls.size(); ++c) {
+    if (r.calls[c].ok()) continue;
+    DLB_LOG_EVERY(1000, spdlog::level::warn, "dlb: lease call failed: {}", r.calls[c].message());
+    *failure = r.calls[c];
+  }
+  uint64_t granted = 0, returned = 0;
+  for (const redis::LeaseResult& res : r.items) {
+    if (!r.calls[res.call].ok()) continue;
+    const Item& it = items[res.index];
+    const redis::LeaseGrant& g = res.grant;
+    returned += static_cast<uint64_t>(asks[res.index].return_units);
+    granted += static_cast<uint64_t>(std::max<int64_t>(0, g.granted_units));
+    Stripe& s = stripes_[it.key % kStripes];
+    std::lock_guard<std::mutex> lock(s.mu);
+    it.entry->lease_units += std::max<int64_t>(0, g.granted_units);
+    if (g.granted_units > 0) it.entry->reject_until_ns = 0;
+    it.entry->peak_lease = std::max(it.entry->peak_lease, it.entry->lease_units);
+    it.entry->level = g.level;
+    if (trip.guarded) it.entry->granted_after_reset_seq = std::max(reset_seq_, g.reset_seq);
+  }
+  counters_->granted.fetch_add(granted, std::memory_order_relaxed);
+  counters_->returned.fetch_add(returned, std::memory_order_relaxed);
 }
 
 SyncStats SyncEngine::Stats() const {

@@ -10,7 +10,8 @@
 //
 // A lease is pre-charging. At each sync (default every I = 5 ms) the participant sends,
 // for every active bucket, in one pipelined round trip (EVALSHA of the lease script,
-// up to `chunk` buckets per call; lib/redis/lease_script.h):
+// up to `chunk` buckets per call; lib/redis/lease_script.h, sent by the round client
+// lib/redis/lease_round.h):
 //   return = the units of its previous lease it did not use,
 //   want   = ceil(headroom * demand) + 1, at most C   (headroom 1.5),
 // where demand is the requests this participant saw for the bucket since the previous
@@ -130,6 +131,9 @@ namespace dlb {
 namespace redis {
 class Breaker;
 class Pool;
+struct LeaseTrip;
+struct SettleItem;
+struct TripReply;
 }
 
 namespace sync {
@@ -243,6 +247,13 @@ class SyncEngine {
   struct Stripe;
   struct Item;
   Status RoundTrip(bool returning_all);
+  void Snapshot(bool returning_all, bool refuse, int64_t now, std::vector<Item>* items,
+                std::vector<redis::SettleItem>* asks);
+  int64_t NextLease(Entry& e, bool returning_all, int64_t now, int rounds, double rate);
+  Status Exchange(const std::vector<Item>& items, const std::vector<redis::SettleItem>& asks, bool returning_all,
+                  int64_t now, bool* any_success);
+  void ApplyGrants(const std::vector<Item>& items, const std::vector<redis::SettleItem>& asks,
+                   const redis::LeaseTrip& trip, const redis::TripReply& r, Status* failure);
   Status ReadResets(int64_t deadline_ns);
   void DropLeases(const std::vector<std::string>& keys, const std::vector<int64_t>& seqs, bool all);
 

@@ -9,8 +9,8 @@
 
 #include "dlb/key.h"
 #include "log/log.h"
+#include "redis/lease_round.h"
 #include "redis/lease_script.h"
-#include "redis/slot.h"
 
 namespace dlb::xdp {
 namespace {
@@ -87,7 +87,7 @@ Status XdpSync::RunRound(bool returning_all) {
   //    buckets it carries are not collected again before its grants are known.
   if (pending_) {
     ++stats_.resent_rounds;
-    stats_.resent_calls += pending_->calls.size();
+    stats_.resent_calls += pending_->calls.cmds.size();
     if (Status s = Send(std::move(pending_)); !s.ok()) return s;
   }
   const int64_t now = MonoNs();
@@ -110,7 +110,7 @@ Status XdpSync::RunRound(bool returning_all) {
   auto trip = std::make_unique<Trip>();
   trip->returning_all = returning_all;
   trip->collected_ns = now;
-  std::vector<std::string> redis_keys;
+  std::vector<std::string> redis_keys;  // the items' Redis keys
   trip->items.reserve(cmds.size());
   for (const dlb_xdp_ctl& c : cmds) {
     if (!c.found) continue;
@@ -144,71 +144,37 @@ Status XdpSync::RunRound(bool returning_all) {
   }
 
   // 2. One pipelined round trip: the announce, then settle calls of up to `chunk`
-  //    buckets. The debt is asked for with the new lease (not debited): what Redis has
-  //    no room for stays debt in the program, never forgiven. On a Cluster a call never
-  //    crosses a slot.
+  //    buckets (lib/redis/lease_round.h; on a Cluster a call never crosses a slot). The
+  //    debt is asked for with the new lease (not debited): what Redis has no room for
+  //    stays debt in the program, never forgiven.
   const int64_t ttl_ns = std::chrono::nanoseconds(opts_.participant_ttl).count();
   const bool announce = !returning_all && (last_announce_ns_ == 0 || now - last_announce_ns_ >= ttl_ns / 3);
-  if (announce) {
-    std::string cmd;
-    redis::CommandWriter w(cmd);
-    redis::AppendAnnounceCall(w, opts_.participant_id, std::chrono::milliseconds(opts_.participant_ttl).count());
-    trip->calls.push_back(std::move(cmd));
-    trip->items_per_call.push_back(0);
-  }
-  const bool cluster = pool_->endpoint().topology == redis::Topology::kCluster;
-  std::vector<uint32_t> order(trip->items.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::vector<uint16_t> slot_of;
-  if (cluster) {
-    slot_of.resize(order.size());
-    for (uint32_t i = 0; i < order.size(); ++i) slot_of[i] = redis::KeySlot(redis_keys[i]);
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return slot_of[a] < slot_of[b]; });
-    std::vector<Item> sorted;
-    std::vector<std::string> sorted_keys;
-    std::vector<uint16_t> sorted_slots;
-    sorted.reserve(order.size());
-    for (uint32_t i : order) {
-      sorted.push_back(trip->items[i]);
-      sorted_keys.push_back(std::move(redis_keys[i]));
-      sorted_slots.push_back(slot_of[i]);
-    }
-    trip->items = std::move(sorted);
-    redis_keys = std::move(sorted_keys);
-    slot_of = std::move(sorted_slots);
-  }
-  const int64_t round_id = static_cast<int64_t>(round_base_ + ++round_seq_);
-  const int64_t reply_ttl_ms = std::max<int64_t>(1, opts_.round_reply_ttl.count());
-  std::vector<redis::SettleItem> chunk;
-  chunk.reserve(opts_.chunk);
-  size_t call_index = 0;
-  auto flush = [&] {
-    if (chunk.empty()) return;
-    // The round key shares the slot of the call's buckets (their hash tag).
-    const std::string round_key =
-        redis::SettleRoundKey(opts_.participant_id, call_index++, cluster ? chunk.front().key : std::string_view());
-    std::string cmd;
-    redis::CommandWriter w(cmd);
-    redis::AppendSettleCall(w, round_key, round_id, reply_ttl_ms, chunk);
-    trip->calls.push_back(std::move(cmd));
-    trip->items_per_call.push_back(chunk.size());
-    chunk.clear();
-  };
+  // One trip: no limit of calls per trip.
+  redis::LeaseRound round({.script = redis::RoundScript::kSettle,
+                           .cluster = pool_->endpoint().topology == redis::Topology::kCluster,
+                           .chunk = opts_.chunk,
+                           .participant_id = opts_.participant_id,
+                           .round_id = static_cast<int64_t>(round_base_ + ++round_seq_),
+                           .reply_ttl_ms = std::max<int64_t>(1, opts_.round_reply_ttl.count())});
+  const int64_t ttl_ms = std::chrono::milliseconds(opts_.participant_ttl).count();
+  if (announce) round.Lead(redis::AnnounceCommand(opts_.participant_id, ttl_ms));
+  std::vector<redis::SettleItem> settle;
+  settle.reserve(trip->items.size());
   for (size_t i = 0; i < trip->items.size(); ++i) {
-    if (!chunk.empty() && (chunk.size() == opts_.chunk || (cluster && slot_of[i] != slot_of[i - 1]))) flush();
     const Item& it = trip->items[i];
-    chunk.push_back({.key = redis_keys[i],
-                     .spec = tables_->info[it.rule].spec,
-                     .return_units = it.returned,
-                     .debit_units = 0,
-                     .want_units = it.debt + it.want_lease});
+    settle.push_back({.key = redis_keys[i],
+                      .spec = tables_->info[it.rule].spec,
+                      .return_units = it.returned,
+                      .debit_units = 0,
+                      .want_units = it.debt + it.want_lease});
   }
-  flush();   // the calls hold copies of the keys from here on
+  std::vector<redis::LeaseTrip> calls = round.Plan(settle);
   ++stats_.rounds;
-  if (trip->calls.empty()) {
+  if (calls.empty()) {
     consecutive_failures_ = 0;
     return Status::Ok();
   }
+  trip->calls = std::move(calls.front());
   return Send(std::move(trip));
 }
 
@@ -225,56 +191,28 @@ Status XdpSync::Fail(std::unique_ptr<Trip> trip, Status cause) {
 }
 
 Status XdpSync::Send(std::unique_ptr<Trip> trip) {
-  std::vector<redis::Reply> replies;
-  stats_.redis_calls += trip->calls.size();
-  Status rt = pool_->Call(trip->calls, MonoNs() + std::chrono::nanoseconds(opts_.deadline).count(), &replies);
-  if (rt.ok() && replies.size() != trip->calls.size()) rt = Status::Protocol("xdp sync: reply count");
+  stats_.redis_calls += trip->calls.cmds.size();
+  const redis::TripReply r =
+      redis::SendTrip(*pool_, trip->calls, MonoNs() + std::chrono::nanoseconds(opts_.deadline).count());
   // The round's fate is unknown: it waits for a verbatim re-send (applied once by its
   // round id), with the units it collected.
-  if (!rt.ok()) return Fail(std::move(trip), rt);
+  if (!r.status.ok()) return Fail(std::move(trip), r.status);
   // Replies: grants per bucket; a call refused with an error reply (the script checks
   // its arguments before it changes anything) would be refused again: its debt goes
   // back to the program (charged by a later round), its returned lease is left to leak.
-  std::vector<redis::LeaseGrant> grants;
-  grants.reserve(trip->items.size());
-  std::vector<char> refused(trip->items.size(), 0);
   int64_t live = -1;
-  size_t first = 0;
   Status refusal = Status::Ok();
-  for (size_t i = 0; i < trip->calls.size(); ++i) {
-    const size_t n = trip->items_per_call[i];
-    if (n == 0) {
-      auto l = redis::ParseAnnounceReply(replies[i].get());
+  for (size_t i = 0; i < trip->calls.cmds.size(); ++i) {
+    if (trip->calls.items_per_call[i] == 0) {
+      auto l = redis::ParseAnnounceReply(r.replies[i].get());
       if (l.ok()) live = *l;
       continue;
     }
-    const size_t before = grants.size();
-    Status p = redis::ParseLeaseReply(replies[i].get(), n, &grants);
     // NOSCRIPT the pool could not repair: not run, the whole round is sent again.
-    if (p.code() == StatusCode::kUnavailable) return Fail(std::move(trip), p);
-    if (!p.ok()) {
-      grants.resize(before + n);
-      std::fill(refused.begin() + static_cast<std::ptrdiff_t>(first),
-                refused.begin() + static_cast<std::ptrdiff_t>(first + n), 1);
-      refusal = p;
-    }
-    first += n;
+    if (r.calls[i].code() == StatusCode::kUnavailable) return Fail(std::move(trip), r.calls[i]);
+    if (!r.calls[i].ok()) refusal = r.calls[i];
   }
-  if (!refusal.ok()) {
-    ++stats_.discarded_rounds;
-    DLB_LOG_EVERY(1000, spdlog::level::err, "xdp sync: Redis refused a settle call: {}", refusal.ToString());
-    std::vector<dlb_xdp_ctl> back;
-    for (size_t i = 0; i < trip->items.size(); ++i) {
-      const Item& it = trip->items[i];
-      if (!refused[i] || it.debt == 0) continue;
-      dlb_xdp_ctl c{};
-      c.key = it.key;
-      c.op = DLB_XDP_CTL_ADD_DEBT;
-      c.in_debt = static_cast<uint64_t>(it.debt);
-      back.push_back(c);
-    }
-    if (!back.empty()) (void)program_->Control(back);
-  }
+  if (!refusal.ok()) ReturnRefusedDebt(*trip, r, refusal);
   if (live > 0) {
     last_announce_ns_ = trip->collected_ns;
     if (live != stats_.live_participants) {
@@ -289,12 +227,27 @@ Status XdpSync::Send(std::unique_ptr<Trip> trip) {
     (void)program_->SetStoreDown(false);
     DLB_LOG_INFO("store reachable again: leases resume, local admissions reconciled");
   }
-  if (Status s = Apply(*trip, grants, refused); !s.ok()) return s;
+  if (Status s = Apply(*trip, r); !s.ok()) return s;
   return refusal;
 }
 
-Status XdpSync::Apply(const Trip& trip, const std::vector<redis::LeaseGrant>& grants,
-                      const std::vector<char>& refused) {
+void XdpSync::ReturnRefusedDebt(const Trip& trip, const redis::TripReply& r, const Status& refusal) {
+  ++stats_.discarded_rounds;
+  DLB_LOG_EVERY(1000, spdlog::level::err, "xdp sync: Redis refused a settle call: {}", refusal.ToString());
+  std::vector<dlb_xdp_ctl> back;
+  for (size_t i = 0; i < trip.items.size(); ++i) {
+    const Item& it = trip.items[i];
+    if (r.calls[r.items[i].call].ok() || it.debt == 0) continue;
+    dlb_xdp_ctl c{};
+    c.key = it.key;
+    c.op = DLB_XDP_CTL_ADD_DEBT;
+    c.in_debt = static_cast<uint64_t>(it.debt);
+    back.push_back(c);
+  }
+  if (!back.empty()) (void)program_->Control(back);
+}
+
+Status XdpSync::Apply(const Trip& trip, const redis::TripReply& r) {
   // 3. Grants: the debt first, the rest is the new lease; no room = hold. Debt Redis
   //    had no room for is not forgiven: it stays debt, charged first by the next rounds
   //    as the bucket leaks. The local share bucket is set to the global level (plus
@@ -304,10 +257,10 @@ Status XdpSync::Apply(const Trip& trip, const std::vector<redis::LeaseGrant>& gr
   const int64_t granted_at = MonoNs();
   std::vector<dlb_xdp_ctl> out;
   out.reserve(trip.items.size());
-  for (size_t i = 0; i < trip.items.size() && i < grants.size(); ++i) {
+  for (size_t i = 0; i < trip.items.size() && i < r.items.size(); ++i) {
     const Item& it = trip.items[i];
-    if (refused[i]) continue;
-    const redis::LeaseGrant& g = grants[i];
+    if (!r.calls[r.items[i].call].ok()) continue;
+    const redis::LeaseGrant& g = r.items[i].grant;
     ++stats_.bucket_ops;
     stats_.returned_units += static_cast<uint64_t>(it.returned);
     stats_.granted_units += static_cast<uint64_t>(g.granted_units);

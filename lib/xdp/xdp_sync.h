@@ -3,7 +3,7 @@
 // rule that the program touched:
 //   1. collects atomically (control program) the unused lease, the demand seen and the
 //      debt (units admitted by the local bucket while no lease was there);
-//   2. in one pipelined round trip of settle-script calls (lib/redis/lease_script.h)
+//   2. in one pipelined round trip of settle-script calls (lib/redis/lease_round.h)
 //      returns the unused units and asks for debt + ceil(1.5 * demand) + 1 units (at
 //      most C) on the Redis clock;
 //   3. grants the program what exceeds the debt and, when Redis had no room, holds
@@ -30,7 +30,8 @@
 //
 // Redis Cluster: a settle call is atomic over its keys, so on a Cluster the buckets go
 // by key slot, a call never crosses a slot and its round key takes the hash tag of its
-// buckets (one user's keys share one tag).
+// buckets (one user's keys share one tag): lib/redis/lease_round.h, as for the other
+// participants.
 //
 // Three consecutive failed round trips mark the store down (the program applies each
 // rule's on_store_failure); the next successful one clears it and charges the debt.
@@ -43,7 +44,7 @@
 #include <vector>
 
 #include "dlb/status.h"
-#include "redis/lease_script.h"
+#include "redis/lease_round.h"
 #include "redis/pool.h"
 #include "xdp_config.h"
 #include "xdp_program.h"
@@ -108,10 +109,9 @@ class XdpSync {
     int64_t want_lease;   // new lease asked for beyond the debt
   };
   // One round trip: its calls (sent again verbatim when the reply is lost) and what
-  // they carry.
+  // they carry, in the order of their results.
   struct Trip {
-    std::vector<std::string> calls;
-    std::vector<size_t> items_per_call;   // 0: the announce
+    redis::LeaseTrip calls;
     std::vector<Item> items;
     bool returning_all = false;
     int64_t collected_ns = 0;
@@ -125,8 +125,9 @@ class XdpSync {
   // Sends `trip`; on success applies its replies, else keeps it for a re-send.
   Status Send(std::unique_ptr<Trip> trip);
   Status Fail(std::unique_ptr<Trip> trip, Status cause);
-  Status Apply(const Trip& trip, const std::vector<redis::LeaseGrant>& grants,
-               const std::vector<char>& refused);
+  // Gives the debt of the buckets whose call Redis refused back to the program.
+  void ReturnRefusedDebt(const Trip& trip, const redis::TripReply& r, const Status& refusal);
+  Status Apply(const Trip& trip, const redis::TripReply& r);
 
   SyncOptions opts_;
   redis::Pool* pool_;

@@ -53,7 +53,8 @@
 //            in flight); return = unused lease - keep; want = target - keep.
 // Buckets with nothing to return, debit or ask for are not sent (their credit stays).
 // The others go to Redis in pipelined round trips of EVALSHAs of the settle script
-// (lib/redis/lease_script.h; `chunk` buckets per call): on Redis's clock, return
+// (lib/redis/lease_script.h, sent by lib/redis/lease_round.h; `chunk` buckets per
+// call): on Redis's clock, return
 // (never below empty), debit (saturating at full), then grant = min(want, room). After
 // the reply avail += grant + K', with the new credit
 //   K' = min(max_credit, floor(floor(C - level) / N))   (0 for strict rules),
