@@ -71,12 +71,16 @@ void LeaseRound::Run(size_t n, const KeyFn& key_of, const ItemFn& item_of, const
   SettleItem item;
   for (size_t o = 0; o < n; ++o) {
     const size_t i = opts_.cluster ? order[o] : o;
-    if (!item_of(i, &item)) continue;
     const uint16_t slot = opts_.cluster ? slots[i] : 0;
+    // A new slot closes the call before its first candidate is asked for: a trip that
+    // this completes and that fails must leave that candidate untouched (its snapshot
+    // would be in no trip: a debit never charged, a released bucket never settled).
+    // The candidates come in slot order, so a call closed here had no more items.
     if (!call_.empty() && slot != call_slot_) {
       CloseCall();
       if (TripFull() && !Emit(take)) return;
     }
+    if (!item_of(i, &item)) continue;
     call_slot_ = slot;
     call_.push_back(item);
     call_items_.push_back(i);

@@ -82,7 +82,7 @@ class LeaseRound {
   // The item of candidate `i`, asked for when the round reaches it (false: nothing to send).
   using ItemFn = std::function<bool(size_t i, SettleItem* item)>;
   // Takes each trip as soon as it is complete; false ends the round: no item is asked for
-  // after it, and the one asked for last may be in no trip (below).
+  // after it.
   using TripFn = std::function<bool(LeaseTrip trip)>;
 
   explicit LeaseRound(LeaseRoundOptions options);
@@ -94,8 +94,7 @@ class LeaseRound {
 
   // Goes through `n` candidates (on Cluster in slot order), asking for each one's item
   // only when the trips before it are taken, so that a trip that failed leaves the later
-  // candidates untouched. One exception: on Cluster the item that opens a new slot is
-  // asked for before the trip its slot change completes is taken.
+  // candidates untouched (on Cluster too: a new slot closes the call first).
   void Run(size_t n, const KeyFn& key_of, const ItemFn& item_of, const TripFn& take);
   // The trips over `items`, all known beforehand.
   std::vector<LeaseTrip> Plan(std::span<const SettleItem> items);

@@ -107,6 +107,37 @@ TEST(LeaseRound, ARefusedTripEndsTheRoundBeforeTheNextItemIsTaken) {
   EXPECT_EQ(asked, (std::vector<size_t>{0}));
 }
 
+// On Cluster, a trip completed by a slot change and refused leaves the candidate that
+// opened the new slot untouched: the appliance snapshots (takes units from the cores)
+// when asked, and a snapshot in no trip would be a debit never charged.
+TEST(LeaseRound, ARefusedTripCompletedByASlotChangeTakesNoItemOfTheNewSlot) {
+  std::vector<std::string> keys;
+  for (int u = 0; keys.size() < 4; ++u) {
+    const std::string k = RedisKey("sc-" + std::to_string(u), "r");
+    bool new_slot = true;
+    for (const std::string& o : keys) new_slot = new_slot && redis::KeySlot(o) != redis::KeySlot(k);
+    if (new_slot) keys.push_back(k);
+  }
+  redis::LeaseRound round(Settle(/*chunk=*/8, /*calls_per_trip=*/1, /*cluster=*/true));
+  std::vector<size_t> asked;
+  std::vector<size_t> in_trips;
+  round.Run(
+      keys.size(), [&](size_t i) -> std::string_view { return keys[i]; },
+      [&](size_t i, redis::SettleItem* item) {
+        asked.push_back(i);
+        *item = {.key = keys[i], .spec = kQuota, .return_units = 0, .debit_units = 1, .want_units = 1};
+        return true;
+      },
+      [&](redis::LeaseTrip trip) {
+        in_trips.insert(in_trips.end(), trip.items.begin(), trip.items.end());
+        return false;
+      });
+  // One call per slot, one call per trip: the first trip is complete when the second
+  // slot begins, and it is refused before the second slot's item is asked for.
+  EXPECT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked, in_trips) << "every item asked for is in a trip";
+}
+
 class LeaseRoundTest : public ::testing::Test {
  protected:
   RedisServer server_;
