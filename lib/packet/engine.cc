@@ -1,28 +1,29 @@
+// The packet engine's burst pipeline (engine.h): frames parsed and classified, client
+// segments handed to their flow's stream (flow_table.h, stream.h), heads queued and
+// decided in the shard together, verdicts settled per frame.
 #include "dlb/packet/engine.h"
 
 #include <cstring>
-#include <new>
 
 #include "dlb/packet/checksum.h"
 #include "dlb/packet/client_address.h"
-#include "dlb/packet/proxy_protocol.h"
 #include "dlb/packet/shard_sync.h"
+#include "engine_context.h"
 #include "flow.h"
+#include "flow_table.h"
+#include "stream.h"
 
 namespace dlb::packet {
 
-using internal::FlowKey;
 using internal::FlowSlot;
 using internal::Phase;
 using internal::ResponseSlot;
+using internal::SeqBefore;
 namespace flow_flags = internal::flow_flags;
 namespace response_flags = internal::response_flags;
 
 namespace {
 
-// Flows are looked up in a window of this many consecutive slots (bounded probing);
-// a full window means no room for a new flow, never a longer search.
-constexpr uint32_t kFlowProbeSlots = 8;
 // Heads decided together; a frame with more pipelined heads flushes mid-frame.
 constexpr size_t kMaxEvents = 64;
 // Frames whose first cache line is fetched ahead of parsing (as DPDK's l3fwd does).
@@ -32,11 +33,6 @@ constexpr uint16_t kFramePrefetchAhead = 4;
 // longer heads to demand misses: ~10 ns per head frame more in bench_packet.
 constexpr uint32_t kPayloadPrefetchBytes = 1024;
 constexpr uint32_t kPayloadPrefetchFrames = 2;
-// How long a flow is remembered after the client's FIN: covers retransmissions of the
-// last segment (several RTOs), short enough to free slots of busy servers quickly.
-constexpr int64_t kFinLingerNs = 10'000'000'000;
-
-inline bool SeqBefore(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
 
 // A standard method, one space, and the start of a target.
 inline bool StartsWithKnownMethod(const uint8_t* p, uint32_t len) {
@@ -48,19 +44,6 @@ inline bool StartsWithKnownMethod(const uint8_t* p, uint32_t len) {
   }
   const uint8_t t = p[n + 1];
   return t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z');
-}
-
-// Whether a head (request line to the empty line) has an Upgrade header field. Looked
-// for in the first head of a connection only.
-inline bool HasUpgradeField(const uint8_t* p, uint32_t len) {
-  static constexpr char kName[] = "upgrade:";
-  for (uint32_t i = 0; i + 9 < len; ++i) {
-    if (p[i] != '\n') continue;
-    uint32_t k = 0;
-    while (k < 8 && (p[i + 1 + k] | 0x20) == kName[k]) ++k;  // ':' | 0x20 == ':'
-    if (k == 8) return true;
-  }
-  return false;
 }
 
 enum class EventKind : uint8_t {
@@ -102,32 +85,24 @@ struct FrameState {
   uint16_t pending_events = 0;  // queued since the last flush
 };
 
+// Which side of a followed flow a frame is on (ProcessBurst, pass 1).
+enum class Side : uint8_t { kNone, kClient, kServer };
+
 }  // namespace
 
-struct PacketEngine::Impl {
-  PacketConfig config;
+struct PacketEngine::Impl : internal::EngineContext {
   const RuleSet* rules = nullptr;
-  Allocator* allocator = nullptr;
-  HeadOptions head_options;
   ParseOptions parse_options;
-  SipKey flow_key;
   SipKey identity_key;
   SipKey address_key;  // a separate key: an identity header holding raw address bytes
                        // must not land in that address's bucket
   uint64_t service_ports[65536 / 64] = {};
 
-  FlowSlot* flows = nullptr;
-  ResponseSlot* responses = nullptr;  // beside flows: the same index
-  ClientAddress* proxy_clients = nullptr;  // beside flows, with proxy_protocol on: the
-                                           // client each flow's PROXY header named
-  uint32_t flow_mask = 0;
-  size_t live_flows = 0;
-  internal::ReassemblyPool pool;
+  internal::FlowTable flows{*this};
+  internal::StreamReader reader{*this, flows};
   BucketShard shard;
-  EngineCounters counters;
 
   // Burst scratch.
-  int64_t now_ns = 0;
   const Frame* frames = nullptr;
   FrameResult* results = nullptr;
   FrameState state[kMaxBurst];
@@ -141,17 +116,8 @@ struct PacketEngine::Impl {
   CoreSync* sync = nullptr;
   uint8_t identities[kMaxEvents][kSyncIdentityBytes];
   uint16_t current = 0;  // the frame being streamed
-  int64_t next_reclaim_scan_ns = 0;  // ReclaimStalledHeads: not before this time
 
   explicit Impl(BucketShard s) : shard(std::move(s)) {}
-  ~Impl() {
-    if (flows != nullptr) allocator->Free(flows);
-    if (responses != nullptr) allocator->Free(responses);
-    if (proxy_clients != nullptr) allocator->Free(proxy_clients);
-  }
-
-  ResponseSlot& ResponseOf(const FlowSlot& f) { return responses[&f - flows]; }
-  const ResponseSlot& ResponseOf(const FlowSlot& f) const { return responses[&f - flows]; }
 
   bool IsServicePort(uint16_t port) const { return service_ports[port / 64] >> (port % 64) & 1; }
 
@@ -164,101 +130,8 @@ struct PacketEngine::Impl {
     return IsServicePort(v.dst_port) || IsServicePort(v.src_port);
   }
 
-  // --- flow table -----------------------------------------------------------------
-
-  // The keyed hash of a flow's 4-tuple, seen from either direction. An IPv4 flow hashes
-  // a 12-byte key (one SipHash block and the tail), an IPv6 flow the 40-byte FlowKey:
-  // SipHash mixes in the length, so the two forms cannot collide with each other.
-  uint64_t FlowHash(const PacketView& v, bool client_to_server) const {
-    const uint8_t* c = client_to_server ? v.src_addr : v.dst_addr;
-    const uint8_t* s = client_to_server ? v.dst_addr : v.src_addr;
-    const uint16_t client_port = client_to_server ? v.src_port : v.dst_port;
-    const uint16_t server_port = client_to_server ? v.dst_port : v.src_port;
-    uint64_t h;
-    if (v.ip_version == 4) {
-      uint32_t k[3];
-      std::memcpy(&k[0], c, 4);
-      std::memcpy(&k[1], s, 4);
-      k[2] = uint32_t{client_port} | uint32_t{server_port} << 16;
-      h = SipHash13(flow_key, k, sizeof k);
-    } else {
-      FlowKey k;
-      std::memset(&k, 0, sizeof k);
-      std::memcpy(k.client_addr, c, 16);
-      std::memcpy(k.server_addr, s, 16);
-      k.client_port = client_port;
-      k.server_port = server_port;
-      k.ip_version = v.ip_version;
-      h = SipHash13(flow_key, &k, sizeof k);
-    }
-    return h == 0 ? 1 : h;
-  }
-
-  void ReleaseBuffer(FlowSlot& f) {
-    if (f.buffer >= 0) {
-      pool.Release(f.buffer);
-      f.buffer = -1;
-    }
-  }
-
-  void Erase(FlowSlot& f) {
-    ReleaseBuffer(f);
-    f.hash = 0;
-    f.flags = 0;
-    --live_flows;
-  }
-
-  bool Expired(const FlowSlot& f) const {
-    const int64_t timeout = (f.flags & flow_flags::kFinished) && kFinLingerNs < config.flow_idle_timeout_ns
-                                ? kFinLingerNs
-                                : config.flow_idle_timeout_ns;
-    return now_ns - f.last_seen_ns > timeout;
-  }
-
-  FlowSlot* FindFlow(uint64_t hash, uint16_t client_port) {
-    for (uint32_t i = 0; i < kFlowProbeSlots; ++i) {
-      FlowSlot& f = flows[(hash + i) & flow_mask];
-      if (f.hash == hash && f.client_port == client_port) return &f;
-    }
-    return nullptr;
-  }
-
-  // The flow's slot, a new one (when `create`), or nullptr. Expired flows met on the
-  // way are freed: the timeout is enforced lazily, where the slots are touched anyway.
-  FlowSlot* FindOrCreateFlow(uint64_t hash, uint16_t client_port, bool create, bool& created) {
-    created = false;
-    FlowSlot* free_slot = nullptr;
-    for (uint32_t i = 0; i < kFlowProbeSlots; ++i) {
-      FlowSlot& f = flows[(hash + i) & flow_mask];
-      if (f.hash != 0 && Expired(f) && !(f.flags & flow_flags::kPending)) {
-        ++counters.flows_expired;
-        Erase(f);
-      }
-      if (f.hash == hash && f.client_port == client_port) return &f;
-      if (f.hash == 0 && free_slot == nullptr) free_slot = &f;
-    }
-    if (!create) return nullptr;
-    if (free_slot == nullptr) {
-      ++counters.flow_table_full;
-      return nullptr;
-    }
-    *free_slot = FlowSlot();
-    ResponseOf(*free_slot) = ResponseSlot();
-    free_slot->hash = hash;
-    free_slot->client_port = client_port;
-    ++live_flows;
-    ++counters.flows_created;
-    created = true;
-    return free_slot;
-  }
-
-  // --- stream ---------------------------------------------------------------------
-
-  // The server's next expected byte as far as the engine knows: past the partial head
-  // held in the buffer, if any (the server has those bytes).
-  uint32_t StreamPos(const FlowSlot& f) const {
-    return f.buffer >= 0 ? f.buf_seq + pool.ContiguousEnd(f.buffer, f.next_seq - f.buf_seq) : f.next_seq;
-  }
+  // --- heads of the frame being streamed ------------------------------------------
+  // The engine's side of the stream reader (internal::StreamSink), for frame `current`.
 
   void Emit(EventKind kind, uint32_t head_seq, uint16_t rule, uint64_t key_hash) {
     Event& e = events[event_count++];
@@ -288,23 +161,28 @@ struct PacketEngine::Impl {
     return !state[current].stopped;
   }
 
-  // A head that cannot be decided (not HTTP, malformed, too large), starting at
-  // `head_seq`.
-  void HeadPolicyEvent(FlowSlot& f, HeadPolicy policy, uint32_t head_seq) {
-    switch (policy) {
-      case HeadPolicy::kForward:
-        f.phase = Phase::kPassthrough;
-        return;
-      case HeadPolicy::kDrop:
-        Emit(EventKind::kPolicyDrop, head_seq, 0, 0);
-        AfterEmit();
-        return;
-      case HeadPolicy::kReset:
-        Emit(EventKind::kPolicyReset, head_seq, 0, 0);
-        AfterEmit();
-        return;
-    }
+  // A head that cannot be decided (not HTTP, malformed, too large, no buffer for it, a
+  // conflicting retransmission) starting at `head_seq`, refused by `policy` (kDrop or
+  // kReset).
+  void Refuse(HeadPolicy policy, uint32_t head_seq) {
+    Emit(policy == HeadPolicy::kReset ? EventKind::kPolicyReset : EventKind::kPolicyDrop, head_seq, 0, 0);
+    AfterEmit();
   }
+
+  // Client bytes from `seq` on wait for the server's answer to CONNECT / Upgrade.
+  void Hold(uint32_t seq) {
+    Emit(EventKind::kHold, seq, 0, 0);
+    AfterEmit();
+  }
+
+  // The segment is dropped unread (out of order): the client retransmits it.
+  void DropFrame() {
+    results[current].verdict = Verdict::kDrop;
+    state[current].stopped = true;
+  }
+  bool FrameStopped() const { return state[current].stopped; }
+  bool FramePending() const { return state[current].pending_events > 0; }
+  const PacketView& FrameView() const { return results[current].view; }
 
   // Keeps the identity of the event just queued, when its rule is decided through sync.
   void KeepIdentity(uint16_t rule, IdentityKind kind, const void* data, size_t len) {
@@ -324,8 +202,8 @@ struct PacketEngine::Impl {
   // (client_address.h; with both, X-Forwarded-For: docs/identity.md).
   bool ClientAddressOf(const RequestHead& head, const PacketView& v, ClientAddress& a) const {
     if (config.trusted_proxies == 0) {
-      if (proxy_clients != nullptr) {
-        a = proxy_clients[state[current].flow - flows];
+      if (flows.has_proxy_clients()) {
+        a = flows.ProxyClientOf(*state[current].flow);
         return true;
       }
       a.ip_version = v.ip_version == 4 ? 4 : 6;
@@ -377,405 +255,16 @@ struct PacketEngine::Impl {
     return true;
   }
 
-  // Frees the buffers of partial heads that started more than partial_head_timeout_ns
-  // ago. Those heads can no longer be decided, so their flows are refused (reset) at
-  // their next segment; until then the server holds an incomplete head, which it does
-  // not execute. A scan of the pool, only when it is empty and at most four times per
-  // timeout, so that an attacker who keeps it empty cannot make every segment pay for
-  // a scan.
-  bool ReclaimStalledHeads() {
-    if (now_ns < next_reclaim_scan_ns) return false;
-    next_reclaim_scan_ns = now_ns + config.partial_head_timeout_ns / 4;
-    bool freed = false;
-    for (uint32_t b = 0; b < pool.count(); ++b) {
-      FlowSlot* owner = pool.Owner(static_cast<int32_t>(b));
-      if (owner == nullptr || (owner->flags & flow_flags::kPending) ||
-          now_ns - pool.SinceNs(static_cast<int32_t>(b)) <= config.partial_head_timeout_ns) {
-        continue;
-      }
-      owner->next_seq = StreamPos(*owner);
-      ReleaseBuffer(*owner);
-      owner->phase = Phase::kRefused;
-      ++counters.stalled_heads_reclaimed;
-      freed = true;
-    }
-    return freed;
-  }
-
-  // Keeps an incomplete head that arrived in the packet itself: copied into a buffer at
-  // offset 0 (buf_seq = the head's start).
-  void StashHead(FlowSlot& f, const uint8_t* p, uint32_t len, uint32_t head_seq) {
-    f.buffer = pool.Acquire(&f, now_ns);
-    if (f.buffer < 0 && ReclaimStalledHeads()) f.buffer = pool.Acquire(&f, now_ns);
-    if (f.buffer < 0) {
-      // Forwarding the partial head would let it complete undecided: the segment is
-      // dropped (heads before it in the segment go on) and the client retransmits it.
-      ++counters.reassembly_buffers_exhausted;
-      Emit(EventKind::kPolicyDrop, head_seq, 0, 0);
-      AfterEmit();
-      return;
-    }
-    f.buf_seq = f.next_seq;
-    const uint32_t n = len < pool.bytes() ? len : pool.bytes();
-    pool.Write(f.buffer, 0, p, n);
-  }
-
-  // Consumes contiguous stream bytes p[0, len) that start at f.next_seq.
-  void Consume(FlowSlot& f, const uint8_t* p, uint32_t len, bool from_buffer) {
-    while (len > 0) {
-      switch (f.phase) {
-        case Phase::kBody: {
-          const uint32_t n = f.body_remaining < len ? static_cast<uint32_t>(f.body_remaining) : len;
-          f.next_seq += n;
-          p += n;
-          len -= n;
-          f.body_remaining -= n;
-          if (f.body_remaining == 0) {
-            f.phase = Phase::kHead;
-            f.scan_from = 0;
-          }
-          break;
-        }
-        case Phase::kChunked: {
-          size_t used = 0;
-          const ChunkedDecoder::Result r = f.chunked.Feed(p, len, used);
-          f.next_seq += static_cast<uint32_t>(used);
-          p += used;
-          len -= static_cast<uint32_t>(used);
-          if (r == ChunkedDecoder::Result::kDone) {
-            f.phase = Phase::kHead;
-            f.scan_from = 0;
-          } else if (r == ChunkedDecoder::Result::kError) {
-            ++counters.malformed_chunked;
-            HeadPolicyEvent(f, config.on_malformed_head, f.next_seq);
-            return;
-          }
-          break;
-        }
-        case Phase::kProxyHeader:
-          if (!ConsumeProxyHeader(f, p, len, from_buffer)) return;
-          break;
-        case Phase::kHead: {
-          const uint32_t head_seq = f.next_seq;
-          if (f.scan_from == 0) {
-            // Empty lines before a request line are ignored (RFC 9112, 2.2); clients
-            // send a stray CRLF after a body.
-            while (len > 0 && (*p == '\r' || *p == '\n')) {
-              ++p;
-              --len;
-              ++f.next_seq;
-            }
-            if (len == 0) return;
-          }
-          RequestHead head;
-          HeadResult r;
-          if (!from_buffer) {
-            // The common case, a whole head in one segment: one pass finds and parses it.
-            // Anything but a head is then told apart as before: what does not start like
-            // a request is not HTTP, whatever the parser said about the rest.
-            r = ParseRequestHead(p, len, head_options, head);
-            if (r != HeadResult::kOk && CheckRequestStart(p, len) == HeadResult::kNotHttp) {
-              r = HeadResult::kNotHttp;
-            }
-          } else {
-            r = CheckRequestStart(p, len);
-            if (r == HeadResult::kOk) {
-              // A head growing in the buffer: find its end incrementally (a head sent a
-              // byte at a time stays linear), parse it once complete.
-              uint32_t head_bytes = 0;
-              r = FindHeadEnd(p, len, config.max_head_bytes, f.scan_from, head_bytes);
-              if (r == HeadResult::kOk) r = ParseRequestHead(p, head_bytes, head_options, head);
-            }
-          }
-          if (r != HeadResult::kOk && r != HeadResult::kIncomplete && LooksLikeProxyHeader(p, len)) {
-            // A PROXY header where none may be (not configured, or a second one): a
-            // client naming its own address, or a stream the engine no longer follows.
-            // Refused, whatever on_not_http says: a server that reads the header would
-            // execute requests the engine passed through undecided.
-            ++counters.proxy_header_unexpected;
-            HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), head_seq);
-            return;
-          }
-          if (r == HeadResult::kNotHttp) {
-            ++counters.not_http;
-            if (f.flags & flow_flags::kSeenHead) {
-              // Not a request where one must start: the server frames this stream in a
-              // way the engine did not follow (or someone hopes it does). Refused;
-              // on_not_http is for connections that never were HTTP.
-              ++counters.desync_resets;
-              HeadPolicyEvent(f, HeadPolicy::kReset, head_seq);
-            } else {
-              HeadPolicyEvent(f, config.on_not_http, head_seq);
-            }
-            return;
-          }
-          if (r == HeadResult::kTooLarge) {
-            ++counters.oversize_heads;
-            HeadPolicyEvent(f, config.on_oversize_head, head_seq);
-            return;
-          }
-          if (r == HeadResult::kIncomplete) {
-            if (!from_buffer) StashHead(f, p, len, head_seq);
-            return;
-          }
-          const uint32_t head_bytes = head.head_bytes;
-          if (r != HeadResult::kOk) {
-            ++counters.malformed_heads;
-            ++counters.malformed_head[static_cast<int>(r)];
-            HeadPolicyEvent(f, config.on_malformed_head, head_seq);
-            return;
-          }
-          const bool first = !(f.flags & flow_flags::kSeenHead);
-          if (!OnHead(head, head_seq)) return;  // a flush stopped this frame (and rolled f back)
-          f.flags |= flow_flags::kSeenHead;
-          // A tunnel (CONNECT) or another protocol (Upgrade) follows only if the server
-          // agrees. Followed for the first request of a connection, whose answer is the
-          // server's first status line; later ones stay HTTP (if the server switches
-          // anyway, the next client bytes are not a request: a desync, refused).
-          const bool await_switch =
-              first && !head.chunked && head.content_length == 0 &&
-              (head.method == Method::kConnect || HasUpgradeField(p, head_bytes));
-          f.next_seq += head_bytes;
-          p += head_bytes;
-          len -= head_bytes;
-          f.scan_from = 0;
-          if (await_switch) {
-            f.phase = Phase::kAwaitSwitch;
-            f.flags = static_cast<uint8_t>(head.method == Method::kConnect
-                                               ? (f.flags | flow_flags::kAwaitConnect)
-                                               : (f.flags & ~flow_flags::kAwaitConnect));
-            return;
-          }
-          if (head.chunked) {
-            f.phase = Phase::kChunked;
-            f.chunked.Reset();
-          } else if (head.content_length > 0) {
-            f.phase = Phase::kBody;
-            f.body_remaining = head.content_length;
-          }
-          break;
-        }
-        case Phase::kPassthrough:
-        case Phase::kClosed:
-        case Phase::kAwaitSwitch:
-        case Phase::kRefused:
-          return;
-      }
-    }
-  }
-
-  // A refusal that must not forward: kForward (passthrough) would let what follows
-  // reach the server undecided, so it counts as kReset.
-  static HeadPolicy RefusalPolicy(HeadPolicy p) { return p == HeadPolicy::kForward ? HeadPolicy::kReset : p; }
-
-  // The PROXY header at the flow's start, p[0, len) at f.next_seq. Returns whether the
-  // bytes after it are to be read as heads (kHead, p and len moved past the header);
-  // otherwise the header is incomplete (held) or refused (a policy event is queued).
-  bool ConsumeProxyHeader(FlowSlot& f, const uint8_t*& p, uint32_t& len, bool from_buffer) {
-    ProxyHeader h;
-    switch (ParseProxyHeader(p, len, config.proxy_protocol, config.max_head_bytes, h)) {
-      case ProxyResult::kOk:
-        break;
-      case ProxyResult::kIncomplete:
-        if (!from_buffer) StashHead(f, p, len, f.next_seq);
-        return false;
-      case ProxyResult::kMissing:
-        ++counters.proxy_header_missing;
-        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
-        return false;
-      case ProxyResult::kMalformed:
-        ++counters.proxy_header_malformed;
-        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
-        return false;
-      case ProxyResult::kTooLong:
-        ++counters.proxy_header_too_long;
-        HeadPolicyEvent(f, RefusalPolicy(config.on_malformed_head), f.next_seq);
-        return false;
-    }
-    ClientAddress& client = proxy_clients[&f - flows];
-    if (h.local) {
-      // No address in the header: the connection's own source is the client.
-      ++counters.proxy_headers_local;
-      const PacketView& v = results[current].view;
-      client.ip_version = v.ip_version == 4 ? 4 : 6;
-      std::memset(client.bytes, 0, sizeof client.bytes);
-      std::memcpy(client.bytes, v.src_addr, client.size());
-    } else {
-      ++counters.proxy_headers;
-      client = h.source;
-    }
-    // The header goes on to the server, which expects it; heads start after it.
-    f.flags |= flow_flags::kProxyDone;
-    f.phase = Phase::kHead;
-    f.scan_from = 0;
-    f.next_seq += h.bytes;
-    p += h.bytes;
-    len -= h.bytes;
-    return true;
-  }
-
-  // New client bytes of a flow waiting for the server's answer to CONNECT / Upgrade
-  // (from `seq` on) are held back: cut off or dropped, retransmitted by the client.
-  void HoldForSwitch(uint32_t seq) {
-    ++counters.switch_held_segments;
-    Emit(EventKind::kHold, seq, 0, 0);
-    AfterEmit();
-  }
-
-  // A segment's payload p[0, len) at stream seq `seq`.
-  void Stream(FlowSlot& f, const uint8_t* p, uint32_t len, uint32_t seq) {
-    FrameState& fs = state[current];
-    if (f.phase == Phase::kPassthrough) return;
-    const uint32_t pos = fs.stream_pos;
-    const uint32_t end = seq + len;
-    if (SeqBefore(pos, seq)) {
-      ++counters.out_of_order_segments;
-      if (f.phase == Phase::kBody && f.buffer < 0 && !(f.flags & flow_flags::kServerHole) &&
-          uint64_t{seq - f.next_seq} + len <= f.body_remaining) {
-        // Ahead of order inside a Content-Length body: the bytes in between are body,
-        // whatever they are, and so is this segment; no head can start before the
-        // body's end, which stays where it is. The server has a hole before this
-        // segment until the client retransmits the bytes in between: remembered, so
-        // that nothing past the body is decided while the server could only queue it
-        // out of order (where a longer copy with other bytes may replace it).
-        ResponseSlot& side = ResponseOf(f);
-        side.hole_start = pos;
-        side.hole_end = seq;
-        f.flags |= flow_flags::kServerHole;
-        const uint32_t reach = end - f.next_seq;
-        f.next_seq = end;
-        f.body_remaining -= reach;
-        if (f.body_remaining == 0) {
-          f.phase = Phase::kHead;
-          f.scan_from = 0;
-        }
-        return;
-      }
-      // Bytes after a gap must not reach the server before the gap's bytes are
-      // decided: a limited head in the gap would otherwise be followed by bytes the
-      // server already has. Dropped, never consumed; the client retransmits them.
-      ++counters.out_of_order_dropped;
-      results[current].verdict = Verdict::kDrop;
-      fs.stopped = true;
-      return;
-    }
-    if (SeqBefore(seq, pos)) {
-      ++counters.retransmitted_segments;
-      if (f.flags & flow_flags::kServerHole) {
-        // A retransmission from the hole's start fills it (from there on).
-        ResponseSlot& side = ResponseOf(f);
-        if (!SeqBefore(side.hole_start, seq) && SeqBefore(side.hole_start, end)) {
-          side.hole_start = end;
-          if (!SeqBefore(side.hole_start, side.hole_end)) f.flags &= static_cast<uint8_t>(~flow_flags::kServerHole);
-        }
-      }
-      // The overlap with bytes of the partial head the server holds must be the same
-      // bytes: Linux may keep either copy, so a conflict means the engine cannot know
-      // what the server reads.
-      if (f.buffer >= 0) {
-        const uint32_t from = SeqBefore(seq, f.buf_seq) ? f.buf_seq : seq;
-        const uint32_t to = SeqBefore(end, pos) ? end : pos;
-        if (SeqBefore(from, to) &&
-            std::memcmp(pool.Data(f.buffer) + (from - f.buf_seq), p + (from - seq), to - from) != 0) {
-          ++counters.conflicting_overlaps;
-          Emit(EventKind::kPolicyReset, f.next_seq, 0, 0);
-          AfterEmit();
-          return;
-        }
-      }
-      if (!SeqBefore(pos, end)) return;  // nothing new
-      p += pos - seq;
-      len = end - pos;
-      seq = pos;
-    }
-    if ((f.flags & flow_flags::kServerHole) &&
-        !(f.phase == Phase::kBody && uint64_t{end - f.next_seq} <= f.body_remaining)) {
-      // Past the body while the server still has a hole in it: dropped as out of
-      // order, retransmitted by the client once the hole is filled.
-      ++counters.out_of_order_dropped;
-      results[current].verdict = Verdict::kDrop;
-      fs.stopped = true;
-      return;
-    }
-    if (f.phase == Phase::kAwaitSwitch) {
-      HoldForSwitch(seq);
-      return;
-    }
-    if (f.buffer < 0) {
-      Consume(f, p, len, false);
-      if (f.phase == Phase::kAwaitSwitch && f.next_seq != seq + len) HoldForSwitch(f.next_seq);
-      return;
-    }
-    // Appended to the held partial head. A segment larger than the room left is taken
-    // in pieces: the held head ends in the first, what follows is consumed as usual.
-    uint32_t off = seq - f.buf_seq;
-    for (;;) {
-      const uint32_t room = pool.bytes() - off;
-      const uint32_t n = len < room ? len : room;
-      pool.Write(f.buffer, off, p, n);
-      const uint32_t start = f.next_seq - f.buf_seq;
-      Consume(f, pool.Data(f.buffer) + start, off + n - start, true);
-      p += n;
-      len -= n;
-      seq += n;
-      if (fs.stopped) return;
-      if (f.phase == Phase::kAwaitSwitch) {
-        if (f.next_seq != seq + len) HoldForSwitch(f.next_seq);
-        return;
-      }
-      if (len == 0 || f.phase == Phase::kPassthrough) return;
-      if ((f.phase == Phase::kHead || f.phase == Phase::kProxyHeader) && f.next_seq == f.buf_seq) {
-        return;  // a policy event is queued
-      }
-      // The buffer is about to change: heads queued from it are decided first, so that
-      // a rollback never needs bytes that left the buffer.
-      if (fs.pending_events > 0) {
-        Flush();
-        if (fs.stopped) return;
-      }
-      if (f.next_seq == seq) {
-        // All held bytes consumed: the rest is read from the packet.
-        ReleaseBuffer(f);
-        Consume(f, p, len, false);
-        if (f.phase == Phase::kAwaitSwitch && f.next_seq != seq + len) HoldForSwitch(f.next_seq);
-        return;
-      }
-      // A new partial head at next_seq: moved to the buffer's start.
-      const uint32_t shift = f.next_seq - f.buf_seq;
-      pool.ShiftLeft(f.buffer, shift);
-      f.buf_seq = f.next_seq;
-      pool.SetSinceNs(f.buffer, now_ns);
-      off = seq - f.buf_seq;
-    }
-  }
-
   // --- decisions ------------------------------------------------------------------
 
-  // Undoes a dropped frame's effect on its flow: back to `head_seq` (the dropped head's
-  // start) in `phase`; the bytes this frame added to the buffer are forgotten (the
-  // client retransmits them), so nothing of a dropped frame counts as consumed.
+  // Undoes a dropped frame's effect on its flow (StreamReader::Rewind): back to
+  // `head_seq` in `phase`, nothing of the frame consumed.
   void Rollback(FrameState& fs, uint32_t head_seq, Phase phase = Phase::kHead) {
-    FlowSlot& f = *fs.flow;
-    // Back before the flow's PROXY header (a refused one): it is still to be read.
-    f.phase = phase == Phase::kHead && proxy_clients != nullptr && !(f.flags & flow_flags::kProxyDone)
-                  ? Phase::kProxyHeader
-                  : phase;
-    f.next_seq = head_seq;
-    f.scan_from = 0;
-    f.body_remaining = 0;
-    f.chunked.Reset();
-    if (f.buffer < 0) return;
-    uint32_t from = SeqBefore(fs.seg_start, fs.stream_pos) ? fs.stream_pos : fs.seg_start;
-    if (SeqBefore(from, f.buf_seq)) from = f.buf_seq;
-    if (SeqBefore(from, fs.seg_end) && from - f.buf_seq < pool.bytes()) {
-      pool.Clear(f.buffer, from - f.buf_seq, fs.seg_end - f.buf_seq);
-    }
-    // A head before the buffer's start means the buffer holds only this frame's bytes.
-    if (SeqBefore(head_seq, f.buf_seq) || !pool.AnyFrom(f.buffer, 0)) ReleaseBuffer(f);
+    reader.Rewind(*fs.flow, head_seq, phase, fs.seg_start, fs.seg_end, fs.stream_pos);
   }
 
   void Close(FrameState& fs) {
-    ReleaseBuffer(*fs.flow);
+    flows.ReleaseBuffer(*fs.flow);
     fs.flow->phase = Phase::kClosed;
   }
 
@@ -798,19 +287,19 @@ struct PacketEngine::Impl {
     if (f.responses_due >= internal::kMaxResponsesDue) {
       // Deeper pipelining than followed: the count no longer says when the server is
       // done, so no 429 is sent on this connection any more (refusals wait for its close).
-      ResponseSlot& r = ResponseOf(f);
+      ResponseSlot& r = flows.ResponseOf(f);
       if (!r.framer.lost()) ++counters.response_framing_lost;
       r.framer.SetLost();
       return;
     }
-    if (head_request) ResponseOf(f).head_bits |= uint64_t{1} << f.responses_due;
+    if (head_request) flows.ResponseOf(f).head_bits |= uint64_t{1} << f.responses_due;
     ++f.responses_due;
   }
 
   // Whose turn it is to send to the client on the flow of a client segment (`v`: its
   // ACK says what the client has of the server's stream).
   Turn TurnOf(const FlowSlot& f, const PacketView& v) const {
-    const ResponseSlot& r = ResponseOf(f);
+    const ResponseSlot& r = flows.ResponseOf(f);
     if (!(r.flags & response_flags::kKnown)) {
       // Nothing of the server's stream seen yet: its first byte is the client's ACK.
       return f.responses_due == 0 ? Turn::kEngine : Turn::kServer;
@@ -827,143 +316,17 @@ struct PacketEngine::Impl {
       FrameState& fs = state[e.frame];
       if (fs.stopped) continue;
       FrameResult& res = results[e.frame];
-      if (e.kind == EventKind::kPolicyDrop || e.kind == EventKind::kHold) {
-        Rollback(fs, e.head_seq, e.kind == EventKind::kHold ? Phase::kAwaitSwitch : Phase::kHead);
-        CutOrDrop(fs, e.head_seq, res);
-        fs.stopped = true;
-        continue;
-      }
-      if (e.kind == EventKind::kForwarded) {
-        Forwarded(*fs.flow, e.head_request);
-        continue;
-      }
-      if (e.kind == EventKind::kPolicyReset) {
-        if (TurnOf(*fs.flow, res.view) == Turn::kServer) {
-          // A reset now would cut short a response owed to a request the server
-          // already has. The refused bytes are dropped (what precedes them, decided, goes
-          // on) and the flow is refused: its next segments are dropped until the
-          // responses are through, then the connection is reset (ClientSegment).
-          ++counters.resets_deferred;
+      switch (e.kind) {
+        case EventKind::kDecide:
+        case EventKind::kLimitNoKey: Decide(e, fs, res); break;
+        case EventKind::kForwarded: Forwarded(*fs.flow, e.head_request); break;
+        case EventKind::kPolicyDrop:
+        case EventKind::kHold:
+          Rollback(fs, e.head_seq, e.kind == EventKind::kHold ? Phase::kAwaitSwitch : Phase::kHead);
           CutOrDrop(fs, e.head_seq, res);
-          FlowSlot& f = *fs.flow;
-          ReleaseBuffer(f);
-          f.next_seq = res.verdict == Verdict::kForwardPrefix ? e.head_seq : fs.stream_pos;
-          f.phase = Phase::kRefused;
-          f.flags |= flow_flags::kResetDeferred;
-          fs.stopped = true;
-          continue;
-        }
-        ++counters.resets;
-        Close(fs);
-        res.verdict = Verdict::kReset;
-        res.reset_seq = fs.stream_pos;
-        fs.stopped = true;
-        continue;
-      }
-      const CompiledRule& rule = rules->rule(e.rule);
-      dlb::Decision d;
-      bool limited;
-      if (e.kind == EventKind::kLimitNoKey) {
-        ++counters.identity_missing_limited;
-        d = NoKeyDecision(rule);
-        limited = true;
-      } else if (const auto outcome =
-                     sync != nullptr && rule.mode != Mode::kLocal
-                         ? sync->Admit(shard, e.probe, e.rule, rule, now_ns, e.identity_kind,
-                                       identities[&e - events], e.identity_len, d)
-                         : shard.Admit(e.probe, rule.profile, now_ns, rule.cost, d);
-                 outcome != BucketShard::Outcome::kTableFull) {
-        if (outcome == BucketShard::Outcome::kWait) {
-          // Synced rule, no lease yet, the global bucket not known full: never a 429.
-          // The head is refused unanswered (its segment dropped, or cut off after the
-          // decided heads before it) and decided again, against the lease asked for,
-          // when the client retransmits it. A shadow rule never acts.
-          ++counters.lease_wait_drops;
-          if (rule.action == Action::kShadow) continue;
-          Rollback(fs, e.head_seq);
-          if (SeqBefore(fs.seg_start, e.head_seq) && SeqBefore(fs.stream_pos, e.head_seq)) {
-            res.verdict = Verdict::kForwardPrefix;
-            res.forward_bytes = e.head_seq - fs.seg_start;
-          } else {
-            res.verdict = Verdict::kDrop;
-          }
-          fs.stopped = true;
-          continue;
-        }
-        limited = outcome == BucketShard::Outcome::kLimited;
-      } else {
-        ++counters.shard_table_full;
-        if (rule.on_table_full == OverflowPolicy::kAllow) {
-          ++counters.shard_table_full_allowed;
-          limited = false;
-        } else {
-          ++counters.shard_table_full_limited;
-          d = NoKeyDecision(rule);
-          limited = true;
-        }
-      }
-      if (!limited) {
-        ++counters.allowed;
-        Forwarded(*fs.flow, e.head_request);
-        continue;
-      }
-      ++counters.limited;
-      if (rule.action != Action::kShadow && SeqBefore(fs.seg_start, e.head_seq) &&
-          SeqBefore(fs.stream_pos, e.head_seq)) {
-        // Pipelined: decided bytes of this segment precede the limited head. They go on
-        // (the frame cut before the head); the head and what follows are left for the
-        // client to retransmit, and the retransmitted head, now first in its segment,
-        // is decided again (rejected or dropped there if still limited).
-        ++counters.deferred_heads;
-        Rollback(fs, e.head_seq);
-        res.verdict = Verdict::kForwardPrefix;
-        res.forward_bytes = e.head_seq - fs.seg_start;
-        fs.stopped = true;
-        continue;
-      }
-      switch (rule.action) {
-        case Action::kShadow:
-          ++counters.shadow_limited;
-          Forwarded(*fs.flow, e.head_request);
-          break;
-        case Action::kDrop:
-          ++counters.dropped;
-          Rollback(fs, e.head_seq);
-          res.verdict = Verdict::kDrop;
           fs.stopped = true;
           break;
-        case Action::kReject:
-          switch (TurnOf(*fs.flow, res.view)) {
-            case Turn::kServer:
-              // Not the next response: a 429 now would take the place of a response
-              // owed to an admitted request (the client's ACK lags behind it), and the
-              // RST would cut that response short. The head is dropped, never
-              // forwarded, and decided again when the client retransmits it.
-              ++counters.rejects_deferred;
-              Rollback(fs, e.head_seq);
-              res.verdict = Verdict::kDrop;
-              break;
-            case Turn::kEngine:
-              ++counters.rejected;
-              Close(fs);
-              res.verdict = Verdict::kReject;
-              res.rule = e.rule;
-              res.decision = d;
-              res.reset_seq = fs.stream_pos;
-              break;
-            case Turn::kClosed:
-              // The server closed after its last response, which the client has: no
-              // 429 can follow a FIN, so the connection is reset.
-              ++counters.rejected;
-              ++counters.rejects_after_server_close;
-              ++counters.resets;
-              Close(fs);
-              res.verdict = Verdict::kReset;
-              res.reset_seq = fs.stream_pos;
-              break;
-          }
-          fs.stopped = true;
-          break;
+        case EventKind::kPolicyReset: PolicyReset(e, fs, res); break;
       }
     }
     event_count = 0;
@@ -977,6 +340,149 @@ struct PacketEngine::Impl {
     pending_frames = 0;
   }
 
+  // A head refused by a reset (kPolicyReset).
+  void PolicyReset(const Event& e, FrameState& fs, FrameResult& res) {
+    if (TurnOf(*fs.flow, res.view) == Turn::kServer) {
+      // A reset now would cut short a response owed to a request the server
+      // already has. The refused bytes are dropped (what precedes them, decided, goes
+      // on) and the flow is refused: its next segments are dropped until the
+      // responses are through, then the connection is reset (ClientSegment).
+      ++counters.resets_deferred;
+      CutOrDrop(fs, e.head_seq, res);
+      FlowSlot& f = *fs.flow;
+      flows.ReleaseBuffer(f);
+      f.next_seq = res.verdict == Verdict::kForwardPrefix ? e.head_seq : fs.stream_pos;
+      f.phase = Phase::kRefused;
+      f.flags |= flow_flags::kResetDeferred;
+      fs.stopped = true;
+      return;
+    }
+    ++counters.resets;
+    Close(fs);
+    res.verdict = Verdict::kReset;
+    res.reset_seq = fs.stream_pos;
+    fs.stopped = true;
+  }
+
+  // A head with a rule to apply (kDecide, kLimitNoKey): admitted, or limited and acted
+  // on, or left for its retransmission while a lease is asked for.
+  void Decide(const Event& e, FrameState& fs, FrameResult& res) {
+    const CompiledRule& rule = rules->rule(e.rule);
+    dlb::Decision d;
+    const BucketShard::Outcome outcome = Admit(e, rule, d);
+    if (outcome == BucketShard::Outcome::kWait) {
+      // Synced rule, no lease yet, the global bucket not known full: never a 429.
+      // The head is refused unanswered (its segment dropped, or cut off after the
+      // decided heads before it) and decided again, against the lease asked for,
+      // when the client retransmits it. A shadow rule never acts.
+      ++counters.lease_wait_drops;
+      if (rule.action == Action::kShadow) return;
+      Rollback(fs, e.head_seq);
+      CutOrDrop(fs, e.head_seq, res);
+      fs.stopped = true;
+      return;
+    }
+    if (outcome != BucketShard::Outcome::kLimited) {
+      ++counters.allowed;
+      Forwarded(*fs.flow, e.head_request);
+      return;
+    }
+    Limit(e, rule, d, fs, res);
+  }
+
+  // The shard's answer for a head (through the sync layer for a synced rule), `d` set
+  // when limited. Never kTableFull: a head without a key, or whose new key finds the
+  // shard full, is admitted or limited by its rule's policy.
+  BucketShard::Outcome Admit(const Event& e, const CompiledRule& rule, dlb::Decision& d) {
+    if (e.kind == EventKind::kLimitNoKey) {
+      ++counters.identity_missing_limited;
+      d = NoKeyDecision(rule);
+      return BucketShard::Outcome::kLimited;
+    }
+    const BucketShard::Outcome outcome =
+        sync != nullptr && rule.mode != Mode::kLocal
+            ? sync->Admit(shard, e.probe, e.rule, rule, now_ns, e.identity_kind, identities[&e - events],
+                          e.identity_len, d)
+            : shard.Admit(e.probe, rule.profile, now_ns, rule.cost, d);
+    if (outcome != BucketShard::Outcome::kTableFull) return outcome;
+    ++counters.shard_table_full;
+    if (rule.on_table_full == OverflowPolicy::kAllow) {
+      ++counters.shard_table_full_allowed;
+      return BucketShard::Outcome::kAllowed;
+    }
+    ++counters.shard_table_full_limited;
+    d = NoKeyDecision(rule);
+    return BucketShard::Outcome::kLimited;
+  }
+
+  // A limited head (decision `d`): its rule's action.
+  void Limit(const Event& e, const CompiledRule& rule, const dlb::Decision& d, FrameState& fs,
+             FrameResult& res) {
+    ++counters.limited;
+    if (rule.action != Action::kShadow && SeqBefore(fs.seg_start, e.head_seq) &&
+        SeqBefore(fs.stream_pos, e.head_seq)) {
+      // Pipelined: decided bytes of this segment precede the limited head. They go on
+      // (the frame cut before the head); the head and what follows are left for the
+      // client to retransmit, and the retransmitted head, now first in its segment,
+      // is decided again (rejected or dropped there if still limited).
+      ++counters.deferred_heads;
+      Rollback(fs, e.head_seq);
+      res.verdict = Verdict::kForwardPrefix;
+      res.forward_bytes = e.head_seq - fs.seg_start;
+      fs.stopped = true;
+      return;
+    }
+    switch (rule.action) {
+      case Action::kShadow:
+        ++counters.shadow_limited;
+        Forwarded(*fs.flow, e.head_request);
+        break;
+      case Action::kDrop:
+        ++counters.dropped;
+        Rollback(fs, e.head_seq);
+        res.verdict = Verdict::kDrop;
+        fs.stopped = true;
+        break;
+      case Action::kReject:
+        Reject(e, d, fs, res);
+        fs.stopped = true;
+        break;
+    }
+  }
+
+  // A limited head of a kReject rule: a 429 if it is the engine's turn to answer.
+  void Reject(const Event& e, const dlb::Decision& d, FrameState& fs, FrameResult& res) {
+    switch (TurnOf(*fs.flow, res.view)) {
+      case Turn::kServer:
+        // Not the next response: a 429 now would take the place of a response
+        // owed to an admitted request (the client's ACK lags behind it), and the
+        // RST would cut that response short. The head is dropped, never
+        // forwarded, and decided again when the client retransmits it.
+        ++counters.rejects_deferred;
+        Rollback(fs, e.head_seq);
+        res.verdict = Verdict::kDrop;
+        break;
+      case Turn::kEngine:
+        ++counters.rejected;
+        Close(fs);
+        res.verdict = Verdict::kReject;
+        res.rule = e.rule;
+        res.decision = d;
+        res.reset_seq = fs.stream_pos;
+        break;
+      case Turn::kClosed:
+        // The server closed after its last response, which the client has: no
+        // 429 can follow a FIN, so the connection is reset.
+        ++counters.rejected;
+        ++counters.rejects_after_server_close;
+        ++counters.resets;
+        Close(fs);
+        res.verdict = Verdict::kReset;
+        res.reset_seq = fs.stream_pos;
+        break;
+    }
+  }
+
   // Settles a frame's flow once its verdict is known: FIN ends the flow, consumed bytes
   // leave the reassembly buffer.
   void Commit(uint16_t i) {
@@ -988,12 +494,12 @@ struct PacketEngine::Impl {
     if (fs.fin && results[i].verdict == Verdict::kForward && !(f->flags & flow_flags::kFinished)) {
       // Linux takes a FIN in order only: it ends the stream where the stream is, with
       // nothing undecided before it. A FIN elsewhere changes nothing.
-      if (f->phase == Phase::kPassthrough || StreamPos(*f) == fs.seg_end) {
+      if (f->phase == Phase::kPassthrough || flows.StreamPos(*f) == fs.seg_end) {
         // The client is done sending: nothing more to decide. The slot lingers (until
         // kFinLingerNs, or the RST / new SYN of the 4-tuple) so that a retransmission
         // of this segment is not taken for a new connection and decided again.
         ++counters.flows_closed;
-        ReleaseBuffer(*f);
+        flows.ReleaseBuffer(*f);
         f->phase = Phase::kPassthrough;
         f->flags |= flow_flags::kFinished;
         f->next_seq = fs.seg_end + 1;
@@ -1001,22 +507,7 @@ struct PacketEngine::Impl {
       }
       ++counters.fins_ignored;
     }
-    if (f->buffer < 0) return;
-    if (f->phase != Phase::kHead && f->phase != Phase::kBody && f->phase != Phase::kChunked &&
-        f->phase != Phase::kProxyHeader) {
-      ReleaseBuffer(*f);
-      return;
-    }
-    const uint32_t shift = f->next_seq - f->buf_seq;
-    if (shift >= pool.bytes() || !pool.AnyFrom(f->buffer, shift)) {
-      ReleaseBuffer(*f);
-      return;
-    }
-    if (shift > 0) {
-      pool.ShiftLeft(f->buffer, shift);
-      f->buf_seq = f->next_seq;
-      pool.SetSinceNs(f->buffer, now_ns);  // a new head started
-    }
+    if (f->buffer >= 0) reader.Settle(*f);
   }
 
   // --- one client segment ---------------------------------------------------------
@@ -1029,7 +520,7 @@ struct PacketEngine::Impl {
     if (f.phase == Phase::kPassthrough || f.phase == Phase::kClosed || f.phase == Phase::kRefused) {
       return true;
     }
-    return seq == StreamPos(f);
+    return seq == flows.StreamPos(f);
   }
 
   // Data of a connection without a flow: where its heads start is unknown.
@@ -1045,43 +536,75 @@ struct PacketEngine::Impl {
     res.reset_seq = res.view.seq;
   }
 
+  // Pass 2 for a client segment: an RST ends its flow; other segments find (or, with a
+  // SYN, start) their flow, and their payload is read in its stream.
   void ClientSegment(uint16_t i) {
     FrameResult& res = results[i];
     const PacketView& v = res.view;
     FrameState& fs = state[i];
-    const uint8_t flags = v.tcp_flags;
-    const bool syn = flags & tcp_flags::kSyn;
-    const bool rst = flags & tcp_flags::kRst;
-    const bool fin = flags & tcp_flags::kFin;
-    const uint64_t hash = flow_hash[i];
-
-    if (rst) {
-      if (FlowSlot* f = FindFlow(hash, v.src_port)) {
-        if (f->flags & flow_flags::kPending) {
-          Flush();  // an earlier frame of this flow in the burst is settled first
-          f = FindFlow(hash, v.src_port);
-        }
-        if (f != nullptr) {
-          if (RstAcceptable(*f, v.seq)) {
-            if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
-            Erase(*f);
-          } else {
-            ++counters.rsts_ignored;  // forwarded: the server answers a challenge ACK
-          }
-        }
-      }
-      fs.done = fs.committed = true;
+    if (v.tcp_flags & tcp_flags::kRst) {
+      ClientRst(i);
       return;
     }
+    FlowSlot* f = ClientFlow(i);
+    if (f == nullptr) return;
+    uint32_t seq = v.seq;
+    // Data on a SYN (TCP Fast Open) follows the SYN's sequence number.
+    if (v.tcp_flags & tcp_flags::kSyn) seq += 1;
+    fs.flow = f;
+    if (EndedFlowSegment(*f, i, seq)) return;
+    fs.fin = v.tcp_flags & tcp_flags::kFin;
+    fs.seg_start = seq;
+    fs.seg_end = seq + v.payload_bytes;
+    fs.stream_pos = flows.StreamPos(*f);
+    if (v.payload_bytes > 0) {
+      current = i;
+      reader.Read(*this, *f, frames[i].data + v.payload_offset, v.payload_bytes, seq, fs.stream_pos);
+      if (fs.pending_events > 0) f->flags |= flow_flags::kPending;
+    }
+    fs.done = true;
+    if (!(f->flags & flow_flags::kPending)) Commit(i);
+  }
+
+  // A client's RST: it ends the flow where Linux would take it.
+  void ClientRst(uint16_t i) {
+    const PacketView& v = results[i].view;
+    const uint64_t hash = flow_hash[i];
+    if (FlowSlot* f = flows.Find(hash, v.src_port)) {
+      if (f->flags & flow_flags::kPending) {
+        Flush();  // an earlier frame of this flow in the burst is settled first
+        f = flows.Find(hash, v.src_port);
+      }
+      if (f != nullptr) {
+        if (RstAcceptable(*f, v.seq)) {
+          if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
+          flows.Erase(*f);
+        } else {
+          ++counters.rsts_ignored;  // forwarded: the server answers a challenge ACK
+        }
+      }
+    }
+    state[i].done = state[i].committed = true;
+  }
+
+  // The flow of client segment `i` (not an RST), started afresh by a SYN. nullptr when
+  // there is none to follow (no slot, or a SYN that changes nothing): the frame is then
+  // settled.
+  FlowSlot* ClientFlow(uint16_t i) {
+    FrameResult& res = results[i];
+    const PacketView& v = res.view;
+    FrameState& fs = state[i];
+    const bool syn = v.tcp_flags & tcp_flags::kSyn;
+    const uint64_t hash = flow_hash[i];
     // Only a SYN starts a flow: the engine must see a connection from its start to know
     // where its heads begin.
     bool fresh = false;
-    FlowSlot* f = FindOrCreateFlow(hash, v.src_port, syn, fresh);
+    FlowSlot* f = flows.FindOrCreate(hash, v.src_port, syn, fresh);
     if (f != nullptr && (f->flags & flow_flags::kPending)) {
       // An earlier frame of this flow in the burst must be settled first (its verdict
       // may roll the flow back, close it, or end it with its FIN).
       Flush();
-      f = FindOrCreateFlow(hash, v.src_port, syn, fresh);
+      f = flows.FindOrCreate(hash, v.src_port, syn, fresh);
     }
     if (f == nullptr) {
       fs.done = fs.committed = true;
@@ -1093,7 +616,7 @@ struct PacketEngine::Impl {
       } else if (v.payload_bytes > 0) {
         RefuseUntracked(res);
       }
-      return;
+      return nullptr;
     }
     if (syn && !fresh && !(f->flags & flow_flags::kFinished) && f->phase != Phase::kClosed) {
       // RFC 5961 4.2, as Linux: a SYN on a synchronized connection changes nothing (the
@@ -1101,70 +624,61 @@ struct PacketEngine::Impl {
       // the old one's FIN or RST.
       ++counters.syns_ignored;
       fs.done = fs.committed = true;
-      return;
+      return nullptr;
     }
     f->last_seen_ns = now_ns;
-    uint32_t seq = v.seq;
     if (syn) {
       // A new connection (or a reused 4-tuple): the stream starts after the SYN.
-      ReleaseBuffer(*f);
-      const FlowSlot old = *f;
-      *f = FlowSlot();
-      ResponseOf(*f) = ResponseSlot();
-      f->hash = old.hash;
-      f->client_port = old.client_port;
+      flows.Renew(*f);
       f->last_seen_ns = now_ns;
-      f->next_seq = seq + 1;
-      if (proxy_clients != nullptr) f->phase = Phase::kProxyHeader;
-      seq += 1;  // data on a SYN (TCP Fast Open) follows the SYN's sequence number
+      f->next_seq = v.seq + 1;
+      if (flows.has_proxy_clients()) f->phase = Phase::kProxyHeader;
     }
-    fs.flow = f;
-    if (f->phase == Phase::kClosed) {
+    return f;
+  }
+
+  // A segment (at `seq`) of a flow whose stream is no longer read: closed, refused, or
+  // past the client's FIN. Settled here; returns whether it was one.
+  bool EndedFlowSegment(FlowSlot& f, uint16_t i, uint32_t seq) {
+    FrameResult& res = results[i];
+    const PacketView& v = res.view;
+    FrameState& fs = state[i];
+    if (f.phase == Phase::kClosed) {
       ++counters.closed_flow_segments_dropped;
       res.verdict = Verdict::kDrop;
-      if (fin) Erase(*f);
+      if (v.tcp_flags & tcp_flags::kFin) flows.Erase(f);
       fs.flow = nullptr;
       fs.done = fs.committed = true;
-      return;
+      return true;
     }
-    if (f->phase == Phase::kRefused) {
-      if (TurnOf(*f, v) == Turn::kServer) {
+    if (f.phase == Phase::kRefused) {
+      if (TurnOf(f, v) == Turn::kServer) {
         ++counters.resets_deferred;  // responses owed: the reset waits for them
         res.verdict = Verdict::kDrop;
         fs.flow = nullptr;
         fs.done = fs.committed = true;
-        return;
+        return true;
       }
-      if (!(f->flags & flow_flags::kResetDeferred)) ++counters.stalled_heads_reset;
+      if (!(f.flags & flow_flags::kResetDeferred)) ++counters.stalled_heads_reset;
       ++counters.resets;
       res.verdict = Verdict::kReset;
-      res.reset_seq = f->next_seq;
-      f->phase = Phase::kClosed;
+      res.reset_seq = f.next_seq;
+      f.phase = Phase::kClosed;
       fs.flow = nullptr;
       fs.done = fs.committed = true;
-      return;
+      return true;
     }
-    if (f->flags & flow_flags::kFinished) {
+    if (f.flags & flow_flags::kFinished) {
       // Bytes past the FIN: Linux discards them, and so they are never decided.
-      if (v.payload_bytes > 0 && SeqBefore(f->next_seq - 1, seq + v.payload_bytes)) {
+      if (v.payload_bytes > 0 && SeqBefore(f.next_seq - 1, seq + v.payload_bytes)) {
         ++counters.data_after_fin_dropped;
         res.verdict = Verdict::kDrop;
       }
       fs.flow = nullptr;
       fs.done = fs.committed = true;
-      return;
+      return true;
     }
-    fs.fin = fin;
-    fs.seg_start = seq;
-    fs.seg_end = seq + v.payload_bytes;
-    fs.stream_pos = StreamPos(*f);
-    if (v.payload_bytes > 0) {
-      current = i;
-      Stream(*f, frames[i].data + v.payload_offset, v.payload_bytes, seq);
-      if (fs.pending_events > 0) f->flags |= flow_flags::kPending;
-    }
-    fs.done = true;
-    if (!(f->flags & flow_flags::kPending)) Commit(i);
+    return false;
   }
 
   // The status code of a response starting at p[0, len) ("HTTP/1.1 200 ..."), 0 if none.
@@ -1186,16 +700,16 @@ struct PacketEngine::Impl {
     FrameState& fs = state[i];
     fs.done = fs.committed = true;
     const uint64_t hash = flow_hash[i];
-    FlowSlot* f = FindFlow(hash, v.dst_port);
+    FlowSlot* f = flows.Find(hash, v.dst_port);
     if (f == nullptr) return;
     if (f->flags & flow_flags::kPending) {
       Flush();
-      f = FindFlow(hash, v.dst_port);  // the flush may have ended it
+      f = flows.Find(hash, v.dst_port);  // the flush may have ended it
       if (f == nullptr) return;
     }
     if (v.tcp_flags & tcp_flags::kRst) {
       if (!(f->flags & flow_flags::kFinished)) ++counters.flows_closed;
-      Erase(*f);
+      flows.Erase(*f);
       return;
     }
     const uint8_t* payload = frames[i].data + v.payload_offset;
@@ -1220,7 +734,7 @@ struct PacketEngine::Impl {
   // Moves the server's side of `f` by a server segment: its SYN-ACK sets where the
   // stream starts, its bytes are framed in order, its FIN ends the last response.
   void FollowResponses(FlowSlot& f, const PacketView& v, const uint8_t* payload) {
-    ResponseSlot& r = ResponseOf(f);
+    ResponseSlot& r = flows.ResponseOf(f);
     uint32_t seq = v.seq;
     if (v.tcp_flags & tcp_flags::kSyn) {
       if (!(r.flags & response_flags::kKnown)) {
@@ -1305,54 +819,10 @@ struct PacketEngine::Impl {
     for (uint16_t i = 0; i < count && i < kFramePrefetchAhead; ++i) __builtin_prefetch(in[i].data);
     for (uint16_t i = 0; i < count; ++i) {
       if (size_t{i} + kFramePrefetchAhead < count) __builtin_prefetch(in[i + kFramePrefetchAhead].data);
-      FrameResult& res = out[i];
-      res.verdict = Verdict::kForward;
-      res.heads = 0;
-      state[i] = FrameState();
-      state[i].done = state[i].committed = true;
-      ++counters.frames;
-      const ParseResult pr = ParseFrame(in[i].data, in[i].bytes, parse_options, res.view);
-      res.parse = pr;
-      ++counters.parse[static_cast<int>(pr)];
-      if (pr != ParseResult::kTcp) {
-        if (!MayBeService(res.view)) continue;
-        if (IsFragment(pr) && config.on_fragment == FramePolicy::kDrop) {
-          ++counters.fragments_dropped;
-          res.verdict = Verdict::kDrop;
-        } else if (IsMalformed(pr) && config.on_malformed_frame == FramePolicy::kDrop) {
-          ++counters.malformed_frames_dropped;
-          res.verdict = Verdict::kDrop;
-        }
-        continue;
-      }
-      const PacketView& v = res.view;
-      if (IsServicePort(v.dst_port) && arrival != Arrival::kServerPort) {
-        ++counters.client_segments;
-        // A pure ACK changes nothing we track: no lookup at all.
-        if (v.payload_bytes == 0 &&
-            !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
-          continue;
-        }
-        if (!(v.tcp_flags & (tcp_flags::kAck | tcp_flags::kSyn | tcp_flags::kRst))) {
-          // Data or FIN without ACK: Linux discards it (tcp_rcv_state_process), so it
-          // must not move the stream either.
-          ++counters.no_ack_segments_dropped;
-          res.verdict = Verdict::kDrop;
-          continue;
-        }
-        flow_hash[i] = FlowHash(v, true);
-        __builtin_prefetch(&flows[flow_hash[i] & flow_mask], 1, 3);
-        client_mask |= 1u << i;
-        state[i].done = state[i].committed = false;
-      } else if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
-        ++counters.server_segments;
-        if (v.payload_bytes > 0 || (v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
-          flow_hash[i] = FlowHash(v, false);
-          const size_t slot = flow_hash[i] & flow_mask;
-          __builtin_prefetch(&flows[slot], 1, 3);
-          __builtin_prefetch(&responses[slot], 1, 3);
-          server_mask |= 1u << i;
-        }
+      switch (Classify(i, arrival)) {
+        case Side::kClient: client_mask |= 1u << i; break;
+        case Side::kServer: server_mask |= 1u << i; break;
+        case Side::kNone: break;
       }
     }
     // Pass 2: follow the streams, queue heads (their shard lines prefetched). The
@@ -1388,6 +858,60 @@ struct PacketEngine::Impl {
     }
     // Pass 3: decide, act, settle flows.
     Flush();
+  }
+
+  // Pass 1 for frame `i`: parsed and counted, its verdict set where the frame is not
+  // followed; a segment whose flow is followed has its flow hashed and its slot
+  // prefetched. Returns which side of a flow it is on (kNone: not followed).
+  Side Classify(uint16_t i, Arrival arrival) {
+    FrameResult& res = results[i];
+    res.verdict = Verdict::kForward;
+    res.heads = 0;
+    state[i] = FrameState();
+    state[i].done = state[i].committed = true;
+    ++counters.frames;
+    const ParseResult pr = ParseFrame(frames[i].data, frames[i].bytes, parse_options, res.view);
+    res.parse = pr;
+    ++counters.parse[static_cast<int>(pr)];
+    if (pr != ParseResult::kTcp) {
+      if (!MayBeService(res.view)) return Side::kNone;
+      if (IsFragment(pr) && config.on_fragment == FramePolicy::kDrop) {
+        ++counters.fragments_dropped;
+        res.verdict = Verdict::kDrop;
+      } else if (IsMalformed(pr) && config.on_malformed_frame == FramePolicy::kDrop) {
+        ++counters.malformed_frames_dropped;
+        res.verdict = Verdict::kDrop;
+      }
+      return Side::kNone;
+    }
+    const PacketView& v = res.view;
+    if (IsServicePort(v.dst_port) && arrival != Arrival::kServerPort) {
+      ++counters.client_segments;
+      // A pure ACK changes nothing we track: no lookup at all.
+      if (v.payload_bytes == 0 && !(v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
+        return Side::kNone;
+      }
+      if (!(v.tcp_flags & (tcp_flags::kAck | tcp_flags::kSyn | tcp_flags::kRst))) {
+        // Data or FIN without ACK: Linux discards it (tcp_rcv_state_process), so it
+        // must not move the stream either.
+        ++counters.no_ack_segments_dropped;
+        res.verdict = Verdict::kDrop;
+        return Side::kNone;
+      }
+      flow_hash[i] = flows.Hash(v, true);
+      flows.Prefetch(flow_hash[i]);
+      state[i].done = state[i].committed = false;
+      return Side::kClient;
+    }
+    if (IsServicePort(v.src_port) && arrival != Arrival::kClientPort) {
+      ++counters.server_segments;
+      if (v.payload_bytes > 0 || (v.tcp_flags & (tcp_flags::kSyn | tcp_flags::kFin | tcp_flags::kRst))) {
+        flow_hash[i] = flows.Hash(v, false);
+        flows.PrefetchWithResponse(flow_hash[i]);
+        return Side::kServer;
+      }
+    }
+    return Side::kNone;
   }
 };
 
@@ -1432,37 +956,17 @@ StatusOr<std::unique_ptr<PacketEngine>> PacketEngine::Create(const PacketConfig&
   auto impl = std::make_unique<Impl>(std::move(shard).value());
   impl->config = config;
   impl->rules = &rules;
-  impl->allocator = &allocator;
   impl->head_options = HeadOptions{.identity_header = impl->config.identity_header,
                                    .max_identity_bytes = config.max_identity_bytes,
                                    .max_head_bytes = config.max_head_bytes,
                                    .max_header_lines = config.max_header_lines};
   impl->parse_options.max_ipv6_extension_headers = config.max_ipv6_extension_headers;
   // Three keys derived from one: flows, identities and addresses hash apart.
-  impl->flow_key = SipKey{sip_key.k0 ^ 0x666c6f77ULL, sip_key.k1};
+  const SipKey flow_key{sip_key.k0 ^ 0x666c6f77ULL, sip_key.k1};
   impl->identity_key = SipKey{sip_key.k0, sip_key.k1 ^ 0x6964656eULL};
   impl->address_key = SipKey{sip_key.k0 ^ 0x61646472ULL, sip_key.k1 ^ 0x61646472ULL};
   for (uint16_t port : config.service_ports) impl->service_ports[port / 64] |= uint64_t{1} << (port % 64);
-
-  // Flow slots: a power of two with room to spare, so that the 8-slot window rarely
-  // fills before max_flows are live.
-  uint32_t slots = 16;
-  while (slots < config.max_flows + config.max_flows / 2) slots <<= 1;
-  impl->flows = static_cast<FlowSlot*>(allocator.Allocate(size_t(slots) * sizeof(FlowSlot), 64));
-  if (impl->flows == nullptr) return Status::Unavailable("flow table: allocation failed");
-  for (uint32_t i = 0; i < slots; ++i) new (&impl->flows[i]) FlowSlot();
-  impl->flow_mask = slots - 1;
-  impl->responses = static_cast<ResponseSlot*>(allocator.Allocate(size_t(slots) * sizeof(ResponseSlot), 64));
-  if (impl->responses == nullptr) return Status::Unavailable("response table: allocation failed");
-  for (uint32_t i = 0; i < slots; ++i) new (&impl->responses[i]) ResponseSlot();
-  if (config.proxy_protocol != ProxyProtocol::kOff) {
-    impl->proxy_clients = static_cast<ClientAddress*>(allocator.Allocate(size_t(slots) * sizeof(ClientAddress), 64));
-    if (impl->proxy_clients == nullptr) return Status::Unavailable("PROXY client table: allocation failed");
-    for (uint32_t i = 0; i < slots; ++i) new (&impl->proxy_clients[i]) ClientAddress();
-  }
-  if (!impl->pool.Init(allocator, config.reassembly_buffers, config.max_head_bytes)) {
-    return Status::Unavailable("reassembly pool: allocation failed");
-  }
+  if (Status s = impl->flows.Init(allocator, flow_key); !s.ok()) return s;
   return std::unique_ptr<PacketEngine>(new PacketEngine(std::move(impl)));
 }
 
@@ -1481,13 +985,10 @@ void PacketEngine::AttachSync(CoreSync* sync) { impl_->sync = sync; }
 const EngineCounters& PacketEngine::counters() const { return impl_->counters; }
 const ShardCounters& PacketEngine::shard_counters() const { return impl_->shard.counters(); }
 const BucketShard& PacketEngine::shard() const { return impl_->shard; }
-size_t PacketEngine::active_flows() const { return impl_->live_flows; }
-size_t PacketEngine::free_reassembly_buffers() const { return impl_->pool.free_count(); }
+size_t PacketEngine::active_flows() const { return impl_->flows.live(); }
+size_t PacketEngine::free_reassembly_buffers() const { return impl_->flows.pool().free_count(); }
 size_t PacketEngine::memory_bytes() const {
-  return (size_t(impl_->flow_mask) + 1) *
-             (sizeof(FlowSlot) + sizeof(ResponseSlot) + (impl_->proxy_clients != nullptr ? sizeof(ClientAddress) : 0)) +
-         impl_->pool.memory_bytes() +
-         impl_->shard.memory_bytes();
+  return impl_->flows.memory_bytes() + impl_->shard.memory_bytes();
 }
 
 }  // namespace dlb::packet

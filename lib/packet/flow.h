@@ -10,6 +10,9 @@
 
 namespace dlb::packet::internal {
 
+// Whether sequence number a is before b in the 32-bit sequence space of a TCP stream.
+inline bool SeqBefore(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
+
 enum class Phase : uint8_t {
   kHead,         // at (or inside) a request head starting at next_seq
   kBody,         // skipping body_remaining bytes of a Content-Length body
