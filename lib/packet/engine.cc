@@ -34,18 +34,6 @@ constexpr uint16_t kFramePrefetchAhead = 4;
 constexpr uint32_t kPayloadPrefetchBytes = 1024;
 constexpr uint32_t kPayloadPrefetchFrames = 2;
 
-// A standard method, one space, and the start of a target.
-inline bool StartsWithKnownMethod(const uint8_t* p, uint32_t len) {
-  uint32_t n = 0;
-  while (n < len && n < 8 && p[n] != ' ') ++n;
-  if (n + 1 >= len || p[n] != ' ') return false;
-  if (MethodFromToken(std::string_view(reinterpret_cast<const char*>(p), n)) == Method::kOther) {
-    return false;
-  }
-  const uint8_t t = p[n + 1];
-  return t == '/' || t == '*' || (t >= 'a' && t <= 'z') || (t >= 'A' && t <= 'Z');
-}
-
 enum class EventKind : uint8_t {
   kDecide,         // a head with a key: decide it in the shard
   kLimitNoKey,     // no identity and the policy limits it
