@@ -2,7 +2,7 @@
 // limiter (dlb_it_overload: defaults from the environment, as a new user runs it), on
 // this loaded 2-CPU machine, against the bounds of docs/failure-policy.md:
 //   - overload with Redis up: the admitted total is near C + r*W (W = the run's
-//     window; the band is explained at kLoadAllowance), with 4 and 8 processes and with
+//     window; the band is explained at kOverloadUpper), with 4 and 8 processes and with
 //     one process whose wall clock is an hour off;
 //   - Redis slow but up (a proxy delaying replies 3-10 ms, DEBUG SLEEP 0.05 every
 //     200 ms): within C + r*W + N (N processes), every call within its deadline plus a
@@ -159,23 +159,25 @@ void SetEnv(std::vector<std::string>& env, const std::string& entry) {
   env.push_back(entry);
 }
 
-// The target is C + r*W + 1% and at least 95% of it. On this 2-CPU host loaded by other
-// builds (load average 5-16) 16-32 spinning threads starve redis-server for tens of ms
-// at a time, the breakers open on the silence and the policy decides most requests (8 x
-// 4: 405,060 of 405,069 decisions on 2026-12-06): the run is then an outage to the
-// library, and its written bound, C + r*W + N, is what holds. What the policy admitted
-// on a copy while a starved store still admitted others is a debt that later
-// rejections pay back; the part not yet paid back when a run ends is over the bound
-// (measured: up to 3% of C + r*W), hence kLoadAllowance. About 30 runs of the three
-// cases measured 0.88-1.04 of C + r*W, and once 0.84 of the common window's limit while
-// two other builds ran (docs/failure-policy.md); the lower check allows 0.80: the
-// library's bound, not the host's load, is what these guard (the bug they catch
-// admitted 4.1 times the limit; a fallback from full buckets 1.25).
-constexpr double kOverloadLower = 0.80;
+// The target is C + r*W + 1% and at least 95% of it. Upper: the target itself. Lower:
+// 0.90 of the limit of the window all processes ran. Measured on 2026-12-06 with
+// redis-server in a session of its own (RedisServer: as a service is; in the test's
+// session the kernel's autogroup scheduling gave it one share with the 32 workers and
+// starved it, 0.89 of the limit for 8 x 4), 20 runs of the three cases, debug and
+// sanitized builds: 4 x 4 0.97-1.00, one clock off 0.98-1.00, 8 x 4 0.93-0.99 (under
+// 0.95 in 2 of 15 runs), never over C + r*W. With two CPU hogs beside them 8 x 4 measured
+// 0.94-0.99. The bug these catch admitted 4.1 times the limit; a fallback from full
+// buckets 1.25.
+constexpr double kOverloadUpper = 1.01;
+constexpr double kOverloadLower = 0.90;
+// The slow-store and outage cases: what the policy admitted on a copy while a starved
+// store still admitted others is a debt that later rejections pay back, and the part
+// not yet paid back when a run ends is over their written bound (measured: up to 3% of
+// C + r*W on a loaded host).
 constexpr double kLoadAllowance = 0.05;
 
-void ExpectWithinLimitAndNearIt(const FleetResult& r, int processes) {
-  EXPECT_LE(static_cast<double>(r.admitted), r.Limit() * (1 + kLoadAllowance) + processes) << r.Describe();
+void ExpectWithinLimitAndNearIt(const FleetResult& r) {
+  EXPECT_LE(static_cast<double>(r.admitted), r.Limit() * kOverloadUpper) << r.Describe();
   EXPECT_GE(static_cast<double>(r.admitted), r.CommonLimit() * kOverloadLower) << r.Describe();
 }
 
@@ -183,7 +185,7 @@ TEST(Overload, FourProcessesOfFourThreadsAdmitOneBucketsWorth) {
   RedisServer server;
   const FleetResult r = Fleet(4, 4, 3000, DefaultsEnv(server.Url())).Run();
   std::printf("overload 4x4: %s\n", r.Describe().c_str());
-  ExpectWithinLimitAndNearIt(r, 4);
+  ExpectWithinLimitAndNearIt(r);
   for (const WorkerResult& w : r.workers) EXPECT_EQ(w.live, 4);
 }
 
@@ -191,7 +193,7 @@ TEST(Overload, EightProcessesOfFourThreadsAdmitOneBucketsWorth) {
   RedisServer server;
   const FleetResult r = Fleet(8, 4, 3000, DefaultsEnv(server.Url())).Run();
   std::printf("overload 8x4: %s\n", r.Describe().c_str());
-  ExpectWithinLimitAndNearIt(r, 8);
+  ExpectWithinLimitAndNearIt(r);
   for (const WorkerResult& w : r.workers) EXPECT_EQ(w.live, 8);
 }
 
@@ -211,7 +213,7 @@ TEST(Overload, AProcessWhoseWallClockIsAnHourOffChangesNothing) {
   const int64_t now = time(nullptr);
   EXPECT_NEAR(static_cast<double>(now - r.wall_s[0]), 3600.0, 120.0) << "the first worker's clock is not off";
   EXPECT_NEAR(static_cast<double>(now - r.wall_s[1]), 0.0, 120.0);
-  ExpectWithinLimitAndNearIt(r, 4);
+  ExpectWithinLimitAndNearIt(r);
 }
 
 // ---- Redis slow but up --------------------------------------------------------------
