@@ -159,17 +159,19 @@ void SetEnv(std::vector<std::string>& env, const std::string& entry) {
   env.push_back(entry);
 }
 
-// The target is C + r*W + 1% and at least 95% of it. Upper: the target itself. Lower:
-// 0.90 of the limit of the window all processes ran. Measured on 2026-12-06 with
-// redis-server in a session of its own (RedisServer: as a service is; in the test's
-// session the kernel's autogroup scheduling gave it one share with the 32 workers and
-// starved it, 0.89 of the limit for 8 x 4), 20 runs of the three cases, debug and
-// sanitized builds: 4 x 4 0.97-1.00, one clock off 0.98-1.00, 8 x 4 0.93-0.99 (under
-// 0.95 in 2 of 15 runs), never over C + r*W. With two CPU hogs beside them 8 x 4 measured
-// 0.94-0.99. The bug these catch admitted 4.1 times the limit; a fallback from full
-// buckets 1.25.
+// The target, C + r*W + 1% and at least 95% of the limit of the window all processes
+// ran, is what is checked. Measured on 2026-12-06 on this 2-CPU host, debug and
+// sanitized builds, 13 runs of the three cases (3 of them beside two CPU hogs): 4 x 4
+// 0.996-1.000 of C + r*W, 8 x 4 0.984-0.999, one clock an hour off 0.995-0.999, never
+// over C + r*W. Two causes of the 0.88-0.94 measured before: redis-server was in the
+// test's session, where the kernel's autogroup scheduling gave it one CPU share with the
+// 32 workers (RedisServer now gives it a session of its own, as a service has); and
+// before a process knew the store's clock its takes carried no deadline, so that those
+// that missed it at the caller still charged when they ran (the limiter now reads TIME
+// with its first announcement). The bug these catch admitted 4.1 times the limit; a
+// fallback from full buckets 1.25.
 constexpr double kOverloadUpper = 1.01;
-constexpr double kOverloadLower = 0.90;
+constexpr double kOverloadLower = 0.95;
 // The slow-store and outage cases: what the policy admitted on a copy while a starved
 // store still admitted others is a debt that later rejections pay back, and the part
 // not yet paid back when a run ends is over their written bound (measured: up to 3% of
