@@ -22,7 +22,8 @@ exhaustion: stalled half-heads holding the reassembly buffers and idle connectio
 filling the flow table while the other kinds run. The user "victim" never sends a head
 of its own. Prints one line per stream (kind, user, the status lines received, or "reset", or
 "unanswered" when its bytes were neither acknowledged nor answered, or "none"), then
-"streams sent: N".
+"streams sent: N". DLB_RAW_KINDS picks kinds; DLB_RAW_HOLDERS and DLB_RAW_IDLE size the
+exhaustion (20 and 30); DLB_RAW_DEBUG=1 prints each reset received, 2 every segment.
 """
 import os
 import random
