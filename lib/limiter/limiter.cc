@@ -19,6 +19,7 @@
 #include "limiter/local_table.h"
 #include "log/log.h"
 #include "redis/connection.h"
+#include "redis/lease_round.h"
 #include "redis/lease_script.h"
 #include "redis/pool.h"
 #include "redis/script.h"
@@ -146,10 +147,9 @@ class LimiterImpl final : public Limiter {
       heartbeat_cv_.notify_all();
       heartbeat_.join();
       // Leave the count at once rather than after the TTL (best effort).
-      std::string cmd;
-      redis::CommandWriter(cmd).Begin(3).Arg("ZREM").Arg(redis::kParticipantsKey).Arg(participant_id_);
       std::vector<redis::Reply> replies;
-      (void)pool_.Call({cmd}, NowMonoNs() + BackgroundDeadlineNs(), &replies);
+      (void)pool_.Call({redis::LeaveCommand(participant_id_)}, NowMonoNs() + BackgroundDeadlineNs(),
+                       &replies);
     }
     if (syncer_.joinable()) {
       {
@@ -423,9 +423,7 @@ class LimiterImpl final : public Limiter {
   // and with 32 threads starting at once that cost 4% of a 3 s run's limit (the policy
   // decided those requests as well).
   Status Announce(int64_t deadline_ns) {
-    std::vector<std::string> cmds(1);
-    redis::CommandWriter w(cmds[0]);
-    redis::AppendAnnounceCall(w, participant_id_, kParticipantTtlMs);
+    std::vector<std::string> cmds = {redis::AnnounceCommand(participant_id_, kParticipantTtlMs)};
     const bool read_clock = ep_.topology != redis::Topology::kCluster;
     if (read_clock) cmds.emplace_back("*1\r\n$4\r\nTIME\r\n");
     std::vector<redis::Reply> replies;

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "address_text.h"
+
 namespace dlb::packet {
 namespace {
 
@@ -22,15 +24,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
     if (c != lower[i]) return false;
   }
   return true;
-}
-
-// inet_pton on a bounded copy (it wants a NUL-terminated string).
-bool Pton(int af, std::string_view text, void* out) {
-  char buf[48];
-  if (text.empty() || text.size() >= sizeof buf) return false;
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
-  return inet_pton(af, buf, out) == 1;
 }
 
 bool AllDigits(std::string_view s) {
@@ -52,10 +45,10 @@ bool ParseForwardedAddress(std::string_view element, ClientAddress& out) {
     const std::string_view rest = e.substr(close + 1);
     if (!rest.empty() && !(rest.front() == ':' && AllDigits(rest.substr(1)))) return false;
     e = e.substr(1, close - 1);
-    if (!Pton(AF_INET6, e, out.bytes)) return false;
+    if (!ParseAddressText(AF_INET6, e, out.bytes)) return false;
     out.ip_version = 6;
   } else if (e.find(':') != e.rfind(':')) {  // two colons or more: IPv6
-    if (!Pton(AF_INET6, e, out.bytes)) return false;
+    if (!ParseAddressText(AF_INET6, e, out.bytes)) return false;
     out.ip_version = 6;
   } else {
     const size_t colon = e.find(':');
@@ -63,7 +56,7 @@ bool ParseForwardedAddress(std::string_view element, ClientAddress& out) {
       if (!AllDigits(e.substr(colon + 1))) return false;
       e = e.substr(0, colon);
     }
-    if (!Pton(AF_INET, e, out.bytes)) return false;
+    if (!ParseAddressText(AF_INET, e, out.bytes)) return false;
     out.ip_version = 4;
     std::memset(out.bytes + 4, 0, 12);
     return true;

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "address_text.h"
+
 namespace dlb::packet {
 namespace {
 
@@ -26,16 +28,6 @@ void Unmap(ClientAddress& a) {
     std::memset(a.bytes + 4, 0, 12);
     a.ip_version = 4;
   }
-}
-
-// inet_pton on a bounded copy. glibc refuses leading zeros in IPv4 octets and anything
-// but the address itself (no port, no brackets, no zone).
-bool Pton(int af, std::string_view text, void* out) {
-  char buf[48];
-  if (text.empty() || text.size() >= sizeof buf) return false;
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
-  return inet_pton(af, buf, out) == 1;
 }
 
 // A port as the specification writes it: decimal, 0 to 65535, no sign, no leading zero.
@@ -95,7 +87,8 @@ ProxyResult ParseV1(const uint8_t* data, size_t len, ProxyHeader& out) {
     return ProxyResult::kMalformed;
   }
   uint8_t dst_bytes[16];
-  if (!Pton(af, src, out.source.bytes) || !Pton(af, dst, dst_bytes) || !ValidPort(sport) || !ValidPort(dport)) {
+  if (!ParseAddressText(af, src, out.source.bytes) || !ParseAddressText(af, dst, dst_bytes) ||
+      !ValidPort(sport) || !ValidPort(dport)) {
     return ProxyResult::kMalformed;
   }
   out.local = false;

@@ -18,10 +18,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 #include "testbed.h"
 
@@ -31,13 +33,12 @@ namespace {
 constexpr int kCapacity = 3;
 constexpr int kPythonPort = 8082;
 
-std::string OracleRules() {
-  return "service_ports: [80, " + std::to_string(kPythonPort) + "]\n"
-         "shard_users: 10000\n"
-         "max_flows: 4096\n"
-         "reassembly_buffers: 64\n"
-         "rules:\n"
-         "  - {name: local, path_prefix: /local, capacity: " + std::to_string(kCapacity) +
+// `tables`: the flow table's and the buffers' settings.
+std::string OracleRules(const std::string& tables = "max_flows: 4096\nreassembly_buffers: 64\n") {
+  const std::string port = std::to_string(kPythonPort);
+  const std::string capacity = std::to_string(kCapacity);
+  return "service_ports: [80, " + port + "]\nshard_users: 10000\n" + tables +
+         "rules:\n  - {name: local, path_prefix: /local, capacity: " + capacity +
          ", leak_rate_per_s: 0.0001, mode: local}\n"
          "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n";
 }
@@ -55,17 +56,46 @@ void CountExecuted(const std::string& path, std::map<std::string, int>* executed
   }
 }
 
+// What nginx (its access log) and the Python server (`py_log`) executed, printed.
+struct Executed {
+  std::map<std::string, int> per_user;
+  int nginx_lines = 0;
+  int python_lines = 0;
+};
+Executed CountBoth(const Testbed& bed, const std::string& py_log) {
+  Executed e;
+  CountExecuted(bed.dir() + "/access.log", &e.per_user, &e.nginx_lines);
+  CountExecuted(py_log, &e.per_user, &e.python_lines);
+  std::printf("executed on /local by both servers (nginx %d lines, python %d lines):", e.nginx_lines,
+              e.python_lines);
+  for (const auto& [user, n] : e.per_user) std::printf(" %s=%d", user.c_str(), n);
+  std::printf("\n");
+  return e;
+}
+
+// Python's http.server (tests/e2e/recording_server.py) in the server host on
+// kPythonPort, logging to `log`; `extra`: its slow prefix and delay.
+void StartRecordingServer(const Testbed& bed, const std::string& log, const std::vector<std::string>& extra,
+                          std::unique_ptr<Child>* out) {
+  std::vector<std::string> argv = {
+      "ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
+      log};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  *out = std::make_unique<Child>(argv, bed.dir() + "/python.out");
+  Child& python = **out;
+  ASSERT_TRUE(
+      WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
+              std::chrono::seconds(20)))
+      << python.Log();
+}
+
 TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
   const char* env = std::getenv("DLB_ADVERSARIAL_STREAMS");
   const int streams = env != nullptr ? std::atoi(env) : 60;
   Testbed bed(1);
   const std::string py_log = bed.dir() + "/python.log";
-  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
-                py_log, "/slow", "0.5"},
-               bed.dir() + "/python.out");
-  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
-                      std::chrono::seconds(20)))
-      << python.Log();
+  std::unique_ptr<Child> python;
+  ASSERT_NO_FATAL_FAILURE(StartRecordingServer(bed, py_log, {"/slow", "0.5"}, &python));
   ApplianceProcess app(bed, 0, OracleRules());
   ASSERT_TRUE(app.WaitRunning()) << app.Log();
 
@@ -84,28 +114,20 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
   }
   std::printf("%s", out.c_str());
 
-  std::map<std::string, int> executed;
-  int nginx_lines = 0, python_lines = 0;
-  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
-  CountExecuted(py_log, &executed, &python_lines);
-  EXPECT_EQ(executed["victim"], 0) << "the victim sent nothing, yet a server executed its heads";
+  EXPECT_EQ(CountBoth(bed, py_log).per_user["victim"], 0)
+      << "the victim sent nothing, yet a server executed its heads";
   // The victim's own requests: its whole capacity, then 429.
   for (int i = 0; i < kCapacity; ++i) EXPECT_EQ(bed.Curl("/local", "victim"), "200") << i;
   EXPECT_EQ(bed.Curl("/local", "victim", 0, kPythonPort), "429");
 
-  executed.clear();
-  nginx_lines = python_lines = 0;
-  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
-  CountExecuted(py_log, &executed, &python_lines);
-  std::printf("executed on /local by both servers (nginx %d lines, python %d lines):", nginx_lines, python_lines);
-  for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
-  std::printf("\n");
-  EXPECT_GT(nginx_lines, streams / 4) << "the streams should mostly reach nginx";
-  EXPECT_GT(python_lines, streams / 8) << "the streams should reach the Python server (it logs executed requests only)";
-  for (const auto& [user, n] : executed) {
+  Executed e = CountBoth(bed, py_log);
+  EXPECT_GT(e.nginx_lines, streams / 4) << "the streams should mostly reach nginx";
+  EXPECT_GT(e.python_lines, streams / 8)
+      << "the streams should reach the Python server (it logs executed requests only)";
+  for (const auto& [user, n] : e.per_user) {
     EXPECT_LE(n, kCapacity) << "the servers executed " << n << " /local requests of " << user;
   }
-  EXPECT_EQ(executed["victim"], kCapacity);
+  EXPECT_EQ(e.per_user["victim"], kCapacity);
   if (HasFailure()) std::fprintf(stderr, "appliance log:\n%s\n", app.Log().c_str());
   EXPECT_EQ(app.Stop(), 0);
 }
@@ -123,23 +145,11 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheSegments) {
   const int streams = env != nullptr ? std::atoi(env) : 60;
   Testbed bed(1);
   const std::string py_log = bed.dir() + "/python.log";
-  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
-                py_log},
-               bed.dir() + "/python.out");
-  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
-                      std::chrono::seconds(20)))
-      << python.Log();
+  std::unique_ptr<Child> python;
+  ASSERT_NO_FATAL_FAILURE(StartRecordingServer(bed, py_log, {}, &python));
   ApplianceProcess app(bed, 0,
-                       "service_ports: [80, " + std::to_string(kPythonPort) + "]\n"
-                       "shard_users: 10000\n"
-                       "max_flows: 72\n"
-                       "reassembly_buffers: 16\n"
-                       "partial_head_timeout_s: 1\n"
-                       "flow_idle_timeout_s: 4\n"
-                       "rules:\n"
-                       "  - {name: local, path_prefix: /local, capacity: " + std::to_string(kCapacity) +
-                       ", leak_rate_per_s: 0.0001, mode: local}\n"
-                       "default_rule: {name: dflt, capacity: 1000000, leak_rate_per_s: 1000000, mode: local}\n");
+                       OracleRules("max_flows: 72\nreassembly_buffers: 16\npartial_head_timeout_s: 1\n"
+                                   "flow_idle_timeout_s: 4\n"));
   ASSERT_TRUE(app.WaitRunning()) << app.Log();
 
   const std::string raw_ip = "10.99.1.77";
@@ -167,20 +177,15 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheSegments) {
   }
   std::printf("%s", out.c_str());
 
-  std::map<std::string, int> executed;
-  int nginx_lines = 0, python_lines = 0;
-  CountExecuted(bed.dir() + "/access.log", &executed, &nginx_lines);
-  CountExecuted(py_log, &executed, &python_lines);
-  std::printf("executed on /local (nginx %d lines, python %d lines):", nginx_lines, python_lines);
-  for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
-  std::printf("\n%s", app.Scrape().c_str());
-  EXPECT_EQ(executed["victim"], 0) << "the victim sent nothing, yet a server executed its heads";
-  for (const auto& [user, n] : executed) {
+  Executed e = CountBoth(bed, py_log);
+  std::printf("%s", app.Scrape().c_str());
+  EXPECT_EQ(e.per_user["victim"], 0) << "the victim sent nothing, yet a server executed its heads";
+  for (const auto& [user, n] : e.per_user) {
     EXPECT_LE(n, kCapacity) << "the servers executed " << n << " /local requests of " << user;
   }
   // Not vacuous: the streams reach both servers and the limit was reached.
-  EXPECT_GT(nginx_lines, streams / 4);
-  EXPECT_GT(python_lines, streams / 8);
+  EXPECT_GT(e.nginx_lines, streams / 4);
+  EXPECT_GT(e.python_lines, streams / 8);
   EXPECT_GE(app.Metric("dlb_appliance_rejected_by_rule_total", {"rule=\"local\""}), 4);
   // The flows the streams left (connections the server still holds) expire first
   // (flow_idle_timeout_s 4), so that the victim's connections find room.
@@ -198,12 +203,8 @@ TEST(ApplianceOracle, ExecutedRequestsNeverExceedTheLimitWhateverTheSegments) {
 TEST(ApplianceOracle, ALimitedPipelinedHeadWaitsForTheAdmittedResponseOfASlowBackend) {
   Testbed bed(1);
   const std::string py_log = bed.dir() + "/python.log";
-  Child python({"ip", "netns", "exec", bed.server_ns(), "python3", DLB_RECORDING_SERVER, std::to_string(kPythonPort),
-                py_log, "/slow", "0.5"},
-               bed.dir() + "/python.out");
-  ASSERT_TRUE(WaitFor([&] { return bed.InServer("ss -ltn | grep -q ':" + std::to_string(kPythonPort) + " '") == 0; },
-                      std::chrono::seconds(20)))
-      << python.Log();
+  std::unique_ptr<Child> python;
+  ASSERT_NO_FATAL_FAILURE(StartRecordingServer(bed, py_log, {"/slow", "0.5"}, &python));
   ApplianceProcess app(bed, 0,
                        "service_ports: [" + std::to_string(kPythonPort) + "]\n"
                        "rules:\n  - {name: slow, path_prefix: /slow, capacity: 1, leak_rate_per_s: 0.0001, mode: local}\n"

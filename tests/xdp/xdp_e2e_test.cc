@@ -162,6 +162,27 @@ class XdpE2eTest : public ::testing::Test {
     if (!dir_.empty() && !HasFailure() && !std::getenv("DLB_KEEP")) Sh("rm -rf " + dir_);
   }
 
+  // Requests nginx executed on /local per user (its access log: "METHOD URI USER
+  // STATUS"), printed; `lines` gets the log's line count. Executed: answered by the
+  // handler. A head the program held and then refused is logged by nginx with 400 when
+  // its connection is reset before the head ended.
+  std::map<std::string, int> ExecutedOnLocal(int* lines) {
+    std::map<std::string, int> executed;
+    std::istringstream log(Sh("cat " + dir_ + "/access.log"));
+    *lines = 0;
+    for (std::string line; std::getline(log, line); ++*lines) {
+      std::istringstream f(line);
+      std::string method, uri, user;
+      int status = 0;
+      f >> method >> uri >> user >> status;
+      if (uri.rfind("/local", 0) == 0 && status >= 200 && status < 300) ++executed[user];
+    }
+    std::printf("executed on /local (%d lines):", *lines);
+    for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
+    std::printf("\n");
+    return executed;
+  }
+
   // The status code curl got ("000" when none).
   std::string Curl(const std::string& path, const std::string& user, int port = 80,
                    std::string* headers = nullptr, const std::string& server = "10.77.0.2") {
@@ -275,18 +296,8 @@ TEST_F(XdpE2eTest, ExecutedRequestsNeverExceedTheLimitWhateverTheStreams) {
   ASSERT_NE(out.find("streams sent: "), std::string::npos) << out;
   // The victim's own requests: its whole capacity, none rejected.
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "victim"), "200") << i;
-  std::map<std::string, int> executed;
-  std::istringstream log(Sh("cat " + dir_ + "/access.log"));
   int lines = 0;
-  for (std::string line; std::getline(log, line); ++lines) {
-    std::istringstream f(line);
-    std::string method, uri, user;
-    int status = 0;
-    f >> method >> uri >> user >> status;
-    // Executed: answered by the handler. A head the program held and then refused is
-    // logged by nginx with 400 when its connection is reset before the head ended.
-    if (uri.rfind("/local", 0) == 0 && status >= 200 && status < 300) ++executed[user];
-  }
+  std::map<std::string, int> executed = ExecutedOnLocal(&lines);
   EXPECT_GT(lines, streams / 4) << "the streams should mostly reach nginx";
   for (const auto& [user, n] : executed) {
     EXPECT_LE(n, 3) << "nginx executed " << n << " /local requests of " << user;
@@ -313,19 +324,8 @@ TEST_F(XdpE2eTest, ExecutedRequestsNeverExceedTheLimitWhateverTheSegments) {
   std::printf("%s", out.c_str());
   ASSERT_NE(out.find("streams sent: "), std::string::npos) << out;
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Curl("/local", "victim"), "200") << i;
-  std::map<std::string, int> executed;
-  std::istringstream log(Sh("cat " + dir_ + "/access.log"));
   int lines = 0;
-  for (std::string line; std::getline(log, line); ++lines) {
-    std::istringstream f(line);
-    std::string method, uri, user;
-    int status = 0;
-    f >> method >> uri >> user >> status;
-    if (uri.rfind("/local", 0) == 0 && status >= 200 && status < 300) ++executed[user];
-  }
-  std::printf("executed on /local (%d lines):", lines);
-  for (const auto& [user, n] : executed) std::printf(" %s=%d", user.c_str(), n);
-  std::printf("\n");
+  std::map<std::string, int> executed = ExecutedOnLocal(&lines);
   std::printf("%s", Sh("ip netns exec " + sns_ + " curl -s http://127.0.0.1:9465/metrics | grep -v ' 0$' | grep dlb_xdp").c_str());
   EXPECT_GT(lines, streams / 4) << "the streams should mostly reach nginx";
   for (const auto& [user, n] : executed) {
